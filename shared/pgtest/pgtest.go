@@ -85,15 +85,18 @@ func withDatabase(t testing.TB, raw, name string) string {
 	return raw + " dbname=" + name
 }
 
-// Open returns a store on a fresh migrated database, closed when the test
-// ends. Options other than URL are kept.
-func Open(t testing.TB, opts postgres.Options) *postgres.DB {
+// Open returns a store on a fresh migrated database with TestKeyring,
+// closed when the test ends. A non-nil tracer observes every query.
+func Open(t testing.TB, tracer pgx.QueryTracer) *postgres.DB {
 	t.Helper()
-	opts.URL = NewDatabase(t)
-	if opts.Keyring == nil {
-		opts.Keyring = TestKeyring(t)
+	cfg, err := postgres.ParseConfig(postgres.Options{URL: NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	db, err := postgres.Open(context.Background(), opts)
+	if tracer != nil {
+		cfg.ConnConfig.Tracer = tracer
+	}
+	db, err := postgres.OpenConfig(context.Background(), cfg, TestKeyring(t))
 	if err != nil {
 		t.Fatal(err)
 	}

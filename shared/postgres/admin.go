@@ -658,3 +658,21 @@ func dedupe(s []string) []string {
 	}
 	return out
 }
+
+// ConfigCredentials returns the decrypted credentials of a config of the
+// given server, for tool discovery by the admin CLI.
+func (db *DB) ConfigCredentials(ctx context.Context, configID, serverID string) (tenant.Credentials, error) {
+	if !validUUID(configID) {
+		return tenant.Credentials{}, fmt.Errorf("config %q: %w", configID, ErrNotFound)
+	}
+	var sealed []byte
+	var server string
+	err := db.Pool.QueryRow(ctx, `SELECT mcp_server_id::text, encrypted_credentials FROM user_mcp_server_configs WHERE id = $1`, configID).Scan(&server, &sealed)
+	if err != nil {
+		return tenant.Credentials{}, notFoundIfNoRows(err, "config "+configID)
+	}
+	if server != serverID {
+		return tenant.Credentials{}, fmt.Errorf("config %s is not a config of server %s", configID, serverID)
+	}
+	return db.openCredentials(configID, sealed)
+}

@@ -57,12 +57,6 @@ type Options struct {
 	// PgBouncer in transaction mode and other poolers that do not keep
 	// prepared statements.
 	QueryExecMode string `env:"DB_QUERY_EXEC_MODE, default=cache_statement"`
-
-	// Keyring decrypts upstream credentials; required for queries that
-	// return or store them.
-	Keyring *keyring.Keyring `env:"-"`
-	// Tracer, when set, observes every query (tests count them with it).
-	Tracer pgx.QueryTracer `env:"-"`
 }
 
 // DB is the store. Its methods are safe for concurrent use.
@@ -129,25 +123,29 @@ func ParseConfig(opts Options) (*pgxpool.Config, error) {
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "mcp-proxy"
 	}
-	if opts.Tracer != nil {
-		cfg.ConnConfig.Tracer = opts.Tracer
-	}
 	return cfg, nil
 }
 
 // Open creates the pool. It does not connect: with MinConns 0 the first
 // query opens the first connection, so a cold start that is served from
-// cache never waits for Postgres.
-func Open(ctx context.Context, opts Options) (*DB, error) {
+// cache never waits for Postgres. keys decrypts upstream credentials; it
+// may be nil for work that touches none.
+func Open(ctx context.Context, opts Options, keys *keyring.Keyring) (*DB, error) {
 	cfg, err := ParseConfig(opts)
 	if err != nil {
 		return nil, err
 	}
+	return OpenConfig(ctx, cfg, keys)
+}
+
+// OpenConfig is Open with a pool configuration from ParseConfig, changed
+// by the caller (tests set a tracer on it to count queries).
+func OpenConfig(ctx context.Context, cfg *pgxpool.Config, keys *keyring.Keyring) (*DB, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
-	return &DB{Pool: pool, keys: opts.Keyring}, nil
+	return &DB{Pool: pool, keys: keys}, nil
 }
 
 // Close closes the pool; it is safe to call twice.

@@ -68,7 +68,7 @@ func (f fixture) instance(t *testing.T, db *postgres.DB, sel ...postgres.Selecti
 
 func TestMigrateFromEmpty(t *testing.T) {
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, postgres.Options{URL: pgtest.NewDatabase(t)})
+	db, err := postgres.Open(ctx, postgres.Options{URL: pgtest.NewDatabase(t)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestMigrateFromEmpty(t *testing.T) {
 func TestLookupAPIKey(t *testing.T) {
 	ctx := context.Background()
 	counter := &pgtest.Counter{}
-	db := pgtest.Open(t, postgres.Options{Tracer: counter})
+	db := pgtest.Open(t, counter)
 	f := newFixture(t, db)
 	inst := f.instance(t, db, postgres.Selection{ConfigID: f.betaCf.ID})
 	other := f.instance(t, db, postgres.Selection{ConfigID: f.alphaCfg.ID})
@@ -193,7 +193,7 @@ func TestLookupAPIKey(t *testing.T) {
 func TestLoadInstanceConfig(t *testing.T) {
 	ctx := context.Background()
 	counter := &pgtest.Counter{}
-	db := pgtest.Open(t, postgres.Options{Tracer: counter})
+	db := pgtest.Open(t, counter)
 	f := newFixture(t, db)
 	inst := f.instance(t, db,
 		postgres.Selection{ConfigID: f.alphaCfg.ID, Tools: []string{"search", "fetch"}},
@@ -284,7 +284,7 @@ func TestLoadInstanceConfig(t *testing.T) {
 
 	t.Run("wrong encryption key", func(t *testing.T) {
 		other, _ := keyring.Parse("test:" + base64.StdEncoding.EncodeToString(make([]byte, 32)))
-		db2, err := postgres.Open(ctx, postgres.Options{URL: db.Pool.Config().ConnString(), Keyring: other})
+		db2, err := postgres.Open(ctx, postgres.Options{URL: db.Pool.Config().ConnString()}, other)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,7 +315,7 @@ func TestLoadInstanceConfig(t *testing.T) {
 
 func TestCreateInstanceValidates(t *testing.T) {
 	ctx := context.Background()
-	db := pgtest.Open(t, postgres.Options{})
+	db := pgtest.Open(t, nil)
 	f := newFixture(t, db)
 	otherOrg, _ := db.CreateOrganization(ctx, "Other", "", "")
 	tests := []struct {
@@ -347,7 +347,7 @@ func TestCreateInstanceValidates(t *testing.T) {
 
 func TestReencryptAfterRotation(t *testing.T) {
 	ctx := context.Background()
-	db := pgtest.Open(t, postgres.Options{})
+	db := pgtest.Open(t, nil)
 	f := newFixture(t, db)
 	inst := f.instance(t, db, postgres.Selection{ConfigID: f.alphaCfg.ID})
 
@@ -356,7 +356,7 @@ func TestReencryptAfterRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db2, err := postgres.Open(ctx, postgres.Options{URL: db.Pool.Config().ConnString(), Keyring: rotated})
+	db2, err := postgres.Open(ctx, postgres.Options{URL: db.Pool.Config().ConnString()}, rotated)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestReencryptAfterRotation(t *testing.T) {
 	}
 	// Only the new key is needed from now on.
 	newOnly, _ := keyring.Parse("next:" + base64.StdEncoding.EncodeToString([]byte("next-test-key-32-bytes-long-0000")))
-	db3, _ := postgres.Open(ctx, postgres.Options{URL: db.Pool.Config().ConnString(), Keyring: newOnly})
+	db3, _ := postgres.Open(ctx, postgres.Options{URL: db.Pool.Config().ConnString()}, newOnly)
 	defer db3.Close()
 	got, err := db3.LoadInstanceConfig(ctx, inst.ID)
 	if err != nil {

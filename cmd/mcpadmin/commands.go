@@ -1,0 +1,522 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+)
+
+func init() {
+	register("migrate", "", migrate)
+	register("migrate", "status", migrateStatus)
+	register("org", "create", orgCreate)
+	register("org", "list", orgList)
+	register("server", "create", serverCreate)
+	register("server", "list", serverList)
+	register("server", "sync-tools", serverSyncTools)
+	register("tool", "list", toolList)
+	register("tool", "enable", toolSwitch(true))
+	register("tool", "disable", toolSwitch(false))
+	register("config", "create", configCreate)
+	register("config", "list", configList)
+	register("config", "reencrypt", configReencrypt)
+	register("instance", "create", instanceCreate)
+	register("instance", "list", instanceList)
+	register("instance", "delete", instanceDelete)
+	register("instance", "enable-tools", instanceSwitch(true))
+	register("instance", "disable-tools", instanceSwitch(false))
+	register("key", "create", keyCreate)
+	register("key", "list", keyList)
+	register("key", "revoke", keyRevoke)
+}
+
+func migrate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	rows := make([][]string, len(applied))
+	for i, m := range applied {
+		rows[i] = []string{strconv.FormatInt(m.Version, 10), m.Source}
+	}
+	a.note("%d migration(s) applied", len(applied))
+	return a.print(map[string]any{"applied": applied}, []string{"VERSION", "SOURCE"}, rows)
+}
+
+func migrateStatus(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	status, err := db.MigrationStatus(ctx)
+	if err != nil {
+		return err
+	}
+	rows := make([][]string, len(status))
+	for i, m := range status {
+		rows[i] = []string{strconv.FormatInt(m.Version, 10), m.Source, strconv.FormatBool(m.Applied)}
+	}
+	return a.print(map[string]any{"migrations": status}, []string{"VERSION", "SOURCE", "APPLIED"}, rows)
+}
+
+func orgCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	name := fs.String("name", "", "organization name")
+	ownerName := fs.String("owner-name", "owner", "name of the owner user created with it")
+	ownerEmail := fs.String("owner-email", "", "email of the owner user")
+	if err := parse(fs, args, "name"); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	o, err := db.CreateOrganization(ctx, *name, *ownerName, *ownerEmail)
+	if err != nil {
+		return err
+	}
+	return a.print(o, []string{"ID", "NAME", "OWNER USER"}, [][]string{{o.ID, o.Name, o.OwnerUserID}})
+}
+
+func orgList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := db.ListOrganizations(ctx)
+	if err != nil {
+		return err
+	}
+	rows := make([][]string, len(list))
+	for i, o := range list {
+		rows[i] = []string{o.ID, o.Name, orDash(o.OwnerUserID), o.CreatedAt.UTC().Format(time.RFC3339)}
+	}
+	return a.print(map[string]any{"organizations": list}, []string{"ID", "NAME", "OWNER USER", "CREATED"}, rows)
+}
+
+// discover lists the tools of a server definition with the given
+// credentials and turns them into store rows.
+func discover(ctx context.Context, s postgres.Server, creds tenant.Credentials) ([]postgres.Tool, error) {
+	listed, err := upstream.Discover(ctx, tenant.Upstream{Name: s.Name, Transport: s.Transport, URL: s.URL,
+		Command: s.Command, Args: s.Args, HeaderNames: s.HeaderNames, AuthType: s.AuthType, Credentials: creds})
+	if err != nil {
+		return nil, fmt.Errorf("discover tools (is the server reachable? --no-discover skips this): %w", err)
+	}
+	tools := make([]postgres.Tool, 0, len(listed))
+	for _, t := range listed {
+		schema, err := json.Marshal(t.InputSchema)
+		if err != nil {
+			return nil, fmt.Errorf("tool %q: input schema: %w", t.Name, err)
+		}
+		tools = append(tools, postgres.Tool{Name: t.Name, Description: t.Description, InputSchema: schema})
+	}
+	return tools, nil
+}
+
+func toolNames(tools []postgres.Tool) []string {
+	names := make([]string, len(tools))
+	for i, t := range tools {
+		names[i] = t.Name
+	}
+	return names
+}
+
+func serverCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var s postgres.Server
+	var argv, headers, env multi
+	fs.StringVar(&s.OrganizationID, "org", "", "organization ID")
+	fs.StringVar(&s.Name, "name", "", "server name (its tools are exposed as NAMESPACE__TOOL)")
+	transport := fs.String("transport", "", "streamable-http, sse or stdio")
+	fs.StringVar(&s.URL, "url", "", "URL of an HTTP server")
+	fs.StringVar(&s.Command, "command", "", "command of a stdio server")
+	fs.Var(&argv, "arg", "argument of the command (repeatable)")
+	auth := fs.String("auth", "none", "none, api-key, oauth or cloud-run-iam")
+	fs.Var(&headers, "header", "NAME[=VALUE]: a header configs must supply; VALUE is used for discovery only, never stored (repeatable)")
+	fs.Var(&env, "env", "NAME[=VALUE]: an environment variable configs must supply; VALUE as for --header (repeatable)")
+	noDiscover := fs.Bool("no-discover", false, "do not ask the server for its tools now")
+	if err := parse(fs, args, "org", "name", "transport"); err != nil {
+		return err
+	}
+	var err error
+	if s.Transport, err = tenant.ParseTransport(*transport); err != nil {
+		return usageError(err.Error())
+	}
+	if s.AuthType, err = tenant.ParseAuthType(*auth); err != nil {
+		return usageError(err.Error())
+	}
+	s.Args = argv
+	var creds tenant.Credentials
+	if s.HeaderNames, creds.Headers, err = pairs(headers, "--header", true); err != nil {
+		return err
+	}
+	if s.EnvVarNames, creds.Env, err = pairs(env, "--env", true); err != nil {
+		return err
+	}
+	if s.AuthType == tenant.AuthAPIKey && len(s.HeaderNames) == 0 && s.Transport != tenant.TransportStdio {
+		s.HeaderNames = []string{tenant.DefaultAPIKeyHeader}
+	}
+	if err := s.Validate(); err != nil {
+		return usageError(err.Error())
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	var tools []postgres.Tool
+	if !*noDiscover {
+		if tools, err = discover(ctx, s, creds); err != nil {
+			return err
+		}
+	}
+	created, err := db.CreateServer(ctx, s, tools)
+	if err != nil {
+		return friendly(err)
+	}
+	names := toolNames(tools)
+	a.note("%d tool(s) discovered", len(names))
+	out := struct {
+		postgres.Server
+		Tools []string `json:"tools"`
+	}{created, names}
+	return a.print(out, []string{"ID", "NAME", "NAMESPACE", "TRANSPORT", "TOOLS"},
+		[][]string{{created.ID, created.Name, created.Namespace, string(created.Transport), strings.Join(names, ",")}})
+}
+
+func serverList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	org := fs.String("org", "", "organization ID (default: all)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := db.ListServers(ctx, *org)
+	if err != nil {
+		return friendly(err)
+	}
+	rows := make([][]string, len(list))
+	for i, s := range list {
+		target := s.URL
+		if s.Transport == tenant.TransportStdio {
+			target = strings.Join(append([]string{s.Command}, s.Args...), " ")
+		}
+		rows[i] = []string{s.ID, s.Name, s.Namespace, string(s.Transport), string(s.AuthType), target}
+	}
+	return a.print(map[string]any{"servers": list}, []string{"ID", "NAME", "NAMESPACE", "TRANSPORT", "AUTH", "TARGET"}, rows)
+}
+
+func serverSyncTools(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	serverID := fs.String("server", "", "server ID")
+	configID := fs.String("config", "", "config whose credentials to present (default: none)")
+	if err := parse(fs, args, "server"); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := db.GetServer(ctx, *serverID)
+	if err != nil {
+		return friendly(err)
+	}
+	var creds tenant.Credentials
+	if *configID != "" {
+		if creds, err = db.ConfigCredentials(ctx, *configID, s.ID); err != nil {
+			return friendly(err)
+		}
+	}
+	tools, err := discover(ctx, s, creds)
+	if err != nil {
+		return err
+	}
+	res, err := db.SyncTools(ctx, s.ID, tools)
+	if err != nil {
+		return friendly(err)
+	}
+	return a.print(res, []string{"TOOLS", "ADDED", "MISSING"},
+		[][]string{{strconv.Itoa(res.Total), orDash(strings.Join(res.Added, ",")), orDash(strings.Join(res.Missing, ","))}})
+}
+
+func toolList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	serverID := fs.String("server", "", "server ID")
+	if err := parse(fs, args, "server"); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := db.GetServer(ctx, *serverID); err != nil {
+		return friendly(err)
+	}
+	list, err := db.ListTools(ctx, *serverID)
+	if err != nil {
+		return friendly(err)
+	}
+	rows := make([][]string, len(list))
+	for i, t := range list {
+		desc := t.Description
+		if len(desc) > 60 {
+			desc = desc[:57] + "..."
+		}
+		rows[i] = []string{t.Name, strconv.FormatBool(t.Enabled), timeOrDash(t.MissingSince), desc}
+	}
+	return a.print(map[string]any{"tools": list}, []string{"NAME", "ENABLED", "MISSING SINCE", "DESCRIPTION"}, rows)
+}
+
+func toolSwitch(enabled bool) func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	return func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+		serverID := fs.String("server", "", "server ID")
+		name := fs.String("name", "", "tool name")
+		if err := parse(fs, args, "server", "name"); err != nil {
+			return err
+		}
+		db, err := a.store(ctx)
+		if err != nil {
+			return err
+		}
+		if err := db.SetToolEnabled(ctx, *serverID, *name, enabled); err != nil {
+			return friendly(err)
+		}
+		return a.print(map[string]any{"server_id": *serverID, "name": *name, "enabled": enabled},
+			[]string{"SERVER", "TOOL", "ENABLED"}, [][]string{{*serverID, *name, strconv.FormatBool(enabled)}})
+	}
+}
+
+func configCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	serverID := fs.String("server", "", "server ID")
+	orgID := fs.String("org", "", "organization ID")
+	name := fs.String("name", "", "config name")
+	var env, headers multi
+	fs.Var(&env, "env", "KEY=VALUE environment variable for a stdio server (repeatable)")
+	fs.Var(&headers, "header", "NAME=VALUE header for an HTTP server (repeatable)")
+	if err := parse(fs, args, "server", "org"); err != nil {
+		return err
+	}
+	var creds tenant.Credentials
+	var err error
+	if _, creds.Env, err = pairs(env, "--env", false); err != nil {
+		return err
+	}
+	if _, creds.Headers, err = pairs(headers, "--header", false); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := db.CreateConfig(ctx, *orgID, *serverID, *name, creds)
+	if err != nil {
+		return friendly(err)
+	}
+	return a.print(c, []string{"ID", "SERVER", "ENV", "HEADERS", "KEY ID"},
+		[][]string{{c.ID, c.ServerName, orDash(strings.Join(c.EnvNames, ",")), orDash(strings.Join(c.HeaderNames, ",")), orDash(c.KeyID)}})
+}
+
+func configList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	org := fs.String("org", "", "organization ID (default: all)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := db.ListConfigs(ctx, *org)
+	if err != nil {
+		return friendly(err)
+	}
+	rows := make([][]string, len(list))
+	for i, c := range list {
+		rows[i] = []string{c.ID, c.ServerName, orDash(c.Name), orDash(strings.Join(c.EnvNames, ",")), orDash(strings.Join(c.HeaderNames, ",")), orDash(c.KeyID)}
+	}
+	return a.print(map[string]any{"configs": list}, []string{"ID", "SERVER", "NAME", "ENV", "HEADERS", "KEY ID"}, rows)
+}
+
+func configReencrypt(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := db.ReencryptConfigs(ctx)
+	if err != nil {
+		return err
+	}
+	return a.print(map[string]any{"reencrypted": n}, []string{"REENCRYPTED"}, [][]string{{strconv.Itoa(n)}})
+}
+
+func instanceCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	org := fs.String("org", "", "organization ID")
+	name := fs.String("name", "", "instance name")
+	user := fs.String("user", "", "user the instance belongs to (default: none)")
+	var configs multi
+	fs.Var(&configs, "config", "CONFIG_ID[:TOOL,TOOL...]: a config and the tools to expose, all when none are named (repeatable)")
+	if err := parse(fs, args, "org", "name", "config"); err != nil {
+		return err
+	}
+	sel := make([]postgres.Selection, len(configs))
+	for i, c := range configs {
+		id, tools, _ := strings.Cut(c, ":")
+		sel[i].ConfigID = id
+		for t := range strings.SplitSeq(tools, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				sel[i].Tools = append(sel[i].Tools, t)
+			}
+		}
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	inst, err := db.CreateInstance(ctx, *org, *user, *name, sel)
+	if err != nil {
+		return friendly(err)
+	}
+	return a.print(inst, []string{"ID", "NAME", "TOOLS"}, [][]string{{inst.ID, inst.Name, strconv.Itoa(inst.Tools)}})
+}
+
+func instanceList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	org := fs.String("org", "", "organization ID (default: all)")
+	deleted := fs.Bool("deleted", false, "include deleted instances")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := db.ListInstances(ctx, *org, *deleted)
+	if err != nil {
+		return friendly(err)
+	}
+	rows := make([][]string, len(list))
+	for i, in := range list {
+		rows[i] = []string{in.ID, in.Name, in.OrganizationID, strconv.Itoa(in.Tools), strconv.FormatBool(in.ToolsEnabled), timeOrDash(in.DeletedAt)}
+	}
+	return a.print(map[string]any{"instances": list}, []string{"ID", "NAME", "ORGANIZATION", "TOOLS", "TOOLS ENABLED", "DELETED"}, rows)
+}
+
+func instanceDelete(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	id := fs.String("instance", "", "instance ID")
+	if err := parse(fs, args, "instance"); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	if err := db.DeleteInstance(ctx, *id); err != nil {
+		return friendly(err)
+	}
+	return a.print(map[string]any{"id": *id, "deleted": true}, []string{"ID", "DELETED"}, [][]string{{*id, "true"}})
+}
+
+func instanceSwitch(enabled bool) func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	return func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+		id := fs.String("instance", "", "instance ID")
+		if err := parse(fs, args, "instance"); err != nil {
+			return err
+		}
+		db, err := a.store(ctx)
+		if err != nil {
+			return err
+		}
+		if err := db.SetInstanceToolsEnabled(ctx, *id, enabled); err != nil {
+			return friendly(err)
+		}
+		return a.print(map[string]any{"id": *id, "tools_enabled": enabled}, []string{"ID", "TOOLS ENABLED"},
+			[][]string{{*id, strconv.FormatBool(enabled)}})
+	}
+}
+
+func keyCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	instance := fs.String("instance", "", "instance ID")
+	name := fs.String("name", "", "key name")
+	user := fs.String("user", "", "user the key acts for (default: the organization's owner)")
+	expiresIn := fs.String("expires-in", "", "lifetime, e.g. 12h or 90d (default: no expiry)")
+	if err := parse(fs, args, "instance"); err != nil {
+		return err
+	}
+	var expires *time.Time
+	if *expiresIn != "" {
+		d, err := parseDuration(*expiresIn)
+		if err != nil {
+			return usageError(err.Error())
+		}
+		t := time.Now().Add(d).UTC().Truncate(time.Second)
+		expires = &t
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	row, key, err := db.CreateAPIKey(ctx, *instance, *user, *name, expires)
+	if err != nil {
+		return friendly(err)
+	}
+	a.note("The key is shown once; only its hash is stored.")
+	out := struct {
+		postgres.KeyRow
+		Key string `json:"key"`
+	}{row, key}
+	return a.print(out, []string{"ID", "KEY", "EXPIRES"}, [][]string{{row.ID, key, timeOrDash(row.ExpiresAt)}})
+}
+
+func keyList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	instance := fs.String("instance", "", "instance ID")
+	if err := parse(fs, args, "instance"); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := db.ListAPIKeys(ctx, *instance)
+	if err != nil {
+		return friendly(err)
+	}
+	rows := make([][]string, len(list))
+	for i, k := range list {
+		rows[i] = []string{k.ID, k.Prefix + "…", orDash(k.Name), strconv.FormatBool(k.Active), timeOrDash(k.ExpiresAt), timeOrDash(k.LastUsedAt)}
+	}
+	return a.print(map[string]any{"keys": list}, []string{"ID", "PREFIX", "NAME", "ACTIVE", "EXPIRES", "LAST USED"}, rows)
+}
+
+func keyRevoke(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	id := fs.String("key", "", "key ID")
+	if err := parse(fs, args, "key"); err != nil {
+		return err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	if err := db.RevokeAPIKey(ctx, *id); err != nil {
+		return friendly(err)
+	}
+	return a.print(map[string]any{"id": *id, "active": false}, []string{"ID", "ACTIVE"}, [][]string{{*id, "false"}})
+}

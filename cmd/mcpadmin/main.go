@@ -1,0 +1,84 @@
+// Command mcpadmin administers mcp-proxy: schema migrations, organizations,
+// upstream servers and their tools, credentials, instances and API keys.
+// Every command prints a table, or one JSON object with --json.
+//
+// It reads DATABASE_URL (and the DB_* pool settings) and, for commands
+// that store or read credentials, MCP_ENCRYPTION_KEY.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: mcpadmin COMMAND [flags] [--json]
+
+Schema
+  migrate [status]
+Organizations
+  org create --name NAME [--owner-name NAME] [--owner-email EMAIL]
+  org list
+Upstream servers and their tools
+  server create --org ID --name NAME --transport streamable-http|sse|stdio
+                (--url URL | --command CMD [--arg ARG ...])
+                [--auth none|api-key|oauth|cloud-run-iam]
+                [--header NAME[=VALUE] ...] [--env NAME[=VALUE] ...] [--no-discover]
+  server list [--org ID]
+  server sync-tools --server ID [--config ID]
+  tool list --server ID
+  tool enable|disable --server ID --name TOOL
+Credentials (encrypted with MCP_ENCRYPTION_KEY)
+  config create --server ID --org ID [--name NAME] [--env KEY=VALUE ...] [--header NAME=VALUE ...]
+  config list [--org ID]
+  config reencrypt
+Instances (one MCP endpoint each) and their API keys
+  instance create --org ID --name NAME --config ID[:TOOL,TOOL...] ... [--user ID]
+  instance list [--org ID] [--deleted]
+  instance delete --instance ID
+  instance enable-tools|disable-tools --instance ID
+  key create --instance ID [--name NAME] [--expires-in DURATION] [--user ID]
+  key list --instance ID
+  key revoke --key ID
+
+DURATION is a Go duration (90m, 12h) or a number of days (30d).
+`
+
+// run executes one command and returns the exit status: 0, 1 for a failed
+// operation, 2 for a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	a := &app{stdout: stdout, stderr: stderr}
+	defer a.close()
+	err := a.dispatch(ctx, args)
+	switch e := err.(type) {
+	case nil:
+		return 0
+	case usageError:
+		fmt.Fprintf(stderr, "mcpadmin: %s\n\n%s", e, usage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "mcpadmin: %s\n", err)
+		return 1
+	}
+}
+
+type usageError string
+
+func (e usageError) Error() string { return string(e) }

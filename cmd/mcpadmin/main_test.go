@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/shared/keyring"
+	"mcpproxy.dev/mcpproxy/shared/pgtest"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+)
+
+const testKey = "test-only-key-32-bytes-long-0000"
+
+// admin runs mcpadmin in process with the given arguments.
+func admin(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// adminJSON runs a command that must succeed and decodes its JSON output.
+func adminJSON(t *testing.T, into any, args ...string) {
+	t.Helper()
+	code, out, errOut := admin(t, append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("mcpadmin %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), into); err != nil {
+		t.Fatalf("mcpadmin %s: output is not one JSON object: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func demoUpstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	s := demo.NewServer("")
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func setupEnv(t *testing.T) string {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	t.Setenv("DATABASE_URL", url)
+	t.Setenv("MCP_ENCRYPTION_KEY", base64.StdEncoding.EncodeToString([]byte(testKey)))
+	if code, _, errOut := admin(t, "migrate"); code != 0 {
+		t.Fatalf("migrate: %s", errOut)
+	}
+	return url
+}
+
+func TestEndToEnd(t *testing.T) {
+	url := setupEnv(t)
+	upstream := demoUpstream(t)
+
+	var org struct{ ID, OwnerUserID string }
+	var orgOut map[string]any
+	adminJSON(t, &orgOut, "org", "create", "--name", "Acme")
+	org.ID, org.OwnerUserID = orgOut["id"].(string), orgOut["owner_user_id"].(string)
+
+	var server struct {
+		ID    string   `json:"id"`
+		Tools []string `json:"tools"`
+	}
+	adminJSON(t, &server, "server", "create", "--org", org.ID, "--name", "Demo", "--transport", "streamable-http",
+		"--url", upstream.URL, "--auth", "api-key", "--header", "X-Demo-Key=discovery-only")
+	if !slices.Equal(server.Tools, demo.ToolNames) {
+		t.Errorf("discovered tools = %v; want %v", server.Tools, demo.ToolNames)
+	}
+
+	var cfg struct {
+		ID          string   `json:"id"`
+		HeaderNames []string `json:"header_names"`
+		KeyID       string   `json:"key_id"`
+	}
+	adminJSON(t, &cfg, "config", "create", "--server", server.ID, "--org", org.ID, "--header", "X-Demo-Key=k-123")
+	if cfg.KeyID != keyring.DefaultKeyID || !slices.Equal(cfg.HeaderNames, []string{"X-Demo-Key"}) {
+		t.Errorf("config = %+v", cfg)
+	}
+
+	var inst struct {
+		ID    string `json:"id"`
+		Tools int    `json:"tools"`
+	}
+	adminJSON(t, &inst, "instance", "create", "--org", org.ID, "--name", "main", "--config", cfg.ID+":echo,add")
+	if inst.Tools != 2 {
+		t.Errorf("instance tools = %d; want 2", inst.Tools)
+	}
+
+	var key struct {
+		ID     string `json:"id"`
+		Key    string `json:"key"`
+		Prefix string `json:"prefix"`
+	}
+	adminJSON(t, &key, "key", "create", "--instance", inst.ID, "--name", "laptop", "--expires-in", "30d")
+	if !strings.HasPrefix(key.Key, "mcpk_") || !strings.HasPrefix(key.Key, key.Prefix) {
+		t.Errorf("key = %q with prefix %q", key.Key, key.Prefix)
+	}
+
+	// The key resolves to the instance, whose config carries the header.
+	ring, _ := keyring.Parse(base64.StdEncoding.EncodeToString([]byte(testKey)))
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: url}, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	k, err := db.LookupAPIKey(context.Background(), tenant.HashKey(key.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.InstanceID != inst.ID || k.UserID != org.OwnerUserID || k.Check(time.Now()) != nil {
+		t.Errorf("key resolves to %+v", k)
+	}
+	if k.ExpiresAt == nil || k.ExpiresAt.Sub(time.Now()) < 29*24*time.Hour {
+		t.Errorf("expires at %v; want about 30 days from now", k.ExpiresAt)
+	}
+	loaded, err := db.LoadInstanceConfig(context.Background(), inst.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded.Upstreams) != 1 || !slices.Equal(loaded.Upstreams[0].Tools, []string{"add", "echo"}) ||
+		loaded.Upstreams[0].Credentials.Headers["X-Demo-Key"] != "k-123" {
+		t.Errorf("instance = %+v", loaded)
+	}
+
+	// Lists show what was made, without secrets.
+	code, table, _ := admin(t, "config", "list", "--org", org.ID)
+	if code != 0 || !strings.Contains(table, cfg.ID) || strings.Contains(table, "k-123") {
+		t.Errorf("config list (exit %d) must show the config and no secret:\n%s", code, table)
+	}
+	code, table, _ = admin(t, "key", "list", "--instance", inst.ID)
+	if code != 0 || !strings.Contains(table, key.Prefix) || strings.Contains(table, key.Key) {
+		t.Errorf("key list (exit %d) must show the prefix and not the key:\n%s", code, table)
+	}
+
+	// Revoking makes the key unusable.
+	var revoked map[string]any
+	adminJSON(t, &revoked, "key", "revoke", "--key", key.ID)
+	k, _ = db.LookupAPIKey(context.Background(), tenant.HashKey(key.Key))
+	if k.Check(time.Now()) != tenant.ErrKeyInactive {
+		t.Errorf("revoked key check = %v", k.Check(time.Now()))
+	}
+
+	// Deleting the instance hides it from the default list.
+	var deleted, list map[string]any
+	adminJSON(t, &deleted, "instance", "delete", "--instance", inst.ID)
+	adminJSON(t, &list, "instance", "list", "--org", org.ID)
+	if n := len(list["instances"].([]any)); n != 0 {
+		t.Errorf("%d instances listed after delete; want 0", n)
+	}
+}
+
+func TestSyncTools(t *testing.T) {
+	setupEnv(t)
+	upstream := demoUpstream(t)
+	var org map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	var server struct {
+		ID    string   `json:"id"`
+		Tools []string `json:"tools"`
+	}
+	adminJSON(t, &server, "server", "create", "--org", org["id"].(string), "--name", "late", "--transport", "streamable-http",
+		"--url", upstream.URL, "--no-discover")
+	if len(server.Tools) != 0 {
+		t.Errorf("tools with --no-discover = %v; want none", server.Tools)
+	}
+	var res postgres.SyncResult
+	adminJSON(t, &res, "server", "sync-tools", "--server", server.ID)
+	if !slices.Equal(res.Added, demo.ToolNames) || res.Total != len(demo.ToolNames) {
+		t.Errorf("sync = %+v; want all demo tools added", res)
+	}
+	var tools struct{ Tools []postgres.Tool }
+	adminJSON(t, &tools, "tool", "disable", "--server", server.ID, "--name", "fail")
+	adminJSON(t, &tools, "tool", "list", "--server", server.ID)
+	for _, tl := range tools.Tools {
+		if tl.Enabled == (tl.Name == "fail") {
+			t.Errorf("tool %s enabled = %v", tl.Name, tl.Enabled)
+		}
+	}
+}
+
+func TestStdioDiscovery(t *testing.T) {
+	setupEnv(t)
+	bin := filepath.Join(t.TempDir(), "demo-upstream")
+	if out, err := exec.Command("go", "build", "-o", bin, "../demo-upstream").CombinedOutput(); err != nil {
+		t.Fatalf("build demo-upstream: %v\n%s", err, out)
+	}
+	var org map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	var server struct {
+		Tools []string `json:"tools"`
+	}
+	adminJSON(t, &server, "server", "create", "--org", org["id"].(string), "--name", "local", "--transport", "stdio",
+		"--command", bin, "--arg", "--transport", "--arg", "stdio")
+	if !slices.Equal(server.Tools, demo.ToolNames) {
+		t.Errorf("stdio tools = %v; want %v", server.Tools, demo.ToolNames)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	setupEnv(t)
+	var org map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	orgID := org["id"].(string)
+	unknown := "00000000-0000-0000-0000-000000000000"
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, 2, "usage"},
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"unknown subcommand", []string{"org", "explode"}, 2, `unknown command "org explode"`},
+		{"missing flag", []string{"org", "create"}, 2, "--name is required"},
+		{"bad transport", []string{"server", "create", "--org", orgID, "--name", "x", "--transport", "carrier-pigeon", "--url", "http://x"}, 2, "unknown transport"},
+		{"bad URL", []string{"server", "create", "--org", orgID, "--name", "x", "--transport", "sse", "--url", "not a url"}, 2, "bad URL"},
+		{"unreachable upstream", []string{"server", "create", "--org", orgID, "--name", "x", "--transport", "streamable-http", "--url", "http://127.0.0.1:1/mcp"}, 1, "discover tools"},
+		{"missing stdio command", []string{"server", "create", "--org", orgID, "--name", "x", "--transport", "stdio", "--command", "no-such-command-here"}, 1, "not found on this machine"},
+		{"unknown org", []string{"server", "create", "--org", unknown, "--name", "x", "--transport", "streamable-http", "--url", "http://127.0.0.1:1/", "--no-discover"}, 1, "organization: no such record"},
+		{"unknown instance", []string{"key", "create", "--instance", unknown}, 1, "no such record"},
+		{"malformed ID", []string{"key", "revoke", "--key", "nope"}, 1, `api key "nope": no such record`},
+		{"bad expiry", []string{"key", "create", "--instance", unknown, "--expires-in", "soon"}, 2, "bad duration"},
+		{"secret not echoed", []string{"config", "create", "--server", unknown, "--org", orgID, "--env", "TOKENhunter2"}, 2, "want NAME=VALUE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := admin(t, tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestMissingEncryptionKey(t *testing.T) {
+	setupEnv(t)
+	t.Setenv("MCP_ENCRYPTION_KEY", "")
+	var org map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	var server map[string]any
+	adminJSON(t, &server, "server", "create", "--org", org["id"].(string), "--name", "x", "--transport", "streamable-http", "--url", "http://127.0.0.1:1/", "--no-discover")
+	code, _, errOut := admin(t, "config", "create", "--server", server["id"].(string), "--org", org["id"].(string), "--env", "A=b")
+	if code != 1 || !strings.Contains(errOut, "MCP_ENCRYPTION_KEY") {
+		t.Errorf("exit %d, stderr %q; want exit 1 naming MCP_ENCRYPTION_KEY", code, errOut)
+	}
+}

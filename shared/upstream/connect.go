@@ -1,0 +1,154 @@
+// Package upstream connects to upstream MCP servers with the official SDK's
+// client transports: Streamable HTTP, SSE and stdio, presenting the
+// credentials of a config.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+)
+
+// ClientName is how the proxy introduces itself to upstreams.
+const ClientName = "mcp-proxy"
+
+// ConnectTimeout bounds connecting to an upstream and its initialize
+// handshake.
+const ConnectTimeout = 10 * time.Second
+
+// inheritedEnv are the only variables of the proxy's own environment a
+// stdio upstream inherits: the proxy's environment holds the database URL
+// and the encryption key, which no upstream may see.
+var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
+
+// Transport returns the SDK transport that reaches up. httpClient is used
+// for HTTP upstreams (nil for a default one); the config's headers are
+// added to every request.
+func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
+	switch up.Transport {
+	case tenant.TransportStreamableHTTP, tenant.TransportSSE:
+		if up.URL == "" {
+			return nil, errors.New("no URL")
+		}
+		client := withHeaders(httpClient, up.Credentials.Headers)
+		if up.Transport == tenant.TransportSSE {
+			return &mcp.SSEClientTransport{Endpoint: up.URL, HTTPClient: client}, nil
+		}
+		// The proxy asks, the upstream answers: no standalone stream.
+		return &mcp.StreamableClientTransport{Endpoint: up.URL, HTTPClient: client, MaxRetries: -1, DisableStandaloneSSE: true}, nil
+	case tenant.TransportStdio:
+		if up.Command == "" {
+			return nil, errors.New("no command")
+		}
+		path, err := exec.LookPath(up.Command)
+		if err != nil {
+			return nil, fmt.Errorf("command %q not found on this machine", up.Command)
+		}
+		cmd := exec.Command(path, up.Args...)
+		cmd.Env = StdioEnv(up.Credentials.Env)
+		return &mcp.CommandTransport{Command: cmd}, nil
+	}
+	return nil, fmt.Errorf("unknown transport %q", up.Transport)
+}
+
+// StdioEnv is the environment of a stdio upstream: a few harmless
+// variables of the proxy's own, then the config's.
+func StdioEnv(configEnv map[string]string) []string {
+	var env []string
+	for _, name := range inheritedEnv {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	names := make([]string, 0, len(configEnv))
+	for k := range configEnv {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		env = append(env, k+"="+configEnv[k])
+	}
+	return env
+}
+
+// headerTransport adds fixed headers to every request.
+type headerTransport struct {
+	base    http.RoundTripper
+	headers map[string]string
+}
+
+func (t *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range t.headers {
+		r.Header.Set(k, v)
+	}
+	return t.base.RoundTrip(r)
+}
+
+func withHeaders(c *http.Client, headers map[string]string) *http.Client {
+	if c == nil {
+		c = &http.Client{}
+	}
+	if len(headers) == 0 {
+		return c
+	}
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	out := *c
+	out.Transport = &headerTransport{base: base, headers: headers}
+	return &out
+}
+
+// Connect opens a client session to up, initialize included, within
+// ConnectTimeout.
+func Connect(ctx context.Context, up tenant.Upstream, httpClient *http.Client) (*mcp.ClientSession, error) {
+	t, err := Transport(up, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, nil)
+	cctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	defer cancel()
+	session, err := client.Connect(cctx, t, nil)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: connect: %w", up.Name, err)
+	}
+	return session, nil
+}
+
+// ListTools asks a session for all its tools, following pagination.
+func ListTools(ctx context.Context, s *mcp.ClientSession) ([]*mcp.Tool, error) {
+	var tools []*mcp.Tool
+	for t, err := range s.Tools(ctx, nil) {
+		if err != nil {
+			return nil, err
+		}
+		tools = append(tools, t)
+	}
+	return tools, nil
+}
+
+// Discover connects to up, lists its tools and disconnects.
+func Discover(ctx context.Context, up tenant.Upstream) ([]*mcp.Tool, error) {
+	s, err := Connect(ctx, up, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	tools, err := ListTools(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: tools/list: %w", up.Name, err)
+	}
+	return tools, nil
+}
