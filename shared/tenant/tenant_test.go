@@ -1,0 +1,86 @@
+package tenant
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNamespace(t *testing.T) {
+	for in, want := range map[string]string{
+		"GitHub":          "github",
+		"Alpha Search":    "alpha-search",
+		"my_server.v2":    "my-server-v2",
+		"Ünïcode Server":  "-n-code-server",
+		"already-fine-01": "already-fine-01",
+	} {
+		if got := Namespace(in); got != want {
+			t.Errorf("Namespace(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	for in, want := range map[string]Transport{"streamable-http": TransportStreamableHTTP, "STREAMABLE_HTTPS": TransportStreamableHTTP, "sse": TransportSSE, "stdio": TransportStdio} {
+		if got, err := ParseTransport(in); err != nil || got != want {
+			t.Errorf("ParseTransport(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseTransport("websocket"); err == nil || !strings.Contains(err.Error(), "websocket") {
+		t.Errorf("ParseTransport(websocket) error = %v", err)
+	}
+	for in, want := range map[string]AuthType{"none": AuthNone, "api-key": AuthAPIKey, "API_KEY": AuthAPIKey, "oauth": AuthOAuth, "cloud-run-iam": AuthCloudRunIAM} {
+		if got, err := ParseAuthType(in); err != nil || got != want {
+			t.Errorf("ParseAuthType(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseAuthType("basic"); err == nil {
+		t.Error("ParseAuthType(basic) succeeded")
+	}
+}
+
+func TestKeyCheck(t *testing.T) {
+	now := time.Now()
+	past, future := now.Add(-time.Second), now.Add(time.Hour)
+	tests := []struct {
+		name string
+		key  Key
+		want error
+	}{
+		{"active", Key{Active: true}, nil},
+		{"not yet expired", Key{Active: true, ExpiresAt: &future}, nil},
+		{"revoked", Key{Active: false}, ErrKeyInactive},
+		{"expired", Key{Active: true, ExpiresAt: &past}, ErrKeyExpired},
+		{"expires exactly now", Key{Active: true, ExpiresAt: &now}, ErrKeyExpired},
+		{"instance deleted", Key{Active: true, InstanceGone: true}, ErrInstanceDeleted},
+	}
+	for _, tt := range tests {
+		if got := tt.key.Check(now); !errors.Is(got, tt.want) {
+			t.Errorf("%s: Check = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestNewKey(t *testing.T) {
+	k1, p1, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _, _ := NewKey()
+	if k1 == k2 {
+		t.Error("two keys are equal")
+	}
+	if !strings.HasPrefix(k1, "mcpk_") || len(k1) != 5+43 {
+		t.Errorf("key %q: want mcpk_ and 43 base64url characters", k1)
+	}
+	if p1 != k1[:KeyPrefixLen] || DisplayPrefix(k1) != p1 {
+		t.Errorf("prefix %q of %q", p1, k1)
+	}
+	if DisplayPrefix("short") != "(short)" {
+		t.Errorf("DisplayPrefix of a short value shows it: %q", DisplayPrefix("short"))
+	}
+	if HashKey(k1) == HashKey(k2) {
+		t.Error("two keys hash alike")
+	}
+}
