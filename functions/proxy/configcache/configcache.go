@@ -1,0 +1,223 @@
+// Package configcache is the proxy's warm cache of API keys, instance
+// configurations and upstream tool lists: one per function instance
+// process, shared by all its concurrent requests.
+//
+// Entries are fresh for TTL. A stale entry is served at once while one
+// background load refreshes it (stale-while-revalidate); when that load
+// fails the stale value keeps being served for up to StaleIfError past its
+// expiry, so a Postgres outage does not take down instances that were
+// warm. Loads are deduplicated per key (singleflight): any number of
+// concurrent misses for one key make one load. Errors the caller marks as
+// negative (an unknown API key) are cached for NegativeTTL, so a client
+// retrying a bad key does not reach the database each time.
+//
+// The bound and eviction come from hashicorp/golang-lru (a maintained,
+// thread-safe LRU) and the deduplication from x/sync/singleflight; what
+// neither offers — freshness, stale serving and negative entries — is the
+// small layer here. Expirable LRUs (golang-lru/expirable, ttlcache) drop
+// an entry at expiry, which is exactly what stale-if-error must not do.
+package configcache
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Options configure a cache. Zero values take the defaults named.
+type Options struct {
+	// Size bounds the number of entries; the least recently used is
+	// evicted beyond it. Default 10,000.
+	Size int
+	// TTL is how long an entry is fresh. Default 60 s.
+	TTL time.Duration
+	// StaleIfError is how long past expiry an entry may still be served
+	// while it is refreshed in the background, or while refreshes fail.
+	// Default 10 min; negative: an expired entry is always loaded anew
+	// before it is served.
+	StaleIfError time.Duration
+	// NegativeTTL is how long a negative error is cached. Default 5 s.
+	NegativeTTL time.Duration
+	// LoadTimeout bounds one load, which runs detached from the request
+	// that triggered it (so that one client giving up does not fail the
+	// others waiting on the same load). Default 10 s.
+	LoadTimeout time.Duration
+	// IsNegative reports whether a load error is a stable answer worth
+	// caching (not found), rather than a failure. Nil: none is.
+	IsNegative func(error) bool
+	// OnRefreshError is told about a failed background refresh; nil
+	// ignores it.
+	OnRefreshError func(key string, err error)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Outcome says how Get answered.
+type Outcome uint8
+
+const (
+	Hit      Outcome = iota // fresh entry
+	Stale                   // stale entry, refresh under way or failing
+	Miss                    // loaded now
+	Negative                // cached negative answer
+)
+
+func (o Outcome) String() string {
+	return [...]string{"hit", "stale", "miss", "negative"}[o]
+}
+
+type entry[V any] struct {
+	value   V
+	err     error // a negative answer
+	expires time.Time
+	// refreshing is set while one background refresh runs; nextTry
+	// (UnixNano) spaces refreshes out while they fail, so an outage costs
+	// about one load a second per key, not one per request.
+	refreshing atomic.Bool
+	nextTry    atomic.Int64
+}
+
+// retryPause is the least time between two failing refreshes of one entry.
+const retryPause = time.Second
+
+// refreshInBackground starts one load of a stale entry unless one is under
+// way or the last one failed less than retryPause ago. The goroutine ends
+// when the load does, within LoadTimeout.
+func (c *Cache[V]) refreshInBackground(e *entry[V], now time.Time, key string, load func(context.Context) (V, error)) {
+	if now.UnixNano() < e.nextTry.Load() || !e.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer e.refreshing.Store(false)
+		_, err, _ := c.flight.Do(key, func() (any, error) { return c.load(key, load) })
+		if err != nil {
+			e.nextTry.Store(c.opts.Now().Add(retryPause).UnixNano())
+			c.refresh.Add(1)
+			if c.opts.OnRefreshError != nil {
+				c.opts.OnRefreshError(key, err)
+			}
+		}
+	}()
+}
+
+// Cache maps string keys to values of type V. It is safe for concurrent
+// use.
+type Cache[V any] struct {
+	opts    Options
+	lru     *lru.Cache[string, *entry[V]]
+	flight  singleflight.Group
+	hits    atomic.Int64
+	misses  atomic.Int64
+	stale   atomic.Int64
+	refresh atomic.Int64 // refresh failures
+}
+
+// New makes a cache.
+func New[V any](opts Options) *Cache[V] {
+	if opts.Size <= 0 {
+		opts.Size = 10000
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = 60 * time.Second
+	}
+	if opts.StaleIfError == 0 {
+		opts.StaleIfError = 10 * time.Minute
+	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = 5 * time.Second
+	}
+	if opts.LoadTimeout <= 0 {
+		opts.LoadTimeout = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c, err := lru.New[string, *entry[V]](opts.Size)
+	if err != nil {
+		panic(fmt.Sprintf("configcache: %v", err)) // only for a non-positive size, excluded above
+	}
+	return &Cache[V]{opts: opts, lru: c}
+}
+
+// Get returns the value for key, loading it with load when it is missing.
+// A negative error from load is returned (and cached) as the error.
+func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Context) (V, error)) (V, Outcome, error) {
+	now := c.opts.Now()
+	if e, ok := c.lru.Get(key); ok {
+		if now.Before(e.expires) {
+			c.hits.Add(1)
+			if e.err != nil {
+				return e.value, Negative, e.err
+			}
+			return e.value, Hit, nil
+		}
+		if e.err == nil && now.Before(e.expires.Add(max(c.opts.StaleIfError, 0))) {
+			c.stale.Add(1)
+			c.refreshInBackground(e, now, key, load)
+			return e.value, Stale, nil
+		}
+	}
+	c.misses.Add(1)
+	ch := c.flight.DoChan(key, func() (any, error) { return c.load(key, load) })
+	select {
+	case res := <-ch:
+		v, _ := res.Val.(V)
+		if res.Err != nil && c.negative(res.Err) {
+			return v, Negative, res.Err
+		}
+		return v, Miss, res.Err
+	case <-ctx.Done():
+		var zero V
+		return zero, Miss, ctx.Err()
+	}
+}
+
+// load runs the loader detached from any one request and stores what it
+// returns: the value, or a negative error.
+func (c *Cache[V]) load(key string, load func(context.Context) (V, error)) (V, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.LoadTimeout)
+	defer cancel()
+	v, err := load(ctx)
+	now := c.opts.Now()
+	switch {
+	case err == nil:
+		c.lru.Add(key, &entry[V]{value: v, expires: now.Add(c.opts.TTL)})
+	case c.negative(err):
+		c.lru.Add(key, &entry[V]{err: err, expires: now.Add(c.opts.NegativeTTL)})
+	}
+	return v, err
+}
+
+func (c *Cache[V]) negative(err error) bool {
+	return c.opts.IsNegative != nil && c.opts.IsNegative(err)
+}
+
+// Remove drops key, so the next Get loads it.
+func (c *Cache[V]) Remove(key string) { c.lru.Remove(key) }
+
+// Stats are counts since the cache was made.
+type Stats struct {
+	Size          int   `json:"size"`
+	Hits          int64 `json:"hits"`
+	Misses        int64 `json:"misses"`
+	Stale         int64 `json:"stale"`
+	RefreshErrors int64 `json:"refreshErrors"`
+}
+
+// HitRate is the share of Gets answered from the cache, fresh or stale.
+func (s Stats) HitRate() float64 {
+	total := s.Hits + s.Stale + s.Misses
+	if total == 0 {
+		return 0
+	}
+	return float64(s.Hits+s.Stale) / float64(total)
+}
+
+// Stats returns the current counts.
+func (c *Cache[V]) Stats() Stats {
+	return Stats{Size: c.lru.Len(), Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(), RefreshErrors: c.refresh.Load()}
+}

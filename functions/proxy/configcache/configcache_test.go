@@ -1,0 +1,203 @@
+package configcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+var errNotFound = errors.New("not found")
+
+func newCache(clk *clock) *Cache[string] {
+	return New[string](Options{TTL: time.Minute, StaleIfError: 5 * time.Minute, NegativeTTL: 5 * time.Second,
+		IsNegative: func(err error) bool { return errors.Is(err, errNotFound) }, Now: clk.Now})
+}
+
+func TestConcurrentMissesLoadOnce(t *testing.T) {
+	c := newCache(&clock{now: time.Unix(0, 0)})
+	var loads atomic.Int32
+	release := make(chan struct{})
+	load := func(context.Context) (string, error) {
+		loads.Add(1)
+		<-release
+		return "v", nil
+	}
+	var wg sync.WaitGroup
+	results := make(chan string, 80)
+	for range 80 {
+		wg.Go(func() {
+			v, _, err := c.Get(context.Background(), "k", load)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- v
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // let all 80 reach the cache
+	close(release)
+	wg.Wait()
+	close(results)
+	if n := loads.Load(); n != 1 {
+		t.Errorf("loads = %d; want 1 for 80 concurrent misses", n)
+	}
+	for v := range results {
+		if v != "v" {
+			t.Errorf("got %q; want v", v)
+		}
+	}
+}
+
+func TestFreshStaleRefresh(t *testing.T) {
+	clk := &clock{now: time.Unix(0, 0)}
+	c := newCache(clk)
+	version := atomic.Int32{}
+	load := func(context.Context) (string, error) {
+		return fmt.Sprint("v", version.Add(1)), nil
+	}
+	ctx := context.Background()
+	if v, o, _ := c.Get(ctx, "k", load); v != "v1" || o != Miss {
+		t.Fatalf("first get = %q %v; want v1 miss", v, o)
+	}
+	clk.Add(59 * time.Second)
+	if v, o, _ := c.Get(ctx, "k", load); v != "v1" || o != Hit {
+		t.Fatalf("within TTL = %q %v; want v1 hit", v, o)
+	}
+	clk.Add(2 * time.Second)
+	if v, o, _ := c.Get(ctx, "k", load); v != "v1" || o != Stale {
+		t.Fatalf("after TTL = %q %v; want stale v1 served at once", v, o)
+	}
+	waitFor(t, func() bool { v, o, _ := c.Get(ctx, "k", load); return v == "v2" && o == Hit })
+	if n := version.Load(); n != 2 {
+		t.Errorf("loads = %d; want 2 (one refresh)", n)
+	}
+}
+
+func TestStaleIfError(t *testing.T) {
+	clk := &clock{now: time.Unix(0, 0)}
+	c := newCache(clk)
+	var failing atomic.Bool
+	var loads atomic.Int32
+	load := func(context.Context) (string, error) {
+		loads.Add(1)
+		if failing.Load() {
+			return "", errors.New("postgres is down")
+		}
+		return "v", nil
+	}
+	ctx := context.Background()
+	c.Get(ctx, "k", load)
+	failing.Store(true)
+	clk.Add(2 * time.Minute) // expired, within stale-if-error
+	for range 50 {
+		if v, o, err := c.Get(ctx, "k", load); v != "v" || o != Stale || err != nil {
+			t.Fatalf("during outage = %q %v %v; want stale v", v, o, err)
+		}
+	}
+	waitFor(t, func() bool { return c.Stats().RefreshErrors >= 1 })
+	if n := loads.Load(); n > 3 {
+		t.Errorf("%d loads for 50 requests during an outage; want refreshes spaced out", n)
+	}
+	clk.Add(5 * time.Minute) // past the stale-if-error limit
+	if _, _, err := c.Get(ctx, "k", load); err == nil {
+		t.Error("served past the stale-if-error limit")
+	}
+}
+
+func TestNegativeCaching(t *testing.T) {
+	clk := &clock{now: time.Unix(0, 0)}
+	c := newCache(clk)
+	var loads atomic.Int32
+	load := func(context.Context) (string, error) { loads.Add(1); return "", errNotFound }
+	ctx := context.Background()
+	for range 10 {
+		if _, o, err := c.Get(ctx, "bad", load); !errors.Is(err, errNotFound) || (o != Negative) {
+			t.Fatalf("got %v %v; want negative not found", o, err)
+		}
+	}
+	if n := loads.Load(); n != 1 {
+		t.Errorf("loads = %d; want 1 while the negative entry lives", n)
+	}
+	clk.Add(6 * time.Second)
+	c.Get(ctx, "bad", load)
+	if n := loads.Load(); n != 2 {
+		t.Errorf("loads = %d; want 2 after NegativeTTL", n)
+	}
+
+	// Other errors are not cached.
+	var fails atomic.Int32
+	failing := func(context.Context) (string, error) { fails.Add(1); return "", errors.New("timeout") }
+	c.Get(ctx, "x", failing)
+	c.Get(ctx, "x", failing)
+	if n := fails.Load(); n != 2 {
+		t.Errorf("failing loads = %d; want 2 (failures are not cached)", n)
+	}
+}
+
+func TestBoundedSize(t *testing.T) {
+	c := New[int](Options{Size: 3})
+	ctx := context.Background()
+	for i := range 10 {
+		c.Get(ctx, fmt.Sprint(i), func(context.Context) (int, error) { return i, nil })
+	}
+	if s := c.Stats(); s.Size != 3 {
+		t.Errorf("size = %d; want 3", s.Size)
+	}
+	if _, o, _ := c.Get(ctx, "9", func(context.Context) (int, error) { return -1, nil }); o != Hit {
+		t.Errorf("most recent entry evicted: %v", o)
+	}
+	if v, o, _ := c.Get(ctx, "0", func(context.Context) (int, error) { return -1, nil }); o != Miss || v != -1 {
+		t.Errorf("oldest entry kept: %v %v", v, o)
+	}
+}
+
+func TestCallerGivingUpDoesNotFailOthers(t *testing.T) {
+	c := New[string](Options{})
+	release := make(chan struct{})
+	load := func(ctx context.Context) (string, error) {
+		select {
+		case <-release:
+			return "v", nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	impatient, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { _, _, err := c.Get(impatient, "k", load); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	patient := make(chan string)
+	go func() { v, _, _ := c.Get(context.Background(), "k", load); patient <- v }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("impatient caller err = %v; want canceled", err)
+	}
+	close(release)
+	if v := <-patient; v != "v" {
+		t.Errorf("patient caller got %q; want v", v)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
