@@ -127,9 +127,9 @@ func PingFirestore(ctx context.Context, client *firestore.Client) error {
 func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	deep := r.URL.Query().Get("deep") == "1"
 	c.Logger.InfoContext(r.Context(), "health check",
-		"userAgent", r.UserAgent(), "clientIp", ClientIP(r), "deep", deep)
+		"userAgent", r.UserAgent(), "clientIp", logging.ClientIP(r), "deep", deep)
 
-	resp := Response{Status: "ok", Timestamp: time.Now().UTC(), Version: Version()}
+	resp := Response{Status: "ok", Timestamp: time.Now().UTC(), Version: logging.Version()}
 	code := http.StatusOK
 	if deep {
 		resp.Checks = c.check(r.Context())
@@ -178,26 +178,4 @@ func (c *Checker) check(ctx context.Context) map[string]string {
 	}
 	wg.Wait()
 	return results
-}
-
-// ClientIP is the caller's address: the first X-Forwarded-For hop (set by
-// Google's front end), else the connection's peer.
-func ClientIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		first, _, _ := strings.Cut(xff, ",")
-		return strings.TrimSpace(first)
-	}
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i >= 0 {
-		host = host[:i]
-	}
-	return strings.Trim(host, "[]")
-}
-
-// Version is the deployed revision (K_REVISION on Cloud Run), else "dev".
-func Version() string {
-	if v := os.Getenv("K_REVISION"); v != "" {
-		return v
-	}
-	return "dev"
 }

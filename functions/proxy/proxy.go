@@ -1,26 +1,102 @@
 // Package proxy is the Proxy function: the authenticated MCP endpoint that
 // aggregates the upstream MCP servers of one instance.
+//
+// One Handler serves every request of a function instance process: its
+// API key and instance caches, its upstream sessions and its Postgres pool
+// are created on the first request and kept warm for the next ones.
 package proxy
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"os"
+	"sync"
+	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/sethvargo/go-envconfig"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/shared/keyring"
+	"mcpproxy.dev/mcpproxy/shared/logging"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 func init() {
 	functions.HTTP("Proxy", Proxy)
 }
 
-// Proxy serves the MCP endpoint. Until the request path is built it
-// answers every request with a JSON-RPC error and HTTP 501.
-func Proxy(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusNotImplemented)
-	json.NewEncoder(w).Encode(map[string]any{
-		"jsonrpc": "2.0",
-		"id":      nil,
-		"error":   map[string]any{"code": -32603, "message": "the MCP endpoint is not implemented yet"},
+// Config is the Proxy function's environment.
+type Config struct {
+	Postgres      postgres.Options
+	EncryptionKey string `env:"MCP_ENCRYPTION_KEY"`
+	ProjectID     string `env:"GOOGLE_CLOUD_PROJECT"`
+
+	CacheTTL          time.Duration `env:"CACHE_TTL, default=60s"`
+	CacheStaleIfError time.Duration `env:"CACHE_STALE_IF_ERROR, default=10m"`
+	CacheNegativeTTL  time.Duration `env:"CACHE_NEGATIVE_TTL, default=5s"`
+	CacheSize         int           `env:"CACHE_SIZE, default=10000"`
+
+	RequestTimeout         time.Duration `env:"REQUEST_TIMEOUT, default=120s"`
+	UpstreamListTimeout    time.Duration `env:"UPSTREAM_LIST_TIMEOUT, default=10s"`
+	UpstreamConnectTimeout time.Duration `env:"UPSTREAM_CONNECT_TIMEOUT, default=10s"`
+	UpstreamToolsTTL       time.Duration `env:"UPSTREAM_TOOLS_TTL, default=30s"`
+	UpstreamIdleTimeout    time.Duration `env:"UPSTREAM_IDLE_TIMEOUT, default=10m"`
+	UpstreamConnsPerHost   int           `env:"UPSTREAM_MAX_IDLE_CONNS_PER_HOST, default=100"`
+
+	MaxBodyBytes   int64      `env:"MAX_BODY_BYTES, default=4194304"`
+	AllowedOrigins []string   `env:"ALLOWED_ORIGINS"`
+	LogLevel       slog.Level `env:"LOG_LEVEL, default=INFO"`
+}
+
+// handler is built on the first request of the process. A configuration
+// error is kept and answered on every request, instead of a crash loop.
+var handler = sync.OnceValues(func() (*Handler, error) {
+	ctx := context.Background()
+	var c Config
+	if err := envconfig.Process(ctx, &c); err != nil {
+		return nil, err
+	}
+	logger := logging.New(os.Stderr, c.LogLevel)
+	keys, err := keyring.Parse(c.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	db, err := postgres.Open(ctx, c.Postgres, keys)
+	if err != nil {
+		return nil, err
+	}
+	pool := upstream.NewPool(upstream.PoolOptions{
+		MaxIdleConnsPerHost: c.UpstreamConnsPerHost,
+		ConnectTimeout:      c.UpstreamConnectTimeout,
+		IdleTimeout:         c.UpstreamIdleTimeout,
 	})
+	return New(db, pool, logger, Options{
+		RequestTimeout: c.RequestTimeout,
+		ListTimeout:    c.UpstreamListTimeout,
+		MaxBodyBytes:   c.MaxBodyBytes,
+		AllowedOrigins: c.AllowedOrigins,
+		Cache: configcache.Options{Size: c.CacheSize, TTL: c.CacheTTL, StaleIfError: c.CacheStaleIfError,
+			NegativeTTL: c.CacheNegativeTTL, LoadTimeout: c.Postgres.ConnectTimeout + c.Postgres.StatementTimeout},
+		ToolsTTL:  c.UpstreamToolsTTL,
+		ProjectID: c.ProjectID,
+		Version:   logging.Version(),
+	}), nil
+})
+
+// Proxy is the function's entry point.
+func Proxy(w http.ResponseWriter, r *http.Request) {
+	h, err := handler()
+	if err != nil {
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("proxy misconfigured", "error", err.Error())
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": nil,
+			"error": map[string]any{"code": codeInternalError, "message": "the proxy is misconfigured; see its logs"}})
+		return
+	}
+	h.ServeHTTP(w, r)
 }

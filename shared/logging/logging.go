@@ -6,6 +6,9 @@ package logging
 import (
 	"io"
 	"log/slog"
+	"net/http"
+	"os"
+	"strings"
 )
 
 // New returns a JSON logger for Cloud Logging writing to w at level and
@@ -39,4 +42,68 @@ func severity(l slog.Level) string {
 		return "WARNING"
 	}
 	return "ERROR"
+}
+
+// TraceID is the trace ID of a request, from the W3C traceparent header or
+// Google's X-Cloud-Trace-Context; "" when it has neither.
+func TraceID(r *http.Request) string {
+	if tp := r.Header.Get("traceparent"); tp != "" {
+		// version-traceid-spanid-flags
+		parts := strings.Split(tp, "-")
+		if len(parts) == 4 && len(parts[1]) == 32 && isHex(parts[1]) && parts[1] != strings.Repeat("0", 32) {
+			return parts[1]
+		}
+	}
+	if xc := r.Header.Get("X-Cloud-Trace-Context"); xc != "" {
+		id, _, _ := strings.Cut(xc, "/")
+		if len(id) == 32 && isHex(id) {
+			return id
+		}
+	}
+	return ""
+}
+
+// TraceAttrs are the attributes that let Cloud Logging correlate a log
+// line with its trace; none when the request carries no trace.
+func TraceAttrs(r *http.Request, projectID string) []slog.Attr {
+	id := TraceID(r)
+	if id == "" {
+		return nil
+	}
+	trace := id
+	if projectID != "" {
+		trace = "projects/" + projectID + "/traces/" + id
+	}
+	return []slog.Attr{slog.String("logging.googleapis.com/trace", trace)}
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// Version is the deployed revision (K_REVISION on Cloud Run), else "dev".
+func Version() string {
+	if v := os.Getenv("K_REVISION"); v != "" {
+		return v
+	}
+	return "dev"
+}
+
+// ClientIP is a request's client address: the first X-Forwarded-For hop
+// (set by Google's front end), else the connection's peer.
+func ClientIP(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		first, _, _ := strings.Cut(xff, ",")
+		return strings.TrimSpace(first)
+	}
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -44,5 +45,47 @@ func TestLevelFilters(t *testing.T) {
 	New(&buf, slog.LevelWarn).Info("hidden")
 	if buf.Len() != 0 {
 		t.Errorf("info written at warn level: %q", buf.String())
+	}
+}
+
+func TestTrace(t *testing.T) {
+	tests := []struct {
+		header, value, want string
+	}{
+		{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "4bf92f3577b34da6a3ce929d0e0e4736"},
+		{"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", ""},
+		{"traceparent", "garbage", ""},
+		{"X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/1;o=1", "105445aa7843bc8bf206b12000100000"},
+		{"X-Cloud-Trace-Context", "nothex/1", ""},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.Header.Set(tt.header, tt.value)
+		if got := TraceID(r); got != tt.want {
+			t.Errorf("TraceID(%s: %s) = %q; want %q", tt.header, tt.value, got, tt.want)
+		}
+	}
+	r := httptest.NewRequest("POST", "/", nil)
+	r.Header.Set("traceparent", tests[0].value)
+	attrs := TraceAttrs(r, "proj")
+	if len(attrs) != 1 || attrs[0].Value.String() != "projects/proj/traces/4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("TraceAttrs = %v", attrs)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	for _, tt := range []struct{ xff, remote, want string }{
+		{"203.0.113.7, 10.0.0.1", "10.0.0.2:5000", "203.0.113.7"},
+		{"", "192.0.2.1:5000", "192.0.2.1"},
+		{"", "[2001:db8::1]:443", "2001:db8::1"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tt.remote
+		if tt.xff != "" {
+			r.Header.Set("X-Forwarded-For", tt.xff)
+		}
+		if got := ClientIP(r); got != tt.want {
+			t.Errorf("ClientIP(xff=%q, remote=%q) = %q; want %q", tt.xff, tt.remote, got, tt.want)
+		}
 	}
 }

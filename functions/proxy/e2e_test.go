@@ -1,0 +1,353 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/shared/logging"
+	"mcpproxy.dev/mcpproxy/shared/pgtest"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+)
+
+// upstreamServer is a demo MCP server on a fixed address that can be
+// stopped and started again, losing its sessions as a real restart does.
+type upstreamServer struct {
+	t    *testing.T
+	name string
+	addr string
+	srv  *httptest.Server
+}
+
+func startUpstream(t *testing.T, name string) *upstreamServer {
+	u := &upstreamServer{t: t, name: name}
+	u.start()
+	t.Cleanup(u.stop)
+	return u
+}
+
+func (u *upstreamServer) start() {
+	server := demo.NewServer(u.name)
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	u.srv = httptest.NewUnstartedServer(h)
+	if u.addr != "" {
+		l, err := net.Listen("tcp", u.addr)
+		if err != nil {
+			u.t.Fatalf("restart upstream on %s: %v", u.addr, err)
+		}
+		u.srv.Listener = l
+	}
+	u.srv.Start()
+	u.addr = u.srv.Listener.Addr().String()
+}
+
+func (u *upstreamServer) stop() {
+	if u.srv != nil {
+		u.srv.CloseClientConnections()
+		u.srv.Close()
+		u.srv = nil
+	}
+}
+
+func (u *upstreamServer) url() string { return "http://" + u.addr }
+
+// env is a proxy in front of two upstreams, with its database seeded.
+type env struct {
+	db        *postgres.DB
+	counter   *pgtest.Counter
+	alpha     *upstreamServer
+	beta      *upstreamServer
+	org       postgres.Organization
+	inst      postgres.Instance
+	key       string
+	proxy     *httptest.Server
+	handler   *proxy.Handler
+	logs      *syncBuffer
+	alphaCfg  postgres.Config
+	betaCfg   postgres.Config
+	betaSrvID string
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.Write(p) }
+func (b *syncBuffer) String() string              { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
+
+func newEnv(t *testing.T, opts proxy.Options) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{counter: &pgtest.Counter{}, logs: &syncBuffer{}}
+	e.db = pgtest.Open(t, e.counter)
+	e.alpha = startUpstream(t, "alpha")
+	e.beta = startUpstream(t, "beta")
+	var err error
+	if e.org, err = e.db.CreateOrganization(ctx, "Acme", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	register := func(name string, u *upstreamServer) (postgres.Server, postgres.Config) {
+		tools, err := upstream.Discover(ctx, tenant.Upstream{Name: name, Transport: tenant.TransportStreamableHTTP, URL: u.url()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []postgres.Tool
+		for _, tl := range tools {
+			rows = append(rows, postgres.Tool{Name: tl.Name})
+		}
+		s, err := e.db.CreateServer(ctx, postgres.Server{OrganizationID: e.org.ID, Name: name,
+			Transport: tenant.TransportStreamableHTTP, URL: u.url()}, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := e.db.CreateConfig(ctx, e.org.ID, s.ID, "", tenant.Credentials{Headers: map[string]string{"X-Upstream-Key": "upstream-secret"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, c
+	}
+	_, e.alphaCfg = register("Alpha", e.alpha)
+	var betaSrv postgres.Server
+	betaSrv, e.betaCfg = register("Beta", e.beta)
+	e.betaSrvID = betaSrv.ID
+	if e.inst, err = e.db.CreateInstance(ctx, e.org.ID, "", "main", []postgres.Selection{
+		{ConfigID: e.alphaCfg.ID, Tools: []string{"echo", "add"}},
+		{ConfigID: e.betaCfg.ID, Tools: []string{"echo", "slow", "fail"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, e.key, err = e.db.CreateAPIKey(ctx, e.inst.ID, "", "test", nil); err != nil {
+		t.Fatal(err)
+	}
+	pool := upstream.NewPool(upstream.PoolOptions{})
+	t.Cleanup(pool.Close)
+	e.handler = proxy.New(e.db, pool, logging.New(e.logs, slog.LevelDebug), opts)
+	e.proxy = httptest.NewServer(e.handler)
+	t.Cleanup(e.proxy.Close)
+	return e
+}
+
+// headerRT adds a header to every request of an MCP client.
+type headerRT struct{ key, value string }
+
+func (h headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(h.key, h.value)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// client connects a real go-sdk MCP client to a proxy path with a key.
+func (e *env) client(t *testing.T, path, key string) *mcp.ClientSession {
+	t.Helper()
+	transport := &mcp.StreamableClientTransport{Endpoint: e.proxy.URL + path,
+		HTTPClient: &http.Client{Transport: headerRT{"Authorization", "Bearer " + key}}, MaxRetries: -1}
+	s, err := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil).Connect(context.Background(), transport, nil)
+	if err != nil {
+		t.Fatalf("connect to the proxy: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func toolNames(t *testing.T, s *mcp.ClientSession) []string {
+	t.Helper()
+	res, err := s.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range res.Tools {
+		names = append(names, tl.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func text(t *testing.T, res *mcp.CallToolResult) string {
+	t.Helper()
+	if len(res.Content) == 0 {
+		t.Fatal("result has no content")
+	}
+	tc, ok := res.Content[0].(*mcp.TextContent)
+	if !ok {
+		t.Fatalf("content is %T; want text", res.Content[0])
+	}
+	return tc.Text
+}
+
+func TestMergedFilteredTools(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	s := e.client(t, "/mcp", e.key)
+	want := []string{"alpha__add", "alpha__echo", "beta__echo", "beta__fail", "beta__slow"}
+	if got := toolNames(t, s); !slices.Equal(got, want) {
+		t.Errorf("tools = %v; want %v", got, want)
+	}
+	if got := s.InitializeResult().ServerInfo.Name; got != "mcp-proxy" {
+		t.Errorf("server name = %q", got)
+	}
+	// The same through /mcp/{instanceId}.
+	s2 := e.client(t, "/mcp/"+e.inst.ID, e.key)
+	if got := toolNames(t, s2); !slices.Equal(got, want) {
+		t.Errorf("tools on /mcp/{id} = %v; want %v", got, want)
+	}
+}
+
+func TestRoutedCalls(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	s := e.client(t, "/mcp", e.key)
+	ctx := context.Background()
+
+	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "alpha__add", Arguments: map[string]any{"a": 2, "b": 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc, _ := json.Marshal(res.StructuredContent); string(sc) != `{"sum":5}` {
+		t.Errorf("add structured = %s; want {\"sum\":5}", sc)
+	}
+	res, err = s.CallTool(ctx, &mcp.CallToolParams{Name: "beta__echo", Arguments: map[string]any{"text": "héllo"}})
+	if err != nil || text(t, res) != "héllo" {
+		t.Errorf("echo = %v, %v", res, err)
+	}
+	res, err = s.CallTool(ctx, &mcp.CallToolParams{Name: "beta__fail", Arguments: map[string]any{"message": "boom"}})
+	if err != nil || !res.IsError || text(t, res) != "boom" {
+		t.Errorf("fail = %+v, %v; want isError with boom", res, err)
+	}
+	for _, name := range []string{"alpha__large", "gamma__echo", "echo", "alpha__nope"} {
+		_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: map[string]any{}})
+		var jerr *jsonrpc.Error
+		if !errorsAs(err, &jerr) || jerr.Code != jsonrpc.CodeInvalidParams {
+			t.Errorf("call %s: err = %v; want -32602", name, err)
+		}
+	}
+}
+
+func TestSingleUpstreamRoute(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	s := e.client(t, "/mcp/"+e.inst.ID+"/beta", e.key)
+	if got, want := toolNames(t, s), []string{"echo", "fail", "slow"}; !slices.Equal(got, want) {
+		t.Errorf("tools = %v; want %v (unprefixed, beta only)", got, want)
+	}
+	res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
+	if err != nil || text(t, res) != "x" {
+		t.Errorf("echo = %v, %v", res, err)
+	}
+}
+
+func TestUpstreamDownLeavesTheRest(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	s := e.client(t, "/mcp", e.key)
+	e.beta.stop()
+	if got, want := toolNames(t, s), []string{"alpha__add", "alpha__echo"}; !slices.Equal(got, want) {
+		t.Errorf("tools with beta down = %v; want %v", got, want)
+	}
+	_, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "beta__echo", Arguments: map[string]any{"text": "x"}})
+	if err == nil || !strings.Contains(err.Error(), "beta") {
+		t.Errorf("call to a down upstream: err = %v; want an error naming beta", err)
+	}
+	if !strings.Contains(e.logs.String(), `"upstream":"beta"`) {
+		t.Error("the failing upstream was not logged")
+	}
+}
+
+func TestUpstreamRestartRecovered(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	s := e.client(t, "/mcp", e.key)
+	ctx := context.Background()
+	call := func() error {
+		_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "alpha__echo", Arguments: map[string]any{"text": "again"}})
+		return err
+	}
+	if err := call(); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted upstream no longer knows the proxy's session.
+	e.alpha.stop()
+	e.alpha.start()
+	if err := call(); err != nil {
+		t.Fatalf("call after the upstream restarted: %v", err)
+	}
+	if got := toolNames(t, s); len(got) != 5 {
+		t.Errorf("tools after restart = %v", got)
+	}
+}
+
+func TestDeadline(t *testing.T) {
+	e := newEnv(t, proxy.Options{RequestTimeout: 500 * time.Millisecond})
+	s := e.client(t, "/mcp", e.key)
+	start := time.Now()
+	_, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "beta__slow", Arguments: map[string]any{"ms": 10000}})
+	if err == nil || !strings.Contains(err.Error(), "beta did not answer") {
+		t.Errorf("slow call: err = %v; want the deadline error naming beta", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("slow call took %v; want it cut at the deadline", d)
+	}
+	// Other upstreams are not slowed.
+	res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "alpha__echo", Arguments: map[string]any{"text": "fast"}})
+	if err != nil || text(t, res) != "fast" {
+		t.Errorf("echo after a timeout = %v, %v", res, err)
+	}
+}
+
+func errorsAs(err error, target **jsonrpc.Error) bool {
+	for err != nil {
+		if j, ok := err.(*jsonrpc.Error); ok {
+			*target = j
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+// post sends a raw request to the proxy.
+func (e *env) post(t *testing.T, path string, header map[string]string, body string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range header {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	json.Unmarshal(raw, &out)
+	return resp, out
+}
+
+func rpcCode(out map[string]any) int {
+	e, _ := out["error"].(map[string]any)
+	c, _ := e["code"].(float64)
+	return int(c)
+}

@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// MCP and JSON-RPC error codes the proxy answers with.
+const (
+	codeParseError     = jsonrpc.CodeParseError
+	codeInvalidRequest = jsonrpc.CodeInvalidRequest
+	codeMethodNotFound = jsonrpc.CodeMethodNotFound
+	codeInvalidParams  = jsonrpc.CodeInvalidParams
+	codeInternalError  = jsonrpc.CodeInternalError
+	// codeUpstream is the implementation-defined server error the proxy
+	// answers when an upstream cannot be reached, fails or times out.
+	codeUpstream = -32000
+	// codeUnauthorized and codeForbidden accompany HTTP 401 and 403.
+	codeUnauthorized = -32001
+	codeForbidden    = -32003
+)
+
+// rpcError is a JSON-RPC error with the HTTP status to send it with.
+type rpcError struct {
+	status  int
+	code    int64
+	message string
+	data    any
+	header  http.Header // extra response headers (WWW-Authenticate)
+}
+
+func (e *rpcError) Error() string { return e.message }
+
+func newError(status int, code int64, message string) *rpcError {
+	return &rpcError{status: status, code: code, message: message}
+}
+
+// wire converts the error for the SDK's JSON-RPC encoder.
+func (e *rpcError) wire() *jsonrpc.Error {
+	w := &jsonrpc.Error{Code: e.code, Message: e.message}
+	if e.data != nil {
+		if raw, err := json.Marshal(e.data); err == nil {
+			w.Data = raw
+		}
+	}
+	return w
+}
+
+// writeError is the one error path of the function: every failure, HTTP
+// level or JSON-RPC level, leaves as a JSON-RPC error object.
+func writeError(w http.ResponseWriter, id jsonrpc.ID, e *rpcError) int {
+	for k, vs := range e.header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	var body []byte
+	if id.IsValid() {
+		body, _ = jsonrpc.EncodeMessage(&jsonrpc.Response{ID: id, Error: e.wire()})
+	} else {
+		// The SDK's encoder omits a missing ID, but JSON-RPC wants
+		// "id": null on an error about a request whose ID is unknown.
+		body, _ = json.Marshal(struct {
+			JSONRPC string         `json:"jsonrpc"`
+			ID      any            `json:"id"`
+			Error   *jsonrpc.Error `json:"error"`
+		}{"2.0", nil, e.wire()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	w.Write(body)
+	return len(body)
+}

@@ -1,0 +1,501 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/shared/logging"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+)
+
+// Store is what the proxy needs of Postgres: two queries, each one round
+// trip, both behind the warm cache.
+type Store interface {
+	LookupAPIKey(ctx context.Context, hash [32]byte) (*tenant.Key, error)
+	LoadInstanceConfig(ctx context.Context, instanceID string) (*tenant.Instance, error)
+}
+
+// Options tune a Handler. Zero values take the defaults named.
+type Options struct {
+	// RequestTimeout bounds a whole request, upstream calls included.
+	// Default 120 s.
+	RequestTimeout time.Duration
+	// ListTimeout bounds asking one upstream for a list, so one slow
+	// upstream drops out of tools/list instead of holding it. Default 10 s.
+	ListTimeout time.Duration
+	// MaxBodyBytes bounds a request body. Default 4 MiB.
+	MaxBodyBytes int64
+	// AllowedOrigins are the browser origins that may call the proxy; a
+	// request with any other Origin header is refused (DNS rebinding
+	// protection). Requests without Origin (non-browser clients) pass.
+	AllowedOrigins []string
+	// Cache configures the API key and instance caches.
+	Cache configcache.Options
+	// ToolsTTL is how long an upstream's tool list is kept. Default 30 s.
+	ToolsTTL time.Duration
+	// ProjectID qualifies trace IDs in log lines.
+	ProjectID string
+	// Version is reported as serverInfo.version.
+	Version string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Handler is the proxy's MCP endpoint. It is safe for concurrent use; one
+// Handler serves every request of a process.
+type Handler struct {
+	store   Store
+	pool    *upstream.Pool
+	log     *slog.Logger
+	opts    Options
+	keys    *configcache.Cache[*tenant.Key]
+	views   *configcache.Cache[*view]
+	tools   *configcache.Cache[[]*mcp.Tool]
+	origins map[string]bool
+}
+
+// New makes a Handler.
+func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *Handler {
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 120 * time.Second
+	}
+	if opts.ListTimeout <= 0 {
+		opts.ListTimeout = 10 * time.Second
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 4 << 20
+	}
+	if opts.ToolsTTL <= 0 {
+		opts.ToolsTTL = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	h := &Handler{store: store, pool: pool, log: logger, opts: opts, origins: map[string]bool{}}
+	for _, o := range opts.AllowedOrigins {
+		h.origins[strings.TrimSuffix(strings.TrimSpace(o), "/")] = true
+	}
+	notFound := func(err error) bool { return errors.Is(err, postgres.ErrNotFound) }
+	refreshFailed := func(what string) func(string, error) {
+		return func(_ string, err error) {
+			logger.Warn("cache refresh failed; serving the cached value", "cache", what, "error", err.Error())
+		}
+	}
+	keyOpts := opts.Cache
+	keyOpts.IsNegative, keyOpts.OnRefreshError = notFound, refreshFailed("apiKey")
+	h.keys = configcache.New[*tenant.Key](keyOpts)
+	viewOpts := opts.Cache
+	viewOpts.IsNegative, viewOpts.OnRefreshError = notFound, refreshFailed("instance")
+	h.views = configcache.New[*view](viewOpts)
+	// A failing upstream must drop out of the list, so its tool list is
+	// never served stale.
+	h.tools = configcache.New[[]*mcp.Tool](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
+		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now})
+	return h
+}
+
+// CacheStats reports the caches' counts, for the process figures.
+func (h *Handler) CacheStats() map[string]configcache.Stats {
+	return map[string]configcache.Stats{"apiKeys": h.keys.Stats(), "instances": h.views.Stats(), "upstreamTools": h.tools.Stats()}
+}
+
+// exchange is one HTTP request as it is handled and then logged.
+type exchange struct {
+	start      time.Time
+	requestID  string
+	key        *tenant.Key
+	keyPrefix  string
+	view       *view
+	only       *upstreamView // set on a single-upstream route
+	version    string        // protocol version of the request
+	keyCache   configcache.Outcome
+	viewCache  configcache.Outcome
+	httpStatus int
+	// Of the (last) JSON-RPC request in the body:
+	method     string
+	tool       string
+	upstream   string
+	status     string // success, error or timeout
+	rpcCode    int64
+	errMessage string
+	inBytes    int
+	outBytes   int
+}
+
+func (x *exchange) fail(e *rpcError) {
+	if x.status != "timeout" {
+		x.status = "error"
+	}
+	x.rpcCode, x.errMessage = e.code, e.message
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{start: h.opts.Now(), httpStatus: http.StatusOK, status: "success", requestID: requestID(r)}
+	defer h.logExchange(r, x)
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.log.Error("panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()), "requestId", x.requestID)
+			e := newError(http.StatusInternalServerError, codeInternalError, "internal error")
+			x.fail(e)
+			x.httpStatus = e.status
+			writeError(w, jsonrpc.ID{}, e)
+		}
+	}()
+	if e := h.serve(w, r, x); e != nil {
+		x.fail(e)
+		x.httpStatus = e.status
+		x.outBytes = writeError(w, jsonrpc.ID{}, e)
+	}
+}
+
+// serve handles a request; an error it returns is answered by ServeHTTP.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) *rpcError {
+	rt, ok := parseRoute(r.URL.Path)
+	if !ok {
+		return newError(http.StatusNotFound, codeInvalidRequest, "no MCP endpoint at "+r.URL.Path+" (use /mcp, /mcp/{instanceId} or /mcp/{instanceId}/{namespace})")
+	}
+	if e := h.checkOrigin(w, r); e != nil {
+		return e
+	}
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		x.httpStatus = http.StatusNoContent
+		return nil
+	default:
+		// The proxy is stateless: no standalone stream to GET, no session
+		// to DELETE.
+		e := newError(http.StatusMethodNotAllowed, codeInvalidRequest, r.Method+" is not supported: this stateless endpoint takes POST only")
+		e.header = http.Header{"Allow": {"POST, OPTIONS"}}
+		return e
+	}
+	if e := checkContentType(r); e != nil {
+		return e
+	}
+	version, e := headerVersion(r)
+	if e != nil {
+		return e
+	}
+	x.version = version
+	if e := h.authenticate(r.Context(), r, rt, x); e != nil {
+		return e
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return newError(http.StatusRequestEntityTooLarge, codeInvalidRequest, fmt.Sprintf("request body larger than %d bytes", h.opts.MaxBodyBytes))
+		}
+		return newError(http.StatusBadRequest, codeParseError, "cannot read request body")
+	}
+	x.inBytes = len(body)
+
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	defer cancel()
+	return h.dispatch(ctx, w, body, x)
+}
+
+// dispatch decodes the body (one message, or a batch on 2025-03-26) and
+// answers it.
+func (h *Handler) dispatch(ctx context.Context, w http.ResponseWriter, body []byte, x *exchange) *rpcError {
+	trimmed := strings.TrimLeft(string(body[:min(len(body), 64)]), " \t\r\n")
+	if strings.HasPrefix(trimmed, "[") {
+		if x.version != "" && x.version != version20250326 {
+			return newError(http.StatusBadRequest, codeInvalidRequest, "JSON-RPC batches are not supported by protocol version "+x.version)
+		}
+		var raw []json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil {
+			return newError(http.StatusBadRequest, codeParseError, "invalid JSON: "+err.Error())
+		}
+		if len(raw) == 0 {
+			return newError(http.StatusBadRequest, codeInvalidRequest, "empty batch")
+		}
+		var out []json.RawMessage
+		for _, m := range raw {
+			if resp := h.answer(ctx, m, x); resp != nil {
+				out = append(out, resp)
+			}
+		}
+		// Errors of single members travel inside the batch's 200.
+		x.httpStatus = http.StatusOK
+		if len(out) == 0 {
+			return h.write(w, x, nil)
+		}
+		body, _ := json.Marshal(out)
+		return h.write(w, x, body)
+	}
+	return h.write(w, x, h.answer(ctx, body, x))
+}
+
+// write sends a response body, or 202 Accepted when there is none (the
+// body held only notifications or responses).
+func (h *Handler) write(w http.ResponseWriter, x *exchange, body []byte) *rpcError {
+	if body == nil {
+		w.WriteHeader(http.StatusAccepted)
+		x.httpStatus = http.StatusAccepted
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(x.httpStatus)
+	w.Write(body)
+	x.outBytes = len(body)
+	return nil
+}
+
+// answer handles one JSON-RPC message and returns the encoded response,
+// or nil for a notification or a response.
+func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.RawMessage {
+	msg, err := jsonrpc.DecodeMessage(data)
+	if err != nil {
+		var syntax *json.SyntaxError
+		e := newError(http.StatusBadRequest, codeInvalidRequest, "not a JSON-RPC 2.0 message: "+err.Error())
+		if errors.As(err, &syntax) || !json.Valid(data) {
+			e = newError(http.StatusBadRequest, codeParseError, "invalid JSON")
+		}
+		return h.errorResponse(x, jsonrpc.ID{}, e)
+	}
+	req, ok := msg.(*jsonrpc.Request)
+	if !ok {
+		return nil // a response to a request the proxy never sends
+	}
+	x.method = req.Method
+	if req.Method == "" {
+		return h.errorResponse(x, req.ID, newError(http.StatusBadRequest, codeInvalidRequest, "missing method"))
+	}
+	if !req.ID.IsValid() {
+		return nil // notifications need no answer
+	}
+	fn, ok := methods[req.Method]
+	if !ok {
+		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeMethodNotFound, "method not found: "+req.Method))
+	}
+	result, e := fn(h, ctx, x, req.Params)
+	if e != nil {
+		return h.errorResponse(x, req.ID, e)
+	}
+	raw, err := json.Marshal(result)
+	if err != nil {
+		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeInternalError, "cannot encode the result"))
+	}
+	out, err := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: req.ID, Result: raw})
+	if err != nil {
+		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeInternalError, "cannot encode the result"))
+	}
+	return out
+}
+
+func (h *Handler) errorResponse(x *exchange, id jsonrpc.ID, e *rpcError) json.RawMessage {
+	x.fail(e)
+	if e.status != http.StatusOK {
+		x.httpStatus = e.status
+	}
+	var buf responseBuffer
+	writeError(&buf, id, e)
+	return buf.body
+}
+
+// responseBuffer captures what writeError writes.
+type responseBuffer struct {
+	header http.Header
+	body   []byte
+}
+
+func (b *responseBuffer) Header() http.Header {
+	if b.header == nil {
+		b.header = http.Header{}
+	}
+	return b.header
+}
+func (b *responseBuffer) Write(p []byte) (int, error) {
+	b.body = append(b.body, p...)
+	return len(p), nil
+}
+func (b *responseBuffer) WriteHeader(int) {}
+
+// checkOrigin refuses browser origins not configured, and sets the CORS
+// headers for those that are.
+func (h *Handler) checkOrigin(w http.ResponseWriter, r *http.Request) *rpcError {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	if !h.origins[origin] && !h.origins["*"] {
+		return newError(http.StatusForbidden, codeForbidden, "origin "+origin+" is not allowed")
+	}
+	hdr := w.Header()
+	hdr.Set("Access-Control-Allow-Origin", origin)
+	hdr.Add("Vary", "Origin")
+	if r.Method == http.MethodOptions {
+		hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		hdr.Set("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, Accept, MCP-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID")
+		hdr.Set("Access-Control-Max-Age", "600")
+	}
+	return nil
+}
+
+func checkContentType(r *http.Request) *rpcError {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return newError(http.StatusUnsupportedMediaType, codeInvalidRequest, "Content-Type must be application/json")
+	}
+	return nil
+}
+
+// authenticate resolves the API key through the warm cache, checks it may
+// be used on this route and loads its instance.
+func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, x *exchange) *rpcError {
+	secret, ok := apiKey(r)
+	if !ok {
+		return unauthorized("", "missing API key: send Authorization: Bearer <key> or X-API-Key")
+	}
+	x.keyPrefix = tenant.DisplayPrefix(secret)
+	hash := tenant.HashKey(secret)
+	key, outcome, err := h.keys.Get(ctx, string(hash[:]), func(ctx context.Context) (*tenant.Key, error) {
+		return h.store.LookupAPIKey(ctx, hash)
+	})
+	x.keyCache = outcome
+	switch {
+	case errors.Is(err, postgres.ErrNotFound):
+		h.authFailure(r, x, "unknown key")
+		return unauthorized("invalid_token", "invalid API key")
+	case err != nil:
+		h.log.Error("api key lookup failed", "error", err.Error())
+		return newError(http.StatusServiceUnavailable, codeInternalError, "cannot check the API key now; retry later")
+	}
+	if err := key.Check(h.opts.Now()); err != nil {
+		h.authFailure(r, x, err.Error())
+		return unauthorized("invalid_token", err.Error())
+	}
+	x.key = key
+	if rt.instanceID != "" && rt.instanceID != key.InstanceID {
+		h.authFailure(r, x, "key used on another instance")
+		return newError(http.StatusForbidden, codeForbidden, "the API key does not belong to instance "+rt.instanceID)
+	}
+	v, outcome, err := h.views.Get(ctx, key.InstanceID, func(ctx context.Context) (*view, error) {
+		inst, err := h.store.LoadInstanceConfig(ctx, key.InstanceID)
+		if err != nil {
+			return nil, err
+		}
+		return newView(inst), nil
+	})
+	x.viewCache = outcome
+	switch {
+	case errors.Is(err, postgres.ErrNotFound):
+		return unauthorized("invalid_token", tenant.ErrInstanceDeleted.Error())
+	case err != nil:
+		h.log.Error("instance load failed", "instance", key.InstanceID, "error", err.Error())
+		return newError(http.StatusServiceUnavailable, codeInternalError, "cannot load the instance configuration now; retry later")
+	}
+	x.view = v
+	if rt.namespace != "" {
+		u, ok := v.byNS[rt.namespace]
+		if !ok {
+			return newError(http.StatusNotFound, codeInvalidRequest, "instance has no upstream "+rt.namespace)
+		}
+		x.only = u
+	}
+	return nil
+}
+
+func unauthorized(oauthError, message string) *rpcError {
+	e := newError(http.StatusUnauthorized, codeUnauthorized, message)
+	challenge := `Bearer realm="mcp-proxy"`
+	if oauthError != "" {
+		challenge += fmt.Sprintf(`, error=%q, error_description=%q`, oauthError, message)
+	}
+	e.header = http.Header{"Www-Authenticate": {challenge}}
+	return e
+}
+
+// authFailure logs a refused key for security review: the client's
+// address and the key's display prefix, never the key.
+func (h *Handler) authFailure(r *http.Request, x *exchange, reason string) {
+	h.log.Warn("authentication failed", "reason", reason, "keyPrefix", x.keyPrefix,
+		"clientIp", logging.ClientIP(r), "userAgent", r.UserAgent(), "path", r.URL.Path)
+}
+
+// apiKey takes the key from Authorization: Bearer, else X-API-Key.
+func apiKey(r *http.Request) (string, bool) {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, token, ok := strings.Cut(auth, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
+			return strings.TrimSpace(token), true
+		}
+	}
+	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {
+		return k, true
+	}
+	return "", false
+}
+
+// requestID is the trace ID of the request when it has one, else random.
+func requestID(r *http.Request) string {
+	if id := logging.TraceID(r); id != "" {
+		return id
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// logExchange writes the one log line of a request.
+func (h *Handler) logExchange(r *http.Request, x *exchange) {
+	attrs := []slog.Attr{
+		slog.String("method", x.method),
+		slog.String("status", x.status),
+		slog.Int("httpStatus", x.httpStatus),
+		slog.Int64("durationMs", h.opts.Now().Sub(x.start).Milliseconds()),
+		slog.String("requestId", x.requestID),
+		slog.Int("inputBytes", x.inBytes),
+		slog.Int("outputBytes", x.outBytes),
+		slog.String("keyCache", x.keyCache.String()),
+	}
+	if x.key != nil {
+		attrs = append(attrs, slog.String("instance", x.key.InstanceID), slog.String("apiKeyId", x.key.ID))
+	}
+	if x.view != nil {
+		attrs = append(attrs, slog.String("configCache", x.viewCache.String()))
+	}
+	if x.tool != "" {
+		attrs = append(attrs, slog.String("tool", x.tool))
+	}
+	if x.upstream != "" {
+		attrs = append(attrs, slog.String("upstream", x.upstream))
+	}
+	if x.version != "" {
+		attrs = append(attrs, slog.String("protocolVersion", x.version))
+	}
+	if x.status != "success" {
+		attrs = append(attrs, slog.Int64("rpcCode", x.rpcCode), slog.String("error", x.errMessage))
+	}
+	attrs = append(attrs, logging.TraceAttrs(r, h.opts.ProjectID)...)
+	level := slog.LevelInfo
+	if x.httpStatus >= 500 {
+		level = slog.LevelError
+	}
+	h.log.LogAttrs(r.Context(), level, "mcp request", attrs...)
+}

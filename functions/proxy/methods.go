@@ -1,0 +1,235 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+)
+
+// methodFunc answers one JSON-RPC request.
+type methodFunc func(h *Handler, ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError)
+
+// methods is the proxy's method table. A method not here is answered
+// -32601; capabilities advertise only what is here.
+var methods = map[string]methodFunc{
+	"initialize": (*Handler).initialize,
+	"ping":       func(*Handler, context.Context, *exchange, json.RawMessage) (any, *rpcError) { return struct{}{}, nil },
+	"tools/list": (*Handler).listTools,
+	"tools/call": (*Handler).callTool,
+}
+
+// decodeParams unmarshals params into p; absent params leave p as is.
+func decodeParams(params json.RawMessage, p any) *rpcError {
+	if len(params) == 0 || string(params) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(params, p); err != nil {
+		return newError(http.StatusOK, codeInvalidParams, "invalid params: "+err.Error())
+	}
+	return nil
+}
+
+func (h *Handler) serverInfo() *mcp.Implementation {
+	return &mcp.Implementation{Name: "mcp-proxy", Title: "mcp-proxy", Version: h.opts.Version}
+}
+
+func (h *Handler) capabilities() *mcp.ServerCapabilities {
+	// The tool list is assembled per request; the proxy sends no
+	// notifications, so no listChanged.
+	return &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}}
+}
+
+func (h *Handler) initialize(_ context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+	var p mcp.InitializeParams
+	if e := decodeParams(params, &p); e != nil {
+		return nil, e
+	}
+	if p.ProtocolVersion == "" {
+		return nil, newError(http.StatusOK, codeInvalidParams, "initialize: protocolVersion is required")
+	}
+	instructions := "Tools of the upstream MCP servers of instance " + x.view.inst.Name + ", named {server}__{tool}."
+	if x.only != nil {
+		instructions = "Tools of the upstream MCP server " + x.only.up.Name + " of instance " + x.view.inst.Name + "."
+	}
+	return &mcp.InitializeResult{
+		ProtocolVersion: negotiate(p.ProtocolVersion),
+		Capabilities:    h.capabilities(),
+		ServerInfo:      h.serverInfo(),
+		Instructions:    instructions,
+	}, nil
+}
+
+// targets are the upstreams a request may reach: one on a
+// single-upstream route, else all of the instance.
+func (x *exchange) targets() []*upstreamView {
+	if x.only != nil {
+		return []*upstreamView{x.only}
+	}
+	return x.view.ups
+}
+
+func (h *Handler) listTools(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+	var p mcp.ListToolsParams
+	if e := decodeParams(params, &p); e != nil {
+		return nil, e
+	}
+	if p.Cursor != "" {
+		// The whole list is always returned in one page.
+		return nil, newError(http.StatusOK, codeInvalidParams, "invalid cursor")
+	}
+	ups := x.targets()
+	lists := make([][]*mcp.Tool, len(ups))
+	var wg sync.WaitGroup
+	for i, u := range ups {
+		wg.Go(func() {
+			tools, _, err := h.exposedTools(ctx, u, x.only == nil)
+			if err != nil {
+				// One upstream failing never fails the whole list.
+				h.log.WarnContext(ctx, "upstream left out of tools/list", "upstream", u.ns,
+					"instance", x.view.inst.ID, "requestId", x.requestID, "error", err.Error())
+				return
+			}
+			lists[i] = tools
+		})
+	}
+	wg.Wait()
+	out := &mcp.ListToolsResult{Tools: []*mcp.Tool{}}
+	for _, l := range lists {
+		out.Tools = append(out.Tools, l...)
+	}
+	return out, nil
+}
+
+// upstreamTools asks an upstream for its tools (through the short-lived
+// tools cache), following pagination.
+func (h *Handler) upstreamTools(ctx context.Context, u *upstreamView) ([]*mcp.Tool, error) {
+	tools, _, err := h.tools.Get(ctx, upstream.Key(u.up), func(ctx context.Context) ([]*mcp.Tool, error) {
+		var tools []*mcp.Tool
+		err := h.pool.Do(ctx, u.up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+			var err error
+			tools, err = upstream.ListTools(ctx, s)
+			return err
+		})
+		return tools, err
+	})
+	return tools, err
+}
+
+// exposedTools are the tools of u the tool group allows, renamed as the
+// client sees them (prefixed on the aggregated route, unchanged on a
+// single-upstream route), with their upstream names alongside.
+func (h *Handler) exposedTools(ctx context.Context, u *upstreamView, prefixed bool) (exposed []*mcp.Tool, originals []string, err error) {
+	all, err := h.upstreamTools(ctx, u)
+	if err != nil {
+		return nil, nil, err
+	}
+	var allowed []*mcp.Tool
+	var names []string
+	for _, t := range all {
+		if u.allowed[t.Name] {
+			allowed = append(allowed, t)
+			names = append(names, t.Name)
+		}
+	}
+	if !prefixed {
+		return allowed, names, nil
+	}
+	renamed := exposedNames(u.prefix(), names)
+	exposed = make([]*mcp.Tool, len(allowed))
+	for i, t := range allowed {
+		c := *t
+		c.Name = renamed[i]
+		exposed[i] = &c
+	}
+	return exposed, names, nil
+}
+
+// resolveTool finds the upstream and the upstream's own name of a tool as
+// the client named it. A valid name needs no listing: it is exposed as
+// exactly namespace__tool. Only a name the proxy had to rewrite is looked
+// up in the upstream's (cached) list.
+func (h *Handler) resolveTool(ctx context.Context, x *exchange, name string) (*upstreamView, string, *rpcError) {
+	unknown := newError(http.StatusOK, codeInvalidParams, "unknown tool: "+name)
+	if x.only != nil {
+		if !x.only.allowed[name] {
+			return nil, "", unknown
+		}
+		return x.only, name, nil
+	}
+	ns, tool, ok := splitToolName(name)
+	u := x.view.byNS[ns]
+	if !ok || u == nil {
+		return nil, "", unknown
+	}
+	if u.allowed[tool] && validToolName(name) {
+		return u, tool, nil
+	}
+	exposed, originals, err := h.exposedTools(ctx, u, true)
+	if err != nil {
+		return nil, "", h.upstreamFailure(ctx, x, u, err)
+	}
+	for i, t := range exposed {
+		if t.Name == name {
+			return u, originals[i], nil
+		}
+	}
+	return nil, "", unknown
+}
+
+func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+	var p mcp.CallToolParamsRaw
+	if e := decodeParams(params, &p); e != nil {
+		return nil, e
+	}
+	if p.Name == "" {
+		return nil, newError(http.StatusOK, codeInvalidParams, "tools/call: name is required")
+	}
+	x.tool = p.Name
+	u, original, e := h.resolveTool(ctx, x, p.Name)
+	if e != nil {
+		return nil, e
+	}
+	x.upstream = u.ns
+	args := p.Arguments
+	if len(args) == 0 || string(args) == "null" {
+		args = json.RawMessage("{}")
+	}
+	var result *mcp.CallToolResult
+	// A call that reached the upstream is never sent twice.
+	err := h.pool.Do(ctx, u.up, false, func(ctx context.Context, s *mcp.ClientSession) error {
+		var err error
+		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: p.Meta, Name: original, Arguments: args})
+		return err
+	})
+	if err != nil {
+		return nil, h.upstreamFailure(ctx, x, u, err)
+	}
+	return result, nil
+}
+
+// upstreamFailure turns an upstream error into the client's answer: the
+// upstream's own JSON-RPC error as it is, or an error naming the upstream
+// when it could not be reached or did not answer in time.
+func (h *Handler) upstreamFailure(ctx context.Context, x *exchange, u *upstreamView, err error) *rpcError {
+	if jerr, ok := upstream.Answer(err); ok {
+		e := newError(http.StatusOK, jerr.Code, jerr.Message)
+		if len(jerr.Data) > 0 {
+			e.data = jerr.Data
+		}
+		return e
+	}
+	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		x.status = "timeout"
+		return newError(http.StatusOK, codeUpstream, fmt.Sprintf("upstream %s did not answer within the request deadline", u.ns))
+	}
+	h.log.WarnContext(ctx, "upstream call failed", "upstream", u.ns, "instance", x.view.inst.ID,
+		"requestId", x.requestID, "error", err.Error())
+	return newError(http.StatusOK, codeUpstream, fmt.Sprintf("upstream %s is unavailable", u.ns))
+}

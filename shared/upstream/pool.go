@@ -1,0 +1,309 @@
+package upstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/sync/singleflight"
+
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+)
+
+// PoolOptions configure a Pool. Zero values take the defaults named.
+type PoolOptions struct {
+	// MaxIdleConnsPerHost sizes the HTTP keep-alive pool per upstream
+	// host to the proxy's concurrency. Go's default of 2 makes most
+	// concurrent calls open a new connection. Default 100.
+	MaxIdleConnsPerHost int
+	// ConnectTimeout bounds dialing and the initialize handshake.
+	// Default 10 s.
+	ConnectTimeout time.Duration
+	// IdleTimeout closes a session nobody used for this long. Default
+	// 10 min.
+	IdleTimeout time.Duration
+	// HTTPClient, when set, replaces the pool's HTTP client (tests).
+	HTTPClient *http.Client
+}
+
+// Pool keeps one client session per upstream config and credentials,
+// shared by every concurrent request of the process. A session that fails
+// is dropped and the next request opens a new one, so an upstream that
+// restarts is reached again without restarting the proxy.
+type Pool struct {
+	opts   PoolOptions
+	http   *http.Client
+	client *mcp.Client
+	flight singleflight.Group
+
+	mu        sync.Mutex
+	sessions  map[string]*pooled
+	lastSweep time.Time
+	closed    bool
+}
+
+type pooled struct {
+	session  *mcp.ClientSession
+	lastUsed atomic.Int64 // UnixNano
+}
+
+// NewPool makes a pool.
+func NewPool(opts PoolOptions) *Pool {
+	if opts.MaxIdleConnsPerHost <= 0 {
+		opts.MaxIdleConnsPerHost = 100
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = ConnectTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 10 * time.Minute
+	}
+	httpClient := opts.HTTPClient
+	if httpClient == nil {
+		dialer := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
+		httpClient = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           dialer.DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          10 * opts.MaxIdleConnsPerHost,
+			MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   opts.ConnectTimeout,
+			ExpectContinueTimeout: time.Second,
+		}}
+	}
+	return &Pool{
+		opts:     opts,
+		http:     httpClient,
+		client:   mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, nil),
+		sessions: map[string]*pooled{},
+	}
+}
+
+// Key identifies an upstream config with its exact target and
+// credentials: a changed credential gets a new session. It is a hash, so
+// it can be logged or kept without holding a secret.
+func Key(up tenant.Upstream) string {
+	h := sha256.New()
+	field := func(s string) { io.WriteString(h, s); h.Write([]byte{0}) }
+	field(up.ConfigID)
+	field(string(up.Transport))
+	field(up.URL)
+	field(up.Command)
+	for _, a := range up.Args {
+		field(a)
+	}
+	for _, m := range []map[string]string{up.Credentials.Env, up.Credentials.Headers} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		field("|")
+		for _, k := range keys {
+			field(k)
+			field(m[k])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Session returns the pooled session of up, connecting when there is none.
+// Concurrent callers share one connection attempt, which runs detached
+// from their requests within ConnectTimeout.
+func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
+	key := Key(up)
+	now := time.Now()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errors.New("upstream pool is closed")
+	}
+	p.sweepLocked(now)
+	if e, ok := p.sessions[key]; ok {
+		e.lastUsed.Store(now.UnixNano())
+		p.mu.Unlock()
+		return e.session, nil
+	}
+	p.mu.Unlock()
+
+	ch := p.flight.DoChan(key, func() (any, error) {
+		cctx, cancel := context.WithTimeout(context.Background(), p.opts.ConnectTimeout)
+		defer cancel()
+		s, err := p.connect(cctx, up)
+		if err != nil {
+			return nil, err
+		}
+		e := &pooled{session: s}
+		e.lastUsed.Store(time.Now().UnixNano())
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			s.Close()
+			return nil, errors.New("upstream pool is closed")
+		}
+		p.sessions[key] = e
+		p.mu.Unlock()
+		// Forget the session when it ends, whatever ends it (the
+		// upstream went away, Drop, idle sweep, Close).
+		go func() {
+			s.Wait()
+			p.forget(key, s)
+		}()
+		return s, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*mcp.ClientSession), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
+	t, err := Transport(up, p.http)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
+	}
+	s, err := p.client.Connect(ctx, t, nil)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: connect: %w", up.Name, err)
+	}
+	return s, nil
+}
+
+// forget removes key's entry if it still holds s.
+func (p *Pool) forget(key string, s *mcp.ClientSession) {
+	p.mu.Lock()
+	if e, ok := p.sessions[key]; ok && e.session == s {
+		delete(p.sessions, key)
+	}
+	p.mu.Unlock()
+}
+
+// Drop closes s and removes it from the pool, so the next request to up
+// opens a new session.
+func (p *Pool) Drop(up tenant.Upstream, s *mcp.ClientSession) {
+	p.forget(Key(up), s)
+	go s.Close() // Close may send a DELETE; no request waits for it.
+}
+
+// sweepLocked closes sessions idle for longer than IdleTimeout, at most
+// once a minute, on the path of a request rather than on a timer of its
+// own (Cloud Functions gives a process no CPU between requests anyway).
+func (p *Pool) sweepLocked(now time.Time) {
+	if now.Sub(p.lastSweep) < time.Minute {
+		return
+	}
+	p.lastSweep = now
+	for key, e := range p.sessions {
+		if now.Sub(time.Unix(0, e.lastUsed.Load())) > p.opts.IdleTimeout {
+			delete(p.sessions, key)
+			go e.session.Close()
+		}
+	}
+}
+
+// Len is the number of open sessions.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sessions)
+}
+
+// Close closes every session; later calls to Session fail. It is safe to
+// call twice.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	sessions := p.sessions
+	p.sessions = map[string]*pooled{}
+	p.closed = true
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range sessions {
+		wg.Go(func() { e.session.Close() })
+	}
+	wg.Wait()
+}
+
+// Do runs call with the session of up. When the session turns out broken
+// it is dropped, and call is run once more on a new session if it is
+// idempotent, or if the upstream cannot have executed it (the upstream no
+// longer knew the session, or the connection was refused).
+func (p *Pool) Do(ctx context.Context, up tenant.Upstream, idempotent bool, call func(context.Context, *mcp.ClientSession) error) error {
+	for attempt := 0; ; attempt++ {
+		s, err := p.Session(ctx, up)
+		if err != nil {
+			return err
+		}
+		err = call(ctx, s)
+		if err == nil || !sessionBroken(ctx, err) {
+			return err
+		}
+		p.Drop(up, s)
+		if attempt > 0 || !(idempotent || notExecuted(err)) {
+			return err
+		}
+	}
+}
+
+// codeRejected is the SDK transport's own JSON-RPC error ("rejected by
+// transport"), which wraps failures to reach the upstream: it is not an
+// answer of the upstream.
+const codeRejected = -32005
+
+// Answer returns the JSON-RPC error the upstream answered with, if err
+// holds one, as opposed to a failure to reach it.
+func Answer(err error) (*jsonrpc.Error, bool) {
+	for _, e := range unwrapAll(err) {
+		if jerr, ok := e.(*jsonrpc.Error); ok && !(jerr.Code == codeRejected && jerr.Message == "rejected by transport") {
+			return jerr, true
+		}
+	}
+	return nil, false
+}
+
+// unwrapAll lists err and every error it wraps, depth first.
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	out := []error{err}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		out = append(out, unwrapAll(u.Unwrap())...)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			out = append(out, unwrapAll(e)...)
+		}
+	}
+	return out
+}
+
+// sessionBroken reports whether err means the session can no longer be
+// used: anything but an answer from the upstream or the caller's own
+// cancellation.
+func sessionBroken(ctx context.Context, err error) bool {
+	_, answered := Answer(err)
+	return !answered && ctx.Err() == nil
+}
+
+// notExecuted reports whether the upstream cannot have run the request.
+func notExecuted(err error) bool {
+	return errors.Is(err, mcp.ErrSessionMissing) || errors.Is(err, syscall.ECONNREFUSED)
+}
