@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -158,16 +159,33 @@ func (h headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// client connects a real go-sdk MCP client to a proxy path with a key.
-func (e *env) client(t *testing.T, path, key string) *mcp.ClientSession {
+// protocols are the client protocol versions the SDK-client tests run
+// under: the stateless 2026-07-28 (server/discover, per-request _meta and
+// headers) and the latest with an initialize handshake.
+var protocols = []string{"2026-07-28", "2025-11-25"}
+
+// forEachProtocol runs f as a subtest per protocol version.
+func forEachProtocol(t *testing.T, f func(t *testing.T, version string)) {
+	for _, v := range protocols {
+		t.Run(v, func(t *testing.T) { f(t, v) })
+	}
+}
+
+// client connects a real go-sdk MCP client to a proxy path with a key,
+// speaking the given protocol version.
+func (e *env) client(t *testing.T, path, key, version string) *mcp.ClientSession {
 	t.Helper()
 	transport := &mcp.StreamableClientTransport{Endpoint: e.proxy.URL + path,
 		HTTPClient: &http.Client{Transport: headerRT{"Authorization", "Bearer " + key}}, MaxRetries: -1}
-	s, err := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil).Connect(context.Background(), transport, nil)
+	s, err := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil).Connect(context.Background(), transport,
+		&mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatalf("connect to the proxy: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
+	if got := s.InitializeResult().ProtocolVersion; got != version {
+		t.Fatalf("negotiated %s; want %s", got, version)
+	}
 	return s
 }
 
@@ -198,132 +216,129 @@ func text(t *testing.T, res *mcp.CallToolResult) string {
 }
 
 func TestMergedFilteredTools(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	s := e.client(t, "/mcp", e.key)
-	want := []string{"alpha__add", "alpha__echo", "beta__echo", "beta__fail", "beta__slow"}
-	if got := toolNames(t, s); !slices.Equal(got, want) {
-		t.Errorf("tools = %v; want %v", got, want)
-	}
-	if got := s.InitializeResult().ServerInfo.Name; got != "mcp-proxy" {
-		t.Errorf("server name = %q", got)
-	}
-	// The same through /mcp/{instanceId}.
-	s2 := e.client(t, "/mcp/"+e.inst.ID, e.key)
-	if got := toolNames(t, s2); !slices.Equal(got, want) {
-		t.Errorf("tools on /mcp/{id} = %v; want %v", got, want)
-	}
+	forEachProtocol(t, func(t *testing.T, version string) {
+		e := newEnv(t, proxy.Options{})
+		s := e.client(t, "/mcp", e.key, version)
+		want := []string{"alpha__add", "alpha__echo", "beta__echo", "beta__fail", "beta__slow"}
+		if got := toolNames(t, s); !slices.Equal(got, want) {
+			t.Errorf("tools = %v; want %v", got, want)
+		}
+		if got := s.InitializeResult().ServerInfo.Name; got != "mcp-proxy" {
+			t.Errorf("server name = %q", got)
+		}
+		// The same through /mcp/{instanceId}.
+		s2 := e.client(t, "/mcp/"+e.inst.ID, e.key, version)
+		if got := toolNames(t, s2); !slices.Equal(got, want) {
+			t.Errorf("tools on /mcp/{id} = %v; want %v", got, want)
+		}
+	})
 }
 
 func TestRoutedCalls(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	s := e.client(t, "/mcp", e.key)
-	ctx := context.Background()
+	forEachProtocol(t, func(t *testing.T, version string) {
+		e := newEnv(t, proxy.Options{})
+		s := e.client(t, "/mcp", e.key, version)
+		ctx := context.Background()
 
-	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "alpha__add", Arguments: map[string]any{"a": 2, "b": 3}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sc, _ := json.Marshal(res.StructuredContent); string(sc) != `{"sum":5}` {
-		t.Errorf("add structured = %s; want {\"sum\":5}", sc)
-	}
-	res, err = s.CallTool(ctx, &mcp.CallToolParams{Name: "beta__echo", Arguments: map[string]any{"text": "héllo"}})
-	if err != nil || text(t, res) != "héllo" {
-		t.Errorf("echo = %v, %v", res, err)
-	}
-	res, err = s.CallTool(ctx, &mcp.CallToolParams{Name: "beta__fail", Arguments: map[string]any{"message": "boom"}})
-	if err != nil || !res.IsError || text(t, res) != "boom" {
-		t.Errorf("fail = %+v, %v; want isError with boom", res, err)
-	}
-	for _, name := range []string{"alpha__large", "gamma__echo", "echo", "alpha__nope"} {
-		_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: map[string]any{}})
-		var jerr *jsonrpc.Error
-		if !errorsAs(err, &jerr) || jerr.Code != jsonrpc.CodeInvalidParams {
-			t.Errorf("call %s: err = %v; want -32602", name, err)
+		res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "alpha__add", Arguments: map[string]any{"a": 2, "b": 3}})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		if sc, _ := json.Marshal(res.StructuredContent); string(sc) != `{"sum":5}` {
+			t.Errorf("add structured = %s; want {\"sum\":5}", sc)
+		}
+		res, err = s.CallTool(ctx, &mcp.CallToolParams{Name: "beta__echo", Arguments: map[string]any{"text": "héllo"}})
+		if err != nil || text(t, res) != "héllo" {
+			t.Errorf("echo = %v, %v", res, err)
+		}
+		res, err = s.CallTool(ctx, &mcp.CallToolParams{Name: "beta__fail", Arguments: map[string]any{"message": "boom"}})
+		if err != nil || !res.IsError || text(t, res) != "boom" {
+			t.Errorf("fail = %+v, %v; want isError with boom", res, err)
+		}
+		for _, name := range []string{"alpha__large", "gamma__echo", "echo", "alpha__nope"} {
+			_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: map[string]any{}})
+			var jerr *jsonrpc.Error
+			if !errors.As(err, &jerr) || jerr.Code != jsonrpc.CodeInvalidParams {
+				t.Errorf("call %s: err = %v; want -32602", name, err)
+			}
+		}
+	})
 }
 
 func TestSingleUpstreamRoute(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	s := e.client(t, "/mcp/"+e.inst.ID+"/beta", e.key)
-	if got, want := toolNames(t, s), []string{"echo", "fail", "slow"}; !slices.Equal(got, want) {
-		t.Errorf("tools = %v; want %v (unprefixed, beta only)", got, want)
-	}
-	res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
-	if err != nil || text(t, res) != "x" {
-		t.Errorf("echo = %v, %v", res, err)
-	}
+	forEachProtocol(t, func(t *testing.T, version string) {
+		e := newEnv(t, proxy.Options{})
+		s := e.client(t, "/mcp/"+e.inst.ID+"/beta", e.key, version)
+		if got, want := toolNames(t, s), []string{"echo", "fail", "slow"}; !slices.Equal(got, want) {
+			t.Errorf("tools = %v; want %v (unprefixed, beta only)", got, want)
+		}
+		res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
+		if err != nil || text(t, res) != "x" {
+			t.Errorf("echo = %v, %v", res, err)
+		}
+	})
 }
 
 func TestUpstreamDownLeavesTheRest(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	s := e.client(t, "/mcp", e.key)
-	e.beta.stop()
-	if got, want := toolNames(t, s), []string{"alpha__add", "alpha__echo"}; !slices.Equal(got, want) {
-		t.Errorf("tools with beta down = %v; want %v", got, want)
-	}
-	_, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "beta__echo", Arguments: map[string]any{"text": "x"}})
-	if err == nil || !strings.Contains(err.Error(), "beta") {
-		t.Errorf("call to a down upstream: err = %v; want an error naming beta", err)
-	}
-	if !strings.Contains(e.logs.String(), `"upstream":"beta"`) {
-		t.Error("the failing upstream was not logged")
-	}
+	forEachProtocol(t, func(t *testing.T, version string) {
+		e := newEnv(t, proxy.Options{})
+		s := e.client(t, "/mcp", e.key, version)
+		e.beta.stop()
+		if got, want := toolNames(t, s), []string{"alpha__add", "alpha__echo"}; !slices.Equal(got, want) {
+			t.Errorf("tools with beta down = %v; want %v", got, want)
+		}
+		_, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "beta__echo", Arguments: map[string]any{"text": "x"}})
+		if err == nil || !strings.Contains(err.Error(), "beta") {
+			t.Errorf("call to a down upstream: err = %v; want an error naming beta", err)
+		}
+		if !strings.Contains(e.logs.String(), `"upstream":"beta"`) {
+			t.Error("the failing upstream was not logged")
+		}
+	})
 }
 
 func TestUpstreamRestartRecovered(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	s := e.client(t, "/mcp", e.key)
-	ctx := context.Background()
-	call := func() error {
-		_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "alpha__echo", Arguments: map[string]any{"text": "again"}})
-		return err
-	}
-	if err := call(); err != nil {
-		t.Fatal(err)
-	}
-	// The restarted upstream no longer knows the proxy's session.
-	e.alpha.stop()
-	e.alpha.start()
-	if err := call(); err != nil {
-		t.Fatalf("call after the upstream restarted: %v", err)
-	}
-	if got := toolNames(t, s); len(got) != 5 {
-		t.Errorf("tools after restart = %v", got)
-	}
+	forEachProtocol(t, func(t *testing.T, version string) {
+		e := newEnv(t, proxy.Options{})
+		s := e.client(t, "/mcp", e.key, version)
+		ctx := context.Background()
+		call := func() error {
+			_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "alpha__echo", Arguments: map[string]any{"text": "again"}})
+			return err
+		}
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+		// The restarted upstream no longer knows the proxy's session.
+		e.alpha.stop()
+		e.alpha.start()
+		if err := call(); err != nil {
+			t.Fatalf("call after the upstream restarted: %v", err)
+		}
+		if got := toolNames(t, s); len(got) != 5 {
+			t.Errorf("tools after restart = %v", got)
+		}
+	})
 }
 
 func TestDeadline(t *testing.T) {
-	e := newEnv(t, proxy.Options{RequestTimeout: 500 * time.Millisecond})
-	s := e.client(t, "/mcp", e.key)
-	start := time.Now()
-	_, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "beta__slow", Arguments: map[string]any{"ms": 10000}})
-	if err == nil || !strings.Contains(err.Error(), "beta did not answer") {
-		t.Errorf("slow call: err = %v; want the deadline error naming beta", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("slow call took %v; want it cut at the deadline", d)
-	}
-	// Other upstreams are not slowed.
-	res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "alpha__echo", Arguments: map[string]any{"text": "fast"}})
-	if err != nil || text(t, res) != "fast" {
-		t.Errorf("echo after a timeout = %v, %v", res, err)
-	}
-}
-
-func errorsAs(err error, target **jsonrpc.Error) bool {
-	for err != nil {
-		if j, ok := err.(*jsonrpc.Error); ok {
-			*target = j
-			return true
+	forEachProtocol(t, func(t *testing.T, version string) {
+		e := newEnv(t, proxy.Options{RequestTimeout: 500 * time.Millisecond})
+		s := e.client(t, "/mcp", e.key, version)
+		start := time.Now()
+		_, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "beta__slow", Arguments: map[string]any{"ms": 10000}})
+		if err == nil || !strings.Contains(err.Error(), "beta did not answer") {
+			t.Errorf("slow call: err = %v; want the deadline error naming beta", err)
 		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("slow call took %v; want it cut at the deadline", d)
 		}
-		err = u.Unwrap()
-	}
-	return false
+		// Other upstreams are not slowed.
+		res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "alpha__echo", Arguments: map[string]any{"text": "fast"}})
+		if err != nil || text(t, res) != "fast" {
+			t.Errorf("echo after a timeout = %v, %v", res, err)
+		}
+	})
 }
 
 // post sends a raw request to the proxy.

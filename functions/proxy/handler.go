@@ -127,7 +127,9 @@ type exchange struct {
 	keyPrefix  string
 	view       *view
 	only       *upstreamView // set on a single-upstream route
-	version    string        // protocol version of the request
+	header     http.Header
+	version    string // MCP-Protocol-Version of the request
+	modern     bool   // the request speaks 2026-07-28 or later
 	keyCache   configcache.Outcome
 	viewCache  configcache.Outcome
 	httpStatus int
@@ -150,7 +152,7 @@ func (x *exchange) fail(e *rpcError) {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	x := &exchange{start: h.opts.Now(), httpStatus: http.StatusOK, status: "success", requestID: requestID(r)}
+	x := &exchange{start: h.opts.Now(), httpStatus: http.StatusOK, status: "success", requestID: requestID(r), header: r.Header}
 	defer h.logExchange(r, x)
 	defer func() {
 		if p := recover(); p != nil {
@@ -289,9 +291,20 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 	if !req.ID.IsValid() {
 		return nil // notifications need no answer
 	}
-	fn, ok := methods[req.Method]
+	meta := decodeRequestMeta(req.Params)
+	x.modern = x.version >= version20260728 || meta.Meta.ProtocolVersion != ""
+	table := methods
+	if x.modern {
+		table = modernMethods
+	}
+	fn, ok := table[req.Method]
 	if !ok {
 		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeMethodNotFound, "method not found: "+req.Method))
+	}
+	if x.modern {
+		if e := checkModern(x, req.Method, req.Params, meta); e != nil {
+			return h.errorResponse(x, req.ID, e)
+		}
 	}
 	result, e := fn(h, ctx, x, req.Params)
 	if e != nil {
@@ -301,6 +314,9 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 	if err != nil {
 		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeInternalError, "cannot encode the result"))
 	}
+	if x.modern {
+		raw = withResultType(raw)
+	}
 	out, err := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: req.ID, Result: raw})
 	if err != nil {
 		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeInternalError, "cannot encode the result"))
@@ -309,6 +325,9 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 }
 
 func (h *Handler) errorResponse(x *exchange, id jsonrpc.ID, e *rpcError) json.RawMessage {
+	if x.modern {
+		e.status = modernStatus(e.code, e.status)
+	}
 	x.fail(e)
 	if e.status != http.StatusOK {
 		x.httpStatus = e.status

@@ -54,16 +54,19 @@ func (h *Handler) initialize(_ context.Context, x *exchange, params json.RawMess
 	if p.ProtocolVersion == "" {
 		return nil, newError(http.StatusOK, codeInvalidParams, "initialize: protocolVersion is required")
 	}
-	instructions := "Tools of the upstream MCP servers of instance " + x.view.inst.Name + ", named {server}__{tool}."
-	if x.only != nil {
-		instructions = "Tools of the upstream MCP server " + x.only.up.Name + " of instance " + x.view.inst.Name + "."
-	}
 	return &mcp.InitializeResult{
 		ProtocolVersion: negotiate(p.ProtocolVersion),
 		Capabilities:    h.capabilities(),
 		ServerInfo:      h.serverInfo(),
-		Instructions:    instructions,
+		Instructions:    h.instructions(x),
 	}, nil
+}
+
+func (h *Handler) instructions(x *exchange) string {
+	if x.only != nil {
+		return "Tools of the upstream MCP server " + x.only.up.Name + " of instance " + x.view.inst.Name + "."
+	}
+	return "Tools of the upstream MCP servers of instance " + x.view.inst.Name + ", named {server}__{tool}."
 }
 
 // targets are the upstreams a request may reach: one on a
@@ -100,9 +103,13 @@ func (h *Handler) listTools(ctx context.Context, x *exchange, params json.RawMes
 		})
 	}
 	wg.Wait()
-	out := &mcp.ListToolsResult{Tools: []*mcp.Tool{}}
+	out := &mcp.ListToolsResult{Tools: []*mcp.Tool{}, Cacheable: h.cacheHint()}
 	for _, l := range lists {
 		out.Tools = append(out.Tools, l...)
+	}
+	if x.modern {
+		out.ResultType = "complete"
+		out.Meta = h.serverMeta()
 	}
 	return out, nil
 }
@@ -205,7 +212,7 @@ func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMess
 	// A call that reached the upstream is never sent twice.
 	err := h.pool.Do(ctx, u.up, false, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
-		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: p.Meta, Name: original, Arguments: args})
+		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: forwardedMeta(p.Meta), Name: original, Arguments: args})
 		return err
 	})
 	if err != nil {

@@ -18,11 +18,13 @@ const (
 var supportedVersions = []string{version20260728, version20251125, version20250618, version20250326}
 
 // headerVersion reads MCP-Protocol-Version. A missing header is allowed
-// (initialize carries none, and 2025-03-26 clients never send it); an
-// unsupported one is refused with 400.
+// (initialize carries none, and 2025-03-26 clients never send it). An
+// unsupported older version is refused with 400 here; one that sorts at or
+// after 2026-07-28 is refused per request with the structured -32022 error
+// of that protocol.
 func headerVersion(r *http.Request) (string, *rpcError) {
 	v := r.Header.Get("MCP-Protocol-Version")
-	if v == "" || slices.Contains(supportedVersions, v) {
+	if v == "" || slices.Contains(supportedVersions, v) || v >= version20260728 {
 		return v, nil
 	}
 	return "", newError(http.StatusBadRequest, codeInvalidRequest,

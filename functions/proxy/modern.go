@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Protocol 2026-07-28 has no initialize handshake and no session: every
+// request carries its version and the client's capabilities in
+// params._meta, repeats the version in the MCP-Protocol-Version header and
+// its method (and for tools/call the tool's name) in Mcp-Method / Mcp-Name.
+// Every result carries resultType; list results also ttlMs and cacheScope.
+
+// requestMeta is the part of params._meta that selects the protocol.
+type requestMeta struct {
+	Meta struct {
+		ProtocolVersion    string          `json:"io.modelcontextprotocol/protocolVersion"`
+		ClientCapabilities json.RawMessage `json:"io.modelcontextprotocol/clientCapabilities"`
+	} `json:"_meta"`
+}
+
+func decodeRequestMeta(params json.RawMessage) requestMeta {
+	var m requestMeta
+	if len(params) > 0 {
+		json.Unmarshal(params, &m) // malformed params are the method's to report
+	}
+	return m
+}
+
+// modernMethods are the methods of 2026-07-28: initialize, ping and the
+// session-bound methods are gone, server/discover is new.
+var modernMethods = map[string]methodFunc{
+	"server/discover": (*Handler).discover,
+	"tools/list":      (*Handler).listTools,
+	"tools/call":      (*Handler).callTool,
+}
+
+// checkModern validates a 2026-07-28 request's version and headers, in the
+// order the protocol gives their errors.
+func checkModern(x *exchange, method string, params json.RawMessage, meta requestMeta) *rpcError {
+	headerVersion := x.header.Get("MCP-Protocol-Version")
+	switch {
+	case headerVersion == "":
+		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the MCP-Protocol-Version header is required")
+	case meta.Meta.ProtocolVersion == "":
+		return newError(http.StatusBadRequest, codeInvalidParams, "params._meta is missing "+mcp.MetaKeyProtocolVersion)
+	case headerVersion != meta.Meta.ProtocolVersion:
+		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the MCP-Protocol-Version header does not match params._meta")
+	case len(meta.Meta.ClientCapabilities) == 0 || meta.Meta.ClientCapabilities[0] != '{':
+		return newError(http.StatusBadRequest, codeInvalidParams, "params._meta is missing "+mcp.MetaKeyClientCapabilities)
+	case !slices.Contains(supportedVersions, meta.Meta.ProtocolVersion):
+		e := newError(http.StatusBadRequest, mcp.CodeUnsupportedProtocolVersion, "unsupported protocol version "+meta.Meta.ProtocolVersion)
+		e.data = &mcp.UnsupportedProtocolVersionData{Supported: supportedVersions, Requested: meta.Meta.ProtocolVersion}
+		return e
+	}
+	if got := x.header.Get("Mcp-Method"); got != method {
+		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Method header must be "+method)
+	}
+	if method == "tools/call" {
+		var p struct {
+			Name string `json:"name"`
+		}
+		json.Unmarshal(params, &p)
+		if x.header.Get("Mcp-Name") != p.Name {
+			return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be the tool name")
+		}
+	}
+	return nil
+}
+
+// modernStatus is the HTTP status of a 2026-07-28 error response.
+func modernStatus(code int64, status int) int {
+	switch code {
+	case codeMethodNotFound:
+		return http.StatusNotFound
+	case codeInvalidParams, mcp.CodeHeaderMismatch, mcp.CodeMissingRequiredClientCapabilities, mcp.CodeUnsupportedProtocolVersion:
+		return http.StatusBadRequest
+	}
+	return status
+}
+
+// withResultType adds "resultType":"complete" to an encoded result object
+// that lacks it. The SDK's CallToolResult keeps that field unexported, so
+// a tool result relayed from an older upstream arrives without it.
+func withResultType(raw json.RawMessage) json.RawMessage {
+	if len(raw) < 2 || raw[0] != '{' {
+		return raw
+	}
+	if bytes.Contains(raw, []byte(`"resultType"`)) {
+		// Present somewhere: decide on the top level exactly.
+		var top map[string]json.RawMessage
+		if json.Unmarshal(raw, &top) != nil {
+			return raw
+		}
+		if _, ok := top["resultType"]; ok {
+			return raw
+		}
+	}
+	out := make([]byte, 0, len(raw)+26)
+	out = append(out, `{"resultType":"complete"`...)
+	if rest := bytes.TrimSpace(raw[1:]); len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, raw[1:]...)
+}
+
+// serverMeta is the _meta the proxy puts on results it makes itself.
+func (h *Handler) serverMeta() mcp.Meta {
+	return mcp.Meta{mcp.MetaKeyServerInfo: h.serverInfo()}
+}
+
+// cacheHint tells clients how long they may keep a list: as long as the
+// proxy keeps the upstream lists, and only for this caller (each API key
+// sees its own instance).
+func (h *Handler) cacheHint() mcp.Cacheable {
+	return mcp.Cacheable{TTLMs: int(h.opts.ToolsTTL.Milliseconds()), CacheScope: "private"}
+}
+
+func (h *Handler) discover(_ context.Context, x *exchange, _ json.RawMessage) (any, *rpcError) {
+	res := &mcp.DiscoverResult{
+		Meta:              h.serverMeta(),
+		Cacheable:         h.cacheHint(),
+		SupportedVersions: supportedVersions,
+		Capabilities:      h.capabilities(),
+		Instructions:      h.instructions(x),
+	}
+	res.ResultType = "complete"
+	return res, nil
+}
+
+// forwardedMeta is the client's _meta without the protocol keys of its own
+// connection to the proxy: the proxy's session with the upstream has its
+// own version and capabilities, which the SDK client adds itself.
+func forwardedMeta(m mcp.Meta) mcp.Meta {
+	var out mcp.Meta
+	for k, v := range m {
+		switch k {
+		case mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientCapabilities, mcp.MetaKeyClientInfo, mcp.MetaKeyLogLevel:
+			continue
+		}
+		if out == nil {
+			out = mcp.Meta{}
+		}
+		out[k] = v
+	}
+	return out
+}
