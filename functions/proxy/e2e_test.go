@@ -142,12 +142,35 @@ func newEnv(t *testing.T, opts proxy.Options) *env {
 	if _, e.key, err = e.db.CreateAPIKey(ctx, e.inst.ID, "", "test", nil); err != nil {
 		t.Fatal(err)
 	}
+	e.startProxy(t, opts)
+	return e
+}
+
+// startProxy serves a new Handler, with caches and upstream sessions of
+// its own, over the env's database.
+func (e *env) startProxy(t *testing.T, opts proxy.Options) {
 	pool := upstream.NewPool(upstream.PoolOptions{})
 	t.Cleanup(pool.Close)
 	e.handler = proxy.New(e.db, pool, logging.New(e.logs, slog.LevelDebug), opts)
 	e.proxy = httptest.NewServer(e.handler)
 	t.Cleanup(e.proxy.Close)
-	return e
+}
+
+// newEnvSharing is a second proxy process over the same database: a cold
+// cache that sees what the first one cached before.
+func newEnvSharing(t *testing.T, e *env) *env {
+	e2 := *e
+	e2.logs = &syncBuffer{}
+	e2.startProxy(t, proxy.Options{})
+	return &e2
+}
+
+func decodeJSON(t *testing.T, resp *http.Response, v any) {
+	t.Helper()
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("decode answer: %v", err)
+	}
 }
 
 // headerRT adds a header to every request of an MCP client.
@@ -348,6 +371,10 @@ func (e *env) post(t *testing.T, path string, header map[string]string, body str
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		if v == "" {
 			req.Header.Del(k)
 		} else {

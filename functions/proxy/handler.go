@@ -10,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -198,6 +200,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) *rp
 	if e := checkContentType(r); e != nil {
 		return e
 	}
+	if e := checkAccept(r); e != nil {
+		return e
+	}
 	version, e := headerVersion(r)
 	if e != nil {
 		return e
@@ -282,6 +287,10 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 	}
 	req, ok := msg.(*jsonrpc.Request)
 	if !ok {
+		if resp := msg.(*jsonrpc.Response); resp.Result == nil && resp.Error == nil {
+			// Neither a request (no method) nor a response.
+			return h.errorResponse(x, resp.ID, newError(http.StatusBadRequest, codeInvalidRequest, "missing method"))
+		}
 		return nil // a response to a request the proxy never sends
 	}
 	x.method = req.Method
@@ -355,14 +364,27 @@ func (b *responseBuffer) Write(p []byte) (int, error) {
 }
 func (b *responseBuffer) WriteHeader(int) {}
 
-// checkOrigin refuses browser origins not configured, and sets the CORS
-// headers for those that are.
+// checkOrigin guards against DNS rebinding and sets CORS headers. Served
+// on a loopback address (make dev, tests), the proxy answers only requests
+// addressed to a loopback host name, and loopback origins are allowed.
+// Elsewhere a request with an Origin header must come from a configured
+// origin; requests without one (non-browser clients) pass.
 func (h *Handler) checkOrigin(w http.ResponseWriter, r *http.Request) *rpcError {
+	local := onLoopback(r)
+	if local && !loopbackHost(r.Host) {
+		return newError(http.StatusForbidden, codeForbidden, "host "+r.Host+" is not allowed")
+	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return nil
 	}
-	if !h.origins[origin] && !h.origins["*"] {
+	allowed := h.origins[origin] || h.origins["*"]
+	if !allowed && local {
+		if u, err := url.Parse(origin); err == nil && loopbackHost(u.Host) {
+			allowed = true
+		}
+	}
+	if !allowed {
 		return newError(http.StatusForbidden, codeForbidden, "origin "+origin+" is not allowed")
 	}
 	hdr := w.Header()
@@ -370,10 +392,53 @@ func (h *Handler) checkOrigin(w http.ResponseWriter, r *http.Request) *rpcError 
 	hdr.Add("Vary", "Origin")
 	if r.Method == http.MethodOptions {
 		hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-		hdr.Set("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, Accept, MCP-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID")
+		hdr.Set("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, Accept, MCP-Protocol-Version, Mcp-Method, Mcp-Name")
 		hdr.Set("Access-Control-Max-Age", "600")
 	}
 	return nil
+}
+
+// onLoopback reports whether the request reached a loopback address.
+func onLoopback(r *http.Request) bool {
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+// loopbackHost reports whether a Host value names this machine.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkAccept refuses a client that accepts neither JSON nor an event
+// stream. A missing Accept is tolerated: the answer is JSON.
+func checkAccept(r *http.Request) *rpcError {
+	accept := r.Header.Values("Accept")
+	if len(accept) == 0 {
+		return nil
+	}
+	for _, v := range accept {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part))
+			switch mt {
+			case "application/json", "application/*", "*/*", "text/event-stream", "text/*":
+				return nil
+			}
+		}
+	}
+	return newError(http.StatusNotAcceptable, codeInvalidRequest, "Accept must allow application/json")
 }
 
 func checkContentType(r *http.Request) *rpcError {
