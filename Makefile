@@ -5,9 +5,11 @@
 GO ?= go
 BIN := bin
 CMDS := devstack devserver demo-upstream mcpadmin
-FUZZTIME ?= 10s
+# make test runs each fuzz target briefly; `make fuzz FUZZTIME=10m` longer.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames
 
-.PHONY: all build dev test tools clean
+.PHONY: all build dev test fuzz tools clean
 
 all: build
 
@@ -23,6 +25,14 @@ dev: tools build
 
 test: tools build
 	$(BIN)/devstack -quiet -- $(GO) test -race -count=1 ./...
+	@$(MAKE) --no-print-directory fuzz
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN) .devstack

@@ -80,7 +80,7 @@ func exposedNames(prefix string, tools []string) []string {
 	out := make([]string, len(tools))
 	taken := map[string]bool{}
 	for i, t := range tools {
-		if name := prefix + t; validToolName(name) && !taken[name] {
+		if name := prefix + t; t != "" && validToolName(name) && !taken[name] {
 			out[i] = name
 			taken[name] = true
 		}
@@ -89,10 +89,10 @@ func exposedNames(prefix string, tools []string) []string {
 		if out[i] != "" {
 			continue
 		}
-		name := sanitizeToolName(prefix+t, maxToolName)
-		if name == "" {
-			name = "tool"
+		if t == "" {
+			t = "tool"
 		}
+		name := sanitizeToolName(prefix+t, maxToolName)
 		base := name
 		for n := 2; taken[name]; n++ {
 			suffix := fmt.Sprintf("_%d", n)
