@@ -9,7 +9,7 @@ CMDS := devstack devserver demo-upstream mcpadmin
 FUZZTIME ?= 5s
 FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames
 
-.PHONY: all build dev test fuzz tools clean
+.PHONY: all build dev test fuzz bench-proxy tools clean
 
 all: build
 
@@ -33,6 +33,12 @@ fuzz:
 		echo "fuzz $$name ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
+
+# tools/call straight, through httputil.ReverseProxy and through the proxy,
+# at 1 and 80 clients; the figures of BENCHMARKS.md.
+BENCHCOUNT ?= 3
+bench-proxy: tools build
+	$(BIN)/devstack -quiet -- $(GO) test -run '^$$' -bench ToolsCall -count $(BENCHCOUNT) -benchtime 2s -benchmem ./functions/proxy/
 
 clean:
 	rm -rf $(BIN) .devstack

@@ -1,0 +1,137 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/shared/logging"
+	"mcpproxy.dev/mcpproxy/shared/pgtest"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+)
+
+// BenchmarkToolsCall measures one tools/call (the demo echo tool) straight
+// to a stateless upstream, through a bare httputil.ReverseProxy and through
+// the proxy (warm: key, config and upstream session cached), at 1 and 80
+// concurrent clients. Sub-benchmarks alternate per -count, so drift on a
+// shared machine hits all targets alike. Besides ns/op it reports the
+// latency percentiles p50-ms and p99-ms.
+//
+//	make bench-proxy
+func BenchmarkToolsCall(b *testing.B) {
+	ctx := context.Background()
+	server := demo.NewServer("bench")
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	defer up.Close()
+
+	target, _ := url.Parse(up.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 100, MaxIdleConns: 1000}
+	bare := httptest.NewServer(rp)
+	defer bare.Close()
+
+	db := pgtest.Open(b, nil)
+	org, _ := db.CreateOrganization(ctx, "bench", "", "")
+	srv, err := db.CreateServer(ctx, postgres.Server{OrganizationID: org.ID, Name: "demo", Transport: tenant.TransportStreamableHTTP, URL: up.URL},
+		[]postgres.Tool{{Name: "echo"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, _ := db.CreateConfig(ctx, org.ID, srv.ID, "", tenant.Credentials{})
+	inst, _ := db.CreateInstance(ctx, org.ID, "", "bench", []postgres.Selection{{ConfigID: cfg.ID}})
+	_, key, _ := db.CreateAPIKey(ctx, inst.ID, "", "", nil)
+	pool := upstream.NewPool(upstream.PoolOptions{})
+	defer pool.Close()
+	h := proxy.New(db, pool, logging.New(io.Discard, slog.LevelWarn), proxy.Options{})
+	prx := httptest.NewServer(h)
+	defer prx.Close()
+
+	call := func(name string) []byte {
+		return fmt.Appendf(nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{"text":"hello"}}}`, name)
+	}
+	targets := []struct {
+		name, url string
+		body      []byte
+		header    http.Header
+	}{
+		{"direct", up.URL, call("echo"), nil},
+		{"reverseproxy", bare.URL, call("echo"), nil},
+		{"proxy", prx.URL + "/mcp", call("demo__echo"), http.Header{"Authorization": {"Bearer " + key}}},
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, MaxIdleConns: 1000}}
+	do := func(b *testing.B, url string, body []byte, header http.Header) {
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Contains(out, []byte("hello")) {
+			b.Fatalf("HTTP %d: %s", resp.StatusCode, out)
+		}
+	}
+	for _, tg := range targets {
+		do(b, tg.url, tg.body, tg.header) // warm caches and connections
+	}
+	for _, clients := range []int{1, 80} {
+		for _, tg := range targets {
+			b.Run(fmt.Sprintf("clients=%d/%s", clients, tg.name), func(b *testing.B) {
+				var mu sync.Mutex
+				var lat []time.Duration
+				b.SetParallelism(max(1, clients/max(1, testingProcs())))
+				if clients == 1 {
+					for b.Loop() {
+						t0 := time.Now()
+						do(b, tg.url, tg.body, tg.header)
+						lat = append(lat, time.Since(t0))
+					}
+				} else {
+					b.RunParallel(func(pb *testing.PB) {
+						var mine []time.Duration
+						for pb.Next() {
+							t0 := time.Now()
+							do(b, tg.url, tg.body, tg.header)
+							mine = append(mine, time.Since(t0))
+						}
+						mu.Lock()
+						lat = append(lat, mine...)
+						mu.Unlock()
+					})
+				}
+				slices.Sort(lat)
+				if len(lat) > 0 {
+					b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+					b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+				}
+			})
+		}
+	}
+}
+
+// testingProcs is GOMAXPROCS, by which RunParallel multiplies its
+// parallelism.
+func testingProcs() int { return runtime.GOMAXPROCS(0) }
