@@ -129,6 +129,15 @@ func parse(fs *flag.FlagSet, args []string, required ...string) error {
 	return nil
 }
 
+// open parses the flags, then opens the store: a usage error needs no
+// database.
+func (a *app) open(ctx context.Context, fs *flag.FlagSet, args []string, required ...string) (*postgres.DB, error) {
+	if err := parse(fs, args, required...); err != nil {
+		return nil, err
+	}
+	return a.store(ctx)
+}
+
 // multi is a repeatable string flag.
 type multi []string
 

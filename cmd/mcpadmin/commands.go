@@ -39,10 +39,7 @@ func init() {
 }
 
 func migrate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -59,10 +56,7 @@ func migrate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error
 }
 
 func migrateStatus(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -81,10 +75,7 @@ func orgCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) err
 	name := fs.String("name", "", "organization name")
 	ownerName := fs.String("owner-name", "owner", "name of the owner user created with it")
 	ownerEmail := fs.String("owner-email", "", "email of the owner user")
-	if err := parse(fs, args, "name"); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args, "name")
 	if err != nil {
 		return err
 	}
@@ -96,10 +87,7 @@ func orgCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) err
 }
 
 func orgList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -204,10 +192,7 @@ func serverCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) 
 
 func serverList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	org := fs.String("org", "", "organization ID (default: all)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -229,10 +214,7 @@ func serverList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) er
 func serverSyncTools(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	serverID := fs.String("server", "", "server ID")
 	configID := fs.String("config", "", "config whose credentials to present (default: none)")
-	if err := parse(fs, args, "server"); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args, "server")
 	if err != nil {
 		return err
 	}
@@ -260,10 +242,7 @@ func serverSyncTools(a *app, ctx context.Context, fs *flag.FlagSet, args []strin
 
 func toolList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	serverID := fs.String("server", "", "server ID")
-	if err := parse(fs, args, "server"); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args, "server")
 	if err != nil {
 		return err
 	}
@@ -289,10 +268,7 @@ func toolSwitch(enabled bool) func(a *app, ctx context.Context, fs *flag.FlagSet
 	return func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 		serverID := fs.String("server", "", "server ID")
 		name := fs.String("name", "", "tool name")
-		if err := parse(fs, args, "server", "name"); err != nil {
-			return err
-		}
-		db, err := a.store(ctx)
+		db, err := a.open(ctx, fs, args, "server", "name")
 		if err != nil {
 			return err
 		}
@@ -336,10 +312,7 @@ func configCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) 
 
 func configList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	org := fs.String("org", "", "organization ID (default: all)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -355,10 +328,7 @@ func configList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) er
 }
 
 func configReencrypt(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -402,10 +372,7 @@ func instanceCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string
 func instanceList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	org := fs.String("org", "", "organization ID (default: all)")
 	deleted := fs.Bool("deleted", false, "include deleted instances")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -422,10 +389,7 @@ func instanceList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) 
 
 func instanceDelete(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	id := fs.String("instance", "", "instance ID")
-	if err := parse(fs, args, "instance"); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args, "instance")
 	if err != nil {
 		return err
 	}
@@ -438,10 +402,7 @@ func instanceDelete(a *app, ctx context.Context, fs *flag.FlagSet, args []string
 func instanceSwitch(enabled bool) func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	return func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 		id := fs.String("instance", "", "instance ID")
-		if err := parse(fs, args, "instance"); err != nil {
-			return err
-		}
-		db, err := a.store(ctx)
+		db, err := a.open(ctx, fs, args, "instance")
 		if err != nil {
 			return err
 		}
@@ -488,10 +449,7 @@ func keyCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) err
 
 func keyList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	instance := fs.String("instance", "", "instance ID")
-	if err := parse(fs, args, "instance"); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args, "instance")
 	if err != nil {
 		return err
 	}
@@ -508,10 +466,7 @@ func keyList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error
 
 func keyRevoke(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	id := fs.String("key", "", "key ID")
-	if err := parse(fs, args, "key"); err != nil {
-		return err
-	}
-	db, err := a.store(ctx)
+	db, err := a.open(ctx, fs, args, "key")
 	if err != nil {
 		return err
 	}
