@@ -276,7 +276,7 @@ func (h *Handler) write(w http.ResponseWriter, x *exchange, body []byte) *rpcErr
 // answer handles one JSON-RPC message and returns the encoded response,
 // or nil for a notification or a response.
 func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.RawMessage {
-	msg, err := jsonrpc.DecodeMessage(data)
+	msg, err := decodeMessage(data)
 	if err != nil {
 		var syntax *json.SyntaxError
 		e := newError(http.StatusBadRequest, codeInvalidRequest, "not a JSON-RPC 2.0 message: "+err.Error())
