@@ -311,7 +311,7 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeMethodNotFound, "method not found: "+req.Method))
 	}
 	if x.modern {
-		if e := checkModern(x, req.Method, req.Params, meta); e != nil {
+		if e := checkModern(x, req.Method, meta); e != nil {
 			return h.errorResponse(x, req.ID, e)
 		}
 	}

@@ -16,8 +16,11 @@ import (
 // its method (and for tools/call the tool's name) in Mcp-Method / Mcp-Name.
 // Every result carries resultType; list results also ttlMs and cacheScope.
 
-// requestMeta is the part of params._meta that selects the protocol.
+// requestMeta is what the protocol checks need of a request's params:
+// the part of _meta that selects the protocol, and the name that Mcp-Name
+// must repeat on tools/call.
 type requestMeta struct {
+	Name string `json:"name"`
 	Meta struct {
 		ProtocolVersion    string          `json:"io.modelcontextprotocol/protocolVersion"`
 		ClientCapabilities json.RawMessage `json:"io.modelcontextprotocol/clientCapabilities"`
@@ -42,7 +45,7 @@ var modernMethods = map[string]methodFunc{
 
 // checkModern validates a 2026-07-28 request's version and headers, in the
 // order the protocol gives their errors.
-func checkModern(x *exchange, method string, params json.RawMessage, meta requestMeta) *rpcError {
+func checkModern(x *exchange, method string, meta requestMeta) *rpcError {
 	headerVersion := x.header.Get("MCP-Protocol-Version")
 	switch {
 	case headerVersion == "":
@@ -61,14 +64,8 @@ func checkModern(x *exchange, method string, params json.RawMessage, meta reques
 	if got := x.header.Get("Mcp-Method"); got != method {
 		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Method header must be "+method)
 	}
-	if method == "tools/call" {
-		var p struct {
-			Name string `json:"name"`
-		}
-		json.Unmarshal(params, &p)
-		if x.header.Get("Mcp-Name") != p.Name {
-			return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be the tool name")
-		}
+	if method == "tools/call" && x.header.Get("Mcp-Name") != meta.Name {
+		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be the tool name")
 	}
 	return nil
 }
