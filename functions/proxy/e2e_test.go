@@ -334,6 +334,13 @@ func TestUpstreamRestartRecovered(t *testing.T) {
 		}
 		// The restarted upstream no longer knows the proxy's session.
 		e.alpha.stop()
+		// A real restart takes longer than the proxy's HTTP transport
+		// needs to see its idle keep-alive connections closed; without
+		// this pause a call can be written to a just-closed connection,
+		// which Go does not replay for a POST and the proxy does not retry
+		// (a tools/call that may have reached the upstream is never sent
+		// twice).
+		time.Sleep(200 * time.Millisecond)
 		e.alpha.start()
 		if err := call(); err != nil {
 			t.Fatalf("call after the upstream restarted: %v", err)
