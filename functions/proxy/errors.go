@@ -48,26 +48,31 @@ func (e *rpcError) wire() *jsonrpc.Error {
 	return w
 }
 
-// writeError is the one error path of the function: every failure, HTTP
-// level or JSON-RPC level, leaves as a JSON-RPC error object.
+// encodeError is the one encoding of every failure, HTTP level or
+// JSON-RPC level: a JSON-RPC error object.
+func encodeError(id jsonrpc.ID, e *rpcError) []byte {
+	if id.IsValid() {
+		body, _ := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: id, Error: e.wire()})
+		return body
+	}
+	// The SDK's encoder omits a missing ID, but JSON-RPC wants "id": null
+	// on an error about a request whose ID is unknown.
+	body, _ := json.Marshal(struct {
+		JSONRPC string         `json:"jsonrpc"`
+		ID      any            `json:"id"`
+		Error   *jsonrpc.Error `json:"error"`
+	}{"2.0", nil, e.wire()})
+	return body
+}
+
+// writeError answers a request that failed as a whole.
 func writeError(w http.ResponseWriter, id jsonrpc.ID, e *rpcError) int {
 	for k, vs := range e.header {
 		for _, v := range vs {
 			w.Header().Add(k, v)
 		}
 	}
-	var body []byte
-	if id.IsValid() {
-		body, _ = jsonrpc.EncodeMessage(&jsonrpc.Response{ID: id, Error: e.wire()})
-	} else {
-		// The SDK's encoder omits a missing ID, but JSON-RPC wants
-		// "id": null on an error about a request whose ID is unknown.
-		body, _ = json.Marshal(struct {
-			JSONRPC string         `json:"jsonrpc"`
-			ID      any            `json:"id"`
-			Error   *jsonrpc.Error `json:"error"`
-		}{"2.0", nil, e.wire()})
-	}
+	body := encodeError(id, e)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.status)
 	w.Write(body)

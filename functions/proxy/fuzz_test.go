@@ -95,7 +95,7 @@ func FuzzToolNames(f *testing.F) {
 	f.Add(strings.Repeat("t", 200), "é", "")
 	f.Fuzz(func(t *testing.T, a, b, server string) {
 		ns := namespaces([]tenant.Upstream{{Name: server}})[0]
-		if ns == "" || strings.Contains(ns, separator) || len(ns) > maxNamespace {
+		if ns == "" || strings.Contains(ns, separator) || len(ns) > tenant.MaxNamespace {
 			t.Fatalf("namespace %q of %q", ns, server)
 		}
 		tools := []string{a, b}

@@ -116,11 +116,6 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	return h
 }
 
-// CacheStats reports the caches' counts, for the process figures.
-func (h *Handler) CacheStats() map[string]configcache.Stats {
-	return map[string]configcache.Stats{"apiKeys": h.keys.Stats(), "instances": h.views.Stats(), "upstreamTools": h.tools.Stats()}
-}
-
 // exchange is one HTTP request as it is handled and then logged.
 type exchange struct {
 	start      time.Time
@@ -341,28 +336,8 @@ func (h *Handler) errorResponse(x *exchange, id jsonrpc.ID, e *rpcError) json.Ra
 	if e.status != http.StatusOK {
 		x.httpStatus = e.status
 	}
-	var buf responseBuffer
-	writeError(&buf, id, e)
-	return buf.body
+	return encodeError(id, e)
 }
-
-// responseBuffer captures what writeError writes.
-type responseBuffer struct {
-	header http.Header
-	body   []byte
-}
-
-func (b *responseBuffer) Header() http.Header {
-	if b.header == nil {
-		b.header = http.Header{}
-	}
-	return b.header
-}
-func (b *responseBuffer) Write(p []byte) (int, error) {
-	b.body = append(b.body, p...)
-	return len(p), nil
-}
-func (b *responseBuffer) WriteHeader(int) {}
 
 // checkOrigin guards against DNS rebinding and sets CORS headers. Served
 // on a loopback address (make dev, tests), the proxy answers only requests

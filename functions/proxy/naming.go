@@ -15,9 +15,6 @@ const separator = "__"
 // allows; names are 1 to 128 characters of [A-Za-z0-9_.-].
 const maxToolName = 128
 
-// maxNamespace leaves room for the separator and a useful tool name.
-const maxNamespace = 48
-
 func validToolChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
 }
@@ -43,21 +40,22 @@ func splitToolName(name string) (namespace, tool string, ok bool) {
 	return namespace, tool, ok && namespace != "" && tool != ""
 }
 
-// namespaces gives every upstream of an instance a distinct namespace, in
-// the instance's order (server name, then config ID): the first upstream
-// named "GitHub" gets "github", a second one "github-2". An empty
-// namespace (a server named only with symbols) becomes "server".
+// namespaces gives every upstream of an instance a distinct namespace
+// (tenant.Namespace of its server name, as mcpadmin shows it), in the
+// instance's order (server name, then config ID): the first upstream named
+// "GitHub" gets "github", a second one "github-2". Stored names are never
+// empty nor longer than tenant.MaxNamespace; the guards keep a bad row
+// from producing an unroutable name.
 func namespaces(ups []tenant.Upstream) []string {
 	out := make([]string, len(ups))
 	taken := map[string]bool{}
 	for i, up := range ups {
-		base := strings.Trim(tenant.Namespace(up.Name), "-")
-		base = strings.ReplaceAll(base, "--", "-")
+		base := tenant.Namespace(up.Name)
 		if base == "" {
 			base = "server"
 		}
-		if len(base) > maxNamespace {
-			base = base[:maxNamespace]
+		if len(base) > tenant.MaxNamespace {
+			base = base[:tenant.MaxNamespace]
 		}
 		ns := base
 		for n := 2; taken[ns]; n++ {

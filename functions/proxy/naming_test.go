@@ -35,8 +35,13 @@ func TestParseRoute(t *testing.T) {
 
 func TestNamespaces(t *testing.T) {
 	ups := []tenant.Upstream{{Name: "GitHub"}, {Name: "github"}, {Name: "Git Hub!"}, {Name: "***"}, {Name: strings.Repeat("x", 80)}}
+	for i, up := range ups[:4] {
+		if got := namespaces([]tenant.Upstream{up})[0]; got != tenant.Namespace(up.Name) {
+			t.Errorf("upstream %d: proxy namespace %q differs from tenant.Namespace %q", i, got, tenant.Namespace(up.Name))
+		}
+	}
 	got := namespaces(ups)
-	want := []string{"github", "github-2", "git-hub", "server", strings.Repeat("x", maxNamespace)}
+	want := []string{"github", "github-2", "git-hub-", "---", strings.Repeat("x", tenant.MaxNamespace)}
 	if !slices.Equal(got, want) {
 		t.Errorf("namespaces = %q; want %q", got, want)
 	}

@@ -85,8 +85,8 @@ func (s *Server) Validate() error {
 	switch {
 	case s.Name == "":
 		return errors.New("server name is empty")
-	case len(tenant.Namespace(s.Name)) > 64:
-		return errors.New("server name is longer than 64 characters")
+	case len(tenant.Namespace(s.Name)) > tenant.MaxNamespace:
+		return fmt.Errorf("server name is longer than %d characters", tenant.MaxNamespace)
 	}
 	switch s.Transport {
 	case tenant.TransportStdio:

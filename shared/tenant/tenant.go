@@ -133,6 +133,10 @@ type Credentials struct {
 	Headers map[string]string `json:"headers,omitempty"`
 }
 
+// MaxNamespace is the longest namespace a server name may produce, leaving
+// room in a 128-character tool name for the separator and the tool.
+const MaxNamespace = 48
+
 // Namespace derives the tool-name prefix from a server name: lower-cased,
 // every character outside [a-z0-9-] replaced by '-'.
 func Namespace(serverName string) string {

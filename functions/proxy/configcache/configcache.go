@@ -208,15 +208,6 @@ type Stats struct {
 	RefreshErrors int64 `json:"refreshErrors"`
 }
 
-// HitRate is the share of Gets answered from the cache, fresh or stale.
-func (s Stats) HitRate() float64 {
-	total := s.Hits + s.Stale + s.Misses
-	if total == 0 {
-		return 0
-	}
-	return float64(s.Hits+s.Stale) / float64(total)
-}
-
 // Stats returns the current counts.
 func (c *Cache[V]) Stats() Stats {
 	return Stats{Size: c.lru.Len(), Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(), RefreshErrors: c.refresh.Load()}
