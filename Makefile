@@ -5,11 +5,14 @@
 GO ?= go
 BIN := bin
 CMDS := devstack devserver demo-upstream mcpadmin
+# The official MCP conformance suite and the Node.js >= 22 it runs on,
+# installed from the npm registry by scripts/ensure-conformance.sh.
+CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 # make test runs each fuzz target briefly; `make fuzz FUZZTIME=10m` longer.
 FUZZTIME ?= 5s
 FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames
 
-.PHONY: all build dev test fuzz bench-proxy tools clean
+.PHONY: all build dev test fuzz bench-proxy tools conformance-tools clean
 
 all: build
 
@@ -20,11 +23,14 @@ build:
 tools:
 	@scripts/ensure-tools.sh
 
+conformance-tools:
+	@scripts/ensure-conformance.sh $(CONFORMANCE_DIR)
+
 dev: tools build
 	$(BIN)/devstack -- bash scripts/dev.sh
 
-test: tools build
-	$(BIN)/devstack -quiet -- $(GO) test -race -count=1 ./...
+test: tools conformance-tools build
+	MCP_CONFORMANCE_DIR=$(CONFORMANCE_DIR) $(BIN)/devstack -quiet -- $(GO) test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz
 
 fuzz:
@@ -41,4 +47,4 @@ bench-proxy: tools build
 	$(BIN)/devstack -quiet -- $(GO) test -run '^$$' -bench ToolsCall -count $(BENCHCOUNT) -benchtime 2s -benchmem ./functions/proxy/
 
 clean:
-	rm -rf $(BIN) .devstack
+	rm -rf $(BIN) .devstack .tools

@@ -198,9 +198,15 @@ func forEachProtocol(t *testing.T, f func(t *testing.T, version string)) {
 // speaking the given protocol version.
 func (e *env) client(t *testing.T, path, key, version string) *mcp.ClientSession {
 	t.Helper()
+	return e.clientWith(t, path, key, version, nil)
+}
+
+// clientWith is client with client options (notification handlers).
+func (e *env) clientWith(t *testing.T, path, key, version string, opts *mcp.ClientOptions) *mcp.ClientSession {
+	t.Helper()
 	transport := &mcp.StreamableClientTransport{Endpoint: e.proxy.URL + path,
 		HTTPClient: &http.Client{Transport: headerRT{"Authorization", "Bearer " + key}}, MaxRetries: -1}
-	s, err := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil).Connect(context.Background(), transport,
+	s, err := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, opts).Connect(context.Background(), transport,
 		&mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatalf("connect to the proxy: %v", err)
@@ -368,6 +374,55 @@ func TestDeadline(t *testing.T) {
 		if err != nil || text(t, res) != "fast" {
 			t.Errorf("echo after a timeout = %v, %v", res, err)
 		}
+	})
+}
+
+// TestProgressRelayed: the upstream's progress notifications reach the
+// client that asked for them, with its own token, even when two clients
+// of one shared upstream session pick the same token at once.
+func TestProgressRelayed(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, version string) {
+		e := newEnv(t, proxy.Options{})
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				var mu sync.Mutex
+				var got []float64
+				s := e.clientWith(t, "/mcp", e.key, version, &mcp.ClientOptions{
+					ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+						mu.Lock()
+						defer mu.Unlock()
+						if req.Params.ProgressToken != "same-token" {
+							t.Errorf("client %d: progress token %v; want its own", i, req.Params.ProgressToken)
+						}
+						got = append(got, req.Params.Progress)
+					}})
+				steps := 3 + i // the two calls report different step counts
+				params := &mcp.CallToolParams{Name: "beta__slow", Arguments: map[string]any{"ms": 150, "steps": steps}}
+				params.SetProgressToken("same-token")
+				if _, err := s.CallTool(context.Background(), params); err != nil {
+					t.Errorf("client %d: %v", i, err)
+					return
+				}
+				// The SDK client hands notifications to the handler on
+				// another goroutine than the result: let it catch up.
+				for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+					mu.Lock()
+					n := len(got)
+					mu.Unlock()
+					if n >= steps {
+						break
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				want := []float64{1, 2, 3, 4}[:steps]
+				if !slices.Equal(got, want) {
+					t.Errorf("client %d: progress %v; want %v", i, got, want)
+				}
+			})
+		}
+		wg.Wait()
 	})
 }
 

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/shared/logging"
@@ -69,7 +68,7 @@ type Handler struct {
 	opts    Options
 	keys    *configcache.Cache[*tenant.Key]
 	views   *configcache.Cache[*view]
-	tools   *configcache.Cache[[]*mcp.Tool]
+	tools   *configcache.Cache[*toolList]
 	origins map[string]bool
 }
 
@@ -111,7 +110,7 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	h.views = configcache.New[*view](viewOpts)
 	// A failing upstream must drop out of the list, so its tool list is
 	// never served stale.
-	h.tools = configcache.New[[]*mcp.Tool](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
+	h.tools = configcache.New[*toolList](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
 		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now})
 	return h
 }
@@ -124,6 +123,7 @@ type exchange struct {
 	keyPrefix  string
 	view       *view
 	only       *upstreamView // set on a single-upstream route
+	stream     *eventStream  // set when the client takes an event stream
 	header     http.Header
 	version    string // MCP-Protocol-Version of the request
 	modern     bool   // the request speaks 2026-07-28 or later
@@ -250,12 +250,22 @@ func (h *Handler) dispatch(ctx context.Context, w http.ResponseWriter, body []by
 		body, _ := json.Marshal(out)
 		return h.write(w, x, body)
 	}
+	if acceptsEvents(x.header) {
+		x.stream = &eventStream{w: w}
+	}
 	return h.write(w, x, h.answer(ctx, body, x))
 }
 
 // write sends a response body, or 202 Accepted when there is none (the
-// body held only notifications or responses).
+// body held only notifications or responses). A response that follows
+// notifications ends their event stream.
 func (h *Handler) write(w http.ResponseWriter, x *exchange, body []byte) *rpcError {
+	if x.stream != nil {
+		if streamed, n := x.stream.finish(body); streamed {
+			x.outBytes = n
+			return nil
+		}
+	}
 	if body == nil {
 		w.WriteHeader(http.StatusAccepted)
 		x.httpStatus = http.StatusAccepted

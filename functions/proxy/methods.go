@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"sync"
 
@@ -18,11 +19,20 @@ type methodFunc func(h *Handler, ctx context.Context, x *exchange, params json.R
 
 // methods is the proxy's method table. A method not here is answered
 // -32601; capabilities advertise only what is here.
-var methods = map[string]methodFunc{
+var methods = merge(map[string]methodFunc{
 	"initialize": (*Handler).initialize,
 	"ping":       func(*Handler, context.Context, *exchange, json.RawMessage) (any, *rpcError) { return struct{}{}, nil },
 	"tools/list": (*Handler).listTools,
 	"tools/call": (*Handler).callTool,
+}, relayedMethods)
+
+// merge makes one method table of several.
+func merge(tables ...map[string]methodFunc) map[string]methodFunc {
+	out := map[string]methodFunc{}
+	for _, t := range tables {
+		maps.Copy(out, t)
+	}
+	return out
 }
 
 // decodeParams unmarshals params into p; absent params leave p as is.
@@ -40,13 +50,7 @@ func (h *Handler) serverInfo() *mcp.Implementation {
 	return &mcp.Implementation{Name: "mcp-proxy", Title: "mcp-proxy", Version: h.opts.Version}
 }
 
-func (h *Handler) capabilities() *mcp.ServerCapabilities {
-	// The tool list is assembled per request; the proxy sends no
-	// notifications, so no listChanged.
-	return &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}}
-}
-
-func (h *Handler) initialize(_ context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+func (h *Handler) initialize(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
 	var p mcp.InitializeParams
 	if e := decodeParams(params, &p); e != nil {
 		return nil, e
@@ -54,9 +58,13 @@ func (h *Handler) initialize(_ context.Context, x *exchange, params json.RawMess
 	if p.ProtocolVersion == "" {
 		return nil, newError(http.StatusOK, codeInvalidParams, "initialize: protocolVersion is required")
 	}
+	caps, e := h.capabilities(ctx, x)
+	if e != nil {
+		return nil, e
+	}
 	return &mcp.InitializeResult{
 		ProtocolVersion: negotiate(p.ProtocolVersion),
-		Capabilities:    h.capabilities(),
+		Capabilities:    caps,
 		ServerInfo:      h.serverInfo(),
 		Instructions:    h.instructions(x),
 	}, nil
@@ -114,32 +122,48 @@ func (h *Handler) listTools(ctx context.Context, x *exchange, params json.RawMes
 	return out, nil
 }
 
+// toolList is an upstream's tools as the tools cache keeps them, with
+// the arguments each tool wants repeated in headers.
+type toolList struct {
+	tools   []*mcp.Tool
+	headers map[string][]paramHeader // by upstream tool name; only tools that have any
+}
+
 // upstreamTools asks an upstream for its tools (through the short-lived
 // tools cache), following pagination.
-func (h *Handler) upstreamTools(ctx context.Context, u *upstreamView) ([]*mcp.Tool, error) {
-	tools, _, err := h.tools.Get(ctx, upstream.Key(u.up), func(ctx context.Context) ([]*mcp.Tool, error) {
+func (h *Handler) upstreamTools(ctx context.Context, u *upstreamView) (*toolList, error) {
+	list, _, err := h.tools.Get(ctx, upstream.Key(u.up), func(ctx context.Context) (*toolList, error) {
 		var tools []*mcp.Tool
 		err := h.pool.Do(ctx, u.up, true, func(ctx context.Context, s *mcp.ClientSession) error {
 			var err error
 			tools, err = upstream.ListTools(ctx, s)
 			return err
 		})
-		return tools, err
+		if err != nil {
+			return nil, err
+		}
+		l := &toolList{tools: tools, headers: map[string][]paramHeader{}}
+		for _, t := range tools {
+			if b := paramHeaders(t); b != nil {
+				l.headers[t.Name] = b
+			}
+		}
+		return l, nil
 	})
-	return tools, err
+	return list, err
 }
 
 // exposedTools are the tools of u the tool group allows, renamed as the
 // client sees them (prefixed on the aggregated route, unchanged on a
 // single-upstream route), with their upstream names alongside.
 func (h *Handler) exposedTools(ctx context.Context, u *upstreamView, prefixed bool) (exposed []*mcp.Tool, originals []string, err error) {
-	all, err := h.upstreamTools(ctx, u)
+	list, err := h.upstreamTools(ctx, u)
 	if err != nil {
 		return nil, nil, err
 	}
 	var allowed []*mcp.Tool
 	var names []string
-	for _, t := range all {
+	for _, t := range list.tools {
 		if u.allowed[t.Name] {
 			allowed = append(allowed, t)
 			names = append(names, t.Name)
@@ -208,17 +232,39 @@ func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMess
 	if len(args) == 0 || string(args) == "null" {
 		args = json.RawMessage("{}")
 	}
+	if x.modern {
+		if e := h.checkToolHeaders(ctx, x, u, original, args); e != nil {
+			return nil, e
+		}
+	}
+	meta, stop := h.relayProgress(x, forwardedMeta(p.Meta))
+	defer stop()
 	var result *mcp.CallToolResult
 	// A call that reached the upstream is never sent twice.
 	err := h.pool.Do(ctx, u.up, false, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
-		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: forwardedMeta(p.Meta), Name: original, Arguments: args})
+		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: original, Arguments: args})
 		return err
 	})
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, x, u, err)
 	}
 	return result, nil
+}
+
+// checkToolHeaders checks the Mcp-Param-* headers of a 2026-07-28 call
+// against the tool's schema in the upstream's (cached) list. When the
+// list cannot be had, the call goes on unchecked: the body is what the
+// upstream acts on, and the call itself reports the upstream's failure.
+func (h *Handler) checkToolHeaders(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage) *rpcError {
+	list, err := h.upstreamTools(ctx, u)
+	if err != nil {
+		return nil
+	}
+	if b := list.headers[tool]; b != nil {
+		return checkParamHeaders(x.header, b, args)
+	}
+	return nil
 }
 
 // upstreamFailure turns an upstream error into the client's answer: the

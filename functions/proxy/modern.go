@@ -21,6 +21,7 @@ import (
 // must repeat on tools/call.
 type requestMeta struct {
 	Name string `json:"name"`
+	URI  string `json:"uri"`
 	Meta struct {
 		ProtocolVersion    string          `json:"io.modelcontextprotocol/protocolVersion"`
 		ClientCapabilities json.RawMessage `json:"io.modelcontextprotocol/clientCapabilities"`
@@ -37,11 +38,11 @@ func decodeRequestMeta(params json.RawMessage) requestMeta {
 
 // modernMethods are the methods of 2026-07-28: initialize, ping and the
 // session-bound methods are gone, server/discover is new.
-var modernMethods = map[string]methodFunc{
+var modernMethods = merge(map[string]methodFunc{
 	"server/discover": (*Handler).discover,
 	"tools/list":      (*Handler).listTools,
 	"tools/call":      (*Handler).callTool,
-}
+}, relayedMethods)
 
 // checkModern validates a 2026-07-28 request's version and headers, in the
 // order the protocol gives their errors.
@@ -64,8 +65,15 @@ func checkModern(x *exchange, method string, meta requestMeta) *rpcError {
 	if got := x.header.Get("Mcp-Method"); got != method {
 		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Method header must be "+method)
 	}
-	if method == "tools/call" && x.header.Get("Mcp-Name") != meta.Name {
-		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be the tool name")
+	switch method {
+	case "tools/call", "prompts/get":
+		if x.header.Get("Mcp-Name") != meta.Name {
+			return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be params.name")
+		}
+	case "resources/read":
+		if x.header.Get("Mcp-Name") != meta.URI {
+			return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be params.uri")
+		}
 	}
 	return nil
 }
@@ -118,12 +126,16 @@ func (h *Handler) cacheHint() mcp.Cacheable {
 	return mcp.Cacheable{TTLMs: int(h.opts.ToolsTTL.Milliseconds()), CacheScope: "private"}
 }
 
-func (h *Handler) discover(_ context.Context, x *exchange, _ json.RawMessage) (any, *rpcError) {
+func (h *Handler) discover(ctx context.Context, x *exchange, _ json.RawMessage) (any, *rpcError) {
+	caps, e := h.capabilities(ctx, x)
+	if e != nil {
+		return nil, e
+	}
 	res := &mcp.DiscoverResult{
 		Meta:              h.serverMeta(),
 		Cacheable:         h.cacheHint(),
 		SupportedVersions: supportedVersions,
-		Capabilities:      h.capabilities(),
+		Capabilities:      caps,
 		Instructions:      h.instructions(x),
 	}
 	res.ResultType = "complete"

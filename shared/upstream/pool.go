@@ -52,6 +52,11 @@ type Pool struct {
 	sessions  map[string]*pooled
 	lastSweep time.Time
 	closed    bool
+
+	// progress routes the progress notifications of every session to the
+	// request that asked for them, by a token unique to the process.
+	progress    sync.Map // token string → func(*mcp.ProgressNotificationParams)
+	progressSeq atomic.Uint64
 }
 
 type pooled struct {
@@ -84,11 +89,30 @@ func NewPool(opts PoolOptions) *Pool {
 			ExpectContinueTimeout: time.Second,
 		}}
 	}
-	return &Pool{
-		opts:     opts,
-		http:     httpClient,
-		client:   mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, nil),
-		sessions: map[string]*pooled{},
+	p := &Pool{opts: opts, http: httpClient, sessions: map[string]*pooled{}}
+	p.client = mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: p.onProgress,
+	})
+	return p
+}
+
+// WatchProgress returns a progress token unique to this process, to send
+// to an upstream in place of the client's own (two clients may pick the
+// same token on one shared session). fn receives each progress
+// notification an upstream sends for the token until stop is called.
+func (p *Pool) WatchProgress(fn func(*mcp.ProgressNotificationParams)) (token string, stop func()) {
+	token = fmt.Sprintf("mcp-proxy-progress-%d", p.progressSeq.Add(1))
+	p.progress.Store(token, fn)
+	return token, func() { p.progress.Delete(token) }
+}
+
+func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+	token, ok := req.Params.ProgressToken.(string)
+	if !ok {
+		return
+	}
+	if fn, ok := p.progress.Load(token); ok {
+		fn.(func(*mcp.ProgressNotificationParams))(req.Params)
 	}
 }
 

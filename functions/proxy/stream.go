@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// eventStream answers one request as Server-Sent Events once something
+// must reach the client before the result: the upstream's progress
+// notifications. A request that gets none is answered as plain JSON.
+type eventStream struct {
+	w       http.ResponseWriter
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	sent    int // events written
+	bytes   int
+}
+
+// acceptsEvents reports whether the client takes a text/event-stream
+// answer.
+func acceptsEvents(h http.Header) bool {
+	for _, v := range h.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			if mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part)); mt == "text/event-stream" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// send writes one JSON-RPC message as an event, starting the stream on
+// the first. After finish it does nothing: a notification that arrives
+// after the result is dropped.
+func (s *eventStream) send(msg []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if !s.started {
+		h := s.w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		s.w.WriteHeader(http.StatusOK)
+		s.started = true
+	}
+	s.write(msg)
+}
+
+func (s *eventStream) write(msg []byte) {
+	n, _ := s.w.Write([]byte("event: message\ndata: "))
+	m, _ := s.w.Write(msg)
+	k, _ := s.w.Write([]byte("\n\n"))
+	s.bytes += n + m + k
+	s.sent++
+	if f, ok := s.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// finish ends the stream with the response and reports whether it did:
+// false when the stream never started, and the response is to be sent as
+// JSON.
+func (s *eventStream) finish(body []byte) (bool, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if !s.started {
+		return false, 0
+	}
+	if body != nil {
+		s.write(body)
+	}
+	return true, s.bytes
+}
+
+// events is how many events were sent so far.
+func (s *eventStream) events() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent
+}
+
+// settle waits briefly for notifications still on their way. The SDK
+// hands a session's notifications to their handler on another goroutine
+// than the response, so the last progress notification the upstream sent
+// before its result may be delivered a moment after the result. It waits
+// until no event came for 2 ms, 10 ms at most.
+func (s *eventStream) settle() {
+	for range 5 {
+		n := s.events()
+		time.Sleep(2 * time.Millisecond)
+		if s.events() == n {
+			return
+		}
+	}
+}
+
+// relayProgress replaces the client's progress token in a tools/call's
+// _meta with one unique to the process, and sends the upstream's progress
+// notifications for it to the client with the client's token. It returns
+// the function that stops the relay once the call has returned.
+func (h *Handler) relayProgress(x *exchange, meta mcp.Meta) (mcp.Meta, func()) {
+	token, ok := meta["progressToken"]
+	if !ok || token == nil || x.stream == nil {
+		return meta, func() {}
+	}
+	s := x.stream
+	proxyToken, stop := h.pool.WatchProgress(func(p *mcp.ProgressNotificationParams) {
+		c := *p
+		c.ProgressToken = token
+		params, err := json.Marshal(&c)
+		if err != nil {
+			return
+		}
+		msg, err := jsonrpc.EncodeMessage(&jsonrpc.Request{Method: "notifications/progress", Params: params})
+		if err != nil {
+			return
+		}
+		s.send(msg)
+	})
+	out := mcp.Meta{}
+	for k, v := range meta {
+		out[k] = v
+	}
+	out["progressToken"] = proxyToken
+	return out, func() {
+		s.settle()
+		stop()
+	}
+}
