@@ -64,17 +64,28 @@ func BenchmarkToolsCall(b *testing.B) {
 	prx := httptest.NewServer(h)
 	defer prx.Close()
 
+	// Every target gets the call as a 2026-07-28 client sends it, the
+	// version the proxy itself speaks with this upstream, so that the
+	// upstream does the same work per call whoever asks.
 	call := func(name string) []byte {
-		return fmt.Appendf(nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{"text":"hello"}}}`, name)
+		return fmt.Appendf(nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{"text":"hello"},`+
+			`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, name)
+	}
+	headers := func(name string, extra ...string) http.Header {
+		h := http.Header{"Mcp-Protocol-Version": {"2026-07-28"}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {name}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			h.Set(extra[i], extra[i+1])
+		}
+		return h
 	}
 	targets := []struct {
 		name, url string
 		body      []byte
 		header    http.Header
 	}{
-		{"direct", up.URL, call("echo"), nil},
-		{"reverseproxy", bare.URL, call("echo"), nil},
-		{"proxy", prx.URL + "/mcp", call("demo__echo"), http.Header{"Authorization": {"Bearer " + key}}},
+		{"direct", up.URL, call("echo"), headers("echo")},
+		{"reverseproxy", bare.URL, call("echo"), headers("echo")},
+		{"proxy", prx.URL + "/mcp", call("demo__echo"), headers("demo__echo", "Authorization", "Bearer "+key)},
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, MaxIdleConns: 1000}}
 	do := func(b *testing.B, url string, body []byte, header http.Header) {

@@ -24,6 +24,7 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
+	"mcpproxy.dev/mcpproxy/shared/wire"
 )
 
 // Store is what the proxy needs of Postgres: two queries, each one round
@@ -117,19 +118,22 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 
 // exchange is one HTTP request as it is handled and then logged.
 type exchange struct {
-	start      time.Time
-	requestID  string
-	key        *tenant.Key
-	keyPrefix  string
-	view       *view
-	only       *upstreamView // set on a single-upstream route
-	stream     *eventStream  // set when the client takes an event stream
-	header     http.Header
-	version    string // MCP-Protocol-Version of the request
-	modern     bool   // the request speaks 2026-07-28 or later
-	keyCache   configcache.Outcome
-	viewCache  configcache.Outcome
-	httpStatus int
+	start     time.Time
+	requestID string
+	key       *tenant.Key
+	keyPrefix string
+	view      *view
+	only      *upstreamView // set on a single-upstream route
+	stream    *eventStream  // set when the client takes an event stream
+	// resultTyped: the result came from a 2026-07-28 upstream as it
+	// encoded it, resultType included.
+	resultTyped bool
+	header      http.Header
+	version     string // MCP-Protocol-Version of the request
+	modern      bool   // the request speaks 2026-07-28 or later
+	keyCache    configcache.Outcome
+	viewCache   configcache.Outcome
+	httpStatus  int
 	// Of the (last) JSON-RPC request in the body:
 	method     string
 	tool       string
@@ -281,7 +285,7 @@ func (h *Handler) write(w http.ResponseWriter, x *exchange, body []byte) *rpcErr
 // answer handles one JSON-RPC message and returns the encoded response,
 // or nil for a notification or a response.
 func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.RawMessage {
-	msg, err := decodeMessage(data)
+	msg, err := wire.Decode(data)
 	if err != nil {
 		var syntax *json.SyntaxError
 		e := newError(http.StatusBadRequest, codeInvalidRequest, "not a JSON-RPC 2.0 message: "+err.Error())
@@ -324,11 +328,14 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 	if e != nil {
 		return h.errorResponse(x, req.ID, e)
 	}
-	raw, err := json.Marshal(result)
-	if err != nil {
-		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeInternalError, "cannot encode the result"))
+	raw, ok := result.(json.RawMessage) // an upstream's result, relayed as it came
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(result); err != nil {
+			return h.errorResponse(x, req.ID, newError(http.StatusOK, codeInternalError, "cannot encode the result"))
+		}
 	}
-	if x.modern {
+	if x.modern && !x.resultTyped {
 		raw = withResultType(raw)
 	}
 	out, err := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: req.ID, Result: raw})

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -237,19 +238,58 @@ func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMess
 			return nil, e
 		}
 	}
-	meta, stop := h.relayProgress(x, forwardedMeta(p.Meta))
-	defer stop()
-	var result *mcp.CallToolResult
-	// A call that reached the upstream is never sent twice.
-	err := h.pool.Do(ctx, u.up, false, func(ctx context.Context, s *mcp.ClientSession) error {
-		var err error
-		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: original, Arguments: args})
-		return err
-	})
+	var result any
+	var err error
+	if upstream.Direct(u.up) {
+		result, err = h.callDirect(ctx, x, u, original, args, forwardedMeta(p.Meta))
+	} else {
+		result, err = h.callSDK(ctx, x, u, original, args, forwardedMeta(p.Meta))
+	}
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, x, u, err)
 	}
 	return result, nil
+}
+
+// callDirect relays a call to a Streamable HTTP upstream with the pool's
+// own POST, and its result as the upstream encoded it. The upstream's
+// notifications on the call's stream (progress, log messages) go on to a
+// client that takes an event stream, unchanged: the stream is this call's
+// alone, so the client's progress token can travel as it is.
+func (h *Handler) callDirect(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage, meta mcp.Meta) (json.RawMessage, error) {
+	call := upstream.ToolCall{Name: tool, Arguments: args, Meta: meta}
+	if s := x.stream; s != nil {
+		call.Notify = func(raw []byte, _ *jsonrpc.Request) { s.send(raw) }
+	}
+	var result json.RawMessage
+	// A call that reached the upstream is never sent twice.
+	err := h.pool.Do(ctx, u.up, false, func(ctx context.Context, s *mcp.ClientSession) error {
+		modern := upstream.Modern(s)
+		call.Header = nil
+		if modern {
+			call.Header = h.upstreamParamHeaders(ctx, u, tool, args)
+		}
+		var err error
+		result, err = h.pool.CallTool(ctx, u.up, s, call)
+		// A 2026-07-28 upstream's result has its resultType already.
+		x.resultTyped = modern
+		return err
+	})
+	return result, err
+}
+
+// callSDK relays a call through the SDK client session (SSE and stdio
+// upstreams), with progress notifications routed back by token.
+func (h *Handler) callSDK(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage, meta mcp.Meta) (*mcp.CallToolResult, error) {
+	meta, stop := h.relayProgress(x, meta)
+	defer stop()
+	var result *mcp.CallToolResult
+	err := h.pool.Do(ctx, u.up, false, func(ctx context.Context, s *mcp.ClientSession) error {
+		var err error
+		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: tool, Arguments: args})
+		return err
+	})
+	return result, err
 }
 
 // checkToolHeaders checks the Mcp-Param-* headers of a 2026-07-28 call

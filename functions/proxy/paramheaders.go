@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -141,4 +142,59 @@ func sameValue(text string, value json.RawMessage) bool {
 	want, err1 := strconv.ParseFloat(string(value), 64)
 	got, err2 := strconv.ParseFloat(text, 64)
 	return err1 == nil && err2 == nil && want == got
+}
+
+// upstreamParamHeaders are the Mcp-Param-* headers a 2026-07-28 upstream
+// expects with a call of tool: made from the arguments, as a client
+// makes them (the client's own may be absent, it may speak an older
+// version). Without the upstream's tool list there are none.
+func (h *Handler) upstreamParamHeaders(ctx context.Context, u *upstreamView, tool string, args json.RawMessage) http.Header {
+	list, err := h.upstreamTools(ctx, u)
+	if err != nil || list.headers[tool] == nil {
+		return nil
+	}
+	out := http.Header{}
+	for _, b := range list.headers[tool] {
+		if value, ok := argument(args, b.path); ok {
+			if v, ok := encodeHeaderValue(value); ok {
+				out.Set("Mcp-Param-"+b.header, v)
+			}
+		}
+	}
+	return out
+}
+
+// encodeHeaderValue writes a JSON argument as a header value: numbers
+// and booleans as they are, strings as they are when they are plain
+// printable ASCII without surrounding blanks, else as =?base64?…?=.
+func encodeHeaderValue(value json.RawMessage) (string, bool) {
+	switch value[0] {
+	case '{', '[':
+		return "", false
+	case '"':
+		var s string
+		if json.Unmarshal(value, &s) != nil {
+			return "", false
+		}
+		if plainHeaderText(s) {
+			return s, true
+		}
+		return "=?base64?" + base64.StdEncoding.EncodeToString([]byte(s)) + "?=", true
+	}
+	return string(value), true
+}
+
+func plainHeaderText(s string) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] == ' ' || s[0] == '\t' || s[len(s)-1] == ' ' || s[len(s)-1] == '\t' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

@@ -59,3 +59,26 @@ func TestParamHeaders(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeHeaderValue(t *testing.T) {
+	for _, tt := range []struct{ arg, want string }{
+		{`"eu-west"`, "eu-west"},
+		{`"Grüße"`, "=?base64?R3LDvMOfZQ==?="},
+		{`" padded"`, "=?base64?IHBhZGRlZA==?="},
+		{`42`, "42"},
+		{`true`, "true"},
+	} {
+		got, ok := encodeHeaderValue(json.RawMessage(tt.arg))
+		if !ok || got != tt.want {
+			t.Errorf("encodeHeaderValue(%s) = %q, %v; want %q", tt.arg, got, ok, tt.want)
+		}
+		// What the proxy sends upstream, it accepts from a client.
+		decoded, ok := decodeHeaderValue(got)
+		if !ok || !sameValue(decoded, json.RawMessage(tt.arg)) {
+			t.Errorf("%s does not round-trip: %q", tt.arg, decoded)
+		}
+	}
+	if _, ok := encodeHeaderValue(json.RawMessage(`{"a":1}`)); ok {
+		t.Error("an object became a header value")
+	}
+}

@@ -57,6 +57,7 @@ type Pool struct {
 	// request that asked for them, by a token unique to the process.
 	progress    sync.Map // token string → func(*mcp.ProgressNotificationParams)
 	progressSeq atomic.Uint64
+	callSeq     atomic.Uint64 // IDs of the calls CallTool sends
 }
 
 type pooled struct {

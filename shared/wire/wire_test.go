@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"reflect"
@@ -7,7 +7,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
-// TestDecodeMessageMatchesSDK checks decodeMessage against the SDK's own
+// TestDecodeMessageMatchesSDK checks Decode against the SDK's own
 // decoder on valid and invalid messages.
 func TestDecodeMessageMatchesSDK(t *testing.T) {
 	for _, in := range []string{
@@ -26,7 +26,7 @@ func TestDecodeMessageMatchesSDK(t *testing.T) {
 		`[]`,
 	} {
 		want, wantErr := jsonrpc.DecodeMessage([]byte(in))
-		got, gotErr := decodeMessage([]byte(in))
+		got, gotErr := Decode([]byte(in))
 		if (wantErr == nil) != (gotErr == nil) {
 			t.Errorf("%s: error %v; SDK says %v", in, gotErr, wantErr)
 			continue

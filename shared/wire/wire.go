@@ -1,4 +1,7 @@
-package proxy
+// Package wire reads JSON-RPC messages into the official SDK's jsonrpc
+// types, for the proxy's hot path: the request a client sends and the
+// answer an upstream streams back.
+package wire
 
 import (
 	"encoding/json"
@@ -19,11 +22,11 @@ type wireMessage struct {
 
 var errNotJSONRPC = errors.New(`invalid message version tag; expected "2.0"`)
 
-// decodeMessage reads one JSON-RPC message into the SDK's jsonrpc types
+// Decode reads one JSON-RPC message into the SDK's jsonrpc types
 // with the rules of jsonrpc.DecodeMessage, but with encoding/json: the
 // SDK's decoder starts every message with a fresh 32 KiB buffer, the
 // largest cost of a proxied call (BENCHMARKS.md).
-func decodeMessage(data []byte) (jsonrpc.Message, error) {
+func Decode(data []byte) (jsonrpc.Message, error) {
 	var w wireMessage
 	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, err

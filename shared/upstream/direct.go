@@ -1,0 +1,285 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/wire"
+)
+
+// A tools/call is the proxy's hot path. Through the SDK client it would be
+// decoded into the SDK's types and encoded again, with the SDK's decoder
+// allocating a fresh 32 KiB buffer per message (BENCHMARKS.md). For a
+// Streamable HTTP upstream the proxy instead posts the call itself, within
+// the SDK session (its session ID and negotiated protocol version), and
+// relays the upstream's result as the upstream wrote it. Lists, resources
+// and prompts, SSE and stdio upstreams keep going through the SDK client.
+
+// Direct reports whether CallTool can reach up: Streamable HTTP only.
+func Direct(up tenant.Upstream) bool { return up.Transport == tenant.TransportStreamableHTTP }
+
+// ToolCall is a tools/call as the proxy sends it on.
+type ToolCall struct {
+	Name      string
+	Arguments json.RawMessage
+	Meta      mcp.Meta
+	// Header holds extra request headers (Mcp-Param-*).
+	Header http.Header
+	// Notify receives each notification the upstream sends on the call's
+	// stream (progress, log messages) as raw JSON; nil drops them.
+	Notify func(raw []byte, n *jsonrpc.Request)
+}
+
+// callParams encodes the params of a tools/call. From 2026-07-28 there is
+// no session: each request says in its _meta who asks and in what
+// version; that part is the same for every call and written as it is.
+func callParams(version string, c ToolCall) ([]byte, error) {
+	name, err := json.Marshal(c.Name)
+	if err != nil {
+		return nil, err
+	}
+	var meta []byte
+	if version >= "2026-07-28" {
+		v, err := json.Marshal(version)
+		if err != nil {
+			return nil, err
+		}
+		meta = append(meta, `"`+mcp.MetaKeyProtocolVersion+`":`...)
+		meta = append(meta, v...)
+		meta = append(meta, `,"`+mcp.MetaKeyClientCapabilities+`":{},"`+mcp.MetaKeyClientInfo+`":{"name":"`+ClientName+`","version":"1"}`...)
+	}
+	for k, v := range c.Meta {
+		kv, err := json.Marshal(map[string]any{k: v})
+		if err != nil {
+			return nil, err
+		}
+		if len(meta) > 0 {
+			meta = append(meta, ',')
+		}
+		meta = append(meta, kv[1:len(kv)-1]...)
+	}
+	out := make([]byte, 0, len(meta)+len(name)+len(c.Arguments)+40)
+	out = append(out, '{')
+	if len(meta) > 0 {
+		out = append(out, `"_meta":{`...)
+		out = append(out, meta...)
+		out = append(out, "},"...)
+	}
+	out = append(out, `"name":`...)
+	out = append(out, name...)
+	out = append(out, `,"arguments":`...)
+	return append(append(out, c.Arguments...), '}'), nil
+}
+
+// mediaType is the media type of a Content-Type value, lower-cased,
+// without parameters.
+func mediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
+}
+
+// CallTool sends c to the upstream of s, a session of up, and returns the
+// result as the upstream encoded it. An error answer of the upstream is a
+// *jsonrpc.Error (see Answer); an upstream that no longer knows the
+// session yields mcp.ErrSessionMissing, so Do may retry on a new session.
+func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, c ToolCall) (json.RawMessage, error) {
+	version := ""
+	if r := s.InitializeResult(); r != nil {
+		version = r.ProtocolVersion
+	}
+	params, err := callParams(version, c)
+	if err != nil {
+		return nil, err
+	}
+	// A string ID of its own: the SDK numbers its requests in the same
+	// session, and the upstream may refuse an ID already in flight.
+	id, err := jsonrpc.MakeID(fmt.Sprintf("mcp-proxy-%d", p.callSeq.Add(1)))
+	if err != nil {
+		return nil, err
+	}
+	body, err := jsonrpc.EncodeMessage(&jsonrpc.Request{ID: id, Method: "tools/call", Params: params})
+	if err != nil {
+		return nil, err
+	}
+	req, err := p.newRequest(ctx, up, s, version, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", c.Name)
+	for k, v := range c.Header {
+		req.Header[k] = v
+	}
+	result, err := p.post(ctx, up, s, version, id, req, c.Notify)
+	if err != nil && ctx.Err() != nil && version < "2026-07-28" {
+		// The caller gave up: tell the upstream to stop working on it.
+		// (From 2026-07-28, closing the request's connection says so.)
+		go p.cancel(up, s, version, id)
+	}
+	return result, err
+}
+
+// post sends the call and reads its answer.
+func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte, *jsonrpc.Request)) (json.RawMessage, error) {
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound && s.ID() != "" {
+		return nil, fmt.Errorf("upstream %s: %w", up.Name, mcp.ErrSessionMissing)
+	}
+	mt := mediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case mt == "text/event-stream" && resp.StatusCode == http.StatusOK:
+		return p.readStream(ctx, up, s, version, id, resp.Body, notify)
+	case mt == "application/json":
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: read the answer: %w", up.Name, err)
+		}
+		if result, answered, err := answerOf(data, id); answered {
+			return result, err
+		}
+	}
+	return nil, fmt.Errorf("upstream %s: answered HTTP %d (%s) without a JSON-RPC response", up.Name, resp.StatusCode, mt)
+}
+
+// newRequest is a POST to up within s: the config's headers, the session
+// and the protocol version.
+func (p *Pool) newRequest(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, up.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
+	}
+	h := req.Header
+	for k, v := range up.Credentials.Headers {
+		h.Set(k, v)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "application/json, text/event-stream")
+	if version != "" {
+		h.Set("Mcp-Protocol-Version", version)
+	}
+	if sid := s.ID(); sid != "" {
+		h.Set("Mcp-Session-Id", sid)
+	}
+	return req, nil
+}
+
+// answerOf reads data as the response to id: its result, or its error;
+// answered is false when data is something else.
+func answerOf(data []byte, id jsonrpc.ID) (result json.RawMessage, answered bool, err error) {
+	msg, err := wire.Decode(data)
+	if err != nil {
+		return nil, false, nil
+	}
+	resp, ok := msg.(*jsonrpc.Response)
+	if !ok || resp.ID != id {
+		return nil, false, nil
+	}
+	if resp.Error != nil {
+		return nil, true, resp.Error
+	}
+	return resp.Result, true, nil
+}
+
+// Modern reports whether s speaks 2026-07-28 or later with its upstream.
+func Modern(s *mcp.ClientSession) bool {
+	r := s.InitializeResult()
+	return r != nil && r.ProtocolVersion >= "2026-07-28"
+}
+
+// readStream reads the upstream's event stream up to the response to id,
+// handing notifications to notify and refusing the upstream's requests
+// to the client, which the proxy does not relay.
+func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte, *jsonrpc.Request)) (json.RawMessage, error) {
+	r := bufio.NewReader(body)
+	var data []byte
+	for {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A long line: gather it whole.
+			rest, err2 := r.ReadBytes('\n')
+			line, err = append(append([]byte(nil), line...), rest...), err2
+		}
+		if len(line) == 0 && err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("upstream %s: the stream ended before the answer: %w", up.Name, err)
+		}
+		text := bytes.TrimRight(line, "\r\n")
+		if v, ok := bytes.CutPrefix(text, []byte("data:")); ok {
+			data = append(data, bytes.TrimPrefix(v, []byte(" "))...)
+			data = append(data, '\n')
+		}
+		if len(text) != 0 || len(data) == 0 {
+			continue
+		}
+		event := bytes.TrimSuffix(data, []byte("\n"))
+		data = nil
+		msg, err := wire.Decode(event)
+		if err != nil {
+			continue // not a JSON-RPC message: nothing of the call's
+		}
+		switch m := msg.(type) {
+		case *jsonrpc.Response:
+			if result, answered, err := answerOf(event, id); answered {
+				return result, err
+			}
+		case *jsonrpc.Request:
+			if m.ID.IsValid() {
+				p.refuse(up, s, version, m)
+			} else if notify != nil {
+				notify(event, m)
+			}
+		}
+	}
+}
+
+// refuse answers an upstream's request to the client (sampling,
+// elicitation, roots) with an error, so the upstream does not wait.
+func (p *Pool) refuse(up tenant.Upstream, s *mcp.ClientSession, version string, req *jsonrpc.Request) {
+	p.send(up, s, version, &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{
+		Code: jsonrpc.CodeMethodNotFound, Message: "mcp-proxy does not relay " + req.Method + " to its clients"}})
+}
+
+// cancel tells the upstream the call id is abandoned.
+func (p *Pool) cancel(up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID) {
+	params, err := json.Marshal(map[string]any{"requestId": id.Raw(), "reason": "the client's request ended"})
+	if err != nil {
+		return
+	}
+	p.send(up, s, version, &jsonrpc.Request{Method: "notifications/cancelled", Params: params})
+}
+
+// send posts one message within the session that needs no answer.
+func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, msg jsonrpc.Message) {
+	body, err := jsonrpc.EncodeMessage(msg)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hreq, err := p.newRequest(ctx, up, s, version, body)
+	if err != nil {
+		return
+	}
+	if resp, err := p.http.Do(hreq); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
