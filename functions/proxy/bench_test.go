@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +33,8 @@ import (
 // the proxy (warm: key, config and upstream session cached), at 1 and 80
 // concurrent clients. Sub-benchmarks alternate per -count, so drift on a
 // shared machine hits all targets alike. Besides ns/op it reports the
-// latency percentiles p50-ms and p99-ms.
+// latency percentiles p50-ms and p99-ms and the process's CPU time per
+// call, cpu-us/op.
 //
 //	make bench-proxy
 func BenchmarkToolsCall(b *testing.B) {
@@ -113,6 +115,7 @@ func BenchmarkToolsCall(b *testing.B) {
 			b.Run(fmt.Sprintf("clients=%d/%s", clients, tg.name), func(b *testing.B) {
 				var mu sync.Mutex
 				var lat []time.Duration
+				cpu0 := processCPU()
 				b.SetParallelism(max(1, clients/max(1, testingProcs())))
 				if clients == 1 {
 					for b.Loop() {
@@ -133,6 +136,10 @@ func BenchmarkToolsCall(b *testing.B) {
 						mu.Unlock()
 					})
 				}
+				// Client and upstream do the same work per call for every
+				// target, so cpu-us/op minus direct's is the CPU time the
+				// proxy or the reverse proxy adds to a call.
+				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
 				slices.Sort(lat)
 				if len(lat) > 0 {
 					b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
@@ -141,6 +148,15 @@ func BenchmarkToolsCall(b *testing.B) {
 			})
 		}
 	}
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // testingProcs is GOMAXPROCS, by which RunParallel multiplies its

@@ -34,7 +34,7 @@ import (
 var conformanceExceptions = map[string]map[string]string{
 	"2025-11-25": {
 		"logging-set-level":       "the logging level is session state; the stateless proxy has no session to keep it in and does not declare logging",
-		"tools-call-with-logging": "log notifications arrive on the upstream session the proxy shares between clients, not tied to the request that caused them",
+		"tools-call-with-logging": "it starts with logging/setLevel, which the proxy does not serve (see logging-set-level)",
 		"resources-subscribe":     "update notifications need a standalone stream, which the stateless proxy does not keep",
 		"resources-unsubscribe":   "as resources-subscribe",
 	},

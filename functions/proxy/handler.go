@@ -123,8 +123,9 @@ type exchange struct {
 	key       *tenant.Key
 	keyPrefix string
 	view      *view
-	only      *upstreamView // set on a single-upstream route
-	stream    *eventStream  // set when the client takes an event stream
+	only      *upstreamView  // set on a single-upstream route
+	stream    *eventStream   // set when the client takes an event stream
+	params    *requestParams // of the message being answered, nil if they do not decode
 	// resultTyped: the result came from a 2026-07-28 upstream as it
 	// encoded it, resultType included.
 	resultTyped bool
@@ -309,8 +310,8 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 	if !req.ID.IsValid() {
 		return nil // notifications need no answer
 	}
-	meta := decodeRequestMeta(req.Params)
-	x.modern = x.version >= version20260728 || meta.Meta.ProtocolVersion != ""
+	x.params = decodeRequestParams(req.Params)
+	x.modern = x.version >= version20260728 || x.params.protocolVersion() != ""
 	table := methods
 	if x.modern {
 		table = modernMethods
@@ -320,7 +321,7 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeMethodNotFound, "method not found: "+req.Method))
 	}
 	if x.modern {
-		if e := checkModern(x, req.Method, meta); e != nil {
+		if e := checkModern(x, req.Method, x.params); e != nil {
 			return h.errorResponse(x, req.ID, e)
 		}
 	}

@@ -216,9 +216,12 @@ func (h *Handler) resolveTool(ctx context.Context, x *exchange, name string) (*u
 }
 
 func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
-	var p mcp.CallToolParamsRaw
-	if e := decodeParams(params, &p); e != nil {
-		return nil, e
+	p := x.params // decoded once for the protocol checks
+	if p == nil {
+		p = &requestParams{}
+		if e := decodeParams(params, p); e != nil {
+			return nil, e
+		}
 	}
 	if p.Name == "" {
 		return nil, newError(http.StatusOK, codeInvalidParams, "tools/call: name is required")
@@ -256,7 +259,7 @@ func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMess
 // notifications on the call's stream (progress, log messages) go on to a
 // client that takes an event stream, unchanged: the stream is this call's
 // alone, so the client's progress token can travel as it is.
-func (h *Handler) callDirect(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage, meta mcp.Meta) (json.RawMessage, error) {
+func (h *Handler) callDirect(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage, meta map[string]json.RawMessage) (json.RawMessage, error) {
 	call := upstream.ToolCall{Name: tool, Arguments: args, Meta: meta}
 	if s := x.stream; s != nil {
 		call.Notify = func(raw []byte, _ *jsonrpc.Request) { s.send(raw) }
@@ -280,7 +283,18 @@ func (h *Handler) callDirect(ctx context.Context, x *exchange, u *upstreamView, 
 
 // callSDK relays a call through the SDK client session (SSE and stdio
 // upstreams), with progress notifications routed back by token.
-func (h *Handler) callSDK(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage, meta mcp.Meta) (*mcp.CallToolResult, error) {
+func (h *Handler) callSDK(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage, raw map[string]json.RawMessage) (*mcp.CallToolResult, error) {
+	var meta mcp.Meta
+	for k, v := range raw {
+		var value any
+		if err := json.Unmarshal(v, &value); err != nil {
+			return nil, err
+		}
+		if meta == nil {
+			meta = mcp.Meta{}
+		}
+		meta[k] = value
+	}
 	meta, stop := h.relayProgress(x, meta)
 	defer stop()
 	var result *mcp.CallToolResult

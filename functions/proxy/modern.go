@@ -16,24 +16,44 @@ import (
 // its method (and for tools/call the tool's name) in Mcp-Method / Mcp-Name.
 // Every result carries resultType; list results also ttlMs and cacheScope.
 
-// requestMeta is what the protocol checks need of a request's params:
-// the part of _meta that selects the protocol, and the name that Mcp-Name
-// must repeat on tools/call.
-type requestMeta struct {
-	Name string `json:"name"`
-	URI  string `json:"uri"`
-	Meta struct {
-		ProtocolVersion    string          `json:"io.modelcontextprotocol/protocolVersion"`
-		ClientCapabilities json.RawMessage `json:"io.modelcontextprotocol/clientCapabilities"`
-	} `json:"_meta"`
+// requestParams is what the proxy reads of a request's params, in one
+// decode: the protocol checks need the _meta that selects the protocol and
+// the name Mcp-Name must repeat; tools/call needs name, arguments and the
+// _meta it forwards, kept as raw JSON.
+type requestParams struct {
+	Name      string                     `json:"name"`
+	URI       string                     `json:"uri"`
+	Arguments json.RawMessage            `json:"arguments"`
+	Meta      map[string]json.RawMessage `json:"_meta"`
 }
 
-func decodeRequestMeta(params json.RawMessage) requestMeta {
-	var m requestMeta
-	if len(params) > 0 {
-		json.Unmarshal(params, &m) // malformed params are the method's to report
+// decodeRequestParams reads params; nil when they are absent or do not
+// decode (malformed params are the method's to report).
+func decodeRequestParams(params json.RawMessage) *requestParams {
+	var p requestParams
+	if len(params) == 0 || json.Unmarshal(params, &p) != nil {
+		return nil
 	}
-	return m
+	return &p
+}
+
+// protocolVersion is the version params._meta names, "" for none.
+func (p *requestParams) protocolVersion() string {
+	var v string
+	if p != nil {
+		json.Unmarshal(p.Meta[mcp.MetaKeyProtocolVersion], &v)
+	}
+	return v
+}
+
+// hasClientCapabilities reports whether params._meta declares the
+// client's capabilities as an object.
+func (p *requestParams) hasClientCapabilities() bool {
+	if p == nil {
+		return false
+	}
+	c := bytes.TrimSpace(p.Meta[mcp.MetaKeyClientCapabilities])
+	return len(c) > 0 && c[0] == '{'
 }
 
 // modernMethods are the methods of 2026-07-28: initialize, ping and the
@@ -46,20 +66,25 @@ var modernMethods = merge(map[string]methodFunc{
 
 // checkModern validates a 2026-07-28 request's version and headers, in the
 // order the protocol gives their errors.
-func checkModern(x *exchange, method string, meta requestMeta) *rpcError {
+func checkModern(x *exchange, method string, params *requestParams) *rpcError {
 	headerVersion := x.header.Get("MCP-Protocol-Version")
+	version := params.protocolVersion()
+	var name, uri string
+	if params != nil {
+		name, uri = params.Name, params.URI
+	}
 	switch {
 	case headerVersion == "":
 		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the MCP-Protocol-Version header is required")
-	case meta.Meta.ProtocolVersion == "":
+	case version == "":
 		return newError(http.StatusBadRequest, codeInvalidParams, "params._meta is missing "+mcp.MetaKeyProtocolVersion)
-	case headerVersion != meta.Meta.ProtocolVersion:
+	case headerVersion != version:
 		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the MCP-Protocol-Version header does not match params._meta")
-	case len(meta.Meta.ClientCapabilities) == 0 || meta.Meta.ClientCapabilities[0] != '{':
+	case !params.hasClientCapabilities():
 		return newError(http.StatusBadRequest, codeInvalidParams, "params._meta is missing "+mcp.MetaKeyClientCapabilities)
-	case !slices.Contains(supportedVersions, meta.Meta.ProtocolVersion):
-		e := newError(http.StatusBadRequest, mcp.CodeUnsupportedProtocolVersion, "unsupported protocol version "+meta.Meta.ProtocolVersion)
-		e.data = &mcp.UnsupportedProtocolVersionData{Supported: supportedVersions, Requested: meta.Meta.ProtocolVersion}
+	case !slices.Contains(supportedVersions, version):
+		e := newError(http.StatusBadRequest, mcp.CodeUnsupportedProtocolVersion, "unsupported protocol version "+version)
+		e.data = &mcp.UnsupportedProtocolVersionData{Supported: supportedVersions, Requested: version}
 		return e
 	}
 	if got := x.header.Get("Mcp-Method"); got != method {
@@ -67,11 +92,11 @@ func checkModern(x *exchange, method string, meta requestMeta) *rpcError {
 	}
 	switch method {
 	case "tools/call", "prompts/get":
-		if x.header.Get("Mcp-Name") != meta.Name {
+		if x.header.Get("Mcp-Name") != name {
 			return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be params.name")
 		}
 	case "resources/read":
-		if x.header.Get("Mcp-Name") != meta.URI {
+		if x.header.Get("Mcp-Name") != uri {
 			return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be params.uri")
 		}
 	}
@@ -142,18 +167,19 @@ func (h *Handler) discover(ctx context.Context, x *exchange, _ json.RawMessage) 
 	return res, nil
 }
 
-// forwardedMeta is the client's _meta without the protocol keys of its own
-// connection to the proxy: the proxy's session with the upstream has its
-// own version and capabilities, which the SDK client adds itself.
-func forwardedMeta(m mcp.Meta) mcp.Meta {
-	var out mcp.Meta
+// forwardedMeta is the client's _meta (decoded or raw) without the
+// protocol keys of its own connection to the proxy: the proxy's session
+// with the upstream has its own version and capabilities, which the
+// proxy adds itself.
+func forwardedMeta[M ~map[string]V, V any](m M) M {
+	var out M
 	for k, v := range m {
 		switch k {
 		case mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientCapabilities, mcp.MetaKeyClientInfo, mcp.MetaKeyLogLevel:
 			continue
 		}
 		if out == nil {
-			out = mcp.Meta{}
+			out = M{}
 		}
 		out[k] = v
 	}

@@ -34,7 +34,7 @@ func Direct(up tenant.Upstream) bool { return up.Transport == tenant.TransportSt
 type ToolCall struct {
 	Name      string
 	Arguments json.RawMessage
-	Meta      mcp.Meta
+	Meta      map[string]json.RawMessage // forwarded as they are
 	// Header holds extra request headers (Mcp-Param-*).
 	Header http.Header
 	// Notify receives each notification the upstream sends on the call's
@@ -61,14 +61,14 @@ func callParams(version string, c ToolCall) ([]byte, error) {
 		meta = append(meta, `,"`+mcp.MetaKeyClientCapabilities+`":{},"`+mcp.MetaKeyClientInfo+`":{"name":"`+ClientName+`","version":"1"}`...)
 	}
 	for k, v := range c.Meta {
-		kv, err := json.Marshal(map[string]any{k: v})
+		key, err := json.Marshal(k)
 		if err != nil {
 			return nil, err
 		}
 		if len(meta) > 0 {
 			meta = append(meta, ',')
 		}
-		meta = append(meta, kv[1:len(kv)-1]...)
+		meta = append(append(append(meta, key...), ':'), v...)
 	}
 	out := make([]byte, 0, len(meta)+len(name)+len(c.Arguments)+40)
 	out = append(out, '{')
@@ -133,7 +133,7 @@ func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 
 // post sends the call and reads its answer.
 func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte, *jsonrpc.Request)) (json.RawMessage, error) {
-	resp, err := p.http.Do(req)
+	resp, err := p.roundTrip(req)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
@@ -155,6 +155,18 @@ func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSessio
 		}
 	}
 	return nil, fmt.Errorf("upstream %s: answered HTTP %d (%s) without a JSON-RPC response", up.Name, resp.StatusCode, mt)
+}
+
+// roundTrip sends req with the pool's transport itself: an MCP endpoint
+// answers a POST, it does not redirect it, and http.Client's redirect
+// and deadline bookkeeping would cost more than the rest of a relayed
+// call.
+func (p *Pool) roundTrip(req *http.Request) (*http.Response, error) {
+	t := p.http.Transport
+	if t == nil {
+		t = http.DefaultTransport
+	}
+	return t.RoundTrip(req)
 }
 
 // newRequest is a POST to up within s: the config's headers, the session

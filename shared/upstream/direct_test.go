@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
-
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // TestCallParams checks the hand-assembled params of a tools/call against
@@ -14,12 +12,12 @@ func TestCallParams(t *testing.T) {
 	args := json.RawMessage(`{"text":"héllo \"quoted\"","n":[1,2]}`)
 	for _, tt := range []struct {
 		version string
-		meta    mcp.Meta
+		meta    map[string]json.RawMessage
 		want    string
 	}{
 		{"2025-11-25", nil, `{"name":"echo \"x\"","arguments":{"text":"héllo \"quoted\"","n":[1,2]}}`},
-		{"2025-11-25", mcp.Meta{"progressToken": "p-1"}, `{"_meta":{"progressToken":"p-1"},"name":"echo \"x\"","arguments":{"text":"héllo \"quoted\"","n":[1,2]}}`},
-		{"2026-07-28", mcp.Meta{"progressToken": 7.0, "trace": map[string]any{"id": "a"}}, `{"_meta":{
+		{"2025-11-25", map[string]json.RawMessage{"progressToken": json.RawMessage(`"p-1"`)}, `{"_meta":{"progressToken":"p-1"},"name":"echo \"x\"","arguments":{"text":"héllo \"quoted\"","n":[1,2]}}`},
+		{"2026-07-28", map[string]json.RawMessage{"progressToken": json.RawMessage(`7`), "trace": json.RawMessage(`{"id":"a"}`)}, `{"_meta":{
 			"io.modelcontextprotocol/protocolVersion":"2026-07-28",
 			"io.modelcontextprotocol/clientCapabilities":{},
 			"io.modelcontextprotocol/clientInfo":{"name":"mcp-proxy","version":"1"},
