@@ -31,8 +31,9 @@ import (
 // BenchmarkToolsCall measures one tools/call (the demo echo tool) straight
 // to a stateless upstream, through a bare httputil.ReverseProxy and through
 // the proxy (warm: key, config and upstream session cached), at 1 and 80
-// concurrent clients. Sub-benchmarks alternate per -count, so drift on a
-// shared machine hits all targets alike. Besides ns/op it reports the
+// concurrent clients, all in one run against one upstream, so the ratios
+// between targets are measured under the same conditions. Besides ns/op it
+// reports the
 // latency percentiles p50-ms and p99-ms and the process's CPU time per
 // call, cpu-us/op.
 //
