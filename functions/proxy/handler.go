@@ -310,7 +310,7 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 	if !req.ID.IsValid() {
 		return nil // notifications need no answer
 	}
-	x.params = decodeRequestParams(req.Params)
+	x.params, x.resultTyped = decodeRequestParams(req.Params), false
 	x.modern = x.version >= version20260728 || x.params.protocolVersion() != ""
 	table := methods
 	if x.modern {

@@ -19,7 +19,7 @@ import (
 type methodFunc func(h *Handler, ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError)
 
 // methods is the proxy's method table. A method not here is answered
-// -32601; capabilities advertise only what is here.
+// -32601; capabilities advertise only what the route serves of it.
 var methods = merge(map[string]methodFunc{
 	"initialize": (*Handler).initialize,
 	"ping":       func(*Handler, context.Context, *exchange, json.RawMessage) (any, *rpcError) { return struct{}{}, nil },
