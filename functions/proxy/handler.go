@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -424,7 +423,7 @@ func checkAccept(r *http.Request) *rpcError {
 	}
 	for _, v := range accept {
 		for part := range strings.SplitSeq(v, ",") {
-			mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part))
+			mt := wire.MediaType(part)
 			switch mt {
 			case "application/json", "application/*", "*/*", "text/event-stream", "text/*":
 				return nil
@@ -435,8 +434,7 @@ func checkAccept(r *http.Request) *rpcError {
 }
 
 func checkContentType(r *http.Request) *rpcError {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
+	if wire.MediaType(r.Header.Get("Content-Type")) != "application/json" {
 		return newError(http.StatusUnsupportedMediaType, codeInvalidRequest, "Content-Type must be application/json")
 	}
 	return nil

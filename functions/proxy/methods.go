@@ -133,7 +133,7 @@ type toolList struct {
 // upstreamTools asks an upstream for its tools (through the short-lived
 // tools cache), following pagination.
 func (h *Handler) upstreamTools(ctx context.Context, u *upstreamView) (*toolList, error) {
-	list, _, err := h.tools.Get(ctx, upstream.Key(u.up), func(ctx context.Context) (*toolList, error) {
+	list, _, err := h.tools.Get(ctx, u.key, func(ctx context.Context) (*toolList, error) {
 		var tools []*mcp.Tool
 		err := h.pool.Do(ctx, u.up, true, func(ctx context.Context, s *mcp.ClientSession) error {
 			var err error

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/json"
-	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/shared/wire"
 )
 
 // eventStream answers one request as Server-Sent Events once something
@@ -29,7 +30,7 @@ type eventStream struct {
 func acceptsEvents(h http.Header) bool {
 	for _, v := range h.Values("Accept") {
 		for part := range strings.SplitSeq(v, ",") {
-			if mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part)); mt == "text/event-stream" {
+			if wire.MediaType(part) == "text/event-stream" {
 				return true
 			}
 		}

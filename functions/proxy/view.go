@@ -1,6 +1,9 @@
 package proxy
 
-import "mcpproxy.dev/mcpproxy/shared/tenant"
+import (
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+)
 
 // view is an instance prepared for routing: each upstream with its unique
 // namespace and the set of tools its tool group allows. It is built once
@@ -14,13 +17,14 @@ type view struct {
 type upstreamView struct {
 	ns      string
 	up      tenant.Upstream
+	key     string // upstream.Key(up), the tools cache's key
 	allowed map[string]bool
 }
 
 func newView(inst *tenant.Instance) *view {
 	v := &view{inst: inst, byNS: map[string]*upstreamView{}}
 	for i, ns := range namespaces(inst.Upstreams) {
-		u := &upstreamView{ns: ns, up: inst.Upstreams[i], allowed: map[string]bool{}}
+		u := &upstreamView{ns: ns, up: inst.Upstreams[i], key: upstream.Key(inst.Upstreams[i]), allowed: map[string]bool{}}
 		for _, t := range u.up.Tools {
 			u.allowed[t] = true
 		}

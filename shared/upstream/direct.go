@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -83,13 +82,6 @@ func callParams(version string, c ToolCall) ([]byte, error) {
 	return append(append(out, c.Arguments...), '}'), nil
 }
 
-// mediaType is the media type of a Content-Type value, lower-cased,
-// without parameters.
-func mediaType(contentType string) string {
-	mt, _, _ := strings.Cut(contentType, ";")
-	return strings.ToLower(strings.TrimSpace(mt))
-}
-
 // CallTool sends c to the upstream of s, a session of up, and returns the
 // result as the upstream encoded it. An error answer of the upstream is a
 // *jsonrpc.Error (see Answer); an upstream that no longer knows the
@@ -141,7 +133,7 @@ func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSessio
 	if resp.StatusCode == http.StatusNotFound && s.ID() != "" {
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, mcp.ErrSessionMissing)
 	}
-	mt := mediaType(resp.Header.Get("Content-Type"))
+	mt := wire.MediaType(resp.Header.Get("Content-Type"))
 	switch {
 	case mt == "text/event-stream" && resp.StatusCode == http.StatusOK:
 		return p.readStream(ctx, up, s, version, id, resp.Body, notify)

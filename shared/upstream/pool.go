@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"net"
 	"net/http"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -121,8 +121,8 @@ func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClient
 // credentials: a changed credential gets a new session. It is a hash, so
 // it can be logged or kept without holding a secret.
 func Key(up tenant.Upstream) string {
-	h := sha256.New()
-	field := func(s string) { io.WriteString(h, s); h.Write([]byte{0}) }
+	b := make([]byte, 0, 256)
+	field := func(s string) { b = append(append(b, s...), 0) }
 	field(up.ConfigID)
 	field(string(up.Transport))
 	field(up.URL)
@@ -131,18 +131,14 @@ func Key(up tenant.Upstream) string {
 		field(a)
 	}
 	for _, m := range []map[string]string{up.Credentials.Env, up.Credentials.Headers} {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		field("|")
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			field(k)
 			field(m[k])
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Session returns the pooled session of up, connecting when there is none.

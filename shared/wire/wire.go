@@ -6,6 +6,7 @@ package wire
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -49,4 +50,12 @@ func Decode(data []byte) (jsonrpc.Message, error) {
 		resp.Error = w.Error
 	}
 	return resp, nil
+}
+
+// MediaType is the media type of a Content-Type or Accept element,
+// lower-cased, without parameters: what the hot path compares, without
+// mime.ParseMediaType's allocations.
+func MediaType(v string) string {
+	mt, _, _ := strings.Cut(v, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
 }
