@@ -426,6 +426,62 @@ func TestProgressRelayed(t *testing.T) {
 	})
 }
 
+// TestProgressStreamOrder reads the event stream of a call as it comes
+// off the wire: every progress notification, with the client's token,
+// before the result, which ends the stream. A client that does not take
+// an event stream gets the plain JSON result.
+func TestProgressStreamOrder(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	body := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"beta__slow","arguments":{"ms":90,"steps":3},"_meta":{"progressToken":"tok-1"}}}`
+	call := func(accept string) (*http.Response, []byte) {
+		req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+"/mcp", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", accept)
+		req.Header.Set("Authorization", "Bearer "+e.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp, raw
+	}
+	resp, raw := call("application/json, text/event-stream")
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q; want text/event-stream:\n%s", ct, raw)
+	}
+	var events []map[string]any
+	for _, block := range strings.Split(strings.TrimSpace(string(raw)), "\n\n") {
+		data, ok := strings.CutPrefix(block, "event: message\ndata: ")
+		if !ok {
+			t.Fatalf("not a message event: %q", block)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(data), &m); err != nil {
+			t.Fatalf("event data %q: %v", data, err)
+		}
+		events = append(events, m)
+	}
+	if len(events) != 4 {
+		t.Fatalf("%d events; want 3 progress notifications and the result:\n%s", len(events), raw)
+	}
+	for i, ev := range events[:3] {
+		params, _ := ev["params"].(map[string]any)
+		if ev["method"] != "notifications/progress" || params["progressToken"] != "tok-1" || params["progress"] != float64(i+1) {
+			t.Errorf("event %d = %v; want progress %d for tok-1", i, ev, i+1)
+		}
+	}
+	if last := events[3]; last["id"] != float64(9) || last["result"] == nil {
+		t.Errorf("last event = %v; want the result of request 9", last)
+	}
+
+	resp, raw = call("application/json")
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil || resp.Header.Get("Content-Type") != "application/json" || out["result"] == nil {
+		t.Errorf("JSON-only client: %s %q: %v", resp.Header.Get("Content-Type"), raw, err)
+	}
+}
+
 // post sends a raw request to the proxy.
 func (e *env) post(t *testing.T, path string, header map[string]string, body string) (*http.Response, map[string]any) {
 	t.Helper()
