@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -59,9 +60,19 @@ func (s *eventStream) send(msg []byte) {
 
 func (s *eventStream) write(msg []byte) {
 	n, _ := s.w.Write([]byte("event: message\ndata: "))
-	m, _ := s.w.Write(msg)
-	k, _ := s.w.Write([]byte("\n\n"))
-	s.bytes += n + m + k
+	s.bytes += n
+	// A message relayed from an upstream may hold line breaks between
+	// its tokens: each line goes in a data field of its own.
+	for i, line := range bytes.Split(msg, []byte("\n")) {
+		if i > 0 {
+			n, _ = s.w.Write([]byte("\ndata: "))
+			s.bytes += n
+		}
+		n, _ = s.w.Write(line)
+		s.bytes += n
+	}
+	n, _ = s.w.Write([]byte("\n\n"))
+	s.bytes += n
 	s.sent++
 	if f, ok := s.w.(http.Flusher); ok {
 		f.Flush()
