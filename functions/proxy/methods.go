@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -262,7 +261,7 @@ func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMess
 func (h *Handler) callDirect(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage, meta map[string]json.RawMessage) (json.RawMessage, error) {
 	call := upstream.ToolCall{Name: tool, Arguments: args, Meta: meta}
 	if s := x.stream; s != nil {
-		call.Notify = func(raw []byte, _ *jsonrpc.Request) { s.send(raw) }
+		call.Notify = s.send
 	}
 	var result json.RawMessage
 	// A call that reached the upstream is never sent twice.

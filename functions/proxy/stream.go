@@ -15,8 +15,9 @@ import (
 )
 
 // eventStream answers one request as Server-Sent Events once something
-// must reach the client before the result: the upstream's progress
-// notifications. A request that gets none is answered as plain JSON.
+// must reach the client before the result: the notifications an upstream
+// sends during a call (progress, log messages). A request that gets none
+// is answered as plain JSON.
 type eventStream struct {
 	w       http.ResponseWriter
 	mu      sync.Mutex

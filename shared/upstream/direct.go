@@ -26,6 +26,11 @@ import (
 // relays the upstream's result as the upstream wrote it. Lists, resources
 // and prompts, SSE and stdio upstreams keep going through the SDK client.
 
+// statelessVersion is the first protocol version without sessions: each
+// request carries its version and the client's identity in _meta, and a
+// closed connection cancels it.
+const statelessVersion = "2026-07-28"
+
 // Direct reports whether CallTool can reach up: Streamable HTTP only.
 func Direct(up tenant.Upstream) bool { return up.Transport == tenant.TransportStreamableHTTP }
 
@@ -38,7 +43,7 @@ type ToolCall struct {
 	Header http.Header
 	// Notify receives each notification the upstream sends on the call's
 	// stream (progress, log messages) as raw JSON; nil drops them.
-	Notify func(raw []byte, n *jsonrpc.Request)
+	Notify func(raw []byte)
 }
 
 // callParams encodes the params of a tools/call. From 2026-07-28 there is
@@ -50,7 +55,7 @@ func callParams(version string, c ToolCall) ([]byte, error) {
 		return nil, err
 	}
 	var meta []byte
-	if version >= "2026-07-28" {
+	if version >= statelessVersion {
 		v, err := json.Marshal(version)
 		if err != nil {
 			return nil, err
@@ -87,10 +92,7 @@ func callParams(version string, c ToolCall) ([]byte, error) {
 // *jsonrpc.Error (see Answer); an upstream that no longer knows the
 // session yields mcp.ErrSessionMissing, so Do may retry on a new session.
 func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, c ToolCall) (json.RawMessage, error) {
-	version := ""
-	if r := s.InitializeResult(); r != nil {
-		version = r.ProtocolVersion
-	}
+	version := sessionVersion(s)
 	params, err := callParams(version, c)
 	if err != nil {
 		return nil, err
@@ -115,7 +117,7 @@ func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 		req.Header[k] = v
 	}
 	result, err := p.post(ctx, up, s, version, id, req, c.Notify)
-	if err != nil && ctx.Err() != nil && version < "2026-07-28" {
+	if err != nil && ctx.Err() != nil && version < statelessVersion {
 		// The caller gave up: tell the upstream to stop working on it.
 		// (From 2026-07-28, closing the request's connection says so.)
 		go p.cancel(up, s, version, id)
@@ -124,7 +126,7 @@ func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 }
 
 // post sends the call and reads its answer.
-func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte, *jsonrpc.Request)) (json.RawMessage, error) {
+func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte)) (json.RawMessage, error) {
 	resp, err := p.roundTrip(req)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
@@ -200,16 +202,21 @@ func answerOf(data []byte, id jsonrpc.ID) (result json.RawMessage, answered bool
 	return resp.Result, true, nil
 }
 
-// Modern reports whether s speaks 2026-07-28 or later with its upstream.
-func Modern(s *mcp.ClientSession) bool {
-	r := s.InitializeResult()
-	return r != nil && r.ProtocolVersion >= "2026-07-28"
+// sessionVersion is the protocol version s negotiated with its upstream.
+func sessionVersion(s *mcp.ClientSession) string {
+	if r := s.InitializeResult(); r != nil {
+		return r.ProtocolVersion
+	}
+	return ""
 }
+
+// Modern reports whether s speaks 2026-07-28 or later with its upstream.
+func Modern(s *mcp.ClientSession) bool { return sessionVersion(s) >= statelessVersion }
 
 // readStream reads the upstream's event stream up to the response to id,
 // handing notifications to notify and refusing the upstream's requests
 // to the client, which the proxy does not relay.
-func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte, *jsonrpc.Request)) (json.RawMessage, error) {
+func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte)) (json.RawMessage, error) {
 	r := bufio.NewReader(body)
 	var data []byte
 	for {
@@ -248,7 +255,7 @@ func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.Client
 			if m.ID.IsValid() {
 				p.refuse(up, s, version, m)
 			} else if notify != nil {
-				notify(event, m)
+				notify(event)
 			}
 		}
 	}
@@ -282,7 +289,7 @@ func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, ms
 	if err != nil {
 		return
 	}
-	if resp, err := p.http.Do(hreq); err == nil {
+	if resp, err := p.roundTrip(hreq); err == nil {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
