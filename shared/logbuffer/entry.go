@@ -1,0 +1,157 @@
+// Package logbuffer carries request log entries from the proxy to the
+// flush: the entry and its encoding, the bounded in-process buffer that
+// groups entries into batches, and the Firestore batch documents that hold
+// them until the flush copies them into Postgres.
+package logbuffer
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Entry is one request handled by the proxy: the fields of the request log
+// design, without request or response bodies.
+type Entry struct {
+	ID             string    `json:"id"`
+	RequestID      string    `json:"requestId,omitempty"`
+	UserID         string    `json:"userId"`
+	OrganizationID string    `json:"organizationId,omitempty"`
+	InstanceID     string    `json:"instanceId"`
+	APIKeyID       string    `json:"apiKeyId,omitempty"`
+	Method         string    `json:"method"`
+	ToolName       string    `json:"toolName,omitempty"`
+	Transport      string    `json:"transport,omitempty"`
+	Status         string    `json:"status"` // success, error or timeout
+	ErrorCode      string    `json:"errorCode,omitempty"`
+	ErrorMessage   string    `json:"errorMessage,omitempty"`
+	DurationMs     int64     `json:"durationMs"`
+	InputBytes     int64     `json:"inputBytes"`
+	OutputBytes    int64     `json:"outputBytes"`
+	UserAgent      string    `json:"userAgent,omitempty"`
+	CreatedAt      time.Time `json:"createdAt"`
+}
+
+// Statuses of an entry.
+const (
+	StatusSuccess = "success"
+	StatusError   = "error"
+	StatusTimeout = "timeout"
+)
+
+// Bounds on free-text fields, so that one entry stays small whatever a
+// client or an upstream sends.
+const (
+	maxErrorMessage = 512
+	maxUserAgent    = 256
+	maxName         = 256
+)
+
+// NewID returns a random entry ID: 128 bits, hex. The proxy generates it so
+// that a copied entry can be recognised.
+func NewID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// encode normalises e (bounded text, UTC time) and returns its JSON line.
+func encode(e *Entry) ([]byte, error) {
+	e.ErrorMessage = clean(e.ErrorMessage, maxErrorMessage)
+	e.UserAgent = clean(e.UserAgent, maxUserAgent)
+	e.ToolName = clean(e.ToolName, maxName)
+	e.Method = clean(e.Method, maxName)
+	e.RequestID = clean(e.RequestID, maxName)
+	e.ErrorCode = clean(e.ErrorCode, maxName)
+	e.CreatedAt = e.CreatedAt.UTC()
+	return json.Marshal(e)
+}
+
+// clean drops NUL characters, which Postgres text refuses, and cuts s to
+// at most n bytes without splitting a UTF-8 sequence.
+func clean(s string, n int) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "")
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Validate reports what makes an entry unfit for the request log table.
+func (e *Entry) Validate() error {
+	switch {
+	case e.ID == "":
+		return errors.New("entry without id")
+	case !isUUID(e.UserID):
+		return fmt.Errorf("entry %s: user id %q is not a UUID", e.ID, e.UserID)
+	case !isUUID(e.InstanceID):
+		return fmt.Errorf("entry %s: instance id %q is not a UUID", e.ID, e.InstanceID)
+	case e.OrganizationID != "" && !isUUID(e.OrganizationID):
+		return fmt.Errorf("entry %s: organization id %q is not a UUID", e.ID, e.OrganizationID)
+	case e.APIKeyID != "" && !isUUID(e.APIKeyID):
+		return fmt.Errorf("entry %s: api key id %q is not a UUID", e.ID, e.APIKeyID)
+	case e.Method == "":
+		return fmt.Errorf("entry %s: no method", e.ID)
+	case e.Status != StatusSuccess && e.Status != StatusError && e.Status != StatusTimeout:
+		return fmt.Errorf("entry %s: unknown status %q", e.ID, e.Status)
+	case e.DurationMs < 0 || e.InputBytes < 0 || e.OutputBytes < 0:
+		return fmt.Errorf("entry %s: negative duration or size", e.ID)
+	case e.CreatedAt.IsZero():
+		return fmt.Errorf("entry %s: no time", e.ID)
+	}
+	return nil
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// DecodeEntries reads the entries of a batch document: one JSON object per
+// line. Every entry is validated; the first fault fails the whole batch so
+// that it is set aside whole rather than copied in part.
+func DecodeEntries(data []byte) ([]Entry, error) {
+	entries := make([]Entry, 0, bytes.Count(data, []byte{'\n'})+1)
+	for n := 1; len(data) > 0; n++ {
+		line, rest, _ := bytes.Cut(data, []byte{'\n'})
+		data = rest
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var e Entry
+		if err := json.Unmarshal(line, &e); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		if err := e.Validate(); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
