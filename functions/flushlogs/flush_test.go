@@ -1,0 +1,411 @@
+package flushlogs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/shared/logbuffer"
+	"mcpproxy.dev/mcpproxy/shared/pgtest"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+)
+
+var errCrash = errors.New("simulated crash")
+
+// world is a migrated database with one instance and three keys, and a
+// Firestore collection of its own.
+type world struct {
+	db       *postgres.DB
+	store    *logbuffer.Firestore
+	user     string
+	org      string
+	instance string
+	keys     []string
+	n        atomic.Int64
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	db := pgtest.Open(t, nil)
+	org, err := db.CreateOrganization(ctx, "flush org", "owner", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := db.CreateServer(ctx, postgres.Server{OrganizationID: org.ID, Name: "demo",
+		Transport: tenant.TransportStreamableHTTP, URL: "http://127.0.0.1:1/mcp"}, []postgres.Tool{{Name: "echo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := db.CreateConfig(ctx, org.ID, srv.ID, "", tenant.Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := db.CreateInstance(ctx, org.ID, org.OwnerUserID, "flush instance",
+		[]postgres.Selection{{ConfigID: cfg.ID, Tools: []string{"echo"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{db: db, user: org.OwnerUserID, org: org.ID, instance: inst.ID,
+		store: &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}}
+	for i := range 3 {
+		row, _, err := db.CreateAPIKey(ctx, inst.ID, org.OwnerUserID, fmt.Sprintf("key %d", i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.keys = append(w.keys, row.ID)
+	}
+	return w
+}
+
+// entry makes the i-th entry: spread over keys, tools, statuses and three
+// hours.
+func (w *world) entry(i int) logbuffer.Entry {
+	statuses := []string{logbuffer.StatusSuccess, logbuffer.StatusSuccess, logbuffer.StatusError, logbuffer.StatusTimeout}
+	e := logbuffer.Entry{
+		UserID: w.user, OrganizationID: w.org, InstanceID: w.instance, APIKeyID: w.keys[i%len(w.keys)],
+		Method: "tools/call", ToolName: fmt.Sprintf("demo__tool%d", i%4), Transport: "STREAMABLE_HTTPS",
+		Status: statuses[i%len(statuses)], DurationMs: int64(i % 50), InputBytes: 100, OutputBytes: int64(i),
+		UserAgent: "flush-test", RequestID: fmt.Sprintf("req-%d", i),
+		CreatedAt: time.Now().UTC().Add(-time.Duration(i%3) * time.Hour).Add(-time.Duration(i) * time.Millisecond),
+	}
+	if i%5 == 0 {
+		e.Method, e.ToolName = "tools/list", ""
+	}
+	if e.Status != logbuffer.StatusSuccess {
+		e.ErrorCode, e.ErrorMessage = "-32603", "upstream failed"
+	}
+	return e
+}
+
+// write stores n entries in Firestore in batches of batchSize.
+func (w *world) write(t *testing.T, n, batchSize int) {
+	t.Helper()
+	b := logbuffer.New(w.store, logbuffer.Options{BatchEntries: batchSize})
+	for range n {
+		b.Append(w.entry(int(w.n.Add(1))))
+	}
+	if err := b.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *world) flusher(opts Options) *Flusher {
+	return NewFlusher(w.db.Pool, w.store, opts)
+}
+
+func (w *world) count(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := w.db.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// verify checks the Postgres side against want entries: that many rows,
+// no two with one ID, aggregates equal to the rows, last_used_at the
+// latest use per key, and no batch document left.
+func (w *world) verify(t *testing.T, want int) {
+	t.Helper()
+	ctx := context.Background()
+	if got := w.count(t, `SELECT count(*) FROM mcp_server_request_logs`); got != int64(want) {
+		t.Errorf("%d log rows; want %d", got, want)
+	}
+	if got := w.count(t, `SELECT count(DISTINCT request_id) FROM mcp_server_request_logs`); got != int64(want) {
+		t.Errorf("%d distinct requests; want %d", got, want)
+	}
+	if got := w.count(t, `SELECT coalesce(sum(request_count), 0) FROM mcp_server_request_hourly`); got != int64(want) {
+		t.Errorf("aggregates count %d requests; want %d", got, want)
+	}
+	mismatch := w.count(t, `
+WITH rows AS (
+    SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour, mcp_server_instance_id,
+           tool_name, method, response_status, count(*) AS n,
+           count(*) FILTER (WHERE response_status <> 'success') AS errs, sum(duration_ms) AS dur,
+           max(duration_ms) AS maxdur, sum(input_bytes) AS inb, sum(output_bytes) AS outb
+    FROM mcp_server_request_logs GROUP BY 1, 2, 3, 4, 5),
+aggs AS (
+    SELECT hour, mcp_server_instance_id, tool_name, method, response_status, request_count, error_count,
+           total_duration_ms, max_duration_ms, input_bytes, output_bytes
+    FROM mcp_server_request_hourly)
+SELECT count(*) FROM ((SELECT * FROM rows EXCEPT SELECT * FROM aggs) UNION ALL (SELECT * FROM aggs EXCEPT SELECT * FROM rows)) d`)
+	if mismatch != 0 {
+		t.Errorf("%d aggregate rows differ from the log rows", mismatch)
+	}
+	if want > 0 {
+		stale := w.count(t, `
+SELECT count(*) FROM mcp_api_keys k
+WHERE k.last_used_at IS DISTINCT FROM (SELECT max(created_at) FROM mcp_server_request_logs l WHERE l.api_key_id = k.id)`)
+		if stale != 0 {
+			t.Errorf("%d keys whose last_used_at is not their latest use", stale)
+		}
+	}
+	if n, err := w.store.Count(ctx); err != nil || n != 0 {
+		t.Errorf("%d batch documents left (%v); want none", n, err)
+	}
+}
+
+func run(t *testing.T, f *Flusher) Report {
+	t.Helper()
+	rep, err := f.Run(context.Background())
+	if err != nil {
+		t.Fatalf("flush: %v (report %+v)", err, rep)
+	}
+	return rep
+}
+
+func TestFlushExactlyOnce(t *testing.T) {
+	w := newWorld(t)
+	w.write(t, 500, 37) // 14 batches
+	rep := run(t, w.flusher(Options{GroupSize: 4}))
+	if rep.Batches != 14 || rep.Entries != 500 || rep.Duplicates != 0 || rep.Remaining != 0 || rep.Skipped != "" {
+		t.Errorf("report %+v; want 14 batches, 500 entries, nothing left", rep)
+	}
+	w.verify(t, 500)
+	again := run(t, w.flusher(Options{GroupSize: 4}))
+	if again.Batches != 0 || again.Entries != 0 {
+		t.Errorf("second run %+v; want nothing to do", again)
+	}
+	w.verify(t, 500)
+}
+
+func TestFlushCrashAfterCommit(t *testing.T) {
+	w := newWorld(t)
+	w.write(t, 300, 25) // 12 batches
+	f := w.flusher(Options{GroupSize: 5})
+	f.crash = func(stage string) error {
+		if stage == "committed" {
+			return errCrash
+		}
+		return nil
+	}
+	if _, err := f.Run(context.Background()); !errors.Is(err, errCrash) {
+		t.Fatalf("run error %v; want the crash", err)
+	}
+	if got := w.count(t, `SELECT count(*) FROM mcp_server_request_logs`); got != 125 {
+		t.Errorf("%d rows after the crash; want the first group's 125", got)
+	}
+	if n, _ := w.store.Count(context.Background()); n != 12 {
+		t.Errorf("%d documents after the crash; want all 12 (none deleted)", n)
+	}
+	rep := run(t, w.flusher(Options{GroupSize: 5}))
+	if rep.Duplicates != 5 || rep.Batches != 7 || rep.Entries != 175 {
+		t.Errorf("rerun %+v; want the 5 copied batches skipped and 7 copied", rep)
+	}
+	w.verify(t, 300)
+}
+
+func TestFlushCrashMidGroup(t *testing.T) {
+	w := newWorld(t)
+	w.write(t, 200, 20) // 10 batches
+	f := w.flusher(Options{GroupSize: 4})
+	groups := 0
+	f.crash = func(stage string) error {
+		if stage == "copied" {
+			groups++
+			if groups == 2 {
+				return errCrash
+			}
+		}
+		return nil
+	}
+	if _, err := f.Run(context.Background()); !errors.Is(err, errCrash) {
+		t.Fatalf("run error %v; want the crash", err)
+	}
+	if got := w.count(t, `SELECT count(*) FROM mcp_server_request_logs`); got != 80 {
+		t.Errorf("%d rows after the crash; want the first group's 80 (the second rolled back)", got)
+	}
+	if got := w.count(t, `SELECT count(*) FROM log_flush_batches`); got != 4 {
+		t.Errorf("%d batches recorded; want 4", got)
+	}
+	rep := run(t, w.flusher(Options{GroupSize: 4}))
+	if rep.Entries != 120 || rep.Duplicates != 0 {
+		t.Errorf("rerun %+v; want the other 120 entries", rep)
+	}
+	w.verify(t, 200)
+}
+
+func TestTwoFlushesAtOnce(t *testing.T) {
+	w := newWorld(t)
+	w.write(t, 400, 20)
+	// The second flusher has a pool of its own, as another function
+	// instance would.
+	other, err := pgxpool.New(context.Background(), w.db.Pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	inA := make(chan struct{})
+	release := make(chan struct{})
+	a := w.flusher(Options{GroupSize: 5})
+	var once sync.Once
+	a.crash = func(stage string) error {
+		if stage == "copied" {
+			once.Do(func() { close(inA); <-release })
+		}
+		return nil
+	}
+	b := NewFlusher(other, w.store, Options{GroupSize: 5})
+	var repA Report
+	var errA error
+	done := make(chan struct{})
+	go func() { repA, errA = a.Run(context.Background()); close(done) }()
+	<-inA
+	repB := run(t, b)
+	close(release)
+	<-done
+	if errA != nil {
+		t.Fatal(errA)
+	}
+	if repB.Skipped == "" || repB.Entries != 0 {
+		t.Errorf("second flush %+v; want it skipped while the first holds the lock", repB)
+	}
+	if repA.Entries != 400 {
+		t.Errorf("first flush %+v; want all 400", repA)
+	}
+	// Both at once again, with nothing held: whatever the interleaving,
+	// each entry is copied once.
+	w.write(t, 100, 10)
+	var wg sync.WaitGroup
+	for _, f := range []*Flusher{w.flusher(Options{GroupSize: 2}), NewFlusher(other, w.store, Options{GroupSize: 2})} {
+		wg.Go(func() {
+			if _, err := f.Run(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	run(t, w.flusher(Options{}))
+	w.verify(t, 500)
+}
+
+func TestFlushWhileProxyWrites(t *testing.T) {
+	w := newWorld(t)
+	buf := logbuffer.New(w.store, logbuffer.Options{BatchEntries: 25, MaxAge: 20 * time.Millisecond})
+	stop := make(chan struct{})
+	var appended atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if buf.Append(w.entry(int(w.n.Add(1)))) {
+					appended.Add(1)
+				}
+				buf.Kick()
+				time.Sleep(2 * time.Millisecond) // about 2,000 entries a second in all
+			}
+		})
+	}
+	f := w.flusher(Options{GroupSize: 3})
+	flushed := 0
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		flushed += run(t, f).Entries
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if err := buf.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	flushed += run(t, f).Entries
+	if s := buf.Stats(); s.Dropped != 0 {
+		t.Fatalf("buffer dropped %d", s.Dropped)
+	}
+	n := int(appended.Load())
+	if n < 100 || flushed != n {
+		t.Errorf("flushed %d of %d appended; want all, and traffic during the flushes", flushed, n)
+	}
+	w.verify(t, n)
+}
+
+func TestRetention(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	old := logbuffer.New(w.store, logbuffer.Options{BatchEntries: 10})
+	for i := range 30 {
+		e := w.entry(i)
+		e.CreatedAt = time.Now().Add(-100 * 24 * time.Hour)
+		old.Append(e)
+	}
+	if err := old.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.write(t, 20, 10)
+	f := w.flusher(Options{RetentionChunk: 7})
+	// The first run copies, then removes what is past 90 days.
+	rep := run(t, f)
+	if rep.Entries != 50 || rep.LogsDeleted != 30 {
+		t.Errorf("report %+v; want 50 copied and the 30 old ones removed", rep)
+	}
+	if got := w.count(t, `SELECT count(*) FROM mcp_server_request_logs`); got != 20 {
+		t.Errorf("%d rows left; want the 20 recent ones", got)
+	}
+	if _, err := w.db.Pool.Exec(ctx, `UPDATE log_flush_batches SET flushed_at = now() - interval '15 days' WHERE batch_id IN (SELECT batch_id FROM log_flush_batches LIMIT 3)`); err != nil {
+		t.Fatal(err)
+	}
+	rep = run(t, f)
+	if rep.DedupeDeleted != 3 {
+		t.Errorf("report %+v; want 3 dedupe rows removed", rep)
+	}
+	if got := w.count(t, `SELECT count(*) FROM log_flush_batches`); got != 2 {
+		t.Errorf("%d dedupe rows left; want 2", got)
+	}
+}
+
+func TestUndecodableBatchSetAside(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.write(t, 30, 10)
+	bad := w.store.Client.Collection(w.store.Collection).Doc("broken")
+	if _, err := bad.Create(ctx, map[string]any{"createdAt": time.Now().Add(-time.Hour), "count": 1,
+		"entries": []byte("{not json\n"), "lastUsed": map[string]any{}, "format": 1}); err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, w.flusher(Options{}))
+	if rep.SetAside != 1 || rep.Entries != 30 {
+		t.Errorf("report %+v; want the broken batch set aside and the 30 entries copied", rep)
+	}
+	aside, err := w.store.Client.Collection(w.store.Collection + "Invalid").Doc("broken").Get(ctx)
+	if err != nil {
+		t.Fatalf("the broken batch is not kept aside: %v", err)
+	}
+	if reason, _ := aside.DataAt("invalidReason"); reason == "" || reason == nil {
+		t.Error("the set-aside batch carries no reason")
+	}
+	w.verify(t, 30)
+}
+
+func TestHandler(t *testing.T) {
+	w := newWorld(t)
+	w.write(t, 10, 10)
+	f := w.flusher(Options{})
+	rec := httptest.NewRecorder()
+	f.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/flushlogs", nil))
+	var rep Report
+	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil || rec.Code != http.StatusOK || rep.Entries != 10 {
+		t.Errorf("got %d %s; want 200 with a report of 10 entries", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	f.ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/flushlogs", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE got %d; want 405", rec.Code)
+	}
+}
