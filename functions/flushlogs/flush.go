@@ -57,8 +57,8 @@ type Report struct {
 	LogsDeleted   int64 `json:"logsDeleted"`
 	DedupeDeleted int64 `json:"dedupeDeleted"`
 	// BudgetSpent is set when the run stopped because its budget ran out.
-	BudgetSpent bool  `json:"budgetSpent,omitempty"`
-	DurationMs  int64 `json:"durationMs"`
+	BudgetSpent bool   `json:"budgetSpent,omitempty"`
+	DurationMs  int64  `json:"durationMs"`
 	Error       string `json:"error,omitempty"`
 }
 

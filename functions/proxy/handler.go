@@ -13,12 +13,16 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
@@ -57,6 +61,15 @@ type Options struct {
 	Version string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// RequestLog receives one entry per request made with a valid key;
+	// nil keeps no request log (the structured log line is still written).
+	RequestLog *logbuffer.Buffer
+	// DBStats reports the Postgres pool for the process figures; nil
+	// leaves the pool out of them.
+	DBStats func() *pgxpool.Stat
+	// FiguresInterval is how often, while requests come, the process
+	// figures are logged. Default 1 minute.
+	FiguresInterval time.Duration
 }
 
 // Handler is the proxy's MCP endpoint. It is safe for concurrent use; one
@@ -70,6 +83,10 @@ type Handler struct {
 	views   *configcache.Cache[*view]
 	tools   *configcache.Cache[*toolList]
 	origins map[string]bool
+
+	draining    atomic.Bool  // set by Shutdown: new requests are refused
+	inflight    atomic.Int64 // requests being served
+	lastFigures atomic.Int64 // unix nanoseconds of the last process figures
 }
 
 // New makes a Handler.
@@ -91,6 +108,9 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	}
 	if opts.Version == "" {
 		opts.Version = "dev"
+	}
+	if opts.FiguresInterval <= 0 {
+		opts.FiguresInterval = time.Minute
 	}
 	h := &Handler{store: store, pool: pool, log: logger, opts: opts, origins: map[string]bool{}}
 	for _, o := range opts.AllowedOrigins {
@@ -153,6 +173,20 @@ func (x *exchange) fail(e *rpcError) {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.inflight.Add(1)
+	defer h.inflight.Add(-1)
+	if h.draining.Load() {
+		e := newError(http.StatusServiceUnavailable, codeInternalError, "the proxy is shutting down; retry")
+		e.header = http.Header{"Retry-After": {"1"}}
+		writeError(w, jsonrpc.ID{}, e)
+		return
+	}
+	// A due batch of the request log is written now, while this request
+	// holds the CPU that Cloud Functions takes away between requests.
+	if h.opts.RequestLog != nil {
+		h.opts.RequestLog.Kick()
+	}
+	h.maybeLogFigures()
 	x := &exchange{start: h.opts.Now(), httpStatus: http.StatusOK, status: "success", requestID: requestID(r), header: r.Header}
 	defer h.logExchange(r, x)
 	defer func() {
@@ -573,4 +607,42 @@ func (h *Handler) logExchange(r *http.Request, x *exchange) {
 		level = slog.LevelError
 	}
 	h.log.LogAttrs(r.Context(), level, "mcp request", attrs...)
+	h.record(r, x)
+}
+
+// record appends the request's entry to the request log. Requests
+// without a valid key have no user or instance to charge them to: the
+// structured log line (and, for refused keys, the warning) covers them.
+func (h *Handler) record(r *http.Request, x *exchange) {
+	if h.opts.RequestLog == nil || x.key == nil {
+		return
+	}
+	method := x.method
+	if method == "" {
+		method = "(none)" // the body was refused before a method was read
+	}
+	e := logbuffer.Entry{
+		RequestID: x.requestID, UserID: x.key.UserID, OrganizationID: x.key.OrganizationID,
+		InstanceID: x.key.InstanceID, APIKeyID: x.key.ID, Method: method, ToolName: x.tool,
+		Transport: x.transport(), Status: x.status, DurationMs: h.opts.Now().Sub(x.start).Milliseconds(),
+		InputBytes: int64(x.inBytes), OutputBytes: int64(x.outBytes), UserAgent: r.UserAgent(), CreatedAt: x.start,
+	}
+	if x.status != logbuffer.StatusSuccess {
+		e.ErrorCode, e.ErrorMessage = strconv.FormatInt(x.rpcCode, 10), x.errMessage
+	}
+	h.opts.RequestLog.Append(e)
+}
+
+// transport is the transport of the upstream the request went to; "" for
+// a request answered from several upstreams or none.
+func (x *exchange) transport() string {
+	if x.upstream != "" && x.view != nil {
+		if u := x.view.byNS[x.upstream]; u != nil {
+			return string(u.up.Transport)
+		}
+	}
+	if x.only != nil {
+		return string(x.only.up.Transport)
+	}
+	return ""
 }

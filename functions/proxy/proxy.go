@@ -12,14 +12,19 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
+
+	"cloud.google.com/go/firestore"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/sethvargo/go-envconfig"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
+	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -47,6 +52,14 @@ type Config struct {
 	UpstreamIdleTimeout    time.Duration `env:"UPSTREAM_IDLE_TIMEOUT, default=10m"`
 	UpstreamConnsPerHost   int           `env:"UPSTREAM_MAX_IDLE_CONNS_PER_HOST, default=100"`
 
+	FirestoreDatabase string        `env:"FIRESTORE_DATABASE, default=(default)"`
+	LogCollection     string        `env:"REQUEST_LOG_COLLECTION, default=requestLogBatches"`
+	LogBatchEntries   int           `env:"LOG_BATCH_ENTRIES, default=500"`
+	LogBatchMaxAge    time.Duration `env:"LOG_BATCH_MAX_AGE, default=5s"`
+	LogBufferBytes    int           `env:"LOG_BUFFER_MAX_BYTES, default=16777216"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT, default=8s"`
+	FiguresInterval   time.Duration `env:"FIGURES_INTERVAL, default=1m"`
+
 	MaxBodyBytes   int64      `env:"MAX_BODY_BYTES, default=4194304"`
 	AllowedOrigins []string   `env:"ALLOWED_ORIGINS"`
 	LogLevel       slog.Level `env:"LOG_LEVEL, default=INFO"`
@@ -69,23 +82,69 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	project := c.ProjectID
+	if project == "" {
+		project = firestore.DetectProjectID
+	}
+	fs, err := firestore.NewClientWithDatabase(ctx, project, c.FirestoreDatabase)
+	if err != nil {
+		return nil, err
+	}
+	requestLog := logbuffer.New(&logbuffer.Firestore{Client: fs, Collection: c.LogCollection}, logbuffer.Options{
+		BatchEntries: c.LogBatchEntries, MaxAge: c.LogBatchMaxAge, MaxBytes: c.LogBufferBytes, Logger: logger,
+	})
 	pool := upstream.NewPool(upstream.PoolOptions{
 		MaxIdleConnsPerHost: c.UpstreamConnsPerHost,
 		ConnectTimeout:      c.UpstreamConnectTimeout,
 		IdleTimeout:         c.UpstreamIdleTimeout,
 	})
-	return New(db, pool, logger, Options{
+	h := New(db, pool, logger, Options{
 		RequestTimeout: c.RequestTimeout,
 		ListTimeout:    c.UpstreamListTimeout,
 		MaxBodyBytes:   c.MaxBodyBytes,
 		AllowedOrigins: c.AllowedOrigins,
 		Cache: configcache.Options{Size: c.CacheSize, TTL: c.CacheTTL, StaleIfError: c.CacheStaleIfError,
 			NegativeTTL: c.CacheNegativeTTL, LoadTimeout: c.Postgres.ConnectTimeout + c.Postgres.StatementTimeout},
-		ToolsTTL:  c.UpstreamToolsTTL,
-		ProjectID: c.ProjectID,
-		Version:   logging.Version(),
-	}), nil
+		ToolsTTL:        c.UpstreamToolsTTL,
+		ProjectID:       c.ProjectID,
+		Version:         logging.Version(),
+		RequestLog:      requestLog,
+		DBStats:         db.Pool.Stat,
+		FiguresInterval: c.FiguresInterval,
+	})
+	onSignal(logger, c.ShutdownTimeout, func(ctx context.Context) error {
+		err := h.Shutdown(ctx)
+		db.Close()
+		fs.Close()
+		return err
+	}, requestLog)
+	return h, nil
 })
+
+// onSignal shuts the process down on SIGTERM (Cloud Run gives 10 s before
+// it kills) and on SIGINT (Ctrl-C locally), then exits. The Functions
+// Framework has no shutdown hook, so the proxy installs its own when it
+// builds its handler: once, on the first request.
+func onSignal(logger *slog.Logger, timeout time.Duration, shutdown func(context.Context) error, requestLog *logbuffer.Buffer) {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, os.Interrupt)
+	go func() { // ends with the process
+		sig := <-signals
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		err := shutdown(ctx)
+		attrs := []any{"signal", sig.String(), "durationMs", time.Since(start).Milliseconds(), "requestLog", requestLog.Stats()}
+		code := 0
+		if err != nil {
+			code = 1
+			logger.Error("proxy shut down with request log entries unwritten", append(attrs, "error", err.Error())...)
+		} else {
+			logger.Info("proxy shut down", attrs...)
+		}
+		os.Exit(code)
+	}()
+}
 
 // Proxy is the function's entry point.
 func Proxy(w http.ResponseWriter, r *http.Request) {

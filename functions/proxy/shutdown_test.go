@@ -1,0 +1,172 @@
+package proxy_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/shared/logbuffer"
+)
+
+// TestSIGTERMDrainsRequestLog runs the proxy as a real process (the dev
+// server binary), sends it traffic, signals it, and checks that it exits
+// in time and that every request it answered has its entry in Firestore.
+// Batches are held back (a one-minute age, a batch size never reached), so
+// every entry reaches Firestore through the shutdown drain.
+func TestSIGTERMDrainsRequestLog(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	coll := fstest.Collection(t)
+	bin := filepath.Join(t.TempDir(), "devserver")
+	build := exec.Command("go", "build", "-o", bin, "mcpproxy.dev/mcpproxy/cmd/devserver")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build devserver: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+
+	cmd := exec.Command(bin)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	cmd.Env = append(os.Environ(),
+		"HOST=127.0.0.1", "PORT="+port,
+		"DATABASE_URL="+e.db.Pool.Config().ConnString(),
+		"MCP_ENCRYPTION_KEY=test:"+base64.StdEncoding.EncodeToString([]byte("test-only-key-32-bytes-long-0000")),
+		"FIRESTORE_EMULATOR_HOST="+fstest.Host(t), "GOOGLE_CLOUD_PROJECT="+fstest.Project,
+		"REQUEST_LOG_COLLECTION="+coll, "LOG_BATCH_MAX_AGE=1m", "LOG_BATCH_ENTRIES=100000",
+	)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	url := "http://127.0.0.1:" + port + "/mcp"
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"hi"}}}`
+	send := func(ctx context.Context, trace string) (int, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+e.key)
+		req.Header.Set("traceparent", "00-"+trace+"-0000000000000001-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	// Wait for the process to serve.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if code, err := send(context.Background(), newTrace()); err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dev server did not start: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	var mu sync.Mutex
+	answered := map[string]bool{}
+	refused := 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				trace := newTrace()
+				code, err := send(context.Background(), trace)
+				mu.Lock()
+				switch {
+				case err == nil && code == http.StatusOK:
+					answered[trace] = true
+				case err == nil && code == http.StatusServiceUnavailable:
+					refused++
+				}
+				mu.Unlock()
+				if err != nil {
+					return // the process is gone
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	signalled := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var exitErr error
+	select {
+	case exitErr = <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("still running 15 s after SIGTERM: %s", stderr.String())
+	}
+	took := time.Since(signalled)
+	close(stop)
+	wg.Wait()
+	if exitErr != nil {
+		t.Errorf("exit: %v; want status 0\n%s", exitErr, stderr.String())
+	}
+	if took > 9*time.Second {
+		t.Errorf("exited %v after SIGTERM; want within 9 s", took)
+	}
+	if !strings.Contains(stderr.String(), `"message":"proxy shut down"`) {
+		t.Errorf("no shutdown line in the log:\n%s", stderr.String())
+	}
+
+	store := &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: coll}
+	batches, _, err := store.Oldest(context.Background(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := map[string]int{}
+	for _, b := range batches {
+		entries, err := logbuffer.DecodeEntries(b.Entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, en := range entries {
+			logged[en.RequestID]++
+		}
+	}
+	missing := 0
+	for trace := range answered {
+		if logged[trace] != 1 {
+			missing++
+		}
+	}
+	if len(answered) < 50 || missing != 0 {
+		t.Errorf("%d of %d answered requests have no entry (or more than one); want all logged once", missing, len(answered))
+	}
+	t.Logf("answered %d, refused while draining %d, entries %d, exit after %v", len(answered), refused, len(logged), took)
+}
+
+func newTrace() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
