@@ -51,6 +51,12 @@ pids+=($!)
 for _ in $(seq 1 100); do port_open "$PORT" && break; sleep 0.1; done
 port_open "$PORT" || { echo "dev: the functions did not start" >&2; exit 1; }
 
+# Cloud Scheduler's part: flush the request log into Postgres every minute.
+(while sleep "${FLUSH_EVERY:-60}"; do
+  curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT/flushlogs" || true
+done) &
+pids+=($!)
+
 url="http://127.0.0.1:$PORT/mcp"
 cat <<MSG
 
@@ -60,7 +66,7 @@ mcp-proxy is running.
   API key      $key
   instance     $instance
   health       http://127.0.0.1:$PORT/health?deep=1
-  flush logs   curl -X POST http://127.0.0.1:$PORT/flushlogs
+  flush logs   curl -X POST http://127.0.0.1:$PORT/flushlogs   (also run every ${FLUSH_EVERY:-60} s)
   upstream     $upstream_url (demo-upstream: echo, add, slow, fail, large, image)
 
 Connect a client:
@@ -72,6 +78,7 @@ Connect a client:
 
 Administer it (same database):
   DATABASE_URL='$DATABASE_URL' MCP_ENCRYPTION_KEY='$MCP_ENCRYPTION_KEY' $BIN/mcpadmin instance list
+  DATABASE_URL='$DATABASE_URL' $BIN/mcpadmin usage --instance $instance
 
 Ctrl-C stops everything.
 MSG

@@ -36,6 +36,7 @@ func init() {
 	register("key", "create", keyCreate)
 	register("key", "list", keyList)
 	register("key", "revoke", keyRevoke)
+	register("usage", "", usageReport)
 }
 
 func migrate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -474,4 +475,79 @@ func keyRevoke(a *app, ctx context.Context, fs *flag.FlagSet, args []string) err
 		return friendly(err)
 	}
 	return a.print(map[string]any{"id": *id, "active": false}, []string{"ID", "ACTIVE"}, [][]string{{*id, "false"}})
+}
+
+func usageReport(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	instance := fs.String("instance", "", "instance ID")
+	sinceFlag := fs.String("since", "24h", "how far back: a duration (12h) or days (30d)")
+	by := fs.String("by", postgres.UsageByTool, "group by tool or hour")
+	if err := parse(fs, args, "instance"); err != nil {
+		return err
+	}
+	window, err := parseDuration(*sinceFlag)
+	if err != nil {
+		return usageError("usage: --since: " + err.Error())
+	}
+	if *by != postgres.UsageByTool && *by != postgres.UsageByHour {
+		return usageError(fmt.Sprintf("usage: --by %q: want tool or hour", *by))
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	since := time.Now().Add(-window).UTC().Truncate(time.Hour)
+	list, err := db.Usage(ctx, *instance, since, *by)
+	if err != nil {
+		return friendly(err)
+	}
+	total := postgres.UsageRow{}
+	var duration float64
+	rows := make([][]string, 0, len(list)+1)
+	for _, u := range list {
+		first := u.Tool
+		second := u.Method
+		if u.Hour != nil {
+			first, second = u.Hour.UTC().Format("2006-01-02 15:04"), ""
+		}
+		rows = append(rows, usageLine(first, second, u, *by))
+		total.Requests += u.Requests
+		total.Errors += u.Errors
+		total.MaxDurationMs = max(total.MaxDurationMs, u.MaxDurationMs)
+		total.InputBytes += u.InputBytes
+		total.OutputBytes += u.OutputBytes
+		duration += u.AvgDurationMs * float64(u.Requests)
+	}
+	if total.Requests > 0 {
+		total.AvgDurationMs = duration / float64(total.Requests)
+	}
+	rows = append(rows, usageLine("TOTAL", "", total, *by))
+	a.note("Hourly aggregates from %s UTC; requests appear once FlushLogs has copied them (every minute when scheduled).",
+		since.Format("2006-01-02 15:04"))
+	header := []string{"TOOL", "METHOD"}
+	if *by == postgres.UsageByHour {
+		header = []string{"HOUR (UTC)"}
+	}
+	header = append(header, "REQUESTS", "ERRORS", "ERROR %", "AVG MS", "MAX MS", "IN BYTES", "OUT BYTES")
+	return a.print(map[string]any{"instance": *instance, "since": since, "by": *by, "rows": nonNilRows(list), "total": total}, header, rows)
+}
+
+func usageLine(first, second string, u postgres.UsageRow, by string) []string {
+	line := []string{orDash(first)}
+	if by == postgres.UsageByTool {
+		line = append(line, orDash(second))
+	}
+	rate := 0.0
+	if u.Requests > 0 {
+		rate = 100 * float64(u.Errors) / float64(u.Requests)
+	}
+	return append(line, strconv.FormatInt(u.Requests, 10), strconv.FormatInt(u.Errors, 10),
+		strconv.FormatFloat(rate, 'f', 1, 64), strconv.FormatFloat(u.AvgDurationMs, 'f', 1, 64),
+		strconv.FormatInt(u.MaxDurationMs, 10), strconv.FormatInt(u.InputBytes, 10), strconv.FormatInt(u.OutputBytes, 10))
+}
+
+func nonNilRows(rows []postgres.UsageRow) []postgres.UsageRow {
+	if rows == nil {
+		return []postgres.UsageRow{}
+	}
+	return rows
 }

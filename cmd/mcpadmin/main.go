@@ -1,5 +1,6 @@
 // Command mcpadmin administers mcp-proxy: schema migrations, organizations,
-// upstream servers and their tools, credentials, instances and API keys.
+// upstream servers and their tools, credentials, instances, API keys, and
+// the usage of an instance.
 // Every command prints a table, or one JSON object with --json.
 //
 // It reads DATABASE_URL (and the DB_* pool settings) and, for commands
@@ -50,6 +51,8 @@ Instances (one MCP endpoint each) and their API keys
   key create --instance ID [--name NAME] [--expires-in DURATION] [--user ID]
   key list --instance ID
   key revoke --key ID
+Usage (from the hourly aggregates that FlushLogs fills)
+  usage --instance ID [--since DURATION] [--by tool|hour]
 
 DURATION is a Go duration (90m, 12h) or a number of days (30d).
 `

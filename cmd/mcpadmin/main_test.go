@@ -237,6 +237,10 @@ func TestErrors(t *testing.T) {
 		{"unknown instance", []string{"key", "create", "--instance", unknown}, 1, "no such record"},
 		{"malformed ID", []string{"key", "revoke", "--key", "nope"}, 1, `api key "nope": no such record`},
 		{"bad expiry", []string{"key", "create", "--instance", unknown, "--expires-in", "soon"}, 2, "bad duration"},
+		{"usage without instance", []string{"usage"}, 2, "--instance is required"},
+		{"usage bad grouping", []string{"usage", "--instance", unknown, "--by", "weekday"}, 2, "want tool or hour"},
+		{"usage bad since", []string{"usage", "--instance", unknown, "--since", "yesterday"}, 2, "bad duration"},
+		{"usage unknown instance", []string{"usage", "--instance", unknown}, 1, "no such record"},
 		{"secret not echoed", []string{"config", "create", "--server", unknown, "--org", orgID, "--env", "TOKENhunter2"}, 2, "want NAME=VALUE"},
 	}
 	for _, tt := range tests {
@@ -259,5 +263,78 @@ func TestMissingEncryptionKey(t *testing.T) {
 	code, _, errOut := admin(t, "config", "create", "--server", server["id"].(string), "--org", org["id"].(string), "--env", "A=b")
 	if code != 1 || !strings.Contains(errOut, "MCP_ENCRYPTION_KEY") {
 		t.Errorf("exit %d, stderr %q; want exit 1 naming MCP_ENCRYPTION_KEY", code, errOut)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	url := setupEnv(t)
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, postgres.Options{URL: url}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	org, err := db.CreateOrganization(ctx, "Acme", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := db.CreateServer(ctx, postgres.Server{OrganizationID: org.ID, Name: "demo", Transport: tenant.TransportStreamableHTTP,
+		URL: "http://127.0.0.1:1/mcp"}, []postgres.Tool{{Name: "echo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := db.CreateConfig(ctx, org.ID, srv.ID, "", tenant.Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := db.CreateInstance(ctx, org.ID, "", "main", []postgres.Selection{{ConfigID: cfg.ID, Tools: []string{"echo"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Hour)
+	for _, r := range []struct {
+		hour                 time.Time
+		tool, method, status string
+		n, dur, maxDur       int
+	}{
+		{now, "demo__echo", "tools/call", "success", 8, 80, 20},
+		{now, "demo__echo", "tools/call", "error", 2, 100, 90},
+		{now.Add(-time.Hour), "demo__echo", "tools/call", "success", 5, 50, 15},
+		{now, "", "tools/list", "success", 3, 3, 1},
+		{now.Add(-72 * time.Hour), "demo__echo", "tools/call", "success", 100, 100, 1}, // before --since
+	} {
+		errs := 0
+		if r.status != "success" {
+			errs = r.n
+		}
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO mcp_server_request_hourly (hour, mcp_server_instance_id, tool_name, method,
+    response_status, request_count, error_count, total_duration_ms, max_duration_ms, input_bytes, output_bytes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 10, 20)`, r.hour, inst.ID, r.tool, r.method, r.status, r.n, errs, r.dur, r.maxDur); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var byTool struct {
+		Rows  []postgres.UsageRow `json:"rows"`
+		Total postgres.UsageRow   `json:"total"`
+	}
+	adminJSON(t, &byTool, "usage", "--instance", inst.ID, "--since", "24h")
+	if len(byTool.Rows) != 2 || byTool.Rows[0].Tool != "demo__echo" || byTool.Rows[0].Requests != 15 || byTool.Rows[0].Errors != 2 ||
+		byTool.Rows[0].MaxDurationMs != 90 || byTool.Rows[0].AvgDurationMs != 230.0/15 {
+		t.Errorf("by tool: %+v; want demo__echo first with 15 requests, 2 errors, max 90 ms, avg 230/15", byTool.Rows)
+	}
+	if byTool.Total.Requests != 18 || byTool.Total.InputBytes != 40 {
+		t.Errorf("total %+v; want 18 requests and 40 input bytes in the last 24 h", byTool.Total)
+	}
+	var byHour struct {
+		Rows []postgres.UsageRow `json:"rows"`
+	}
+	adminJSON(t, &byHour, "usage", "--instance", inst.ID, "--since", "7d", "--by", "hour")
+	if len(byHour.Rows) != 3 || byHour.Rows[0].Requests != 100 || byHour.Rows[2].Requests != 13 || !byHour.Rows[2].Hour.Equal(now) {
+		t.Errorf("by hour: %+v; want 3 hours, oldest first, the current one with 13", byHour.Rows)
+	}
+	code, out, _ := admin(t, "usage", "--instance", inst.ID)
+	if code != 0 || !strings.Contains(out, "TOOL") || !strings.Contains(out, "demo__echo") || !strings.Contains(out, "TOTAL") {
+		t.Errorf("table output (exit %d):\n%s", code, out)
 	}
 }
