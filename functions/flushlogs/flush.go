@@ -103,9 +103,9 @@ func NewFlusher(db *pgxpool.Pool, store *logbuffer.Firestore, opts Options) *Flu
 // Run flushes until no batch is left or the budget is spent, then applies
 // retention. Another run holding the lock makes it return at once with
 // Skipped set.
-func (f *Flusher) Run(ctx context.Context) (Report, error) {
+func (f *Flusher) Run(ctx context.Context) (rep Report, err error) {
 	start := f.opts.Now()
-	rep := Report{Remaining: -1}
+	rep.Remaining = -1
 	defer func() { rep.DurationMs = f.opts.Now().Sub(start).Milliseconds() }()
 
 	conn, err := f.db.Acquire(ctx)

@@ -170,7 +170,7 @@ func TestFlushExactlyOnce(t *testing.T) {
 	w := newWorld(t)
 	w.write(t, 500, 37) // 14 batches
 	rep := run(t, w.flusher(Options{GroupSize: 4}))
-	if rep.Batches != 14 || rep.Entries != 500 || rep.Duplicates != 0 || rep.Remaining != 0 || rep.Skipped != "" {
+	if rep.Batches != 14 || rep.Entries != 500 || rep.Duplicates != 0 || rep.Remaining != 0 || rep.Skipped != "" || rep.DurationMs <= 0 {
 		t.Errorf("report %+v; want 14 batches, 500 entries, nothing left", rep)
 	}
 	w.verify(t, 500)
