@@ -16,7 +16,7 @@ CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 FUZZTIME ?= 50000x
 FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames
 
-.PHONY: all build dev test fuzz bench-proxy tools conformance-tools clean
+.PHONY: all build dev test fuzz bench-proxy bench-flush tools conformance-tools clean
 
 all: build
 
@@ -49,6 +49,10 @@ fuzz:
 BENCHCOUNT ?= 3
 bench-proxy: tools build
 	$(BIN)/devstack -quiet -- $(GO) test -run '^$$' -bench ToolsCall -count $(BENCHCOUNT) -benchtime 2s -benchmem ./functions/proxy/
+
+# FlushLogs from the Firestore emulator into Postgres: entries per second.
+bench-flush: tools build
+	$(BIN)/devstack -quiet -- $(GO) test -run '^$$' -bench Flush -count $(BENCHCOUNT) -benchtime 5x ./functions/flushlogs/
 
 clean:
 	rm -rf $(BIN) .devstack .tools

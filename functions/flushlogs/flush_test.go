@@ -35,7 +35,7 @@ type world struct {
 	n        atomic.Int64
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.Open(t, nil)
@@ -90,7 +90,7 @@ func (w *world) entry(i int) logbuffer.Entry {
 }
 
 // write stores n entries in Firestore in batches of batchSize.
-func (w *world) write(t *testing.T, n, batchSize int) {
+func (w *world) write(t testing.TB, n, batchSize int) {
 	t.Helper()
 	b := logbuffer.New(w.store, logbuffer.Options{BatchEntries: batchSize})
 	for range n {
@@ -105,7 +105,7 @@ func (w *world) flusher(opts Options) *Flusher {
 	return NewFlusher(w.db.Pool, w.store, opts)
 }
 
-func (w *world) count(t *testing.T, sql string, args ...any) int64 {
+func (w *world) count(t testing.TB, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64
 	if err := w.db.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
@@ -117,7 +117,7 @@ func (w *world) count(t *testing.T, sql string, args ...any) int64 {
 // verify checks the Postgres side against want entries: that many rows,
 // no two with one ID, aggregates equal to the rows, last_used_at the
 // latest use per key, and no batch document left.
-func (w *world) verify(t *testing.T, want int) {
+func (w *world) verify(t testing.TB, want int) {
 	t.Helper()
 	ctx := context.Background()
 	if got := w.count(t, `SELECT count(*) FROM mcp_server_request_logs`); got != int64(want) {

@@ -21,6 +21,8 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -51,7 +53,8 @@ func BenchmarkToolsCall(b *testing.B) {
 	bare := httptest.NewServer(rp)
 	defer bare.Close()
 
-	db := pgtest.Open(b, nil)
+	queries := &pgtest.Counter{}
+	db := pgtest.Open(b, queries)
 	org, _ := db.CreateOrganization(ctx, "bench", "", "")
 	srv, err := db.CreateServer(ctx, postgres.Server{OrganizationID: org.ID, Name: "demo", Transport: tenant.TransportStreamableHTTP, URL: up.URL},
 		[]postgres.Tool{{Name: "echo"}})
@@ -63,7 +66,11 @@ func BenchmarkToolsCall(b *testing.B) {
 	_, key, _ := db.CreateAPIKey(ctx, inst.ID, "", "", nil)
 	pool := upstream.NewPool(upstream.PoolOptions{})
 	defer pool.Close()
-	h := proxy.New(db, pool, logging.New(io.Discard, slog.LevelWarn), proxy.Options{})
+	// The proxy keeps its request log as deployed: entries buffered and
+	// written to Firestore (the emulator) in batches.
+	requestLog := logbuffer.New(&logbuffer.Firestore{Client: fstest.Client(b, fstest.Host(b)), Collection: fstest.Collection(b)},
+		logbuffer.Options{})
+	h := proxy.New(db, pool, logging.New(io.Discard, slog.LevelWarn), proxy.Options{RequestLog: requestLog})
 	prx := httptest.NewServer(h)
 	defer prx.Close()
 
@@ -116,6 +123,8 @@ func BenchmarkToolsCall(b *testing.B) {
 			b.Run(fmt.Sprintf("clients=%d/%s", clients, tg.name), func(b *testing.B) {
 				var mu sync.Mutex
 				var lat []time.Duration
+				queries.Reset()
+				log0 := requestLog.Stats()
 				cpu0 := processCPU()
 				b.SetParallelism(max(1, clients/max(1, testingProcs())))
 				if clients == 1 {
@@ -141,6 +150,16 @@ func BenchmarkToolsCall(b *testing.B) {
 				// target, so cpu-us/op minus direct's is the CPU time the
 				// proxy or the reverse proxy adds to a call.
 				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+				if tg.name == "proxy" {
+					// Statements sent to Postgres and batch documents
+					// written to Firestore, per call.
+					log1 := requestLog.Stats()
+					b.ReportMetric(float64(queries.Count())/float64(b.N), "pg-queries/op")
+					b.ReportMetric(float64(log1.Batches-log0.Batches)/float64(b.N), "fs-writes/op")
+					if log1.Dropped > 0 {
+						b.Fatalf("the request log dropped %d entries", log1.Dropped)
+					}
+				}
 				slices.Sort(lat)
 				if len(lat) > 0 {
 					b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
