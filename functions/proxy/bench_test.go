@@ -32,7 +32,8 @@ import (
 
 // BenchmarkToolsCall measures one tools/call (the demo echo tool) straight
 // to a stateless upstream, through a bare httputil.ReverseProxy and through
-// the proxy (warm: key, config and upstream session cached), at 1 and 80
+// the proxy (warm: key, config and upstream session cached; with its
+// request log written to the Firestore emulator, and without), at 1 and 80
 // concurrent clients, all in one run against one upstream, so the ratios
 // between targets are measured under the same conditions. Besides ns/op it
 // reports the
@@ -73,6 +74,9 @@ func BenchmarkToolsCall(b *testing.B) {
 	h := proxy.New(db, pool, logging.New(io.Discard, slog.LevelWarn), proxy.Options{RequestLog: requestLog})
 	prx := httptest.NewServer(h)
 	defer prx.Close()
+	// The same proxy without a request log shows what the log costs.
+	nolog := httptest.NewServer(proxy.New(db, pool, logging.New(io.Discard, slog.LevelWarn), proxy.Options{}))
+	defer nolog.Close()
 
 	// Every target gets the call as a 2026-07-28 client sends it, the
 	// version the proxy itself speaks with this upstream, so that the
@@ -96,6 +100,7 @@ func BenchmarkToolsCall(b *testing.B) {
 		{"direct", up.URL, call("echo"), headers("echo")},
 		{"reverseproxy", bare.URL, call("echo"), headers("echo")},
 		{"proxy", prx.URL + "/mcp", call("demo__echo"), headers("demo__echo", "Authorization", "Bearer "+key)},
+		{"proxy-nolog", nolog.URL + "/mcp", call("demo__echo"), headers("demo__echo", "Authorization", "Bearer "+key)},
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, MaxIdleConns: 1000}}
 	do := func(b *testing.B, url string, body []byte, header http.Header) {
