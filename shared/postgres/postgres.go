@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"time"
 
+	"cloud.google.com/go/cloudsqlconn"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -57,12 +58,20 @@ type Options struct {
 	// PgBouncer in transaction mode and other poolers that do not keep
 	// prepared statements.
 	QueryExecMode string `env:"DB_QUERY_EXEC_MODE, default=cache_statement"`
+
+	// InstanceConnectionName ("project:region:instance"), when set, makes
+	// every connection go through the Cloud SQL Go connector with IAM
+	// database authentication: URL then names only the IAM user and the
+	// database ("user=SA@PROJECT.iam dbname=mcpproxy"), without host or
+	// password.
+	InstanceConnectionName string `env:"INSTANCE_CONNECTION_NAME"`
 }
 
 // DB is the store. Its methods are safe for concurrent use.
 type DB struct {
-	Pool *pgxpool.Pool
-	keys *keyring.Keyring
+	Pool   *pgxpool.Pool
+	keys   *keyring.Keyring
+	dialer *cloudsqlconn.Dialer // set when connecting through Cloud SQL
 }
 
 // ErrNotFound is wrapped by errors about a row that does not exist.
@@ -129,13 +138,28 @@ func ParseConfig(opts Options) (*pgxpool.Config, error) {
 // Open creates the pool. It does not connect: with MinConns 0 the first
 // query opens the first connection, so a cold start that is served from
 // cache never waits for Postgres. keys decrypts upstream credentials; it
-// may be nil for work that touches none.
+// may be nil for work that touches none. With InstanceConnectionName set,
+// connections go through the Cloud SQL connector.
 func Open(ctx context.Context, opts Options, keys *keyring.Keyring) (*DB, error) {
 	cfg, err := ParseConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	return OpenConfig(ctx, cfg, keys)
+	if opts.InstanceConnectionName == "" {
+		return OpenConfig(ctx, cfg, keys)
+	}
+	d, err := cloudSQLDialer(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cloud sql connector: %w", err)
+	}
+	UseDialer(cfg, d, opts.InstanceConnectionName)
+	db, err := OpenConfig(ctx, cfg, keys)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	db.dialer = d
+	return db, nil
 }
 
 // OpenConfig is Open with a pool configuration from ParseConfig, changed
@@ -152,6 +176,10 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config, keys *keyring.Keyring)
 func (db *DB) Close() {
 	if db != nil && db.Pool != nil {
 		db.Pool.Close()
+	}
+	if db != nil && db.dialer != nil {
+		db.dialer.Close()
+		db.dialer = nil
 	}
 }
 
