@@ -1,6 +1,308 @@
 #!/usr/bin/env bash
-# Deploys the three functions, the scheduler job, secrets and IAM.
-# Not written yet: this stub says so and changes nothing.
+# Deploys mcp-proxy to Google Cloud: the APIs it needs, one service account
+# per function with the least roles, the secrets (Secret Manager, mounted
+# with --set-secrets), the schema migrations, the three functions, the Cloud
+# Scheduler job that calls FlushLogs every minute, and optionally the
+# log-based metrics and alert policies. Re-running it updates everything in
+# place. DRY_RUN=1 prints every command instead of running it.
+#
+#   PROJECT_ID=my-project DATABASE_URL=... MCP_ENCRYPTION_KEY=... ./deploy.sh
+#
+# Settings (environment; defaults in brackets):
+#   PROJECT_ID                 Google Cloud project (required)
+#   REGION                     [us-central1]
+#   RUNTIME                    [go126]
+#   PROXY_FUNCTION             [mcp-proxy]      entry point Proxy, public
+#   HEALTH_FUNCTION            [mcp-health]     entry point Health, public
+#   FLUSH_FUNCTION             [mcp-flushlogs]  entry point FlushLogs, private
+#   SCHEDULER_JOB              [mcp-flushlogs]
+#   SCHEDULE                   [* * * * *]      cron, in TIME_ZONE [Etc/UTC]
+#   PROXY_MEMORY               [256Mi]  PROXY_CPU [1]  PROXY_CONCURRENCY [80]
+#   PROXY_MIN_INSTANCES        [1]      PROXY_MAX_INSTANCES [100]  PROXY_TIMEOUT [120s]
+#   FLUSH_TIMEOUT              [60s]    FLUSH_BUDGET [45s]  FLUSH_ATTEMPT_DEADLINE [55s]
+#   DB_SECRET                  [mcp-database-url]    from DATABASE_URL or DATABASE_URL_FILE
+#   KEY_SECRET                 [mcp-encryption-key]  from MCP_ENCRYPTION_KEY or MCP_ENCRYPTION_KEY_FILE
+#                              (a secret that exists is kept when no value is given)
+#   MIGRATE_DATABASE_URL       [DATABASE_URL]  the URL migrations run with, from this machine
+#   SKIP_MIGRATIONS            [0]
+#   INSTANCE_CONNECTION_NAME   [unset]  Cloud SQL "project:region:instance": connect through
+#                              the Cloud SQL Go connector with IAM database authentication
+#   FIRESTORE_DATABASE         [(default)]
+#   ALLOWED_ORIGINS            [unset]  browser origins the proxy accepts
+#   MONITORING                 [0]      1: log-based metrics and alert policies from monitoring/
+#   DRY_RUN                    [0]      1: print the commands, run none, read no secret
 set -euo pipefail
-echo "deploy.sh: not implemented yet; deploy by hand with gcloud functions deploy (see README, Layout)." >&2
-exit 1
+cd "$(dirname "$0")"
+
+: "${PROJECT_ID:?set PROJECT_ID to the Google Cloud project to deploy to}"
+REGION=${REGION:-us-central1}
+RUNTIME=${RUNTIME:-go126}
+PROXY_FUNCTION=${PROXY_FUNCTION:-mcp-proxy}
+HEALTH_FUNCTION=${HEALTH_FUNCTION:-mcp-health}
+FLUSH_FUNCTION=${FLUSH_FUNCTION:-mcp-flushlogs}
+SCHEDULER_JOB=${SCHEDULER_JOB:-mcp-flushlogs}
+SCHEDULE=${SCHEDULE:-"* * * * *"}
+TIME_ZONE=${TIME_ZONE:-Etc/UTC}
+PROXY_MEMORY=${PROXY_MEMORY:-256Mi}
+PROXY_CPU=${PROXY_CPU:-1}
+PROXY_CONCURRENCY=${PROXY_CONCURRENCY:-80}
+PROXY_MIN_INSTANCES=${PROXY_MIN_INSTANCES:-1}
+PROXY_MAX_INSTANCES=${PROXY_MAX_INSTANCES:-100}
+PROXY_TIMEOUT=${PROXY_TIMEOUT:-120s}
+FLUSH_TIMEOUT=${FLUSH_TIMEOUT:-60s}
+FLUSH_BUDGET=${FLUSH_BUDGET:-45s}
+FLUSH_ATTEMPT_DEADLINE=${FLUSH_ATTEMPT_DEADLINE:-55s}
+DB_SECRET=${DB_SECRET:-mcp-database-url}
+KEY_SECRET=${KEY_SECRET:-mcp-encryption-key}
+SKIP_MIGRATIONS=${SKIP_MIGRATIONS:-0}
+INSTANCE_CONNECTION_NAME=${INSTANCE_CONNECTION_NAME:-}
+FIRESTORE_DATABASE=${FIRESTORE_DATABASE:-(default)}
+ALLOWED_ORIGINS=${ALLOWED_ORIGINS:-}
+MONITORING=${MONITORING:-0}
+DRY_RUN=${DRY_RUN:-0}
+
+# Service accounts, one per function and one for the scheduler.
+sa_email() { printf '%s@%s.iam.gserviceaccount.com' "$1" "$PROJECT_ID"; }
+PROXY_SA=$(sa_email mcp-proxy-fn)
+HEALTH_SA=$(sa_email mcp-health-fn)
+FLUSH_SA=$(sa_email mcp-flushlogs-fn)
+SCHEDULER_SA=$(sa_email mcp-scheduler)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# quote prints an argument so that the printed command can be pasted back.
+quote() {
+  if [[ $1 =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
+    printf '%s' "$1"
+  else
+    printf "'%s'" "${1//\'/\'\\\'\'}"
+  fi
+}
+
+# run prints a command and, unless DRY_RUN=1, runs it.
+run() {
+  local arg
+  printf '+'
+  for arg in "$@"; do
+    printf ' '
+    quote "$arg"
+  done
+  printf '\n'
+  if [ "$DRY_RUN" != 1 ]; then
+    "$@"
+  fi
+}
+
+# exists runs a describe-style command quietly and reports whether the
+# resource is there. A dry run prints it and assumes it is not.
+exists() {
+  if [ "$DRY_RUN" = 1 ]; then
+    run "$@"
+    return 1
+  fi
+  "$@" >/dev/null 2>&1
+}
+
+# value_of NAME: the value of $NAME, else of the file named by $NAME_FILE.
+value_of() {
+  local name=$1 file_var="${1}_FILE"
+  if [ -n "${!name:-}" ]; then
+    printf '%s' "${!name}"
+  elif [ -n "${!file_var:-}" ]; then
+    cat -- "${!file_var}"
+  fi
+}
+
+ensure_sa() {
+  local id=$1 email
+  email=$(sa_email "$id")
+  if ! exists gcloud iam service-accounts describe "$email" --project="$PROJECT_ID"; then
+    run gcloud iam service-accounts create "$id" --display-name="mcp-proxy $2" --project="$PROJECT_ID"
+  fi
+}
+
+grant_project() {
+  run gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="serviceAccount:$1" --role="$2" \
+    --condition=None --quiet
+}
+
+grant_secret() {
+  run gcloud secrets add-iam-policy-binding "$1" --member="serviceAccount:$2" \
+    --role=roles/secretmanager.secretAccessor --project="$PROJECT_ID" --quiet
+}
+
+# ensure_secret NAME VAR: creates the secret if missing and adds a version
+# when the value given in $VAR (or $VAR_FILE) differs from the latest. The
+# value goes through stdin only: never an argument, never printed.
+ensure_secret() {
+  local name=$1 var=$2 file_var="${2}_FILE" value="" current=""
+  if [ "$DRY_RUN" != 1 ]; then
+    value=$(value_of "$var")
+  fi
+  if ! exists gcloud secrets describe "$name" --project="$PROJECT_ID"; then
+    if [ "$DRY_RUN" != 1 ] && [ -z "$value" ]; then
+      echo "deploy.sh: secret $name does not exist: set $var or ${var}_FILE" >&2
+      exit 1
+    fi
+    run gcloud secrets create "$name" --replication-policy=automatic --project="$PROJECT_ID"
+  fi
+  if [ "$DRY_RUN" = 1 ]; then
+    if [ -n "${!var:-}" ] || [ -n "${!file_var:-}" ]; then
+      run gcloud secrets versions add "$name" --data-file=- --project="$PROJECT_ID"
+    fi
+    return
+  fi
+  [ -n "$value" ] || return 0
+  current=$(gcloud secrets versions access latest --secret="$name" --project="$PROJECT_ID" 2>/dev/null || true)
+  if [ "$current" != "$value" ]; then
+    printf '%s' "$value" | run gcloud secrets versions add "$name" --data-file=- --project="$PROJECT_ID"
+  else
+    echo "secret $name unchanged"
+  fi
+}
+
+# function_url NAME: the deployed function's URL.
+function_url() {
+  if [ "$DRY_RUN" = 1 ]; then
+    run gcloud functions describe "$1" --region="$REGION" --format='value(serviceConfig.uri)' --project="$PROJECT_ID" >&2
+    printf 'https://%s-%s.cloudfunctions.net/%s' "$REGION" "$PROJECT_ID" "$1"
+    return
+  fi
+  gcloud functions describe "$1" --region="$REGION" --format='value(serviceConfig.uri)' --project="$PROJECT_ID"
+}
+
+step "Enabling the APIs"
+apis=(cloudfunctions.googleapis.com run.googleapis.com cloudbuild.googleapis.com artifactregistry.googleapis.com
+  cloudscheduler.googleapis.com secretmanager.googleapis.com firestore.googleapis.com iam.googleapis.com
+  logging.googleapis.com monitoring.googleapis.com)
+if [ -n "$INSTANCE_CONNECTION_NAME" ]; then
+  apis+=(sqladmin.googleapis.com)
+fi
+run gcloud services enable "${apis[@]}" --project="$PROJECT_ID"
+
+step "Service accounts"
+ensure_sa mcp-proxy-fn "proxy function"
+ensure_sa mcp-health-fn "health function"
+ensure_sa mcp-flushlogs-fn "flushlogs function"
+ensure_sa mcp-scheduler "scheduler (invokes flushlogs)"
+grant_project "$PROXY_SA" roles/datastore.user
+grant_project "$FLUSH_SA" roles/datastore.user
+grant_project "$HEALTH_SA" roles/datastore.viewer
+if [ -n "$INSTANCE_CONNECTION_NAME" ]; then
+  for sa in "$PROXY_SA" "$FLUSH_SA" "$HEALTH_SA"; do
+    grant_project "$sa" roles/cloudsql.client
+    grant_project "$sa" roles/cloudsql.instanceUser
+  done
+fi
+
+step "Secrets"
+ensure_secret "$DB_SECRET" DATABASE_URL
+ensure_secret "$KEY_SECRET" MCP_ENCRYPTION_KEY
+grant_secret "$DB_SECRET" "$PROXY_SA"
+grant_secret "$DB_SECRET" "$FLUSH_SA"
+grant_secret "$DB_SECRET" "$HEALTH_SA"
+grant_secret "$KEY_SECRET" "$PROXY_SA"
+
+if [ -n "$INSTANCE_CONNECTION_NAME" ]; then
+  step "Cloud SQL IAM database users"
+  sql_instance=${INSTANCE_CONNECTION_NAME##*:}
+  for sa in "$PROXY_SA" "$FLUSH_SA" "$HEALTH_SA"; do
+    user=${sa%.gserviceaccount.com}
+    if ! exists gcloud sql users describe "$user" --instance="$sql_instance" --project="$PROJECT_ID"; then
+      run gcloud sql users create "$user" --instance="$sql_instance" --type=cloud_iam_service_account --project="$PROJECT_ID"
+    fi
+  done
+fi
+
+step "Schema migrations"
+if [ "$SKIP_MIGRATIONS" = 1 ]; then
+  echo "skipped (SKIP_MIGRATIONS=1)"
+else
+  # The URL travels in the environment of the command, never in its
+  # arguments; the printed command does not show it.
+  if [ "$DRY_RUN" != 1 ]; then
+    migrate_url=${MIGRATE_DATABASE_URL:-$(value_of DATABASE_URL)}
+    if [ -z "$migrate_url" ]; then
+      echo "deploy.sh: migrations need MIGRATE_DATABASE_URL or DATABASE_URL (or SKIP_MIGRATIONS=1)" >&2
+      exit 1
+    fi
+    export DATABASE_URL="$migrate_url" INSTANCE_CONNECTION_NAME
+  fi
+  run go run ./cmd/mcpadmin migrate
+fi
+
+env_vars="^|^GOOGLE_CLOUD_PROJECT=$PROJECT_ID|FIRESTORE_DATABASE=$FIRESTORE_DATABASE|LOG_LEVEL=INFO"
+if [ -n "$INSTANCE_CONNECTION_NAME" ]; then
+  env_vars+="|INSTANCE_CONNECTION_NAME=$INSTANCE_CONNECTION_NAME"
+fi
+common=(--gen2 --region="$REGION" --runtime="$RUNTIME" --source=. --trigger-http --project="$PROJECT_ID" --quiet)
+
+step "Deploying $PROXY_FUNCTION (Proxy)"
+proxy_env=$env_vars
+if [ -n "$ALLOWED_ORIGINS" ]; then
+  proxy_env+="|ALLOWED_ORIGINS=$ALLOWED_ORIGINS"
+fi
+run gcloud functions deploy "$PROXY_FUNCTION" "${common[@]}" --entry-point=Proxy --allow-unauthenticated \
+  --service-account="$PROXY_SA" --concurrency="$PROXY_CONCURRENCY" --cpu="$PROXY_CPU" --memory="$PROXY_MEMORY" \
+  --min-instances="$PROXY_MIN_INSTANCES" --max-instances="$PROXY_MAX_INSTANCES" --timeout="$PROXY_TIMEOUT" \
+  --set-env-vars="$proxy_env" \
+  --set-secrets="DATABASE_URL=$DB_SECRET:latest,MCP_ENCRYPTION_KEY=$KEY_SECRET:latest"
+
+step "Deploying $HEALTH_FUNCTION (Health)"
+run gcloud functions deploy "$HEALTH_FUNCTION" "${common[@]}" --entry-point=Health --allow-unauthenticated \
+  --service-account="$HEALTH_SA" --memory=256Mi --max-instances=5 --timeout=30s \
+  --set-env-vars="$env_vars" --set-secrets="DATABASE_URL=$DB_SECRET:latest"
+
+step "Deploying $FLUSH_FUNCTION (FlushLogs)"
+run gcloud functions deploy "$FLUSH_FUNCTION" "${common[@]}" --entry-point=FlushLogs --no-allow-unauthenticated \
+  --service-account="$FLUSH_SA" --memory=512Mi --max-instances=3 --timeout="$FLUSH_TIMEOUT" \
+  --set-env-vars="$env_vars|FLUSH_BUDGET=$FLUSH_BUDGET" --set-secrets="DATABASE_URL=$DB_SECRET:latest"
+run gcloud functions add-invoker-policy-binding "$FLUSH_FUNCTION" --region="$REGION" \
+  --member="serviceAccount:$SCHEDULER_SA" --project="$PROJECT_ID"
+
+step "Scheduler job $SCHEDULER_JOB"
+flush_url=$(function_url "$FLUSH_FUNCTION")
+verb=create
+if exists gcloud scheduler jobs describe "$SCHEDULER_JOB" --location="$REGION" --project="$PROJECT_ID"; then
+  verb=update
+fi
+run gcloud scheduler jobs "$verb" http "$SCHEDULER_JOB" --location="$REGION" --schedule="$SCHEDULE" \
+  --time-zone="$TIME_ZONE" --uri="$flush_url" --http-method=POST --oidc-service-account-email="$SCHEDULER_SA" \
+  --oidc-token-audience="$flush_url" --attempt-deadline="$FLUSH_ATTEMPT_DEADLINE" --max-retry-attempts=0 \
+  --project="$PROJECT_ID"
+
+if [ "$MONITORING" = 1 ]; then
+  step "Log-based metrics and alert policies"
+  for file in monitoring/metrics/*.yaml; do
+    name=$(basename "$file" .yaml)
+    if exists gcloud logging metrics describe "$name" --project="$PROJECT_ID"; then
+      run gcloud logging metrics update "$name" --config-from-file="$file" --project="$PROJECT_ID"
+    else
+      run gcloud logging metrics create "$name" --config-from-file="$file" --project="$PROJECT_ID"
+    fi
+  done
+  for file in monitoring/policies/*.json; do
+    display=$(sed -n 's/^  "displayName": "\(.*\)",$/\1/p' "$file" | head -n 1)
+    existing=""
+    if [ "$DRY_RUN" = 1 ]; then
+      run gcloud alpha monitoring policies list --filter="displayName=\"$display\"" --format='value(name)' --project="$PROJECT_ID"
+    else
+      existing=$(gcloud alpha monitoring policies list --filter="displayName=\"$display\"" --format='value(name)' --project="$PROJECT_ID" | head -n 1)
+    fi
+    if [ -n "$existing" ]; then
+      run gcloud alpha monitoring policies update "$existing" --policy-from-file="$file" --project="$PROJECT_ID"
+    else
+      run gcloud alpha monitoring policies create --policy-from-file="$file" --project="$PROJECT_ID"
+    fi
+  done
+fi
+
+step "Done"
+proxy_url=$(function_url "$PROXY_FUNCTION")
+health_url=$(function_url "$HEALTH_FUNCTION")
+cat <<MSG
+MCP URL (give it to clients, with an API key from mcpadmin key create):
+  $proxy_url/mcp
+Health:
+  $health_url?deep=1
+MSG

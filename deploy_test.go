@@ -1,0 +1,258 @@
+package mcpproxy
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Values the dry run is given as secrets: none may appear in its output.
+const (
+	fakeDatabaseURL = "postgres://deployer:dry-run-password-7f3a@10.0.0.5/mcpproxy"
+	fakeKey         = "ZHJ5LXJ1bi1rZXktbm90LWEtcmVhbC1rZXktMzJieXQ="
+)
+
+func dryRun(t *testing.T, extra ...string) string {
+	t.Helper()
+	cmd := exec.Command("./deploy.sh")
+	cmd.Env = append(os.Environ(), "DRY_RUN=1", "PROJECT_ID=dry-run-project", "REGION=europe-west1",
+		"DATABASE_URL="+fakeDatabaseURL, "MCP_ENCRYPTION_KEY="+fakeKey, "MONITORING=1",
+		"INSTANCE_CONNECTION_NAME=dry-run-project:europe-west1:main")
+	cmd.Env = append(cmd.Env, extra...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("DRY_RUN=1 ./deploy.sh: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	return out.String() + errOut.String()
+}
+
+// commands returns the printed commands ("+ ..." lines), split into words
+// the way the shell would read them back.
+func commands(t *testing.T, out string) [][]string {
+	t.Helper()
+	var cmds [][]string
+	for line := range strings.SplitSeq(out, "\n") {
+		rest, ok := strings.CutPrefix(line, "+ ")
+		if !ok {
+			continue
+		}
+		words, err := shellWords(rest)
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		cmds = append(cmds, words)
+	}
+	return cmds
+}
+
+// shellWords splits a line printed by deploy.sh's quote: plain words and
+// single-quoted ones ('\'' for a quote inside).
+func shellWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord, quoted := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quoted && c == '\'':
+			quoted = false
+		case quoted:
+			cur.WriteByte(c)
+		case c == '\'':
+			quoted, inWord = true, true
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		case c == ' ':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if quoted {
+		return nil, os.ErrInvalid
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+var (
+	escapes   = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+	helpFlags = regexp.MustCompile(`--(\[no-\])?[a-z0-9][a-z0-9-]*`)
+	helpName  = regexp.MustCompile(`(?m)^NAME\n\s+gcloud ([a-z0-9 -]+?) - `)
+	entryRe   = regexp.MustCompile(`functions\.HTTP\("([A-Za-z]+)"`)
+)
+
+// gcloudHelp reads `gcloud WORDS --help` (offline) and returns the command
+// path it documents and every flag it names (its own and gcloud-wide).
+func gcloudHelp(t *testing.T, words []string) (string, map[string]bool) {
+	out, err := exec.Command("gcloud", append(slices.Clone(words), "--help")...).CombinedOutput()
+	if err != nil {
+		t.Errorf("gcloud %s --help: %v\n%s", strings.Join(words, " "), err, out)
+		return "", nil
+	}
+	text := escapes.ReplaceAllString(string(out), "")
+	name := helpName.FindStringSubmatch(text)
+	if name == nil {
+		t.Errorf("gcloud %s --help names no command", strings.Join(words, " "))
+		return "", nil
+	}
+	flags := map[string]bool{}
+	for _, m := range helpFlags.FindAllStringSubmatch(text, -1) {
+		flag := strings.Replace(m[0], "[no-]", "", 1)
+		flags[flag] = true
+		if m[1] != "" {
+			flags["--no-"+strings.TrimPrefix(flag, "--")] = true
+		}
+	}
+	return strings.Join(strings.Fields(name[1]), " "), flags
+}
+
+func TestDeployDryRun(t *testing.T) {
+	if _, err := exec.LookPath("gcloud"); err != nil {
+		t.Fatal("gcloud is not installed: the dry run's commands are checked against it")
+	}
+	out := dryRun(t)
+	if again := dryRun(t); again != out {
+		t.Error("a second dry run printed different commands")
+	}
+	for _, secret := range []string{fakeDatabaseURL, "dry-run-password-7f3a", fakeKey} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the output holds the secret %q", secret)
+		}
+	}
+	cmds := commands(t, out)
+
+	// Every gcloud command exists, with every flag it is given.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	checked := map[string]bool{}
+	for _, cmd := range cmds {
+		if cmd[0] != "gcloud" {
+			continue
+		}
+		var words, flags []string
+		for _, w := range cmd[1:] {
+			if strings.HasPrefix(w, "--") {
+				name, _, _ := strings.Cut(w, "=")
+				flags = append(flags, name)
+			} else {
+				words = append(words, w)
+			}
+		}
+		key := strings.Join(cmd, " ")
+		if checked[key] {
+			continue
+		}
+		checked[key] = true
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			path, known := gcloudHelp(t, words)
+			if known == nil {
+				return
+			}
+			for _, f := range flags {
+				if !known[f] {
+					t.Errorf("gcloud %s has no flag %s", path, f)
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	// The deployed entry points are the registered ones, and the runtime
+	// is the go.mod's Go version.
+	registered := map[string]bool{}
+	files, _ := filepath.Glob("functions/*/*.go")
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range entryRe.FindAllStringSubmatch(string(src), -1) {
+			registered[m[1]] = true
+		}
+	}
+	deployed := map[string]bool{}
+	goMod, _ := os.ReadFile("go.mod")
+	goVersion := regexp.MustCompile(`(?m)^go (\d+)\.(\d+)`).FindStringSubmatch(string(goMod))
+	for _, cmd := range cmds {
+		if len(cmd) < 3 || cmd[1] != "functions" || cmd[2] != "deploy" {
+			continue
+		}
+		for _, w := range cmd {
+			if ep, ok := strings.CutPrefix(w, "--entry-point="); ok {
+				deployed[ep] = true
+			}
+			if rt, ok := strings.CutPrefix(w, "--runtime="); ok && rt != "go"+goVersion[1]+goVersion[2] {
+				t.Errorf("runtime %s; go.mod says go %s.%s", rt, goVersion[1], goVersion[2])
+			}
+			if strings.HasPrefix(w, "--set-env-vars=") && (strings.Contains(w, "DATABASE_URL") || strings.Contains(w, "ENCRYPTION_KEY")) {
+				t.Errorf("a secret is passed as a plain env var: %s", w)
+			}
+		}
+		if !slices.ContainsFunc(cmd, func(w string) bool { return strings.HasPrefix(w, "--set-secrets=") }) {
+			t.Errorf("%s deployed without --set-secrets", cmd[3])
+		}
+	}
+	if len(registered) != 3 || !mapsEqual(registered, deployed) {
+		t.Errorf("deployed entry points %v; registered %v", deployed, registered)
+	}
+
+	// The settings the issue asks of the proxy, and the private flush.
+	for _, want := range []string{"--concurrency=80", "--cpu=1", "--min-instances=1", "--max-instances=100",
+		"--timeout=120s", "--no-allow-unauthenticated", "--oidc-service-account-email=", "--attempt-deadline=55s",
+		"add-invoker-policy-binding", "--type=cloud_iam_service_account", "policies create", "metrics create"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the dry run never uses %s", want)
+		}
+	}
+	if !strings.Contains(out, "https://europe-west1-dry-run-project.cloudfunctions.net/mcp-proxy/mcp") {
+		t.Error("the dry run does not end with the MCP URL")
+	}
+}
+
+func TestDeployNeedsProject(t *testing.T) {
+	cmd := exec.Command("./deploy.sh")
+	cmd.Env = append(os.Environ(), "DRY_RUN=1", "PROJECT_ID=")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "PROJECT_ID") {
+		t.Errorf("without PROJECT_ID: %v, %s; want a failure naming PROJECT_ID", err, out)
+	}
+}
+
+func TestShellcheck(t *testing.T) {
+	scripts, _ := filepath.Glob("scripts/*.sh")
+	out, err := exec.Command("shellcheck", append([]string{"deploy.sh"}, scripts...)...).CombinedOutput()
+	if err != nil {
+		t.Errorf("shellcheck (make test installs it): %v\n%s", err, out)
+	}
+}
+
+func mapsEqual(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
