@@ -53,7 +53,7 @@ func commands(t *testing.T, out string) [][]string {
 }
 
 // shellWords splits a line printed by deploy.sh's quote: plain words and
-// single-quoted ones ('\'' for a quote inside).
+// single-quoted ones ('\” for a quote inside).
 func shellWords(s string) ([]string, error) {
 	var words []string
 	var cur strings.Builder

@@ -9,37 +9,23 @@ have_initdb() {
   command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
 }
 
-if ! have_initdb; then
+# install PACKAGE WHY: installs a Debian package as root, else explains
+# what to install and fails.
+install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-tools: installing PostgreSQL from Debian's packages" >&2
+    echo "ensure-tools: installing $1 from Debian's packages ($2)" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
   else
-    echo "ensure-tools: PostgreSQL server binaries (initdb) are missing: install them (Debian: sudo apt-get install postgresql)" >&2
+    echo "ensure-tools: $2 is missing: install it (Debian: sudo apt-get install $1)" >&2
     exit 1
   fi
-fi
+}
+
+have_initdb || install postgresql "PostgreSQL's server binaries (initdb)"
 if ! command -v gcloud >/dev/null 2>&1; then
   echo "ensure-tools: gcloud is missing: install the Google Cloud CLI and its Firestore emulator (gcloud components install cloud-firestore-emulator)" >&2
   exit 1
 fi
-if ! command -v java >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-tools: installing a Java runtime for the Firestore emulator" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
-  else
-    echo "ensure-tools: java is missing: the Firestore emulator needs a Java runtime (Debian: sudo apt-get install default-jre-headless)" >&2
-    exit 1
-  fi
-fi
-if ! command -v shellcheck >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-tools: installing shellcheck from Debian's packages" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
-  else
-    echo "ensure-tools: shellcheck is missing: install it (Debian: sudo apt-get install shellcheck)" >&2
-    exit 1
-  fi
-fi
+command -v java >/dev/null 2>&1 || install default-jre-headless "a Java runtime for the Firestore emulator"
+command -v shellcheck >/dev/null 2>&1 || install shellcheck "shellcheck"

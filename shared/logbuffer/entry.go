@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // Entry is one request handled by the proxy: the fields of the request log
@@ -93,13 +95,13 @@ func (e *Entry) Validate() error {
 	switch {
 	case e.ID == "":
 		return errors.New("entry without id")
-	case !isUUID(e.UserID):
+	case !tenant.IsUUID(e.UserID):
 		return fmt.Errorf("entry %s: user id %q is not a UUID", e.ID, e.UserID)
-	case !isUUID(e.InstanceID):
+	case !tenant.IsUUID(e.InstanceID):
 		return fmt.Errorf("entry %s: instance id %q is not a UUID", e.ID, e.InstanceID)
-	case e.OrganizationID != "" && !isUUID(e.OrganizationID):
+	case e.OrganizationID != "" && !tenant.IsUUID(e.OrganizationID):
 		return fmt.Errorf("entry %s: organization id %q is not a UUID", e.ID, e.OrganizationID)
-	case e.APIKeyID != "" && !isUUID(e.APIKeyID):
+	case e.APIKeyID != "" && !tenant.IsUUID(e.APIKeyID):
 		return fmt.Errorf("entry %s: api key id %q is not a UUID", e.ID, e.APIKeyID)
 	case e.Method == "":
 		return fmt.Errorf("entry %s: no method", e.ID)
@@ -111,26 +113,6 @@ func (e *Entry) Validate() error {
 		return fmt.Errorf("entry %s: no time", e.ID)
 	}
 	return nil
-}
-
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // DecodeEntries reads the entries of a batch document: one JSON object per

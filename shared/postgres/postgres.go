@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"mcpproxy.dev/mcpproxy/shared/keyring"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // Options configure Open. The env tags let a function's configuration
@@ -186,24 +187,6 @@ func (db *DB) Close() {
 // Ping checks that a connection can be had and answers.
 func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
 
-// validUUID reports whether s is a UUID in its canonical text form. IDs
-// from a URL path are checked before they reach a query, so a malformed
-// one is "not found" rather than a Postgres cast error.
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
-}
+// validUUID: IDs from a URL path are checked before they reach a query,
+// so a malformed one is "not found" rather than a Postgres cast error.
+var validUUID = tenant.IsUUID

@@ -180,3 +180,27 @@ func DisplayPrefix(key string) string {
 
 // HashKey is the SHA-256 under which a key is stored and looked up.
 func HashKey(key string) [32]byte { return sha256.Sum256([]byte(key)) }
+
+// IsUUID reports whether s is a UUID in its canonical text form (any
+// case). IDs from outside are checked before they reach a query or a
+// uuid column, so a malformed one is refused clearly instead of failing
+// a cast.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
