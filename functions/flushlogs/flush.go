@@ -2,6 +2,7 @@ package flushlogs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -173,6 +174,9 @@ func (f *Flusher) group(ctx context.Context, conn *pgx.Conn, batches []*logbuffe
 	var done []*firestore.DocumentRef
 	for i, b := range batches {
 		es, err := logbuffer.DecodeEntries(b.Entries)
+		if b.Invalid != "" {
+			err = errors.New(b.Invalid)
+		}
 		if err != nil {
 			f.opts.Logger.Error("request log batch cannot be copied; setting it aside", "batch", b.ID, "error", err.Error())
 			if err := f.store.SetAside(ctx, refs[i], err.Error()); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -379,9 +380,21 @@ func TestUndecodableBatchSetAside(t *testing.T) {
 		"entries": []byte("{not json\n"), "lastUsed": map[string]any{}, "format": 1}); err != nil {
 		t.Fatal(err)
 	}
+	future := w.store.Client.Collection(w.store.Collection).Doc("future")
+	if _, err := future.Create(ctx, map[string]any{"createdAt": time.Now().Add(-time.Hour), "count": 0,
+		"entries": []byte{}, "lastUsed": map[string]any{}, "format": 99}); err != nil {
+		t.Fatal(err)
+	}
 	rep := run(t, w.flusher(Options{}))
-	if rep.SetAside != 1 || rep.Entries != 30 {
-		t.Errorf("report %+v; want the broken batch set aside and the 30 entries copied", rep)
+	if rep.SetAside != 2 || rep.Entries != 30 {
+		t.Errorf("report %+v; want both broken batches set aside and the 30 entries copied", rep)
+	}
+	other, err := w.store.Client.Collection(w.store.Collection + "Invalid").Doc("future").Get(ctx)
+	if err != nil {
+		t.Fatalf("the batch of an unknown format is not kept aside: %v", err)
+	}
+	if reason, _ := other.DataAt("invalidReason"); !strings.Contains(fmt.Sprint(reason), "format 99") {
+		t.Errorf("reason %q; want it to name the unknown format", reason)
 	}
 	aside, err := w.store.Client.Collection(w.store.Collection + "Invalid").Doc("broken").Get(ctx)
 	if err != nil {

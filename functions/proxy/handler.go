@@ -573,11 +573,12 @@ func requestID(r *http.Request) string {
 
 // logExchange writes the one log line of a request.
 func (h *Handler) logExchange(r *http.Request, x *exchange) {
+	took := h.opts.Now().Sub(x.start)
 	attrs := []slog.Attr{
 		slog.String("method", x.method),
 		slog.String("status", x.status),
 		slog.Int("httpStatus", x.httpStatus),
-		slog.Int64("durationMs", h.opts.Now().Sub(x.start).Milliseconds()),
+		slog.Int64("durationMs", took.Milliseconds()),
 		slog.String("requestId", x.requestID),
 		slog.Int("inputBytes", x.inBytes),
 		slog.Int("outputBytes", x.outBytes),
@@ -607,13 +608,13 @@ func (h *Handler) logExchange(r *http.Request, x *exchange) {
 		level = slog.LevelError
 	}
 	h.log.LogAttrs(r.Context(), level, "mcp request", attrs...)
-	h.record(r, x)
+	h.record(r, x, took)
 }
 
 // record appends the request's entry to the request log. Requests
 // without a valid key have no user or instance to charge them to: the
 // structured log line (and, for refused keys, the warning) covers them.
-func (h *Handler) record(r *http.Request, x *exchange) {
+func (h *Handler) record(r *http.Request, x *exchange, took time.Duration) {
 	if h.opts.RequestLog == nil || x.key == nil {
 		return
 	}
@@ -624,7 +625,7 @@ func (h *Handler) record(r *http.Request, x *exchange) {
 	e := logbuffer.Entry{
 		RequestID: x.requestID, UserID: x.key.UserID, OrganizationID: x.key.OrganizationID,
 		InstanceID: x.key.InstanceID, APIKeyID: x.key.ID, Method: method, ToolName: x.tool,
-		Transport: x.transport(), Status: x.status, DurationMs: h.opts.Now().Sub(x.start).Milliseconds(),
+		Transport: x.transport(), Status: x.status, DurationMs: took.Milliseconds(),
 		InputBytes: int64(x.inBytes), OutputBytes: int64(x.outBytes), UserAgent: r.UserAgent(), CreatedAt: x.start,
 	}
 	if x.status != logbuffer.StatusSuccess {

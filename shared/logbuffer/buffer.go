@@ -25,6 +25,9 @@ type Batch struct {
 	Count   int
 	// LastUsed maps each API key ID of the batch to its latest use.
 	LastUsed map[string]time.Time
+	// Invalid, on a batch read back from the sink, says why its document
+	// cannot be read; such a batch has no entries.
+	Invalid string
 }
 
 // Sink stores batches. Writing a batch whose ID is already stored must

@@ -75,14 +75,18 @@ func (f *Firestore) Oldest(ctx context.Context, n int) ([]*Batch, []*firestore.D
 	return batches, refs, nil
 }
 
-// decodeDocument reads a batch document. A document that does not decode
-// yields a batch without entries whose decoding fails, so that the flush
-// sets it aside instead of stopping.
+// decodeDocument reads a batch document. One that does not decode comes
+// back with Invalid set, so that the flush sets it aside instead of
+// stopping.
 func decodeDocument(d *firestore.DocumentSnapshot) *Batch {
 	var doc document
 	b := &Batch{ID: d.Ref.ID}
-	if err := d.DataTo(&doc); err != nil || doc.Format != format {
-		b.Entries = []byte("invalid batch document\n")
+	if err := d.DataTo(&doc); err != nil {
+		b.Invalid = "undecodable batch document: " + err.Error()
+		return b
+	}
+	if doc.Format != format {
+		b.Invalid = fmt.Sprintf("unknown batch document format %d", doc.Format)
 		return b
 	}
 	b.CreatedAt, b.Count, b.Entries, b.LastUsed = doc.CreatedAt, doc.Count, doc.Entries, doc.LastUsed
