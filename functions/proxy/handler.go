@@ -75,14 +75,17 @@ type Options struct {
 // Handler is the proxy's MCP endpoint. It is safe for concurrent use; one
 // Handler serves every request of a process.
 type Handler struct {
-	store   Store
-	pool    *upstream.Pool
-	log     *slog.Logger
-	opts    Options
-	keys    *configcache.Cache[*tenant.Key]
-	views   *configcache.Cache[*view]
-	tools   *configcache.Cache[*toolList]
-	origins map[string]bool
+	store Store
+	pool  *upstream.Pool
+	log   *slog.Logger
+	opts  Options
+	keys  *configcache.Cache[*tenant.Key]
+	views *configcache.Cache[*view]
+	tools *configcache.Cache[*toolList]
+	// catalogCache keeps each upstream's capabilities, prompts, resources
+	// and templates, like tools.
+	catalogCache *configcache.Cache[*catalog]
+	origins      map[string]bool
 
 	draining    atomic.Bool  // set by Shutdown: new requests are refused
 	inflight    atomic.Int64 // requests being served
@@ -131,6 +134,8 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	// A failing upstream must drop out of the list, so its tool list is
 	// never served stale.
 	h.tools = configcache.New[*toolList](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
+		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now})
+	h.catalogCache = configcache.New[*catalog](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
 		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now})
 	return h
 }

@@ -24,7 +24,7 @@ var methods = merge(map[string]methodFunc{
 	"ping":       func(*Handler, context.Context, *exchange, json.RawMessage) (any, *rpcError) { return struct{}{}, nil },
 	"tools/list": (*Handler).listTools,
 	"tools/call": (*Handler).callTool,
-}, relayedMethods)
+}, relayedMethods, loggingMethods)
 
 // merge makes one method table of several.
 func merge(tables ...map[string]methodFunc) map[string]methodFunc {

@@ -1,7 +1,9 @@
 // Package demo is a small MCP server built with the official SDK, with tools
 // that exercise a proxy: echo, add, a slow tool that reports progress, a
-// failing tool, a large result and an image. cmd/demo-upstream serves it
-// over Streamable HTTP, SSE or stdio; tests run it in process.
+// failing tool, a large result, an image, log messages, and the serving
+// process's ID and DEMO_* environment; a resource, a resource template, a
+// prompt and completions for both. cmd/demo-upstream serves it over
+// Streamable HTTP, SSE or stdio; tests run it in process.
 package demo
 
 import (
@@ -11,6 +13,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"os"
 	"strings"
 	"time"
 
@@ -21,7 +24,18 @@ import (
 const Name = "demo-upstream"
 
 // ToolNames are the tools NewServer registers, sorted.
-var ToolNames = []string{"add", "echo", "fail", "image", "large", "slow"}
+var ToolNames = []string{"add", "echo", "env", "fail", "image", "large", "log", "pid", "slow"}
+
+// The resource, template and prompt NewServer registers.
+const (
+	ReadmeURI     = "demo://readme"
+	NotesTemplate = "demo://notes/{name}"
+	GreetPrompt   = "greet"
+)
+
+// Names are what the completions of the greet prompt's and the notes
+// template's name argument offer.
+var Names = []string{"alice", "bob", "carol"}
 
 type echoIn struct {
 	Text string `json:"text" jsonschema:"the text to send back"`
@@ -53,13 +67,25 @@ type largeIn struct {
 
 type emptyIn struct{}
 
+type logIn struct {
+	Level string `json:"level" jsonschema:"the level of the message: debug, info, notice, warning, error, ..."`
+	Text  string `json:"text" jsonschema:"the message"`
+}
+
+type envIn struct {
+	Name string `json:"name" jsonschema:"a variable whose name starts with DEMO_"`
+}
+
 // NewServer returns the demo MCP server. name is its implementation name
 // ("" for Name), so tests can tell two instances apart.
 func NewServer(name string) *mcp.Server {
 	if name == "" {
 		name = Name
 	}
-	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1.0.0"}, nil)
+	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1.0.0"}, &mcp.ServerOptions{
+		Capabilities:      &mcp.ServerCapabilities{Logging: &mcp.LoggingCapabilities{}},
+		CompletionHandler: complete,
+	})
 	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "Returns the text it is given."},
 		func(_ context.Context, _ *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, echoOut, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, echoOut(in), nil
@@ -89,7 +115,62 @@ func NewServer(name string) *mcp.Server {
 		func(context.Context, *mcp.CallToolRequest, emptyIn) (*mcp.CallToolResult, any, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.ImageContent{Data: PNG, MIMEType: "image/png"}}}, nil, nil
 		})
+	mcp.AddTool(s, &mcp.Tool{Name: "log", Description: "Sends a log message at the given level (if the client's level lets it through)."},
+		func(ctx context.Context, req *mcp.CallToolRequest, in logIn) (*mcp.CallToolResult, any, error) {
+			err := req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: mcp.LoggingLevel(in.Level), Logger: name, Data: in.Text})
+			if err != nil {
+				return nil, nil, err
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "logged"}}}, nil, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "pid", Description: "Returns the ID of the process serving the call."},
+		func(context.Context, *mcp.CallToolRequest, emptyIn) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprint(os.Getpid())}}}, nil, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "env", Description: "Returns the value of an environment variable named DEMO_*."},
+		func(_ context.Context, _ *mcp.CallToolRequest, in envIn) (*mcp.CallToolResult, any, error) {
+			if !strings.HasPrefix(in.Name, "DEMO_") {
+				return nil, nil, fmt.Errorf("only variables named DEMO_* can be read")
+			}
+			v, ok := os.LookupEnv(in.Name)
+			if !ok {
+				return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: in.Name + " is not set"}}}, nil, nil
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: v}}}, nil, nil
+		})
+	s.AddResource(&mcp.Resource{URI: ReadmeURI, Name: "readme", Description: "What this server is.", MIMEType: "text/plain"},
+		func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, MIMEType: "text/plain", Text: "This is " + name + "."}}}, nil
+		})
+	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: NotesTemplate, Name: "notes", Description: "A note by name.", MIMEType: "text/plain"},
+		func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			note := strings.TrimPrefix(req.Params.URI, "demo://notes/")
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, MIMEType: "text/plain", Text: "Note " + note + " of " + name + "."}}}, nil
+		})
+	s.AddPrompt(&mcp.Prompt{Name: GreetPrompt, Description: "Greets someone.", Arguments: []*mcp.PromptArgument{{Name: "name", Required: true}}},
+		func(_ context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			return &mcp.GetPromptResult{Description: "A greeting from " + name, Messages: []*mcp.PromptMessage{
+				{Role: "user", Content: &mcp.TextContent{Text: "Hello, " + req.Params.Arguments["name"] + "!"}},
+			}}, nil
+		})
 	return s
+}
+
+// complete offers the Names that start with what was typed, for the
+// name argument of the greet prompt and of the notes template.
+func complete(_ context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	ref := req.Params.Ref
+	known := ref.Type == "ref/prompt" && ref.Name == GreetPrompt || ref.Type == "ref/resource" && ref.URI == NotesTemplate
+	if !known || req.Params.Argument.Name != "name" {
+		return nil, fmt.Errorf("nothing to complete for %s %s%s", ref.Type, ref.Name, ref.URI)
+	}
+	values := []string{}
+	for _, n := range Names {
+		if strings.HasPrefix(n, req.Params.Argument.Value) {
+			values = append(values, n)
+		}
+	}
+	return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: values, Total: len(values)}}, nil
 }
 
 func slow(ctx context.Context, req *mcp.CallToolRequest, in slowIn) (*mcp.CallToolResult, any, error) {
