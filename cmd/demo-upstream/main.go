@@ -39,6 +39,7 @@ func main() {
 	switch *transport {
 	case "stdio":
 		// Logs go to stderr: stdout carries the protocol.
+		fmt.Fprintf(os.Stderr, "demo-upstream: %s on stdio, pid %d\n", *name, os.Getpid())
 		if err := server.Run(ctx, &mcp.StdioTransport{}); err != nil && !errors.Is(err, context.Canceled) {
 			log.Fatal(err)
 		}

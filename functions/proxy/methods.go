@@ -337,5 +337,8 @@ func (h *Handler) upstreamFailure(ctx context.Context, x *exchange, u *upstreamV
 	}
 	h.log.WarnContext(ctx, "upstream call failed", "upstream", u.ns, "instance", x.view.inst.ID,
 		"requestId", x.requestID, "error", err.Error())
+	if errors.Is(err, upstream.ErrCommandNotFound) {
+		return newError(http.StatusOK, codeUpstream, fmt.Sprintf("upstream %s is unavailable: its command is not installed where the proxy runs", u.ns))
+	}
 	return newError(http.StatusOK, codeUpstream, fmt.Sprintf("upstream %s is unavailable", u.ns))
 }

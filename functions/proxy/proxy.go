@@ -97,6 +97,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		MaxIdleConnsPerHost: c.UpstreamConnsPerHost,
 		ConnectTimeout:      c.UpstreamConnectTimeout,
 		IdleTimeout:         c.UpstreamIdleTimeout,
+		Logger:              logger,
 	})
 	h := New(db, pool, logger, Options{
 		RequestTimeout: c.RequestTimeout,

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"sort"
 	"time"
 
@@ -46,16 +45,11 @@ func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, erro
 		// The proxy asks, the upstream answers: no standalone stream.
 		return &mcp.StreamableClientTransport{Endpoint: up.URL, HTTPClient: client, MaxRetries: -1, DisableStandaloneSSE: true}, nil
 	case tenant.TransportStdio:
-		if up.Command == "" {
-			return nil, errors.New("no command")
-		}
-		path, err := exec.LookPath(up.Command)
+		cmd, err := stdioCommand(up)
 		if err != nil {
-			return nil, fmt.Errorf("command %q not found on this machine", up.Command)
+			return nil, err
 		}
-		cmd := exec.Command(path, up.Args...)
-		cmd.Env = StdioEnv(up.Credentials.Env)
-		return &mcp.CommandTransport{Command: cmd}, nil
+		return &mcp.CommandTransport{Command: cmd, TerminateDuration: stdioTerminate}, nil
 	}
 	return nil, fmt.Errorf("unknown transport %q", up.Transport)
 }

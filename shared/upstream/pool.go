@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -31,9 +32,12 @@ type PoolOptions struct {
 	// ConnectTimeout bounds dialing and the initialize handshake.
 	// Default 10 s.
 	ConnectTimeout time.Duration
-	// IdleTimeout closes a session nobody used for this long. Default
-	// 10 min.
+	// IdleTimeout closes a session nobody used for this long (a stdio
+	// upstream's process is stopped). Default 10 min.
 	IdleTimeout time.Duration
+	// Logger receives the stderr lines of stdio upstreams; nil discards
+	// them.
+	Logger *slog.Logger
 	// HTTPClient, when set, replaces the pool's HTTP client (tests).
 	HTTPClient *http.Client
 }
@@ -52,6 +56,7 @@ type Pool struct {
 	sessions  map[string]*pooled
 	lastSweep time.Time
 	closed    bool
+	stop      chan struct{} // closed by Close: ends the janitor
 
 	// progress routes the progress notifications of every session to the
 	// request that asked for them, by a token unique to the process.
@@ -62,7 +67,8 @@ type Pool struct {
 
 type pooled struct {
 	session  *mcp.ClientSession
-	lastUsed atomic.Int64 // UnixNano
+	proc     *stdioProcess // of a stdio upstream, else nil
+	lastUsed atomic.Int64  // UnixNano
 }
 
 // NewPool makes a pool.
@@ -90,7 +96,11 @@ func NewPool(opts PoolOptions) *Pool {
 			ExpectContinueTimeout: time.Second,
 		}}
 	}
-	p := &Pool{opts: opts, http: httpClient, sessions: map[string]*pooled{}}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Pool{opts: opts, http: httpClient, sessions: map[string]*pooled{}, stop: make(chan struct{})}
+	go p.janitor()
 	p.client = mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, &mcp.ClientOptions{
 		ProgressNotificationHandler: p.onProgress,
 	})
@@ -163,25 +173,29 @@ func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	ch := p.flight.DoChan(key, func() (any, error) {
 		cctx, cancel := context.WithTimeout(context.Background(), p.opts.ConnectTimeout)
 		defer cancel()
-		s, err := p.connect(cctx, up)
+		s, proc, err := p.connect(cctx, up)
 		if err != nil {
 			return nil, err
 		}
-		e := &pooled{session: s}
+		e := &pooled{session: s, proc: proc}
 		e.lastUsed.Store(time.Now().UnixNano())
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			s.Close()
+			proc.ended()
 			return nil, errors.New("upstream pool is closed")
 		}
 		p.sessions[key] = e
 		p.mu.Unlock()
 		// Forget the session when it ends, whatever ends it (the
-		// upstream went away, Drop, idle sweep, Close).
+		// upstream went away or its process died, Drop, idle sweep,
+		// Close), and reap its process.
 		go func() {
 			s.Wait()
 			p.forget(key, s)
+			s.Close()
+			proc.ended()
 		}()
 		return s, nil
 	})
@@ -196,16 +210,18 @@ func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	}
 }
 
-func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
+func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, *stdioProcess, error) {
 	t, err := Transport(up, p.http)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
+		return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
+	proc := prepareStdio(t, p.opts.Logger, up)
 	s, err := p.client.Connect(ctx, t, nil)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %s: connect: %w", up.Name, err)
+		proc.ended() // a process that started but failed to initialize
+		return nil, nil, fmt.Errorf("upstream %s: connect: %w", up.Name, err)
 	}
-	return s, nil
+	return s, proc, nil
 }
 
 // forget removes key's entry if it still holds s.
@@ -224,11 +240,32 @@ func (p *Pool) Drop(up tenant.Upstream, s *mcp.ClientSession) {
 	go s.Close() // Close may send a DELETE; no request waits for it.
 }
 
+// sweepEvery is how often idle sessions are looked for: a quarter of the
+// idle timeout, at most a minute.
+func (p *Pool) sweepEvery() time.Duration { return min(p.opts.IdleTimeout/4, time.Minute) }
+
+// janitor sweeps on a timer, so that idle stdio upstreams stop while no
+// request comes (locally, or on an instance that keeps its CPU); on Cloud
+// Functions, which gives an idle instance no CPU, requests sweep too.
+func (p *Pool) janitor() {
+	tick := time.NewTicker(p.sweepEvery())
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-tick.C:
+			p.mu.Lock()
+			p.sweepLocked(now)
+			p.mu.Unlock()
+		}
+	}
+}
+
 // sweepLocked closes sessions idle for longer than IdleTimeout, at most
-// once a minute, on the path of a request rather than on a timer of its
-// own (Cloud Functions gives a process no CPU between requests anyway).
+// once per sweepEvery.
 func (p *Pool) sweepLocked(now time.Time) {
-	if now.Sub(p.lastSweep) < time.Minute {
+	if now.Sub(p.lastSweep) < p.sweepEvery() {
 		return
 	}
 	p.lastSweep = now
@@ -253,11 +290,18 @@ func (p *Pool) Close() {
 	p.mu.Lock()
 	sessions := p.sessions
 	p.sessions = map[string]*pooled{}
+	wasClosed := p.closed
 	p.closed = true
 	p.mu.Unlock()
+	if !wasClosed {
+		close(p.stop)
+	}
 	var wg sync.WaitGroup
 	for _, e := range sessions {
-		wg.Go(func() { e.session.Close() })
+		wg.Go(func() {
+			e.session.Close()
+			e.proc.ended()
+		})
 	}
 	wg.Wait()
 }
