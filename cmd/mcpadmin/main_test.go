@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -196,10 +195,7 @@ func TestSyncTools(t *testing.T) {
 
 func TestStdioDiscovery(t *testing.T) {
 	setupEnv(t)
-	bin := filepath.Join(t.TempDir(), "demo-upstream")
-	if out, err := exec.Command("go", "build", "-o", bin, "../demo-upstream").CombinedOutput(); err != nil {
-		t.Fatalf("build demo-upstream: %v\n%s", err, out)
-	}
+	bin := demotest.Binary(t)
 	var org map[string]any
 	adminJSON(t, &org, "org", "create", "--name", "Acme")
 	var server struct {

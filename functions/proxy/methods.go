@@ -242,7 +242,7 @@ func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMess
 	}
 	var result any
 	var err error
-	if upstream.Direct(u.up) {
+	if h.pool.Direct(u.up) {
 		result, err = h.callDirect(ctx, x, u, original, args, forwardedMeta(p.Meta))
 	} else {
 		result, err = h.callSDK(ctx, x, u, original, args, forwardedMeta(p.Meta))

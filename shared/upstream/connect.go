@@ -40,7 +40,7 @@ func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, erro
 		}
 		client := withHeaders(httpClient, up.Credentials.Headers)
 		if up.Transport == tenant.TransportSSE {
-			return &mcp.SSEClientTransport{Endpoint: up.URL, HTTPClient: client}, nil
+			return detachedStream{&mcp.SSEClientTransport{Endpoint: up.URL, HTTPClient: client}}, nil
 		}
 		// The proxy asks, the upstream answers: no standalone stream.
 		return &mcp.StreamableClientTransport{Endpoint: up.URL, HTTPClient: client, MaxRetries: -1, DisableStandaloneSSE: true}, nil
@@ -145,4 +145,49 @@ func Discover(ctx context.Context, up tenant.Upstream) ([]*mcp.Tool, error) {
 		return nil, fmt.Errorf("upstream %s: tools/list: %w", up.Name, err)
 	}
 	return tools, nil
+}
+
+// detachedStream connects an SSE transport with a context of its own: the
+// transport's GET stream lives as long as the connection, which outlives
+// the connect call, while connecting is still bounded by the caller's
+// context.
+type detachedStream struct{ mcp.Transport }
+
+func (d detachedStream) Connect(ctx context.Context) (mcp.Connection, error) {
+	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	type result struct {
+		conn mcp.Connection
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		conn, err := d.Transport.Connect(streamCtx)
+		done <- result{conn, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			cancel()
+			return nil, r.err
+		}
+		return &cancelOnClose{Connection: r.conn, cancel: cancel}, nil
+	case <-ctx.Done():
+		cancel()
+		if r := <-done; r.conn != nil {
+			r.conn.Close()
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// cancelOnClose ends the stream's context when the connection closes.
+type cancelOnClose struct {
+	mcp.Connection
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.Connection.Close()
+	c.cancel()
+	return err
 }

@@ -31,9 +31,6 @@ import (
 // closed connection cancels it.
 const statelessVersion = "2026-07-28"
 
-// Direct reports whether CallTool can reach up: Streamable HTTP only.
-func Direct(up tenant.Upstream) bool { return up.Transport == tenant.TransportStreamableHTTP }
-
 // ToolCall is a tools/call as the proxy sends it on.
 type ToolCall struct {
 	Name      string

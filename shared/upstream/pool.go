@@ -62,7 +62,10 @@ type Pool struct {
 	// request that asked for them, by a token unique to the process.
 	progress    sync.Map // token string → func(*mcp.ProgressNotificationParams)
 	progressSeq atomic.Uint64
-	callSeq     atomic.Uint64 // IDs of the calls CallTool sends
+	// sseURLs are the URLs of upstreams registered as Streamable HTTP
+	// that speak only HTTP+SSE (fallback.go).
+	sseURLs sync.Map      // url string → true
+	callSeq atomic.Uint64 // IDs of the calls CallTool sends
 }
 
 type pooled struct {
@@ -211,7 +214,15 @@ func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 }
 
 func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, *stdioProcess, error) {
-	t, err := Transport(up, p.http)
+	httpClient, probe := p.http, (*firstPost)(nil)
+	if up.Transport == tenant.TransportStreamableHTTP {
+		if p.legacySSE(up.URL) {
+			up.Transport = tenant.TransportSSE
+		} else {
+			httpClient, probe = recording(p.http)
+		}
+	}
+	t, err := Transport(up, httpClient)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
@@ -219,9 +230,31 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	s, err := p.client.Connect(ctx, t, nil)
 	if err != nil {
 		proc.ended() // a process that started but failed to initialize
+		if probe != nil && probe.refusedPost() {
+			if s, sseErr := p.connectSSE(ctx, up); sseErr == nil {
+				return s, nil, nil
+			}
+		}
 		return nil, nil, fmt.Errorf("upstream %s: connect: %w", up.Name, err)
 	}
 	return s, proc, nil
+}
+
+// connectSSE connects to a server registered as Streamable HTTP over SSE
+// and, when that works, remembers that its URL speaks only SSE.
+func (p *Pool) connectSSE(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
+	up.Transport = tenant.TransportSSE
+	t, err := Transport(up, p.http)
+	if err != nil {
+		return nil, err
+	}
+	s, err := p.client.Connect(ctx, t, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.sseURLs.Store(up.URL, true)
+	p.opts.Logger.Info("upstream answers only over HTTP+SSE (2024-11-05); using SSE for it", "upstream", tenant.Namespace(up.Name))
+	return s, nil
 }
 
 // forget removes key's entry if it still holds s.

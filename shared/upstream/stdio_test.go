@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,35 +17,10 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
-
-var (
-	demoOnce sync.Once
-	demoBin  string
-	demoErr  error
-)
-
-// demoBinary builds cmd/demo-upstream once per test binary.
-func demoBinary(t *testing.T) string {
-	t.Helper()
-	demoOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "demo-upstream-")
-		if err != nil {
-			demoErr = err
-			return
-		}
-		demoBin = filepath.Join(dir, "demo-upstream")
-		if out, err := exec.Command("go", "build", "-o", demoBin, "mcpproxy.dev/mcpproxy/cmd/demo-upstream").CombinedOutput(); err != nil {
-			demoErr = fmt.Errorf("build demo-upstream: %v\n%s", err, out)
-		}
-	})
-	if demoErr != nil {
-		t.Fatal(demoErr)
-	}
-	return demoBin
-}
 
 type logBuffer struct {
 	mu  sync.Mutex
@@ -68,7 +41,7 @@ func (b *logBuffer) String() string {
 
 func stdioUpstream(t *testing.T) tenant.Upstream {
 	return tenant.Upstream{ConfigID: "c1", Name: "Files", Transport: tenant.TransportStdio,
-		Command: demoBinary(t), Args: []string{"--transport", "stdio", "--name", "files"},
+		Command: demotest.Binary(t), Args: []string{"--transport", "stdio", "--name", "files"},
 		Credentials: tenant.Credentials{Env: map[string]string{"DEMO_TOKEN": "from-the-config"}}}
 }
 
@@ -184,7 +157,7 @@ func TestStdioIdleAndClose(t *testing.T) {
 	// stderr and becomes the demo server.
 	p2, logs := newStdioPool(t, time.Hour)
 	sh := tenant.Upstream{ConfigID: "c2", Name: "Shell", Transport: tenant.TransportStdio, Command: "sh",
-		Args: []string{"-c", `sleep 1000 & echo "child $!" >&2; exec "$0" --transport stdio`, demoBinary(t)}}
+		Args: []string{"-c", `sleep 1000 & echo "child $!" >&2; exec "$0" --transport stdio`, demotest.Binary(t)}}
 	leader := pidOf(t, p2, sh)
 	var child int
 	childLine := regexp.MustCompile(`"line":"child (\d+)"`)

@@ -1,0 +1,163 @@
+package proxy_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+)
+
+// sseUpstream serves the demo server over the 2024-11-05 HTTP+SSE
+// transport only, counting the POSTs it refuses (those without a
+// session: a Streamable HTTP client's).
+func sseUpstream(t *testing.T, name string) (*httptest.Server, *atomic.Int32) {
+	server := demo.NewServer(name)
+	sse := mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	var refused atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Query().Get("sessionid") == "" {
+			refused.Add(1)
+		}
+		sse.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		// The proxy's session holds an SSE stream open: end it, or
+		// Close waits for it.
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return srv, &refused
+}
+
+// TestTransports: one instance in front of an SSE upstream, a server
+// registered as Streamable HTTP that speaks only SSE, and a stdio
+// upstream (the demo binary, as a process of the proxy's): tools, calls
+// with progress, prompts, resources and completion through the proxy.
+func TestTransports(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, version string) {
+		e := newEnv(t, proxy.Options{})
+		ctx := context.Background()
+		legacy, _ := sseUpstream(t, "legacy")
+		fallback, refused := sseUpstream(t, "fallback")
+		servers := []postgres.Server{
+			{Name: "Legacy", Transport: tenant.TransportSSE, URL: legacy.URL},
+			{Name: "Fallback", Transport: tenant.TransportStreamableHTTP, URL: fallback.URL},
+			{Name: "Local", Transport: tenant.TransportStdio, Command: demotest.Binary(t), Args: []string{"--transport", "stdio", "--name", "local"}},
+		}
+		var tools []postgres.Tool
+		for _, n := range demo.ToolNames {
+			tools = append(tools, postgres.Tool{Name: n})
+		}
+		var selections []postgres.Selection
+		for _, s := range servers {
+			s.OrganizationID = e.org.ID
+			created, err := e.db.CreateServer(ctx, s, tools)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := e.db.CreateConfig(ctx, e.org.ID, created.ID, "", tenant.Credentials{Env: map[string]string{"DEMO_REGION": "eu-" + strings.ToLower(s.Name)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			selections = append(selections, postgres.Selection{ConfigID: cfg.ID, Tools: []string{"echo", "slow", "env", "pid"}})
+		}
+		inst, err := e.db.CreateInstance(ctx, e.org.ID, "", "transports", selections)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, key, err := e.db.CreateAPIKey(ctx, inst.ID, "", "transports", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		var mu sync.Mutex
+		progress := map[any]int{}
+		s := e.clientWith(t, "/mcp", key, version, &mcp.ClientOptions{
+			ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+				mu.Lock()
+				defer mu.Unlock()
+				progress[req.Params.ProgressToken]++
+			}})
+		var want []string
+		for _, ns := range []string{"fallback", "legacy", "local"} {
+			for _, tool := range []string{"echo", "env", "pid", "slow"} {
+				want = append(want, ns+"__"+tool)
+			}
+		}
+		if got := toolNames(t, s); !slices.Equal(got, want) {
+			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.logs)
+		}
+		// Connecting to the SSE-only server was refused (the SDK client
+		// tries server/discover, then initialize) before the fallback.
+		firstConnect := refused.Load()
+		if firstConnect == 0 {
+			t.Error("the SSE-only server was never asked the Streamable HTTP way")
+		}
+		for _, ns := range []string{"fallback", "legacy", "local"} {
+			res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: ns + "__echo", Arguments: map[string]any{"text": "via " + ns}})
+			if err != nil || text(t, res) != "via "+ns {
+				t.Errorf("%s echo = %v, %v", ns, res, err)
+			}
+			params := &mcp.CallToolParams{Name: ns + "__slow", Arguments: map[string]any{"ms": 60, "steps": 3}}
+			params.SetProgressToken("progress-" + ns)
+			if res, err := s.CallTool(ctx, params); err != nil || res.IsError {
+				t.Errorf("%s slow = %v, %v", ns, res, err)
+			}
+			prompt, err := s.GetPrompt(ctx, &mcp.GetPromptParams{Name: ns + "__greet", Arguments: map[string]string{"name": "Ada"}})
+			if err != nil || prompt.Description != "A greeting from "+ns {
+				t.Errorf("%s prompt = %+v, %v", ns, prompt, err)
+			}
+			completion, err := s.Complete(ctx, &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: ns + "__greet"},
+				Argument: mcp.CompleteParamsArgument{Name: "name", Value: "a"}})
+			if err != nil || !slices.Equal(completion.Completion.Values, []string{"alice"}) {
+				t.Errorf("%s completion = %+v, %v", ns, completion, err)
+			}
+		}
+		// The stdio upstream got its config's environment.
+		if res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "local__env", Arguments: map[string]any{"name": "DEMO_REGION"}}); err != nil || text(t, res) != "eu-local" {
+			t.Errorf("local env = %v, %v", res, err)
+		}
+		// Fallback is first in the instance's order: the resource both
+		// list is read from it.
+		if got := readText(t, s, demo.ReadmeURI); got != "This is fallback." {
+			t.Errorf("readme = %q; want fallback's", got)
+		}
+		if got := readText(t, s, "demo://notes/n1"); got != "Note n1 of fallback." {
+			t.Errorf("note = %q; want fallback's", got)
+		}
+		// Progress reached the client for every transport. The SDK client
+		// hands notifications over on another goroutine than results.
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			n := len(progress)
+			mu.Unlock()
+			if n == 3 {
+				break
+			}
+		}
+		mu.Lock()
+		for _, ns := range []string{"fallback", "legacy", "local"} {
+			if progress["progress-"+ns] != 3 {
+				t.Errorf("%s: %d progress notifications; want 3", ns, progress["progress-"+ns])
+			}
+		}
+		mu.Unlock()
+		// The fallback was found once and remembered.
+		if n := refused.Load(); n != firstConnect {
+			t.Errorf("the SSE-only server refused %d Streamable HTTP POSTs, %d of them after the fallback was found", n, n-firstConnect)
+		}
+	})
+}
