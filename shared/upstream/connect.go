@@ -32,14 +32,19 @@ var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 
 // Transport returns the SDK transport that reaches up. httpClient is used
 // for HTTP upstreams (nil for a default one); the config's headers are
-// added to every request.
+// added to every request, and a 401 is ErrUnauthorized. (The bearer
+// tokens of OAUTH and CLOUD_RUN_IAM come from a Pool.)
 func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
+	return transport(up, withHeaders(httpClient, up))
+}
+
+// transport is Transport with client as it is.
+func transport(up tenant.Upstream, client *http.Client) (mcp.Transport, error) {
 	switch up.Transport {
 	case tenant.TransportStreamableHTTP, tenant.TransportSSE:
 		if up.URL == "" {
 			return nil, errors.New("no URL")
 		}
-		client := withHeaders(httpClient, up.Credentials.Headers)
 		if up.Transport == tenant.TransportSSE {
 			return &mcp.SSEClientTransport{Endpoint: up.URL, HTTPClient: client}, nil
 		}
@@ -80,33 +85,17 @@ func StdioEnv(configEnv map[string]string) []string {
 	return env
 }
 
-// headerTransport adds fixed headers to every request.
-type headerTransport struct {
-	base    http.RoundTripper
-	headers map[string]string
-}
-
-func (t *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	for k, v := range t.headers {
-		r.Header.Set(k, v)
-	}
-	return t.base.RoundTrip(r)
-}
-
-func withHeaders(c *http.Client, headers map[string]string) *http.Client {
+// withHeaders is c sending the headers of up's config.
+func withHeaders(c *http.Client, up tenant.Upstream) *http.Client {
 	if c == nil {
 		c = &http.Client{}
-	}
-	if len(headers) == 0 {
-		return c
 	}
 	base := c.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	out := *c
-	out.Transport = &headerTransport{base: base, headers: headers}
+	out.Transport = &authTransport{base: base, upstream: up.Name, headers: up.Credentials.Headers}
 	return &out
 }
 
