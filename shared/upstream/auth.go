@@ -318,7 +318,8 @@ func (p *Pool) saveToken(configID, upstream string, tok *oauth2.Token) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
 	defer cancel()
-	if err := p.opts.SaveToken(ctx, configID, tok); err != nil {
+	stored := tenant.OAuthToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Expiry: tok.Expiry}
+	if err := p.opts.SaveToken(ctx, configID, stored); err != nil {
 		p.log.Warn("refreshed OAuth token not stored; this process goes on with it", "upstream", upstream,
 			"config", configID, "error", err.Error())
 	}

@@ -311,7 +311,7 @@ func TestOAuthRefresh(t *testing.T) {
 	te := startTokenEndpoint(t, 3600)
 	var saved []string
 	var mu sync.Mutex
-	p := newTestPool(t, PoolOptions{SaveToken: func(_ context.Context, configID string, tok *oauth2.Token) error {
+	p := newTestPool(t, PoolOptions{SaveToken: func(_ context.Context, configID string, tok tenant.OAuthToken) error {
 		mu.Lock()
 		defer mu.Unlock()
 		saved = append(saved, configID+" "+tok.AccessToken+" "+tok.RefreshToken)

@@ -50,7 +50,7 @@ type PoolOptions struct {
 	// refresh token is not lost. It runs within 5 s, before the call
 	// that needed the token goes on. A failure is logged; the call goes
 	// on with the new token. nil stores nothing.
-	SaveToken func(ctx context.Context, configID string, t *oauth2.Token) error
+	SaveToken func(ctx context.Context, configID string, t tenant.OAuthToken) error
 	// Logger receives what the pool cannot report through a call: a
 	// refreshed token that could not be stored. nil discards.
 	Logger *slog.Logger
