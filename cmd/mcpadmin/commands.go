@@ -26,6 +26,7 @@ func init() {
 	register("tool", "enable", toolSwitch(true))
 	register("tool", "disable", toolSwitch(false))
 	register("config", "create", configCreate)
+	register("config", "oauth", configOAuth)
 	register("config", "list", configList)
 	register("config", "reencrypt", configReencrypt)
 	register("instance", "create", instanceCreate)
