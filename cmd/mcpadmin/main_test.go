@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -477,5 +479,49 @@ func TestConfigOAuthErrors(t *testing.T) {
 				t.Errorf("a secret was echoed:\n%s%s", out, errOut)
 			}
 		})
+	}
+}
+
+// TestSyncToolsWithOAuth: an OAUTH server's tools are discovered with the
+// access token its config holds; without a config the command says the
+// tokens are missing.
+func TestSyncToolsWithOAuth(t *testing.T) {
+	setupEnv(t)
+	inner := demoUpstream(t)
+	target, _ := neturl.Parse(inner.URL)
+	guarded := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret-access" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	}))
+	t.Cleanup(guarded.Close)
+
+	var org, server, cfg map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	code, _, errOut := admin(t, "server", "create", "--org", org["id"].(string), "--name", "drive", "--transport", "streamable-http",
+		"--url", guarded.URL, "--auth", "oauth")
+	if code != 2 || !strings.Contains(errOut, "--no-discover") {
+		t.Errorf("server create --auth oauth with discovery: exit %d, %q; want a usage error pointing to --no-discover", code, errOut)
+	}
+	adminJSON(t, &server, "server", "create", "--org", org["id"].(string), "--name", "drive", "--transport", "streamable-http",
+		"--url", guarded.URL, "--auth", "oauth", "--no-discover")
+	serverID := server["id"].(string)
+	adminJSON(t, &cfg, "config", "create", "--server", serverID, "--org", org["id"].(string))
+	code, _, errOut = adminIn(t, `{"access_token":"s3cret-access","expires_in":3600}`, "config", "oauth", "--config", cfg["id"].(string),
+		"--server", serverID, "--token-url", "https://auth.example/token", "--client-id", "c")
+	if code != 0 {
+		t.Fatalf("config oauth: exit %d: %s", code, errOut)
+	}
+
+	code, _, errOut = admin(t, "server", "sync-tools", "--server", serverID)
+	if code != 1 || !strings.Contains(errOut, "no OAuth tokens") || !strings.Contains(errOut, "re-authorisation") {
+		t.Errorf("sync-tools without a config: exit %d, %q; want the missing tokens named", code, errOut)
+	}
+	var res postgres.SyncResult
+	adminJSON(t, &res, "server", "sync-tools", "--server", serverID, "--config", cfg["id"].(string))
+	if !slices.Equal(res.Added, demo.ToolNames) {
+		t.Errorf("sync with the config's token = %+v; want all demo tools", res)
 	}
 }

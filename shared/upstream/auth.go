@@ -213,7 +213,7 @@ func (p *Pool) syncOAuth(up tenant.Upstream) error {
 	}
 	o := up.Credentials.OAuth
 	if o == nil {
-		return &credentialError{up.Name, fmt.Errorf("no OAuth tokens are stored for config %s: %w", up.ConfigID, ErrUnauthorized)}
+		return &credentialError{up.Name, fmt.Errorf("no OAuth tokens are stored for its config: %w", ErrUnauthorized)}
 	}
 	client, grant := clientOf(o), grantOf(o)
 	p.oauthMu.Lock()

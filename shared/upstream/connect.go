@@ -128,7 +128,9 @@ func ListTools(ctx context.Context, s *mcp.ClientSession) ([]*mcp.Tool, error) {
 	return tools, nil
 }
 
-// Discover connects to up, lists its tools and disconnects.
+// Discover connects to up, lists its tools and disconnects. It presents
+// the config's headers only; Pool.Discover also presents OAuth and Cloud
+// Run IAM tokens.
 func Discover(ctx context.Context, up tenant.Upstream) ([]*mcp.Tool, error) {
 	s, err := Connect(ctx, up, nil)
 	if err != nil {

@@ -334,6 +334,21 @@ func (p *Pool) Do(ctx context.Context, up tenant.Upstream, idempotent bool, call
 	}
 }
 
+// Discover lists the tools of up on its pooled session, presenting every
+// kind of credential (OAuth, Cloud Run IAM) as a tools/list does.
+func (p *Pool) Discover(ctx context.Context, up tenant.Upstream) ([]*mcp.Tool, error) {
+	var tools []*mcp.Tool
+	err := p.Do(ctx, up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+		var err error
+		tools, err = ListTools(ctx, s)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: tools/list: %w", up.Name, err)
+	}
+	return tools, nil
+}
+
 // codeRejected is the SDK transport's own JSON-RPC error ("rejected by
 // transport"), which wraps failures to reach the upstream: it is not an
 // answer of the upstream.
