@@ -25,6 +25,7 @@ type config struct {
 }
 
 type app struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	json           bool
 	db             *postgres.DB

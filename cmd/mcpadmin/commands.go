@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -26,6 +28,7 @@ func init() {
 	register("tool", "enable", toolSwitch(true))
 	register("tool", "disable", toolSwitch(false))
 	register("config", "create", configCreate)
+	register("config", "oauth", configOAuth)
 	register("config", "list", configList)
 	register("config", "reencrypt", configReencrypt)
 	register("instance", "create", instanceCreate)
@@ -104,10 +107,18 @@ func orgList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error
 }
 
 // discover lists the tools of a server definition with the given
-// credentials and turns them into store rows.
-func discover(ctx context.Context, s postgres.Server, creds tenant.Credentials) ([]postgres.Tool, error) {
-	listed, err := upstream.Discover(ctx, tenant.Upstream{Name: s.Name, Transport: s.Transport, URL: s.URL,
-		Command: s.Command, Args: s.Args, HeaderNames: s.HeaderNames, AuthType: s.AuthType, Credentials: creds})
+// credentials and turns them into store rows. With a pool, the tokens of
+// OAUTH and CLOUD_RUN_IAM servers are presented too.
+func discover(ctx context.Context, pool *upstream.Pool, s postgres.Server, configID string, creds tenant.Credentials) ([]postgres.Tool, error) {
+	up := tenant.Upstream{ConfigID: configID, Name: s.Name, Transport: s.Transport, URL: s.URL,
+		Command: s.Command, Args: s.Args, HeaderNames: s.HeaderNames, AuthType: s.AuthType, Credentials: creds}
+	var listed []*mcp.Tool
+	var err error
+	if pool != nil {
+		listed, err = pool.Discover(ctx, up)
+	} else {
+		listed, err = upstream.Discover(ctx, up)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("discover tools (is the server reachable? --no-discover skips this): %w", err)
 	}
@@ -167,13 +178,17 @@ func serverCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) 
 	if err := s.Validate(); err != nil {
 		return usageError(err.Error())
 	}
+	if s.AuthType == tenant.AuthOAuth && !*noDiscover {
+		return usageError("server create: an OAUTH server's tools are discovered with a config's tokens: " +
+			"create it with --no-discover, then run config create, config oauth and server sync-tools --config")
+	}
 	db, err := a.store(ctx)
 	if err != nil {
 		return err
 	}
 	var tools []postgres.Tool
 	if !*noDiscover {
-		if tools, err = discover(ctx, s, creds); err != nil {
+		if tools, err = discover(ctx, nil, s, "", creds); err != nil {
 			return err
 		}
 	}
@@ -229,7 +244,11 @@ func serverSyncTools(a *app, ctx context.Context, fs *flag.FlagSet, args []strin
 			return friendly(err)
 		}
 	}
-	tools, err := discover(ctx, s, creds)
+	// Tokens refreshed on the way are stored, or a rotated refresh token
+	// would be lost.
+	pool := upstream.NewPool(upstream.PoolOptions{SaveToken: db.SaveOAuthToken})
+	defer pool.Close()
+	tools, err := discover(ctx, pool, s, *configID, creds)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -41,6 +41,11 @@ Upstream servers and their tools
   tool enable|disable --server ID --name TOOL
 Credentials (encrypted with MCP_ENCRYPTION_KEY)
   config create --server ID --org ID [--name NAME] [--env KEY=VALUE ...] [--header NAME=VALUE ...]
+  config oauth --config ID --server ID --token-url URL --client-id ID [--scopes A,B]
+               [--tokens-file FILE]
+                the secrets as one JSON object in FILE or on stdin, never in flags:
+                {"client_secret": "...", "access_token": "...", "refresh_token": "...",
+                 "expires_in": 3600 | "expiry": "2026-01-02T15:04:05Z"}
   config list [--org ID]
   config reencrypt
 Instances (one MCP endpoint each) and their API keys
@@ -59,7 +64,7 @@ DURATION is a Go duration (90m, 12h) or a number of days (30d).
 
 // run executes one command and returns the exit status: 0, 1 for a failed
 // operation, 2 for a usage error.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {
@@ -67,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	a := &app{stdout: stdout, stderr: stderr}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	defer a.close()
 	err := a.dispatch(ctx, args)
 	switch e := err.(type) {

@@ -7,6 +7,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -27,8 +31,14 @@ const testKey = "test-only-key-32-bytes-long-0000"
 // admin runs mcpadmin in process with the given arguments.
 func admin(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return adminIn(t, "", args...)
+}
+
+// adminIn is admin with stdin.
+func adminIn(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, &out, &errOut)
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -332,5 +342,183 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 10, 20)`, r.hour, inst.ID, r.tool, r
 	code, out, _ := admin(t, "usage", "--instance", inst.ID)
 	if code != 0 || !strings.Contains(out, "TOOL") || !strings.Contains(out, "demo__echo") || !strings.Contains(out, "TOTAL") {
 		t.Errorf("table output (exit %d):\n%s", code, out)
+	}
+}
+
+// oauthFixture is an OAUTH server with a config holding a header.
+func oauthFixture(t *testing.T) (url, serverID, configID string) {
+	t.Helper()
+	url = setupEnv(t)
+	var org, server, cfg map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	adminJSON(t, &server, "server", "create", "--org", org["id"].(string), "--name", "drive", "--transport", "streamable-http",
+		"--url", "https://drive.example/mcp", "--auth", "oauth", "--no-discover")
+	adminJSON(t, &cfg, "config", "create", "--server", server["id"].(string), "--org", org["id"].(string), "--header", "X-Tenant=t-1")
+	return url, server["id"].(string), cfg["id"].(string)
+}
+
+// TestConfigOAuth stores OAuth settings and tokens from stdin and from a
+// file: sealed with the config's header, which is kept, and never printed.
+func TestConfigOAuth(t *testing.T) {
+	url, serverID, configID := oauthFixture(t)
+	ring, _ := keyring.Parse(base64.StdEncoding.EncodeToString([]byte(testKey)))
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: url}, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	flags := []string{"config", "oauth", "--config", configID, "--server", serverID, "--token-url", "https://auth.example/token",
+		"--client-id", "client-1", "--scopes", "files.read, files.write"}
+
+	stdin := `{"client_secret":"s3cret-client","access_token":"s3cret-access","refresh_token":"s3cret-refresh","token_type":"Bearer","expires_in":3600,"scope":"files.read"}`
+	start := time.Now()
+	code, out, errOut := adminIn(t, stdin, append(flags, "--json")...)
+	if code != 0 {
+		t.Fatalf("config oauth: exit %d: %s", code, errOut)
+	}
+	var printed struct {
+		OAuth postgres.OAuthStatus `json:"oauth"`
+	}
+	if err := json.Unmarshal([]byte(out), &printed); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if !printed.OAuth.HasRefreshToken || !printed.OAuth.HasClientSecret || printed.OAuth.ClientID != "client-1" {
+		t.Errorf("printed %+v", printed.OAuth)
+	}
+	creds, err := db.ConfigCredentials(context.Background(), configID, serverID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := creds.OAuth
+	if o == nil || o.TokenURL != "https://auth.example/token" || o.ClientID != "client-1" || o.ClientSecret != "s3cret-client" ||
+		o.AccessToken != "s3cret-access" || o.RefreshToken != "s3cret-refresh" || o.TokenType != "Bearer" ||
+		!slices.Equal(o.Scopes, []string{"files.read", "files.write"}) {
+		t.Errorf("stored OAuth = %+v", o)
+	}
+	if o != nil && (o.Expiry.Before(start.Add(time.Hour-time.Second)) || o.Expiry.After(time.Now().Add(time.Hour))) {
+		t.Errorf("expiry %v; want expires_in 3600 s from when the command ran", o.Expiry)
+	}
+	if creds.Headers["X-Tenant"] != "t-1" {
+		t.Errorf("headers = %v; want X-Tenant kept", creds.Headers)
+	}
+
+	// New tokens from a file, with an absolute expiry, as a table.
+	file := filepath.Join(t.TempDir(), "tokens.json")
+	if err := os.WriteFile(file, []byte(`{"access_token":"s3cret-access-2","expiry":"2031-05-06T07:08:09Z"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = admin(t, append(flags, "--tokens-file", file)...)
+	if code != 0 || !strings.Contains(out, "2031-05-06T07:08:09Z") || !strings.Contains(errOut, "No refresh token") {
+		t.Errorf("config oauth --tokens-file: exit %d\n%s%s", code, out, errOut)
+	}
+	if creds, err = db.ConfigCredentials(context.Background(), configID, serverID); err != nil {
+		t.Fatal(err)
+	}
+	if o := creds.OAuth; o == nil || o.AccessToken != "s3cret-access-2" || o.RefreshToken != "" || o.ClientSecret != "" ||
+		!o.Expiry.Equal(time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)) {
+		t.Errorf("stored OAuth after the file = %+v; want the file's tokens only", o)
+	}
+	code, table, _ := admin(t, "config", "list")
+	if code != 0 || !strings.Contains(table, configID) || strings.Contains(table+out, "s3cret") {
+		t.Errorf("config list (exit %d) must show the config and no secret:\n%s", code, table)
+	}
+}
+
+func TestConfigOAuthErrors(t *testing.T) {
+	_, serverID, configID := oauthFixture(t)
+	flags := func(extra ...string) []string {
+		return append([]string{"config", "oauth", "--config", configID, "--server", serverID, "--token-url", "https://auth.example/token",
+			"--client-id", "client-1"}, extra...)
+	}
+	var other map[string]any
+	adminJSON(t, &other, "org", "create", "--name", "Other")
+	var keyServer map[string]any
+	adminJSON(t, &keyServer, "server", "create", "--org", other["id"].(string), "--name", "keyed", "--transport", "streamable-http",
+		"--url", "https://keyed.example/mcp", "--auth", "api-key", "--no-discover")
+	var keyCfg map[string]any
+	adminJSON(t, &keyCfg, "config", "create", "--server", keyServer["id"].(string), "--org", other["id"].(string), "--header", "X-API-Key=k")
+	good := `{"refresh_token":"s3cret-refresh"}`
+
+	tests := []struct {
+		name  string
+		args  []string
+		stdin string
+		code  int
+		want  string
+	}{
+		{"missing client ID", []string{"config", "oauth", "--config", configID, "--server", serverID, "--token-url", "https://a/t"}, good, 2, "--client-id is required"},
+		{"secret in a flag", flags("--client-secret", "s3cret-client"), good, 2, "flag provided but not defined"},
+		{"plain http token URL", []string{"config", "oauth", "--config", configID, "--server", serverID, "--token-url", "http://auth.example/token", "--client-id", "c"}, good, 2, "want an absolute https URL"},
+		{"nothing on stdin", flags(), "", 2, "nothing to read"},
+		{"malformed JSON", flags(), `{"access_token": s3cret-access}`, 2, "invalid JSON at byte"},
+		{"cut short", flags(), `{"access_token": "s3cret-access"`, 2, "cut short"},
+		{"misspelt field", flags(), `{"acces_token":"s3cret-access"}`, 2, `unknown field "acces_token"`},
+		{"wrong type", flags(), `{"access_token":"s3cret-access","expires_in":"soon"}`, 2, "expires_in has the wrong type"},
+		{"no token", flags(), `{"client_secret":"s3cret-client"}`, 2, "neither access_token nor refresh_token"},
+		{"two expiries", flags(), `{"access_token":"s3cret-access","expires_in":60,"expiry":"2031-01-01T00:00:00Z"}`, 2, "not both"},
+		{"negative lifetime", flags(), `{"access_token":"s3cret-access","expires_in":-5}`, 2, "positive number"},
+		{"two objects", flags(), good + good, 2, "more than one JSON value"},
+		{"missing file", flags("--tokens-file", filepath.Join(t.TempDir(), "none.json")), "", 1, "read --tokens-file"},
+		{"not an OAUTH server", []string{"config", "oauth", "--config", keyCfg["id"].(string), "--server", keyServer["id"].(string),
+			"--token-url", "https://a/t", "--client-id", "c"}, good, 1, "not OAUTH"},
+		{"another server", []string{"config", "oauth", "--config", configID, "--server", keyServer["id"].(string),
+			"--token-url", "https://a/t", "--client-id", "c"}, good, 1, "is not a config of server"},
+		{"unknown config", []string{"config", "oauth", "--config", "00000000-0000-0000-0000-000000000000", "--server", serverID,
+			"--token-url", "https://a/t", "--client-id", "c"}, good, 1, "no such record"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := adminIn(t, tt.stdin, tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, tt.code, tt.want)
+			}
+			if strings.Contains(out+errOut, "s3cret") {
+				t.Errorf("a secret was echoed:\n%s%s", out, errOut)
+			}
+		})
+	}
+}
+
+// TestSyncToolsWithOAuth: an OAUTH server's tools are discovered with the
+// access token its config holds; without a config the command says the
+// tokens are missing.
+func TestSyncToolsWithOAuth(t *testing.T) {
+	setupEnv(t)
+	inner := demoUpstream(t)
+	target, _ := neturl.Parse(inner.URL)
+	guarded := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret-access" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	}))
+	t.Cleanup(guarded.Close)
+
+	var org, server, cfg map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	code, _, errOut := admin(t, "server", "create", "--org", org["id"].(string), "--name", "drive", "--transport", "streamable-http",
+		"--url", guarded.URL, "--auth", "oauth")
+	if code != 2 || !strings.Contains(errOut, "--no-discover") {
+		t.Errorf("server create --auth oauth with discovery: exit %d, %q; want a usage error pointing to --no-discover", code, errOut)
+	}
+	adminJSON(t, &server, "server", "create", "--org", org["id"].(string), "--name", "drive", "--transport", "streamable-http",
+		"--url", guarded.URL, "--auth", "oauth", "--no-discover")
+	serverID := server["id"].(string)
+	adminJSON(t, &cfg, "config", "create", "--server", serverID, "--org", org["id"].(string))
+	code, _, errOut = adminIn(t, `{"access_token":"s3cret-access","expires_in":3600}`, "config", "oauth", "--config", cfg["id"].(string),
+		"--server", serverID, "--token-url", "https://auth.example/token", "--client-id", "c")
+	if code != 0 {
+		t.Fatalf("config oauth: exit %d: %s", code, errOut)
+	}
+
+	code, _, errOut = admin(t, "server", "sync-tools", "--server", serverID)
+	if code != 1 || !strings.Contains(errOut, "no OAuth tokens") || !strings.Contains(errOut, "re-authorisation") {
+		t.Errorf("sync-tools without a config: exit %d, %q; want the missing tokens named", code, errOut)
+	}
+	var res postgres.SyncResult
+	adminJSON(t, &res, "server", "sync-tools", "--server", serverID, "--config", cfg["id"].(string))
+	if !slices.Equal(res.Added, demo.ToolNames) {
+		t.Errorf("sync with the config's token = %+v; want all demo tools", res)
 	}
 }

@@ -20,7 +20,14 @@ const (
 	// codeUnauthorized and codeForbidden accompany HTTP 401 and 403.
 	codeUnauthorized = -32001
 	codeForbidden    = -32003
+	// codeUpstreamUnauthorized: an upstream refused the proxy's
+	// credentials for it, or the proxy has none to present; its data
+	// says so to programs (reasonUpstreamUnauthorized).
+	codeUpstreamUnauthorized = -32004
 )
+
+// reasonUpstreamUnauthorized is the data.reason of codeUpstreamUnauthorized.
+const reasonUpstreamUnauthorized = "upstream_unauthorized"
 
 // rpcError is a JSON-RPC error with the HTTP status to send it with.
 type rpcError struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
@@ -322,8 +323,24 @@ func (h *Handler) checkToolHeaders(ctx context.Context, x *exchange, u *upstream
 
 // upstreamFailure turns an upstream error into the client's answer: the
 // upstream's own JSON-RPC error as it is, or an error naming the upstream
-// when it could not be reached or did not answer in time.
+// when it refused the proxy's credentials, could not be reached or did
+// not answer in time.
 func (h *Handler) upstreamFailure(ctx context.Context, x *exchange, u *upstreamView, err error) *rpcError {
+	if errors.Is(err, upstream.ErrUnauthorized) {
+		h.log.WarnContext(ctx, "upstream needs re-authorisation", "upstream", u.ns, "authType", string(u.up.AuthType),
+			"instance", x.view.inst.ID, "requestId", x.requestID, "error", err.Error())
+		fix := "an operator must update the credentials of its config"
+		switch u.up.AuthType {
+		case tenant.AuthOAuth:
+			fix = "an operator must store new OAuth tokens for its config with mcpadmin config oauth"
+		case tenant.AuthCloudRunIAM:
+			fix = "an operator must let the proxy's service account invoke it"
+		}
+		e := newError(http.StatusOK, codeUpstreamUnauthorized,
+			fmt.Sprintf("upstream %s refused the proxy's credentials and needs re-authorisation: %s", u.ns, fix))
+		e.data = map[string]string{"reason": reasonUpstreamUnauthorized, "upstream": u.ns}
+		return e
+	}
 	if jerr, ok := upstream.Answer(err); ok {
 		e := newError(http.StatusOK, jerr.Code, jerr.Message)
 		if len(jerr.Data) > 0 {

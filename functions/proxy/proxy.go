@@ -97,6 +97,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		MaxIdleConnsPerHost: c.UpstreamConnsPerHost,
 		ConnectTimeout:      c.UpstreamConnectTimeout,
 		IdleTimeout:         c.UpstreamIdleTimeout,
+		SaveToken:           db.SaveOAuthToken,
 		Logger:              logger,
 	})
 	h := New(db, pool, logger, Options{

@@ -317,15 +317,16 @@ func (db *DB) SetToolEnabled(ctx context.Context, serverID, name string, enabled
 
 // Config is an organization's configuration of a server: its credentials.
 type Config struct {
-	ID             string    `json:"id"`
-	OrganizationID string    `json:"organization_id"`
-	ServerID       string    `json:"server_id"`
-	ServerName     string    `json:"server_name"`
-	Name           string    `json:"name"`
-	EnvNames       []string  `json:"env_names,omitempty"`    // names only, never values
-	HeaderNames    []string  `json:"header_names,omitempty"` // names only, never values
-	KeyID          string    `json:"key_id,omitempty"`       // the encryption key that sealed the credentials
-	CreatedAt      time.Time `json:"created_at"`
+	ID             string       `json:"id"`
+	OrganizationID string       `json:"organization_id"`
+	ServerID       string       `json:"server_id"`
+	ServerName     string       `json:"server_name"`
+	Name           string       `json:"name"`
+	EnvNames       []string     `json:"env_names,omitempty"`    // names only, never values
+	HeaderNames    []string     `json:"header_names,omitempty"` // names only, never values
+	KeyID          string       `json:"key_id,omitempty"`       // the encryption key that sealed the credentials
+	OAuth          *OAuthStatus `json:"oauth,omitempty"`        // no secret
+	CreatedAt      time.Time    `json:"created_at"`
 }
 
 // CreateConfig stores an organization's credentials for a server,
@@ -408,6 +409,7 @@ WHERE $1 = '' OR c.organization_id::text = $1 ORDER BY s.name, c.created_at, c.i
 			return nil, err
 		}
 		out[i].EnvNames, out[i].HeaderNames = sortedKeys(creds.Env), sortedKeys(creds.Headers)
+		out[i].OAuth = oauthStatus(creds.OAuth)
 	}
 	return out, nil
 }

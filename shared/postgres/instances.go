@@ -89,7 +89,7 @@ func (db *DB) LoadInstanceConfig(ctx context.Context, instanceID string) (*tenan
 
 // sealCredentials encrypts a config's credentials bound to its ID.
 func (db *DB) sealCredentials(configID string, c tenant.Credentials) ([]byte, error) {
-	if len(c.Env) == 0 && len(c.Headers) == 0 {
+	if len(c.Env) == 0 && len(c.Headers) == 0 && c.OAuth == nil {
 		return nil, nil
 	}
 	plain, err := json.Marshal(c)

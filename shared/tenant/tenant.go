@@ -127,10 +127,30 @@ type Upstream struct {
 }
 
 // Credentials are an upstream config's secrets: environment variables for
-// stdio servers and header values for HTTP servers.
+// stdio servers, header values for HTTP servers, and the OAuth client and
+// tokens of an OAUTH server.
 type Credentials struct {
 	Env     map[string]string `json:"env,omitempty"`
 	Headers map[string]string `json:"headers,omitempty"`
+	OAuth   *OAuthCredentials `json:"oauth,omitempty"`
+}
+
+// OAuthCredentials are what the proxy needs to present an OAuth access
+// token to an upstream and to refresh it at the token endpoint.
+type OAuthCredentials struct {
+	TokenURL     string   `json:"token_url"`
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret,omitempty"`
+	Scopes       []string `json:"scopes,omitempty"`
+	OAuthToken
+}
+
+// OAuthToken is the part of OAuthCredentials a refresh replaces.
+type OAuthToken struct {
+	AccessToken  string    `json:"access_token,omitempty"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	TokenType    string    `json:"token_type,omitempty"`
+	Expiry       time.Time `json:"expiry,omitzero"` // zero: the token does not expire
 }
 
 // MaxNamespace is the longest namespace a server name may produce, leaving

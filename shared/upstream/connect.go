@@ -31,14 +31,19 @@ var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 
 // Transport returns the SDK transport that reaches up. httpClient is used
 // for HTTP upstreams (nil for a default one); the config's headers are
-// added to every request.
+// added to every request, and a 401 is ErrUnauthorized. (The bearer
+// tokens of OAUTH and CLOUD_RUN_IAM come from a Pool.)
 func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
+	return transport(up, withHeaders(httpClient, up))
+}
+
+// transport is Transport with client as it is.
+func transport(up tenant.Upstream, client *http.Client) (mcp.Transport, error) {
 	switch up.Transport {
 	case tenant.TransportStreamableHTTP, tenant.TransportSSE:
 		if up.URL == "" {
 			return nil, errors.New("no URL")
 		}
-		client := withHeaders(httpClient, up.Credentials.Headers)
 		if up.Transport == tenant.TransportSSE {
 			return detachedStream{&mcp.SSEClientTransport{Endpoint: up.URL, HTTPClient: client}}, nil
 		}
@@ -74,33 +79,17 @@ func StdioEnv(configEnv map[string]string) []string {
 	return env
 }
 
-// headerTransport adds fixed headers to every request.
-type headerTransport struct {
-	base    http.RoundTripper
-	headers map[string]string
-}
-
-func (t *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	for k, v := range t.headers {
-		r.Header.Set(k, v)
-	}
-	return t.base.RoundTrip(r)
-}
-
-func withHeaders(c *http.Client, headers map[string]string) *http.Client {
+// withHeaders is c sending the headers of up's config.
+func withHeaders(c *http.Client, up tenant.Upstream) *http.Client {
 	if c == nil {
 		c = &http.Client{}
-	}
-	if len(headers) == 0 {
-		return c
 	}
 	base := c.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	out := *c
-	out.Transport = &headerTransport{base: base, headers: headers}
+	out.Transport = &authTransport{base: base, upstream: up.Name, headers: up.Credentials.Headers}
 	return &out
 }
 
@@ -133,7 +122,9 @@ func ListTools(ctx context.Context, s *mcp.ClientSession) ([]*mcp.Tool, error) {
 	return tools, nil
 }
 
-// Discover connects to up, lists its tools and disconnects.
+// Discover connects to up, lists its tools and disconnects. It presents
+// the config's headers only; Pool.Discover also presents OAuth and Cloud
+// Run IAM tokens.
 func Discover(ctx context.Context, up tenant.Upstream) ([]*mcp.Tool, error) {
 	s, err := Connect(ctx, up, nil)
 	if err != nil {

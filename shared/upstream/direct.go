@@ -124,8 +124,12 @@ func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 
 // post sends the call and reads its answer.
 func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte)) (json.RawMessage, error) {
-	resp, err := p.roundTrip(req)
+	resp, err := p.roundTrip(up, req)
 	if err != nil {
+		var cerr *credentialError
+		if errors.As(err, &cerr) {
+			return nil, err // names the upstream already
+		}
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
 	defer resp.Body.Close()
@@ -148,16 +152,12 @@ func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSessio
 	return nil, fmt.Errorf("upstream %s: answered HTTP %d (%s) without a JSON-RPC response", up.Name, resp.StatusCode, mt)
 }
 
-// roundTrip sends req with the pool's transport itself: an MCP endpoint
-// answers a POST, it does not redirect it, and http.Client's redirect
-// and deadline bookkeeping would cost more than the rest of a relayed
-// call.
-func (p *Pool) roundTrip(req *http.Request) (*http.Response, error) {
-	t := p.http.Transport
-	if t == nil {
-		t = http.DefaultTransport
-	}
-	return t.RoundTrip(req)
+// roundTrip sends req with the pool's transport itself, with up's bearer
+// token: an MCP endpoint answers a POST, it does not redirect it, and
+// http.Client's redirect and deadline bookkeeping would cost more than
+// the rest of a relayed call.
+func (p *Pool) roundTrip(up tenant.Upstream, req *http.Request) (*http.Response, error) {
+	return p.auth(up).send(req)
 }
 
 // newRequest is a POST to up within s: the config's headers, the session
@@ -286,7 +286,7 @@ func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, ms
 	if err != nil {
 		return
 	}
-	if resp, err := p.roundTrip(hreq); err == nil {
+	if resp, err := p.roundTrip(up, hreq); err == nil {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 
 	"mcpproxy.dev/mcpproxy/shared/tenant"
@@ -29,17 +30,31 @@ type PoolOptions struct {
 	// host to the proxy's concurrency. Go's default of 2 makes most
 	// concurrent calls open a new connection. Default 100.
 	MaxIdleConnsPerHost int
-	// ConnectTimeout bounds dialing and the initialize handshake.
-	// Default 10 s.
+	// ConnectTimeout bounds dialing, the initialize handshake and an
+	// OAuth token refresh. Default 10 s.
 	ConnectTimeout time.Duration
 	// IdleTimeout closes a session nobody used for this long (a stdio
 	// upstream's process is stopped). Default 10 min.
 	IdleTimeout time.Duration
-	// Logger receives the stderr lines of stdio upstreams; nil discards
-	// them.
-	Logger *slog.Logger
 	// HTTPClient, when set, replaces the pool's HTTP client (tests).
 	HTTPClient *http.Client
+	// IDTokenSource makes the source of Google ID tokens for an
+	// audience, for CLOUD_RUN_IAM upstreams; ctx is the source's for all
+	// its fetches. The pool makes one per audience and keeps each token
+	// until shortly before it expires. nil means idtoken.NewTokenSource
+	// with the application default credentials (on Cloud Run, the
+	// function's service account).
+	IDTokenSource func(ctx context.Context, audience string) (oauth2.TokenSource, error)
+	// SaveToken stores the tokens of an OAUTH config the pool has just
+	// refreshed, so that a new process starts from them and a rotated
+	// refresh token is not lost. It runs within 5 s, before the call
+	// that needed the token goes on. A failure is logged; the call goes
+	// on with the new token. nil stores nothing.
+	SaveToken func(ctx context.Context, configID string, t tenant.OAuthToken) error
+	// Logger receives what the pool cannot report through a call: the
+	// stderr lines of stdio upstreams, a refreshed token that could not
+	// be stored, an upstream found to speak only SSE. nil discards.
+	Logger *slog.Logger
 }
 
 // Pool keeps one client session per upstream config and credentials,
@@ -51,6 +66,12 @@ type Pool struct {
 	http   *http.Client
 	client *mcp.Client
 	flight singleflight.Group
+	log    *slog.Logger
+
+	oauthMu   sync.Mutex
+	oauth     map[string]*oauthSource // by config ID
+	idMu      sync.Mutex
+	idSources map[string]oauth2.TokenSource // by audience
 
 	mu        sync.Mutex
 	sessions  map[string]*pooled
@@ -85,6 +106,12 @@ func NewPool(opts PoolOptions) *Pool {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Minute
 	}
+	if opts.IDTokenSource == nil {
+		opts.IDTokenSource = defaultIDTokenSource
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	httpClient := opts.HTTPClient
 	if httpClient == nil {
 		dialer := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
@@ -99,10 +126,8 @@ func NewPool(opts PoolOptions) *Pool {
 			ExpectContinueTimeout: time.Second,
 		}}
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	p := &Pool{opts: opts, http: httpClient, sessions: map[string]*pooled{}, stop: make(chan struct{})}
+	p := &Pool{opts: opts, http: httpClient, log: opts.Logger, sessions: map[string]*pooled{},
+		oauth: map[string]*oauthSource{}, idSources: map[string]oauth2.TokenSource{}, stop: make(chan struct{})}
 	go p.janitor()
 	p.client = mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, &mcp.ClientOptions{
 		ProgressNotificationHandler: p.onProgress,
@@ -131,8 +156,10 @@ func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClient
 }
 
 // Key identifies an upstream config with its exact target and
-// credentials: a changed credential gets a new session. It is a hash, so
-// it can be logged or kept without holding a secret.
+// credentials: a changed credential gets a new session. OAuth tokens are
+// left out: the pool refreshes them itself, and a session would otherwise
+// be reopened after every refresh; the OAuth client settings are in. It
+// is a hash, so it can be logged or kept without holding a secret.
 func Key(up tenant.Upstream) string {
 	b := make([]byte, 0, 256)
 	field := func(s string) { b = append(append(b, s...), 0) }
@@ -150,6 +177,16 @@ func Key(up tenant.Upstream) string {
 			field(m[k])
 		}
 	}
+	field("|")
+	field(string(up.AuthType))
+	if o := up.Credentials.OAuth; o != nil {
+		field(o.TokenURL)
+		field(o.ClientID)
+		field(o.ClientSecret)
+		for _, s := range o.Scopes {
+			field(s)
+		}
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -158,6 +195,9 @@ func Key(up tenant.Upstream) string {
 // Concurrent callers share one connection attempt, which runs detached
 // from their requests within ConnectTimeout.
 func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
+	if err := p.syncOAuth(up); err != nil {
+		return nil, err
+	}
 	key := Key(up)
 	now := time.Now()
 	p.mu.Lock()
@@ -214,19 +254,19 @@ func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 }
 
 func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, *stdioProcess, error) {
-	httpClient, probe := p.http, (*firstPost)(nil)
+	httpClient, probe := p.authClient(up), (*firstPost)(nil)
 	if up.Transport == tenant.TransportStreamableHTTP {
 		if p.legacySSE(up.URL) {
 			up.Transport = tenant.TransportSSE
 		} else {
-			httpClient, probe = recording(p.http)
+			httpClient, probe = recording(httpClient)
 		}
 	}
-	t, err := Transport(up, httpClient)
+	t, err := transport(up, httpClient)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
-	proc := prepareStdio(t, p.opts.Logger, up)
+	proc := prepareStdio(t, p.log, up)
 	s, err := p.client.Connect(ctx, t, nil)
 	if err != nil {
 		proc.ended() // a process that started but failed to initialize
@@ -240,11 +280,18 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	return s, proc, nil
 }
 
+// authClient is the pool's HTTP client presenting up's credentials.
+func (p *Pool) authClient(up tenant.Upstream) *http.Client {
+	c := *p.http
+	c.Transport = p.auth(up)
+	return &c
+}
+
 // connectSSE connects to a server registered as Streamable HTTP over SSE
 // and, when that works, remembers that its URL speaks only SSE.
 func (p *Pool) connectSSE(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
 	up.Transport = tenant.TransportSSE
-	t, err := Transport(up, p.http)
+	t, err := transport(up, p.authClient(up))
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +300,7 @@ func (p *Pool) connectSSE(ctx context.Context, up tenant.Upstream) (*mcp.ClientS
 		return nil, err
 	}
 	p.sseURLs.Store(up.URL, true)
-	p.opts.Logger.Info("upstream answers only over HTTP+SSE (2024-11-05); using SSE for it", "upstream", tenant.Namespace(up.Name))
+	p.log.Info("upstream answers only over HTTP+SSE (2024-11-05); using SSE for it", "upstream", tenant.Namespace(up.Name))
 	return s, nil
 }
 
@@ -342,7 +389,9 @@ func (p *Pool) Close() {
 // Do runs call with the session of up. When the session turns out broken
 // it is dropped, and call is run once more on a new session if it is
 // idempotent, or if the upstream cannot have executed it (the upstream no
-// longer knew the session, or the connection was refused).
+// longer knew the session, or the connection was refused). A failure to
+// authorise (ErrUnauthorized, no token to be had) is returned at once: a
+// new session would present the same credentials.
 func (p *Pool) Do(ctx context.Context, up tenant.Upstream, idempotent bool, call func(context.Context, *mcp.ClientSession) error) error {
 	for attempt := 0; ; attempt++ {
 		s, err := p.Session(ctx, up)
@@ -350,7 +399,8 @@ func (p *Pool) Do(ctx context.Context, up tenant.Upstream, idempotent bool, call
 			return err
 		}
 		err = call(ctx, s)
-		if err == nil || !sessionBroken(ctx, err) {
+		var cerr *credentialError
+		if err == nil || errors.As(err, &cerr) || !sessionBroken(ctx, err) {
 			return err
 		}
 		p.Drop(up, s)
@@ -358,6 +408,21 @@ func (p *Pool) Do(ctx context.Context, up tenant.Upstream, idempotent bool, call
 			return err
 		}
 	}
+}
+
+// Discover lists the tools of up on its pooled session, presenting every
+// kind of credential (OAuth, Cloud Run IAM) as a tools/list does.
+func (p *Pool) Discover(ctx context.Context, up tenant.Upstream) ([]*mcp.Tool, error) {
+	var tools []*mcp.Tool
+	err := p.Do(ctx, up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+		var err error
+		tools, err = ListTools(ctx, s)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: tools/list: %w", up.Name, err)
+	}
+	return tools, nil
 }
 
 // codeRejected is the SDK transport's own JSON-RPC error ("rejected by

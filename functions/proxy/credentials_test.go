@@ -1,0 +1,393 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/oauth2"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/shared/logging"
+	"mcpproxy.dev/mcpproxy/shared/pgtest"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+)
+
+// Secrets of the credential tests: none may appear in a log line.
+const (
+	upstreamKey  = "api-key-of-gamma"
+	clientSecret = "client-secret-of-gamma"
+)
+
+// authGate stands in front of an upstream: it records the Authorization
+// header of every request and answers 401 while refusing.
+type authGate struct {
+	next http.Handler
+
+	mu      sync.Mutex
+	refuse  bool
+	refused int
+	seen    map[string]int
+}
+
+func (g *authGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	g.seen[r.Header.Get("Authorization")]++
+	refuse := g.refuse
+	if refuse {
+		g.refused++
+	}
+	g.mu.Unlock()
+	if refuse {
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+func (g *authGate) set(refuse bool) {
+	g.mu.Lock()
+	g.refuse = refuse
+	g.mu.Unlock()
+}
+
+func (g *authGate) refusals() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refused
+}
+
+// authorizations are the distinct Authorization headers the upstream got.
+func (g *authGate) authorizations() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Sorted(func(yield func(string) bool) {
+		for a := range g.seen {
+			if !yield(a) {
+				return
+			}
+		}
+	})
+}
+
+// authEnv is a proxy in front of one upstream, gamma, reached with the
+// given auth type and credentials.
+type authEnv struct {
+	*env
+	gate   *authGate
+	pool   *upstream.Pool
+	server postgres.Server
+	cfg    postgres.Config
+	url    string // of the upstream
+}
+
+// newAuthEnv seeds the database and starts the proxy. The pool saves
+// refreshed tokens to the database and logs to the proxy's log, as
+// functions/proxy wires it, unless opts says otherwise.
+func newAuthEnv(t *testing.T, auth tenant.AuthType, creds tenant.Credentials, opts upstream.PoolOptions) *authEnv {
+	t.Helper()
+	ctx := context.Background()
+	e := &authEnv{env: &env{counter: &pgtest.Counter{}, logs: &syncBuffer{}}}
+	e.db = pgtest.Open(t, e.counter)
+	server := demo.NewServer("gamma")
+	e.gate = &authGate{next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil), seen: map[string]int{}}
+	srv := httptest.NewServer(e.gate)
+	t.Cleanup(srv.Close)
+	e.url = srv.URL + "/mcp"
+	var err error
+	if e.org, err = e.db.CreateOrganization(ctx, "Acme", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if e.server, err = e.db.CreateServer(ctx, postgres.Server{OrganizationID: e.org.ID, Name: "Gamma", Transport: tenant.TransportStreamableHTTP,
+		URL: e.url, AuthType: auth}, []postgres.Tool{{Name: "echo"}, {Name: "add"}}); err != nil {
+		t.Fatal(err)
+	}
+	if e.cfg, err = e.db.CreateConfig(ctx, e.org.ID, e.server.ID, "", tenant.Credentials{Env: creds.Env, Headers: creds.Headers}); err != nil {
+		t.Fatal(err)
+	}
+	if creds.OAuth != nil {
+		if _, err := e.db.SetOAuth(ctx, e.cfg.ID, e.server.ID, *creds.OAuth); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.inst, err = e.db.CreateInstance(ctx, e.org.ID, "", "main", []postgres.Selection{{ConfigID: e.cfg.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, e.key, err = e.db.CreateAPIKey(ctx, e.inst.ID, "", "test", nil); err != nil {
+		t.Fatal(err)
+	}
+	logger := logging.New(e.logs, slog.LevelDebug)
+	if opts.SaveToken == nil {
+		opts.SaveToken = e.db.SaveOAuthToken
+	}
+	opts.Logger = logger
+	e.pool = upstream.NewPool(opts)
+	t.Cleanup(e.pool.Close)
+	e.handler = proxy.New(e.db, e.pool, logger, proxy.Options{})
+	e.proxy = httptest.NewServer(e.handler)
+	t.Cleanup(e.proxy.Close)
+	return e
+}
+
+// assertNoSecrets fails when a log line holds one of the secrets.
+func (e *authEnv) assertNoSecrets(t *testing.T, secrets ...string) {
+	t.Helper()
+	logs := e.logs.String()
+	if logs == "" {
+		t.Fatal("the proxy logged nothing: the check below would prove nothing")
+	}
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("a log line holds the secret %q:\n%s", s, logs)
+		}
+	}
+}
+
+// tokenEndpoint is an OAuth token endpoint: for client-1 it exchanges a
+// refresh token for numbered new tokens valid for an hour.
+type tokenEndpoint struct {
+	url string
+
+	mu        sync.Mutex
+	refreshes []string // the refresh tokens presented
+}
+
+func startTokenEndpoint(t *testing.T) *tokenEndpoint {
+	te := &tokenEndpoint{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		id, secret, _ := r.BasicAuth()
+		if r.Form.Get("grant_type") != "refresh_token" || id != "client-1" || secret != clientSecret {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":"invalid_client"}`))
+			return
+		}
+		te.mu.Lock()
+		te.refreshes = append(te.refreshes, r.Form.Get("refresh_token"))
+		n := len(te.refreshes) + 1
+		te.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": fmt.Sprintf("access-token-%d", n), "token_type": "Bearer",
+			"expires_in": 3600, "refresh_token": fmt.Sprintf("refresh-token-%d", n)})
+	}))
+	t.Cleanup(srv.Close)
+	te.url = srv.URL + "/token"
+	return te
+}
+
+func (te *tokenEndpoint) presented() []string {
+	te.mu.Lock()
+	defer te.mu.Unlock()
+	return slices.Clone(te.refreshes)
+}
+
+func oauthCreds(tokenURL string, expiry time.Time) tenant.Credentials {
+	return tenant.Credentials{OAuth: &tenant.OAuthCredentials{TokenURL: tokenURL, ClientID: "client-1", ClientSecret: clientSecret,
+		Scopes: []string{"files.read"}, OAuthToken: tenant.OAuthToken{AccessToken: "access-token-1", RefreshToken: "refresh-token-1",
+			TokenType: "Bearer", Expiry: expiry}}}
+}
+
+// TestOAuthRefreshThroughProxy: 50 concurrent tools/call reach an OAUTH
+// upstream whose access token is about to expire (within the refresh
+// margin, not yet expired). The token is refreshed exactly once, before
+// it expired, every call carries the new token, the new tokens are stored
+// sealed, and no token reaches a log line.
+func TestOAuthRefreshThroughProxy(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, version string) {
+		ctx := context.Background()
+		te := startTokenEndpoint(t)
+		stored := time.Now().Add(30 * time.Second)
+		e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.url, stored), upstream.PoolOptions{})
+		s := e.client(t, "/mcp", e.key, version)
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() {
+				want := fmt.Sprint("call-", i)
+				res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "gamma__echo", Arguments: map[string]any{"text": want}})
+				if err != nil {
+					t.Errorf("call %d: %v", i, err)
+					return
+				}
+				if got := text(t, res); got != want {
+					t.Errorf("call %d answered %q; want %q", i, got, want)
+				}
+			})
+		}
+		wg.Wait()
+
+		if got := te.presented(); !slices.Equal(got, []string{"refresh-token-1"}) {
+			t.Errorf("refreshes with %v; want exactly one, with refresh-token-1", got)
+		}
+		if got := e.gate.authorizations(); !slices.Equal(got, []string{"Bearer access-token-2"}) {
+			t.Errorf("the upstream got %q; want only the refreshed Bearer access-token-2", got)
+		}
+		creds, err := e.db.ConfigCredentials(ctx, e.cfg.ID, e.server.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := creds.OAuth; o == nil || o.AccessToken != "access-token-2" || o.RefreshToken != "refresh-token-2" ||
+			!o.Expiry.After(stored) || o.ClientSecret != clientSecret || !slices.Equal(o.Scopes, []string{"files.read"}) {
+			t.Errorf("stored OAuth credentials after the refresh: %+v", o)
+		}
+		var sealed []byte
+		if err := e.db.Pool.QueryRow(ctx, `SELECT encrypted_credentials FROM user_mcp_server_configs WHERE id = $1`, e.cfg.ID).Scan(&sealed); err != nil {
+			t.Fatal(err)
+		}
+		for _, secret := range []string{"access-token-2", "refresh-token-2", clientSecret} {
+			if bytes.Contains(sealed, []byte(secret)) {
+				t.Errorf("encrypted_credentials hold %q in clear", secret)
+			}
+		}
+		e.assertNoSecrets(t, "access-token-1", "refresh-token-1", "access-token-2", "refresh-token-2", clientSecret, e.key)
+	})
+}
+
+// TestOAuthSaveFailure: tokens that cannot be stored are logged as such,
+// without a token, and the calls go on with them.
+func TestOAuthSaveFailure(t *testing.T) {
+	te := startTokenEndpoint(t)
+	e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.url, time.Now().Add(-time.Minute)), upstream.PoolOptions{
+		SaveToken: func(context.Context, string, tenant.OAuthToken) error {
+			return errors.New("the database is unreachable")
+		},
+	})
+	s := e.client(t, "/mcp", e.key, "2025-11-25")
+	for range 2 {
+		if _, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "gamma__echo", Arguments: map[string]any{"text": "x"}}); err != nil {
+			t.Fatalf("call with a token that could not be stored: %v", err)
+		}
+	}
+	if n := len(te.presented()); n != 1 {
+		t.Errorf("%d refreshes; want 1", n)
+	}
+	if !strings.Contains(e.logs.String(), "refreshed OAuth token not stored") {
+		t.Errorf("the failure to store was not logged:\n%s", e.logs.String())
+	}
+	e.assertNoSecrets(t, "access-token-1", "refresh-token-1", "access-token-2", "refresh-token-2", clientSecret)
+}
+
+// TestUpstreamUnauthorized: an upstream that answers 401 makes a call
+// fail with the re-authorisation error, on the direct tools/call and on
+// a request relayed through the SDK session alike. Each call reaches the
+// upstream once; the session stays; tools/list leaves the upstream out.
+func TestUpstreamUnauthorized(t *testing.T) {
+	te := startTokenEndpoint(t)
+	for _, tt := range []struct {
+		auth  tenant.AuthType
+		creds tenant.Credentials
+		fix   string
+	}{
+		{tenant.AuthAPIKey, tenant.Credentials{Headers: map[string]string{"X-API-Key": upstreamKey}}, "update the credentials"},
+		{tenant.AuthOAuth, oauthCreds(te.url, time.Now().Add(time.Hour)), "mcpadmin config oauth"},
+	} {
+		t.Run(string(tt.auth), func(t *testing.T) {
+			e := newAuthEnv(t, tt.auth, tt.creds, upstream.PoolOptions{})
+			bearer := map[string]string{"Authorization": "Bearer " + e.key}
+			call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gamma__echo","arguments":{"text":"x"}}}`
+			if _, out := e.post(t, "/mcp", bearer, call); out["result"] == nil {
+				t.Fatalf("call with the upstream accepting: %v", out)
+			}
+			e.gate.set(true)
+			for _, req := range []struct{ path, body string }{
+				{"/mcp", call}, // direct tools/call
+				{"/mcp", call}, // again: no loop, no reconnect
+				{"/mcp/" + e.inst.ID + "/gamma", `{"jsonrpc":"2.0","id":2,"method":"prompts/list"}`}, // through the SDK session
+			} {
+				before := e.gate.refusals()
+				resp, out := e.post(t, req.path, bearer, req.body)
+				e2, _ := out["error"].(map[string]any)
+				data, _ := e2["data"].(map[string]any)
+				msg, _ := e2["message"].(string)
+				if resp.StatusCode != http.StatusOK || rpcCode(out) != -32004 || data["reason"] != "upstream_unauthorized" || data["upstream"] != "gamma" ||
+					!strings.Contains(msg, "gamma") || !strings.Contains(msg, "re-authorisation") || !strings.Contains(msg, tt.fix) {
+					t.Errorf("%s %s: HTTP %d %v; want -32004 with reason upstream_unauthorized for gamma, telling to %s",
+						req.path, req.body, resp.StatusCode, out, tt.fix)
+				}
+				if n := e.gate.refusals() - before; n != 1 {
+					t.Errorf("%s: the upstream was asked %d times; want once", req.body, n)
+				}
+			}
+			if e.pool.Len() != 1 {
+				t.Errorf("%d sessions; want the one session kept", e.pool.Len())
+			}
+			_, out := e.post(t, "/mcp", bearer, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)
+			if res, _ := out["result"].(map[string]any); res == nil || len(res["tools"].([]any)) != 0 {
+				t.Errorf("tools/list = %v; want a result without gamma's tools", out)
+			}
+			if !strings.Contains(e.logs.String(), "upstream needs re-authorisation") {
+				t.Error("the refusal was not logged")
+			}
+			e.assertNoSecrets(t, upstreamKey, "access-token-1", "refresh-token-1", clientSecret, e.key)
+		})
+	}
+}
+
+// idTokens is an injected Google ID token source maker.
+type idTokens struct {
+	fail error
+
+	mu        sync.Mutex
+	audiences []string // one per source made
+}
+
+func (f *idTokens) source(_ context.Context, audience string) (oauth2.TokenSource, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	f.audiences = append(f.audiences, audience)
+	return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "id-token-for-" + audience, Expiry: time.Now().Add(time.Hour)}), nil
+}
+
+// TestCloudRunIAMThroughProxy: the SDK's requests and the direct
+// tools/call to a CLOUD_RUN_IAM upstream carry a Google ID token for the
+// upstream's origin, from one source; the token is never logged. Without
+// a token the call fails naming the upstream.
+func TestCloudRunIAMThroughProxy(t *testing.T) {
+	ids := &idTokens{}
+	e := newAuthEnv(t, tenant.AuthCloudRunIAM, tenant.Credentials{}, upstream.PoolOptions{IDTokenSource: ids.source})
+	s := e.client(t, "/mcp", e.key, "2025-11-25")
+	if got := toolNames(t, s); !slices.Equal(got, []string{"gamma__add", "gamma__echo"}) {
+		t.Errorf("tools = %v", got)
+	}
+	res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "gamma__echo", Arguments: map[string]any{"text": "hi"}})
+	if err != nil || text(t, res) != "hi" {
+		t.Fatalf("call = %v, %v", res, err)
+	}
+	origin := strings.TrimSuffix(e.url, "/mcp")
+	if !slices.Equal(ids.audiences, []string{origin}) {
+		t.Errorf("ID token sources for %v; want one for %s", ids.audiences, origin)
+	}
+	if got := e.gate.authorizations(); !slices.Equal(got, []string{"Bearer id-token-for-" + origin}) {
+		t.Errorf("the upstream got %q; want only the ID token for %s", got, origin)
+	}
+	e.assertNoSecrets(t, "id-token-for-", e.key)
+
+	failing := newAuthEnv(t, tenant.AuthCloudRunIAM, tenant.Credentials{}, upstream.PoolOptions{
+		IDTokenSource: (&idTokens{fail: errors.New("no default credentials")}).source})
+	_, out := failing.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + failing.key},
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gamma__echo","arguments":{"text":"x"}}}`)
+	rpcErr, _ := out["error"].(map[string]any)
+	if msg, _ := rpcErr["message"].(string); rpcCode(out) != -32000 || !strings.Contains(msg, "gamma") {
+		t.Errorf("call without an ID token = %v; want -32000 naming gamma", out)
+	}
+	if logs := failing.logs.String(); !strings.Contains(logs, "ID token") {
+		t.Errorf("the missing ID token was not logged:\n%s", logs)
+	}
+}
