@@ -86,6 +86,7 @@ type Handler struct {
 	// and templates, like tools.
 	catalogCache *configcache.Cache[*catalog]
 	origins      map[string]bool
+	calls        calls // tools/call in flight, for notifications/cancelled
 
 	draining    atomic.Bool  // set by Shutdown: new requests are refused
 	inflight    atomic.Int64 // requests being served
@@ -346,6 +347,9 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 		return h.errorResponse(x, req.ID, newError(http.StatusBadRequest, codeInvalidRequest, "missing method"))
 	}
 	if !req.ID.IsValid() {
+		if req.Method == "notifications/cancelled" {
+			h.cancelled(x, req.Params)
+		}
 		return nil // notifications need no answer
 	}
 	x.params, x.resultTyped = decodeRequestParams(req.Params), false
@@ -362,6 +366,11 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 		if e := checkModern(x, req.Method, x.params); e != nil {
 			return h.errorResponse(x, req.ID, e)
 		}
+	}
+	if req.Method == "tools/call" && x.key != nil {
+		var done func()
+		ctx, done = h.calls.track(ctx, x.key.ID, req.ID)
+		defer done()
 	}
 	result, e := fn(h, ctx, x, req.Params)
 	if e != nil {
