@@ -75,30 +75,10 @@ func TestCancellation(t *testing.T) {
 			s.Close()
 		}
 	})
-	var selections []postgres.Selection
-	for _, s := range []postgres.Server{
+	key := e.instanceWith(t, "cancel", []postgres.Server{
 		{Name: "direct", Transport: tenant.TransportStreamableHTTP, URL: direct.URL},
 		{Name: "legacy", Transport: tenant.TransportSSE, URL: sse.URL},
-	} {
-		s.OrganizationID = e.org.ID
-		created, err := e.db.CreateServer(ctx, s, []postgres.Tool{{Name: "block"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := e.db.CreateConfig(ctx, e.org.ID, created.ID, "", tenant.Credentials{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		selections = append(selections, postgres.Selection{ConfigID: cfg.ID, Tools: []string{"block"}})
-	}
-	inst, err := e.db.CreateInstance(ctx, e.org.ID, "", "cancel", selections)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, key, err := e.db.CreateAPIKey(ctx, inst.ID, "", "cancel", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, []string{"block"})
 	post := func(ctx context.Context, body string) (int, string, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.proxy.URL+"/mcp", bytes.NewBufferString(body))
 		req.Header.Set("Content-Type", "application/json")

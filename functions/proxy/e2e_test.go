@@ -146,6 +146,40 @@ func newEnv(t *testing.T, opts proxy.Options) *env {
 	return e
 }
 
+// instanceWith registers servers (each offering tools, all selected)
+// with an empty config each, in an instance of the env's organization, and
+// returns a key of that instance.
+func (e *env) instanceWith(t *testing.T, name string, servers []postgres.Server, tools []string) string {
+	t.Helper()
+	ctx := context.Background()
+	var rows []postgres.Tool
+	for _, n := range tools {
+		rows = append(rows, postgres.Tool{Name: n})
+	}
+	var selections []postgres.Selection
+	for _, s := range servers {
+		s.OrganizationID = e.org.ID
+		created, err := e.db.CreateServer(ctx, s, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := e.db.CreateConfig(ctx, e.org.ID, created.ID, "", tenant.Credentials{Env: map[string]string{"DEMO_REGION": "eu-" + tenant.Namespace(s.Name)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		selections = append(selections, postgres.Selection{ConfigID: cfg.ID, Tools: tools})
+	}
+	inst, err := e.db.CreateInstance(ctx, e.org.ID, "", name, selections)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, err := e.db.CreateAPIKey(ctx, inst.ID, "", name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // startProxy serves a new Handler, with caches and upstream sessions of
 // its own, over the env's database.
 func (e *env) startProxy(t *testing.T, opts proxy.Options) {

@@ -86,31 +86,7 @@ func TestEverythingServer(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, version string) {
 		e := newEnv(t, proxy.Options{})
 		ctx := context.Background()
-		var selections []postgres.Selection
-		var rows []postgres.Tool
-		for _, n := range tools {
-			rows = append(rows, postgres.Tool{Name: n})
-		}
-		for _, s := range servers {
-			s.OrganizationID = e.org.ID
-			created, err := e.db.CreateServer(ctx, s, rows)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := e.db.CreateConfig(ctx, e.org.ID, created.ID, "", tenant.Credentials{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			selections = append(selections, postgres.Selection{ConfigID: cfg.ID, Tools: tools})
-		}
-		inst, err := e.db.CreateInstance(ctx, e.org.ID, "", "everything", selections)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, key, err := e.db.CreateAPIKey(ctx, inst.ID, "", "everything", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key := e.instanceWith(t, "everything", servers, tools)
 		var mu sync.Mutex
 		progress := map[any]int{}
 		s := e.clientWith(t, "/mcp", key, version, &mcp.ClientOptions{

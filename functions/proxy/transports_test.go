@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,31 +56,7 @@ func TestTransports(t *testing.T) {
 			{Name: "Fallback", Transport: tenant.TransportStreamableHTTP, URL: fallback.URL},
 			{Name: "Local", Transport: tenant.TransportStdio, Command: demotest.Binary(t), Args: []string{"--transport", "stdio", "--name", "local"}},
 		}
-		var tools []postgres.Tool
-		for _, n := range demo.ToolNames {
-			tools = append(tools, postgres.Tool{Name: n})
-		}
-		var selections []postgres.Selection
-		for _, s := range servers {
-			s.OrganizationID = e.org.ID
-			created, err := e.db.CreateServer(ctx, s, tools)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := e.db.CreateConfig(ctx, e.org.ID, created.ID, "", tenant.Credentials{Env: map[string]string{"DEMO_REGION": "eu-" + strings.ToLower(s.Name)}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			selections = append(selections, postgres.Selection{ConfigID: cfg.ID, Tools: []string{"echo", "slow", "env", "pid"}})
-		}
-		inst, err := e.db.CreateInstance(ctx, e.org.ID, "", "transports", selections)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, key, err := e.db.CreateAPIKey(ctx, inst.ID, "", "transports", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key := e.instanceWith(t, "transports", servers, []string{"echo", "slow", "env", "pid"})
 
 		var mu sync.Mutex
 		progress := map[any]int{}
