@@ -20,6 +20,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -33,62 +34,11 @@ const (
 	clientSecret = "client-secret-of-gamma"
 )
 
-// authGate stands in front of an upstream: it records the Authorization
-// header of every request and answers 401 while refusing.
-type authGate struct {
-	next http.Handler
-
-	mu      sync.Mutex
-	refuse  bool
-	refused int
-	seen    map[string]int
-}
-
-func (g *authGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	g.mu.Lock()
-	g.seen[r.Header.Get("Authorization")]++
-	refuse := g.refuse
-	if refuse {
-		g.refused++
-	}
-	g.mu.Unlock()
-	if refuse {
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return
-	}
-	g.next.ServeHTTP(w, r)
-}
-
-func (g *authGate) set(refuse bool) {
-	g.mu.Lock()
-	g.refuse = refuse
-	g.mu.Unlock()
-}
-
-func (g *authGate) refusals() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.refused
-}
-
-// authorizations are the distinct Authorization headers the upstream got.
-func (g *authGate) authorizations() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Sorted(func(yield func(string) bool) {
-		for a := range g.seen {
-			if !yield(a) {
-				return
-			}
-		}
-	})
-}
-
 // authEnv is a proxy in front of one upstream, gamma, reached with the
 // given auth type and credentials.
 type authEnv struct {
 	*env
-	gate   *authGate
+	gate   *demotest.Gate
 	pool   *upstream.Pool
 	server postgres.Server
 	cfg    postgres.Config
@@ -104,7 +54,7 @@ func newAuthEnv(t *testing.T, auth tenant.AuthType, creds tenant.Credentials, op
 	e := &authEnv{env: &env{counter: &pgtest.Counter{}, logs: &syncBuffer{}}}
 	e.db = pgtest.Open(t, e.counter)
 	server := demo.NewServer("gamma")
-	e.gate = &authGate{next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil), seen: map[string]int{}}
+	e.gate = &demotest.Gate{Next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)}
 	srv := httptest.NewServer(e.gate)
 	t.Cleanup(srv.Close)
 	e.url = srv.URL + "/mcp"
@@ -233,7 +183,7 @@ func TestOAuthRefreshThroughProxy(t *testing.T) {
 		if got := te.presented(); !slices.Equal(got, []string{"refresh-token-1"}) {
 			t.Errorf("refreshes with %v; want exactly one, with refresh-token-1", got)
 		}
-		if got := e.gate.authorizations(); !slices.Equal(got, []string{"Bearer access-token-2"}) {
+		if got := e.gate.Authorizations(); !slices.Equal(got, []string{"Bearer access-token-2"}) {
 			t.Errorf("the upstream got %q; want only the refreshed Bearer access-token-2", got)
 		}
 		creds, err := e.db.ConfigCredentials(ctx, e.cfg.ID, e.server.ID)
@@ -302,13 +252,13 @@ func TestUpstreamUnauthorized(t *testing.T) {
 			if _, out := e.post(t, "/mcp", bearer, call); out["result"] == nil {
 				t.Fatalf("call with the upstream accepting: %v", out)
 			}
-			e.gate.set(true)
+			e.gate.Refuse(true)
 			for _, req := range []struct{ path, body string }{
 				{"/mcp", call}, // direct tools/call
 				{"/mcp", call}, // again: no loop, no reconnect
 				{"/mcp/" + e.inst.ID + "/gamma", `{"jsonrpc":"2.0","id":2,"method":"prompts/list"}`}, // through the SDK session
 			} {
-				before := e.gate.refusals()
+				before := e.gate.Refusals()
 				resp, out := e.post(t, req.path, bearer, req.body)
 				e2, _ := out["error"].(map[string]any)
 				data, _ := e2["data"].(map[string]any)
@@ -318,7 +268,7 @@ func TestUpstreamUnauthorized(t *testing.T) {
 					t.Errorf("%s %s: HTTP %d %v; want -32004 with reason upstream_unauthorized for gamma, telling to %s",
 						req.path, req.body, resp.StatusCode, out, tt.fix)
 				}
-				if n := e.gate.refusals() - before; n != 1 {
+				if n := e.gate.Refusals() - before; n != 1 {
 					t.Errorf("%s: the upstream was asked %d times; want once", req.body, n)
 				}
 			}
@@ -374,7 +324,7 @@ func TestCloudRunIAMThroughProxy(t *testing.T) {
 	if !slices.Equal(ids.audiences, []string{origin}) {
 		t.Errorf("ID token sources for %v; want one for %s", ids.audiences, origin)
 	}
-	if got := e.gate.authorizations(); !slices.Equal(got, []string{"Bearer id-token-for-" + origin}) {
+	if got := e.gate.Authorizations(); !slices.Equal(got, []string{"Bearer id-token-for-" + origin}) {
 		t.Errorf("the upstream got %q; want only the ID token for %s", got, origin)
 	}
 	e.assertNoSecrets(t, "id-token-for-", e.key)

@@ -367,7 +367,9 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 			return h.errorResponse(x, req.ID, e)
 		}
 	}
-	if req.Method == "tools/call" && x.key != nil {
+	if req.Method == "tools/call" && x.key != nil && !x.modern {
+		// Only older versions cancel by notification; from 2026-07-28 a
+		// closed request says so, which ctx carries already.
 		var done func()
 		ctx, done = h.calls.track(ctx, x.key.ID, req.ID)
 		defer done()

@@ -16,69 +16,16 @@ import (
 	"golang.org/x/oauth2"
 
 	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
-// gate stands in front of a demo MCP server: it records the Authorization
-// header of every request and answers 401 while refusing.
-type gate struct {
-	next http.Handler
-
-	mu      sync.Mutex
-	refuse  bool
-	refused int
-	auths   []string
-}
-
-func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	g.mu.Lock()
-	g.auths = append(g.auths, r.Header.Get("Authorization"))
-	refuse := g.refuse
-	if refuse {
-		g.refused++
-	}
-	g.mu.Unlock()
-	if refuse {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return
-	}
-	g.next.ServeHTTP(w, r)
-}
-
-func (g *gate) set(refuse bool) {
-	g.mu.Lock()
-	g.refuse = refuse
-	g.mu.Unlock()
-}
-
-func (g *gate) refusals() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.refused
-}
-
-// authorizations are the distinct Authorization headers the upstream got.
-func (g *gate) authorizations() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	seen := map[string]bool{}
-	var out []string
-	for _, a := range g.auths {
-		if !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // startUpstream serves a demo MCP server over Streamable HTTP behind a
 // gate.
-func startUpstream(t *testing.T) (*gate, string) {
+func startUpstream(t *testing.T) (*demotest.Gate, string) {
 	t.Helper()
 	server := demo.NewServer("")
-	g := &gate{next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)}
+	g := &demotest.Gate{Next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)}
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
 	return g, srv.URL + "/mcp"
@@ -130,7 +77,7 @@ func TestUnauthorized(t *testing.T) {
 				Credentials: tenant.Credentials{Headers: map[string]string{"X-API-Key": "k"}}}
 			p := newTestPool(t, PoolOptions{})
 
-			g.set(true)
+			g.Refuse(true)
 			_, err := p.Session(context.Background(), up)
 			if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "locked") {
 				t.Errorf("connect: err = %v; want ErrUnauthorized naming the upstream", err)
@@ -139,23 +86,23 @@ func TestUnauthorized(t *testing.T) {
 				t.Errorf("%d sessions after a refused connect; want 0", p.Len())
 			}
 
-			g.set(false)
+			g.Refuse(false)
 			if err := tt.call(p, up); err != nil {
 				t.Fatalf("call with the upstream accepting: %v", err)
 			}
-			g.set(true)
-			before := g.refusals()
+			g.Refuse(true)
+			before := g.Refusals()
 			err = tt.call(p, up)
 			if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "locked") {
 				t.Errorf("call: err = %v; want ErrUnauthorized naming the upstream", err)
 			}
-			if n := g.refusals() - before; n != 1 {
+			if n := g.Refusals() - before; n != 1 {
 				t.Errorf("the refused call reached the upstream %d times; want once", n)
 			}
 			if p.Len() != 1 {
 				t.Errorf("%d sessions after a refused call; want the session kept", p.Len())
 			}
-			g.set(false)
+			g.Refuse(false)
 			if err := tt.call(p, up); err != nil {
 				t.Errorf("call after the upstream accepts again: %v", err)
 			}
@@ -214,7 +161,7 @@ func TestCloudRunIAM(t *testing.T) {
 	}
 	audience := strings.TrimSuffix(url, "/mcp")
 	want := "Bearer id-token-1-for-" + audience
-	if got := g.authorizations(); len(got) != 1 || got[0] != want {
+	if got := g.Authorizations(); len(got) != 1 || got[0] != want {
 		t.Errorf("Authorization headers = %q; want only %q", got, want)
 	}
 	if len(ids.sources) != 1 || ids.sources[audience] != 1 || ids.fetches != 1 {
@@ -330,7 +277,7 @@ func TestOAuthRefresh(t *testing.T) {
 	if got := te.presented(); len(got) != 1 || got[0] != "refresh-1" {
 		t.Errorf("refreshes with %v; want one with refresh-1", got)
 	}
-	if got := g.authorizations(); len(got) != 1 || got[0] != "Bearer access-2" {
+	if got := g.Authorizations(); len(got) != 1 || got[0] != "Bearer access-2" {
 		t.Errorf("the upstream got %q; want only the refreshed Bearer access-2", got)
 	}
 	if len(saved) != 1 || saved[0] != "cfg-1 access-2 refresh-2" {
@@ -351,7 +298,7 @@ func TestOAuthRefresh(t *testing.T) {
 	if err := callDirect(p, up); err != nil {
 		t.Fatal(err)
 	}
-	if got := g.authorizations(); got[len(got)-1] != "Bearer access-op" {
+	if got := g.Authorizations(); got[len(got)-1] != "Bearer access-op" {
 		t.Errorf("last Authorization %q; want the operator's Bearer access-op", got[len(got)-1])
 	}
 	if p.Len() != 1 {
