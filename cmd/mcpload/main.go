@@ -325,11 +325,14 @@ func (w *workers) client(ctx context.Context, i int, s *mcp.ClientSession) {
 		}
 		w.mu.Unlock()
 	}()
-	for n := i; ctx.Err() == nil; n++ {
-		if w.c.requests > 0 && w.sent.Add(1) > w.c.requests {
+	for ctx.Err() == nil {
+		// One sequence over all clients picks the kinds, so the mix
+		// holds for the run as a whole, whichever client is faster.
+		n := w.sent.Add(1)
+		if w.c.requests > 0 && n > w.c.requests {
 			return
 		}
-		o := w.c.mix[n%len(w.c.mix)]
+		o := w.c.mix[(n-1)%int64(len(w.c.mix))]
 		start := time.Now()
 		err := w.do(ctx, s, o)
 		took := time.Since(start)
