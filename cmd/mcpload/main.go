@@ -3,14 +3,17 @@
 //
 //	mcpload --url URL [--key-file FILE] [--clients N] [--duration D | --requests N]
 //	        [--mix call=9,list=1] [--tool NAME] [--args JSON]
-//	        [--protocol VERSION] [--warmup N] [--json]
+//	        [--protocol VERSION] [--warmup N] [--watch PID,...] [--json]
 //
 // Each client is one MCP session (Streamable HTTP) that sends its
 // requests one after another; N clients run at once. The key, if any, is
 // read from --key-file or MCP_PROXY_KEY (not a flag: flags show in the
 // process list) and sent as "Authorization: Bearer". Latencies go into a
 // log-linear histogram (1.6 % resolution); errors are counted by kind.
-// The exit status is 1 when any request failed, 2 on bad usage.
+// --watch names processes on this machine (the proxy, the upstream) whose
+// CPU time per request and resident memory are reported for the measured
+// part of the run. The exit status is 1 when any request failed, 2 on bad
+// usage.
 package main
 
 import (
@@ -55,6 +58,7 @@ type config struct {
 	args     map[string]any
 	protocol string
 	warmup   int
+	watch    []int
 	json     bool
 }
 
@@ -70,7 +74,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("mcpload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := &config{}
-	var keyFile, mix, argsJSON string
+	var keyFile, mix, argsJSON, watch string
 	fs.StringVar(&c.url, "url", "", "MCP endpoint URL (required)")
 	fs.StringVar(&keyFile, "key-file", "", "file holding the API key (else MCP_PROXY_KEY; none sends no key)")
 	fs.IntVar(&c.clients, "clients", 1, "concurrent clients, one MCP session each")
@@ -81,6 +85,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&argsJSON, "args", `{"text":"hello"}`, "arguments of the call, a JSON object")
 	fs.StringVar(&c.protocol, "protocol", "2025-11-25", "MCP protocol version the clients speak")
 	fs.IntVar(&c.warmup, "warmup", 1, "requests each client sends before measuring")
+	fs.StringVar(&watch, "watch", "", "process IDs on this machine whose CPU time per request and memory to report")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -101,6 +106,9 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 		c.duration = 10 * time.Second
 	}
 	var err error
+	if c.watch, err = parsePIDs(watch); err != nil {
+		return nil, err
+	}
 	if c.mix, err = parseMix(mix); err != nil {
 		return nil, err
 	}
@@ -180,6 +188,7 @@ type report struct {
 	ByKind      map[op]uint64    `json:"byKind"`
 	ErrorKinds  map[string]int64 `json:"errorKinds,omitempty"`
 	LatencyMS   latencies        `json:"latencyMs"`
+	Processes   []processFigures `json:"processes,omitempty"`
 	SampleError string           `json:"sampleError,omitempty"`
 }
 
@@ -217,6 +226,10 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.SampleError != "" {
 		fmt.Fprintf(tw, "first error\t%s\n", r.SampleError)
+	}
+	for _, p := range r.Processes {
+		fmt.Fprintf(tw, "process %d (%s)\tCPU %.0f µs/request (%.0f ms), RSS max %.1f MiB, peak %.1f MiB\n",
+			p.PID, p.Name, p.CPUUsPerRequest, p.CPUMs, p.RSSMaxMiB, p.RSSPeakMiB)
 	}
 	tw.Flush()
 }
@@ -279,6 +292,13 @@ func load(ctx context.Context, c *config) (*report, error) {
 		runCtx, cancel = context.WithTimeout(ctx, c.duration)
 		defer cancel()
 	}
+	var watch *watcher
+	if len(c.watch) > 0 {
+		var err error
+		if watch, err = startWatch(c.watch); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	for i, s := range sessions {
 		wg.Go(func() { w.client(runCtx, i, s) })
@@ -296,6 +316,12 @@ func load(ctx context.Context, c *config) (*report, error) {
 		r.ErrorKinds = w.kinds
 	}
 	r.PerSecond = float64(r.Requests) / elapsed.Seconds()
+	if watch != nil {
+		var err error
+		if r.Processes, err = watch.finish(r.Requests); err != nil {
+			return nil, err
+		}
+	}
 	r.LatencyMS = latencies{P50: ms(all.quantile(0.50)), P90: ms(all.quantile(0.90)), P99: ms(all.quantile(0.99)),
 		P999: ms(all.quantile(0.999)), Max: ms(all.quantile(1))}
 	return r, nil

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -122,6 +125,8 @@ func TestUsage(t *testing.T) {
 		{"--url", "http://x", "--args", "[1]"},
 		{"--url", "http://x", "--key-file", "/nonexistent/key"},
 		{"--url", "http://x", "extra"},
+		{"--url", "http://x", "--watch", "abc"},
+		{"--url", "http://x", "--watch", "2147483647"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), args, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "mcpload:") {
@@ -131,5 +136,37 @@ func TestUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"--url", "http://127.0.0.1:1/mcp", "--requests", "1"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "connect to") {
 		t.Errorf("unreachable URL: exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+// TestWatch reads this test's own process, which serves the upstream and
+// runs the clients, so it certainly spends CPU time on the requests.
+func TestWatch(t *testing.T) {
+	srv, _ := upstream(t, "")
+	var out, errOut bytes.Buffer
+	pid := os.Getpid()
+	code := run(context.Background(), []string{"--url", srv.URL, "--clients", "2", "--requests", "300",
+		"--watch", strconv.Itoa(pid), "--json"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var r report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Processes) != 1 {
+		t.Fatalf("processes = %+v; want one", r.Processes)
+	}
+	p := r.Processes[0]
+	if p.PID != pid || p.Name == "" || p.CPUMs <= 0 || p.CPUUsPerRequest <= 0 || math.Abs(p.CPUUsPerRequest-p.CPUMs*1000/300) > 0.01 {
+		t.Errorf("figures = %+v; want this process's CPU time, spread over 300 requests", p)
+	}
+	if p.RSSMaxMiB <= 0 || p.RSSPeakMiB < p.RSSMaxMiB {
+		t.Errorf("figures = %+v; want a resident set and a peak at least as high", p)
+	}
+	out.Reset()
+	run(context.Background(), []string{"--url", srv.URL, "--requests", "10", "--watch", strconv.Itoa(pid)}, &out, &errOut)
+	if !strings.Contains(out.String(), fmt.Sprintf("process %d (", pid)) {
+		t.Errorf("text report lacks the process:\n%s", out.String())
 	}
 }
