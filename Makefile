@@ -4,7 +4,7 @@
 # given).
 GO ?= go
 BIN := bin
-CMDS := devstack devserver demo-upstream mcpadmin mcpload
+CMDS := devstack devserver demo-upstream mcpadmin mcpload mcpbench
 # The official MCP conformance suite and the Node.js >= 22 it runs on,
 # installed from the npm registry by scripts/ensure-conformance.sh.
 CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
@@ -16,7 +16,7 @@ CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 FUZZTIME ?= 50000x
 FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames
 
-.PHONY: all build dev test fuzz bench-proxy bench-flush tools conformance-tools clean
+.PHONY: all build dev test fuzz bench bench-proxy bench-flush tools conformance-tools clean
 
 all: build
 
@@ -44,8 +44,16 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
 
-# tools/call straight, through httputil.ReverseProxy and through the proxy,
-# at 1 and 80 clients; the figures of BENCHMARKS.md.
+# tools/call straight, through a bare httputil.ReverseProxy and through the
+# proxy, each in a process of its own, at 1 and 80 clients; RSS, CPU per
+# call, Postgres statements, Firestore writes and cold start. Writes the
+# generated section of BENCHMARKS.md and docs/bench-latency.svg.
+# BENCHFLAGS passes flags to cmd/mcpbench, e.g. BENCHFLAGS='-duration 20s'.
+BENCHFLAGS ?=
+bench: tools build
+	$(BIN)/devstack -quiet -- $(BIN)/mcpbench $(BENCHFLAGS)
+
+# The same tools/call in one process (go test -bench), with allocations.
 BENCHCOUNT ?= 3
 bench-proxy: tools build
 	$(BIN)/devstack -quiet -- $(GO) test -run '^$$' -bench ToolsCall -count $(BENCHCOUNT) -benchtime 2s -benchmem ./functions/proxy/

@@ -1,0 +1,138 @@
+// Command mcpbench measures a tools/call straight to an upstream, through a
+// bare httputil.ReverseProxy and through the proxy, each target and the
+// upstream in a process of its own, at 1 and 80 concurrent clients, and
+// writes the figures to BENCHMARKS.md and a latency chart. It runs under
+// devstack (`make bench`), which provides Postgres and the Firestore
+// emulator; it starts the rest from the built binaries in -bin.
+//
+//	mcpbench [-bin bin] [-duration 10s] [-rounds 3] [-clients 1,80] [-cold 5]
+//	         [-out BENCHMARKS.md] [-chart docs/bench-latency.svg]
+//
+// The load comes from mcpload (go-sdk clients), run once per target,
+// client count and round; the targets take turns within each round so
+// that drift on a shared machine hits them alike. mcpload --watch reads
+// the CPU time and resident memory of the target's process and the
+// upstream's from /proc over the measured part of each run.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "reverseproxy" {
+		os.Exit(serveReverseProxy(os.Args[2:]))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// options are what the flags say.
+type options struct {
+	bin      string
+	duration time.Duration
+	rounds   int
+	clients  []int
+	cold     int
+	out      string
+	chart    string
+}
+
+func parse(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("mcpbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{}
+	var clients string
+	fs.StringVar(&o.bin, "bin", "bin", "folder of the built binaries (make build)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of one measured run")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every target at every client count once")
+	fs.StringVar(&clients, "clients", "1,80", "concurrent client counts")
+	fs.IntVar(&o.cold, "cold", 5, "cold starts to time")
+	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file whose generated section receives the figures (\"\" prints only)")
+	fs.StringVar(&o.chart, "chart", "docs/bench-latency.svg", "latency chart to write (\"\" for none)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for part := range strings.SplitSeq(clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-clients: %q is not a positive count", part)
+		}
+		o.clients = append(o.clients, n)
+	}
+	if o.rounds < 1 || o.duration <= 0 || o.cold < 0 {
+		return nil, errors.New("-rounds and -duration must be positive, -cold not negative")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "mcpbench:", err)
+		}
+		return 2
+	}
+	for _, name := range []string{"DATABASE_URL", "FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"} {
+		if os.Getenv(name) == "" {
+			fmt.Fprintf(stderr, "mcpbench: %s is not set: run it under devstack (make bench)\n", name)
+			return 2
+		}
+	}
+	res, err := bench(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "mcpbench:", err)
+		return 1
+	}
+	section := res.markdown(o, commandLine(args))
+	fmt.Fprintln(stdout, section)
+	if o.chart != "" {
+		if err := res.writeChart(o.chart); err != nil {
+			fmt.Fprintln(stderr, "mcpbench: chart:", err)
+			return 1
+		}
+		fmt.Fprintln(stderr, "mcpbench: wrote", o.chart)
+	}
+	if o.out != "" {
+		if err := replaceSection(o.out, section); err != nil {
+			fmt.Fprintln(stderr, "mcpbench:", err)
+			return 1
+		}
+		fmt.Fprintln(stderr, "mcpbench: wrote", o.out)
+	}
+	return 0
+}
+
+// commandLine is how the run can be repeated.
+func commandLine(args []string) string {
+	if len(args) == 0 {
+		return "make bench"
+	}
+	return "make bench BENCHFLAGS='" + strings.Join(args, " ") + "'"
+}
+
+// newEncryptionKey is a throwaway MCP_ENCRYPTION_KEY for a throwaway
+// database.
+func newEncryptionKey() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
