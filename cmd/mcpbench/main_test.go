@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReplaceSection(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "B.md")
+	section := sectionBegin + "\nnew figures\n" + sectionEnd
+
+	os.WriteFile(path, []byte("# Benchmarks\n\nintro\n\n"+sectionBegin+"\nold figures\n"+sectionEnd+"\n\n## Older runs\n"), 0o644)
+	if err := replaceSection(path, section); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if want := "# Benchmarks\n\nintro\n\n" + section + "\n\n## Older runs\n"; string(got) != want {
+		t.Errorf("replaced:\n%s\nwant:\n%s", got, want)
+	}
+
+	os.WriteFile(path, []byte("# Benchmarks\n"), 0o644)
+	if err := replaceSection(path, section); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "# Benchmarks\n\n"+section+"\n" {
+		t.Errorf("appended:\n%s", got)
+	}
+
+	os.WriteFile(path, []byte("# Benchmarks\n"+sectionBegin+"\nno end\n"), 0o644)
+	if err := replaceSection(path, section); err == nil || !strings.Contains(err.Error(), "markers") {
+		t.Errorf("one marker: err = %v; want the broken markers named", err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Contains(got, []byte("no end")) {
+		t.Error("a file with broken markers was rewritten")
+	}
+}
+
+func TestHelpers(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", 2945.4: "2,945"} {
+		if got := thousands(v); got != want {
+			t.Errorf("thousands(%v) = %q; want %q", v, got, want)
+		}
+	}
+	if median(nil) != 0 || median([]float64{3, 1, 2}) != 2 || median([]float64{4, 1, 2, 3}) != 2.5 {
+		t.Error("median is wrong")
+	}
+	for _, args := range [][]string{{"-clients", "1,x"}, {"-clients", "0"}, {"-rounds", "0"}, {"extra"}} {
+		if _, err := parse(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("parse(%v) accepted bad flags", args)
+		}
+	}
+}
+
+// TestBench runs the whole benchmark briefly, from the built binaries,
+// against the Postgres and Firestore emulator of the test environment,
+// and checks the section and chart it writes.
+func TestBench(t *testing.T) {
+	for _, name := range []string{"DATABASE_URL", "FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"} {
+		if os.Getenv(name) == "" {
+			t.Fatalf("%s is not set: run the tests under devstack (make test)", name)
+		}
+	}
+	bin := t.TempDir()
+	for _, cmd := range []string{"mcpbench", "mcpload", "devserver", "demo-upstream"} {
+		if out, err := exec.Command("go", "build", "-o", bin, "mcpproxy.dev/mcpproxy/cmd/"+cmd).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", cmd, err, out)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	os.WriteFile(out, []byte("# Benchmarks\n\n"+sectionBegin+"\nold\n"+sectionEnd+"\n\n## Kept\n"), 0o644)
+	chart := filepath.Join(t.TempDir(), "docs", "chart.svg")
+	cmd := exec.Command(filepath.Join(bin, "mcpbench"), "-bin", bin, "-duration", "500ms", "-rounds", "2",
+		"-clients", "1,4", "-cold", "1", "-out", out, "-chart", chart)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mcpbench: %v\n%s", err, stderr.String())
+	}
+	md, _ := os.ReadFile(out)
+	s := string(md)
+	if strings.Contains(s, "\nold\n") || !strings.HasSuffix(s, sectionEnd+"\n\n## Kept\n") {
+		t.Errorf("the section was not replaced in place:\n%s", s)
+	}
+	for _, row := range []string{"| 1 | direct |", "| 1 | reverseproxy |", "| 1 | proxy |", "| 4 | direct |", "| 4 | reverseproxy |", "| 4 | proxy |"} {
+		if !strings.Contains(s, row) {
+			t.Errorf("no row %q in:\n%s", row, s)
+		}
+	}
+	// The warm proxy sends no statement; every entry it logged reached
+	// Firestore.
+	for _, want := range []string{"| 0 Postgres statements per warm request | 0 statements", "dropped 0)", "Cold start, 1 times"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("no %q in:\n%s", want, s)
+		}
+	}
+	if !strings.Contains(stdout.String(), sectionBegin) {
+		t.Error("the section was not printed")
+	}
+	svg, err := os.ReadFile(chart)
+	if err != nil || !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("proxy, 4 client(s)")) {
+		t.Errorf("chart: %v, %d bytes", err, len(svg))
+	}
+}
