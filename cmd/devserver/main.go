@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"net/http/pprof"
 	"os"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
@@ -35,6 +36,13 @@ func main() {
 		if err := funcframework.RegisterHTTPFunctionContext(ctx, r.path, r.fn); err != nil {
 			log.Fatalf("register %s: %v", r.path, err)
 		}
+	}
+	if addr := os.Getenv("PPROF_ADDR"); addr != "" {
+		// A mux of its own: the profiler never shows on the functions' port.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { log.Println("devserver: pprof:", http.ListenAndServe(addr, mux)) }()
 	}
 	host, port := getenv("HOST", "127.0.0.1"), getenv("PORT", "8080")
 	fmt.Fprintf(os.Stderr, "devserver: listening on http://%s:%s (/mcp, /health, /flushlogs)\n", host, port)

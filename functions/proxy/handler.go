@@ -316,9 +316,14 @@ func (h *Handler) write(w http.ResponseWriter, x *exchange, body []byte) *rpcErr
 		return nil
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(x.httpStatus)
 	w.Write(body)
 	x.outBytes = len(body)
+	// The client has its answer now, not after the request's log line
+	// and log entry, which ServeHTTP writes when this returns. With the
+	// length set, flushing early keeps the response unchunked.
+	http.NewResponseController(w).Flush()
 	return nil
 }
 
