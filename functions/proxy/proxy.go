@@ -56,7 +56,7 @@ type Config struct {
 	LogCollection     string        `env:"REQUEST_LOG_COLLECTION, default=requestLogBatches"`
 	LogBatchEntries   int           `env:"LOG_BATCH_ENTRIES, default=500"`
 	LogBatchMaxAge    time.Duration `env:"LOG_BATCH_MAX_AGE, default=5s"`
-	LogBufferBytes    int           `env:"LOG_BUFFER_MAX_BYTES, default=16777216"`
+	LogBufferBytes    int           `env:"LOG_BUFFER_MAX_BYTES, default=67108864"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT, default=8s"`
 	FiguresInterval   time.Duration `env:"FIGURES_INTERVAL, default=1m"`
 

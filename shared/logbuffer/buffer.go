@@ -49,12 +49,17 @@ type Options struct {
 	MaxAge time.Duration
 	// MaxBytes bounds what the buffer holds, written or not (entries
 	// waiting, batches being retried). An entry that would exceed it is
-	// dropped and counted. Default 16 MiB (about 40,000 entries).
+	// dropped and counted. Default 64 MiB (about 160,000 entries: 80 s of
+	// a Firestore outage at 2,000 requests a second). It costs memory only
+	// while Firestore is unreachable.
 	MaxBytes int
 	// WriteTimeout bounds one write. Default 10 s.
 	WriteTimeout time.Duration
 	// MaxBackoff caps the wait between retries of a failing sink; the
-	// first retry waits 250 ms and each next one twice as long. Default 30 s.
+	// first retry waits 250 ms and each next one twice as long. Default 5 s:
+	// a write is one small request, and a short cap lets the buffer empty
+	// soon after Firestore comes back instead of waiting out a long backoff
+	// while it fills.
 	MaxBackoff time.Duration
 	// Logger receives write failures and drops; nil discards them.
 	Logger *slog.Logger
@@ -121,13 +126,13 @@ func New(sink Sink, opts Options) *Buffer {
 		opts.MaxAge = 5 * time.Second
 	}
 	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = 16 << 20
+		opts.MaxBytes = 64 << 20
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
 	}
 	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 30 * time.Second
+		opts.MaxBackoff = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
