@@ -4,7 +4,7 @@
 # given).
 GO ?= go
 BIN := bin
-CMDS := devstack devserver demo-upstream mcpadmin mcpload
+CMDS := devstack devserver demo-upstream mcpadmin mcpload mcpsoak
 # The official MCP conformance suite and the Node.js >= 22 it runs on,
 # installed from the npm registry by scripts/ensure-conformance.sh.
 CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
