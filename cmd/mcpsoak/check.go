@@ -195,7 +195,7 @@ FROM mcp_api_keys k WHERE k.id = $1`, e.keyID).Scan(&lastUsed, &maxCreated); err
 	if rep.AggregateMismatches > 0 {
 		fail("%d hourly aggregate rows differ from the log rows", rep.AggregateMismatches)
 	}
-	if rep.Rows == 0 || lastUsed == nil || !lastUsed.Equal(*maxCreated) {
+	if rep.Rows == 0 || lastUsed == nil || maxCreated == nil || !lastUsed.Equal(*maxCreated) {
 		fail("last_used_at of the key is %v; want the latest row's created_at %v", lastUsed, maxCreated)
 	}
 	for _, w := range rep.Windows {
