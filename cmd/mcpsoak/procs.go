@@ -83,8 +83,9 @@ func (c *child) filter(r io.Reader, w io.Writer) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if strings.Contains(string(line[:min(len(line), 120)]), `"msg":"mcp request"`) &&
-			!strings.Contains(string(line[:min(len(line), 60)]), `"ERROR"`) {
+		// The shape is shared/logging's: {"time":...,"severity":...,"message":...}.
+		head := string(line[:min(len(line), 100)])
+		if strings.Contains(head, `"message":"mcp request"`) && strings.Contains(head, `"severity":"INFO"`) {
 			continue
 		}
 		w.Write(line)
