@@ -66,3 +66,44 @@ func TestSoakShort(t *testing.T) {
 		}
 	}
 }
+
+// TestFilter: the proxy's per-request lines stay out of its log file,
+// errors and the shutdown line stay in, and the shutdown line's request
+// log figures are kept.
+func TestFilter(t *testing.T) {
+	in := strings.Join([]string{
+		`{"time":"2026-01-01T00:00:00Z","severity":"INFO","message":"mcp request","method":"tools/call"}`,
+		`{"time":"2026-01-01T00:00:00Z","severity":"ERROR","message":"mcp request","method":"tools/call","httpStatus":503}`,
+		`{"time":"2026-01-01T00:00:00Z","severity":"INFO","message":"proxy shut down","requestLog":{"depth":0,"written":7,"dropped":2}}`,
+	}, "\n") + "\n"
+	var out bytes.Buffer
+	c := &child{}
+	c.filter(strings.NewReader(in), &out)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"ERROR"`) || !strings.Contains(lines[1], "proxy shut down") {
+		t.Errorf("kept lines:\n%s\nwant the error and the shutdown line", out.String())
+	}
+	if st := c.logStats(); st == nil || st.Written != 7 || st.Dropped != 2 {
+		t.Errorf("stats = %+v; want written 7, dropped 2", st)
+	}
+}
+
+func TestUnloggedByDesign(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		msg    string
+		want   bool
+	}{
+		{401, "invalid API key", true},
+		{503, "the proxy is shutting down; retry", true},
+		{503, "cannot check the API key now; retry later", true},
+		// The key was resolved: the request is logged.
+		{503, "cannot load the instance configuration now; retry later", false},
+		{403, "the API key does not belong to instance x", false},
+		{200, "", false},
+	} {
+		if got := unloggedByDesign(c.status, c.msg); got != c.want {
+			t.Errorf("unloggedByDesign(%d, %q) = %v; want %v", c.status, c.msg, got, c.want)
+		}
+	}
+}
