@@ -4,7 +4,7 @@
 # given).
 GO ?= go
 BIN := bin
-CMDS := devstack devserver demo-upstream mcpadmin mcpload mcpbench
+CMDS := devstack devserver demo-upstream mcpadmin mcpload mcpbench mcpsoak
 # The official MCP conformance suite and the Node.js >= 22 it runs on,
 # installed from the npm registry by scripts/ensure-conformance.sh.
 CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
@@ -16,7 +16,7 @@ CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 FUZZTIME ?= 50000x
 FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames
 
-.PHONY: all build dev test fuzz bench bench-proxy bench-flush tools conformance-tools clean
+.PHONY: all build dev test soak fuzz bench bench-proxy bench-flush tools conformance-tools clean
 
 all: build
 
@@ -36,6 +36,15 @@ dev: tools build
 test: tools conformance-tools build
 	MCP_CONFORMANCE_DIR=$(CONFORMANCE_DIR) $(BIN)/devstack -quiet -- $(GO) test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz
+
+# A soak run on its own Postgres and emulator: 80 clients through the
+# whole stack while Postgres, the emulator and the upstream go down and the
+# proxy process is replaced; fails on any lost or duplicated log row. The
+# one-minute version runs in make test (cmd/mcpsoak TestSoakShort).
+SOAK_DURATION ?= 10m
+SOAK_CLIENTS ?= 80
+soak: tools build
+	$(BIN)/mcpsoak --duration $(SOAK_DURATION) --clients $(SOAK_CLIENTS)
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

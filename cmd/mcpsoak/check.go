@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// report is the outcome of a run.
+type report struct {
+	Seconds float64 `json:"seconds"`
+	Clients int     `json:"clients"`
+	// Operations are the clients' calls, lists and (re)connections.
+	Operations int `json:"operations"`
+	OpErrors   int `json:"operationErrors"`
+	// Requests are the HTTP POSTs, each with its own trace ID.
+	Requests  int `json:"requests"`
+	Responses int `json:"responses"` // answered by the proxy
+	// Expected are the responses that must have exactly one log row;
+	// UnloggedByDesign are answers given before the key was resolved.
+	Expected         int `json:"expectedRows"`
+	UnloggedByDesign int `json:"unloggedByDesign"`
+	NoResponse       int `json:"noResponse"` // front 502 or transport error
+	Rows             int `json:"rows"`
+	Lost             int `json:"lost"`
+	Duplicated       int `json:"duplicated"` // request IDs with more than one row
+	Extra            int `json:"extra"`      // rows whose request ID no client sent
+	// LoggedWithoutAnswer are requests without a response that the proxy
+	// logged anyway (it answered, the answer did not arrive); allowed.
+	LoggedWithoutAnswer int `json:"loggedWithoutAnswer"`
+	// UnloggedButLogged are answers judged unlogged by design that have a
+	// row; allowed, but they would mean the rule above is off.
+	UnloggedButLogged   int             `json:"unloggedButLogged"`
+	AggregateMismatches int             `json:"aggregateMismatches"`
+	LastUsedAt          time.Time       `json:"lastUsedAt"`
+	MaxCreatedAt        time.Time       `json:"maxCreatedAt"`
+	Dropped             int64           `json:"droppedByProxies"`
+	Proxies             int             `json:"proxies"`
+	Flushes             *flushStats     `json:"flushes"`
+	Windows             []*windowReport `json:"windows"`
+	// ErrorSeconds counts operation errors by the second of the run
+	// they started in.
+	ErrorSeconds map[int]int `json:"errorSeconds"`
+	Failures     []string    `json:"failures,omitempty"`
+}
+
+// windowReport is a fault window with the operations that overlap it,
+// and those that started in the few seconds after it (recovery).
+type windowReport struct {
+	window
+	From, To    float64        `json:"-"` // seconds since the start
+	Ops         int            `json:"operations"`
+	Errors      map[string]int `json:"errors"`
+	After       int            `json:"operationsAfter"`
+	ErrorsAfter map[string]int `json:"errorsAfter"`
+}
+
+// afterWindow is how long after a component is back its recovery is
+// counted with its window.
+const afterWindow = 5 * time.Second
+
+// check compares what the clients saw with what Postgres holds.
+func check(ctx context.Context, e *env, l *load, windows []*window, begin time.Time, elapsed time.Duration) (*report, error) {
+	rep := &report{Seconds: elapsed.Seconds(), Proxies: len(e.proxies), ErrorSeconds: map[int]int{}}
+	fail := func(format string, args ...any) { rep.Failures = append(rep.Failures, fmt.Sprintf(format, args...)) }
+
+	db, err := pgx.Connect(ctx, e.pg.URL())
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close(ctx)
+	rowsByTrace := map[[16]byte]int{}
+	rows, err := db.Query(ctx, `SELECT request_id, count(*) FROM mcp_server_request_logs GROUP BY request_id`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		rep.Rows += n
+		var t [16]byte
+		if b, err := hex.DecodeString(id); err != nil || len(b) != 16 {
+			rep.Extra += n
+			continue
+		} else {
+			copy(t[:], b)
+		}
+		rowsByTrace[t] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+
+	sent := map[[16]byte]bool{}
+	for _, c := range l.clients {
+		for _, a := range c.rec.attempts {
+			rep.Requests++
+			sent[a.trace] = true
+			n := rowsByTrace[a.trace]
+			if n > 1 {
+				rep.Duplicated++
+			}
+			switch {
+			case a.result != fromProxy:
+				rep.NoResponse++
+				if n == 1 {
+					rep.LoggedWithoutAnswer++
+				}
+			case a.unlogged:
+				rep.Responses++
+				rep.UnloggedByDesign++
+				if n == 1 {
+					rep.UnloggedButLogged++
+				}
+			default:
+				rep.Responses++
+				rep.Expected++
+				if n == 0 {
+					rep.Lost++
+				}
+			}
+		}
+	}
+	for t, n := range rowsByTrace {
+		if !sent[t] {
+			rep.Extra += n
+		}
+	}
+
+	// The hourly aggregates must be the rows grouped as the flush groups
+	// them (by UTC hour).
+	if err := db.QueryRow(ctx, `
+WITH g AS (
+    SELECT date_trunc('hour', created_at, 'UTC') AS hour, mcp_server_instance_id, tool_name, method, response_status,
+           count(*) AS n, count(*) FILTER (WHERE response_status <> 'success') AS errs,
+           sum(duration_ms) AS dur, max(duration_ms) AS maxdur, sum(input_bytes) AS inb, sum(output_bytes) AS outb
+    FROM mcp_server_request_logs GROUP BY 1, 2, 3, 4, 5)
+SELECT count(*) FROM g FULL JOIN mcp_server_request_hourly h
+    USING (hour, mcp_server_instance_id, tool_name, method, response_status)
+WHERE g.n IS DISTINCT FROM h.request_count OR g.errs IS DISTINCT FROM h.error_count
+   OR g.dur IS DISTINCT FROM h.total_duration_ms OR g.maxdur IS DISTINCT FROM h.max_duration_ms
+   OR g.inb IS DISTINCT FROM h.input_bytes OR g.outb IS DISTINCT FROM h.output_bytes`).Scan(&rep.AggregateMismatches); err != nil {
+		return nil, fmt.Errorf("compare the hourly aggregates: %w", err)
+	}
+
+	// The flush moves last_used_at to the latest entry of the key.
+	var lastUsed, maxCreated *time.Time
+	if err := db.QueryRow(ctx, `
+SELECT k.last_used_at, (SELECT max(created_at) FROM mcp_server_request_logs WHERE api_key_id = k.id)
+FROM mcp_api_keys k WHERE k.id = $1`, e.keyID).Scan(&lastUsed, &maxCreated); err != nil {
+		return nil, fmt.Errorf("read last_used_at: %w", err)
+	}
+	if lastUsed != nil {
+		rep.LastUsedAt = lastUsed.UTC()
+	}
+	if maxCreated != nil {
+		rep.MaxCreatedAt = maxCreated.UTC()
+	}
+
+	for _, p := range e.proxies {
+		st := p.logStats()
+		if st == nil {
+			fail("%s: no request log figures (it did not shut down cleanly)", p.name)
+			continue
+		}
+		rep.Dropped += st.Dropped
+		if st.Depth > 0 {
+			fail("%s shut down with %d request log entries unwritten", p.name, st.Depth)
+		}
+	}
+
+	rep.windows(l, windows, begin)
+
+	if rep.Lost > 0 {
+		fail("%d responded requests have no log row", rep.Lost)
+	}
+	if rep.Duplicated > 0 {
+		fail("%d requests have more than one log row", rep.Duplicated)
+	}
+	if rep.Extra > 0 {
+		fail("%d log rows belong to no request a client sent", rep.Extra)
+	}
+	if rep.Dropped > 0 {
+		fail("the proxies dropped %d request log entries (buffer full)", rep.Dropped)
+	}
+	if rep.AggregateMismatches > 0 {
+		fail("%d hourly aggregate rows differ from the log rows", rep.AggregateMismatches)
+	}
+	if rep.Rows == 0 || lastUsed == nil || maxCreated == nil || !lastUsed.Equal(*maxCreated) {
+		fail("last_used_at of the key is %v; want the latest row's created_at %v", lastUsed, maxCreated)
+	}
+	for _, w := range rep.Windows {
+		if !w.Verified {
+			fail("fault %q was not seen to happen: %s", w.Name, w.Evidence)
+		}
+	}
+	return rep, nil
+}
+
+// windows counts the operations and their errors per fault window.
+func (rep *report) windows(l *load, windows []*window, begin time.Time) {
+	for _, w := range windows {
+		rep.Windows = append(rep.Windows, &windowReport{window: *w, From: w.Start.Sub(begin).Seconds(),
+			To: w.End.Sub(begin).Seconds(), Errors: map[string]int{}, ErrorsAfter: map[string]int{}})
+	}
+	outside := &windowReport{window: window{Name: "no fault", Verified: true}, Errors: map[string]int{}, ErrorsAfter: map[string]int{}}
+	for _, c := range l.clients {
+		for _, o := range c.ops {
+			rep.Operations++
+			if o.err != "" {
+				rep.OpErrors++
+			}
+			at, end := time.Unix(0, o.start), time.Unix(0, o.end)
+			target, after := outside, false
+			// An operation that overlaps a window belongs to it (one in
+			// flight when the fault began included); a window wins over
+			// the recovery tail of the one before it.
+			for _, w := range rep.Windows {
+				if at.Before(w.End) && end.After(w.Start) {
+					target = w
+					break
+				}
+			}
+			if target == outside {
+				for _, w := range rep.Windows {
+					if !at.Before(w.End) && at.Before(w.End.Add(afterWindow)) {
+						target, after = w, true
+						break
+					}
+				}
+			}
+			if o.err != "" {
+				rep.ErrorSeconds[int(at.Sub(begin).Seconds())]++
+			}
+			switch {
+			case after:
+				target.After++
+				if o.err != "" {
+					target.ErrorsAfter[o.err]++
+				}
+			default:
+				target.Ops++
+				if o.err != "" {
+					target.Errors[o.err]++
+				}
+			}
+		}
+	}
+	rep.Windows = append(rep.Windows, outside)
+}
+
+func (rep *report) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "run\t%.1f s, %d clients, %d proxy processes\n", rep.Seconds, rep.Clients, rep.Proxies)
+	fmt.Fprintf(tw, "operations\t%d (%d with an error)\n", rep.Operations, rep.OpErrors)
+	fmt.Fprintf(tw, "requests (HTTP POSTs)\t%d\n", rep.Requests)
+	fmt.Fprintf(tw, "  answered by the proxy\t%d (%d must be logged, %d unlogged by design)\n", rep.Responses, rep.Expected, rep.UnloggedByDesign)
+	fmt.Fprintf(tw, "  no answer\t%d (%d of them logged anyway)\n", rep.NoResponse, rep.LoggedWithoutAnswer)
+	fmt.Fprintf(tw, "log rows\t%d\n", rep.Rows)
+	fmt.Fprintf(tw, "lost\t%d\n", rep.Lost)
+	fmt.Fprintf(tw, "duplicated\t%d\n", rep.Duplicated)
+	fmt.Fprintf(tw, "extra\t%d\n", rep.Extra)
+	fmt.Fprintf(tw, "dropped by the proxies\t%d\n", rep.Dropped)
+	fmt.Fprintf(tw, "hourly aggregates differing\t%d\n", rep.AggregateMismatches)
+	fmt.Fprintf(tw, "last_used_at\t%s (latest row %s)\n", rep.LastUsedAt.Format(time.RFC3339Nano), rep.MaxCreatedAt.Format(time.RFC3339Nano))
+	if f := rep.Flushes; f != nil {
+		fmt.Fprintf(tw, "flushes\t%d runs (%d pairs at once): %d copied entries, %d skipped (lock held), %d failed\n",
+			f.Runs, f.Concurrent, f.Copied, f.Skipped, f.Failed)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "fault window\tfrom s\tto s\toperations\terrors\terrors in the %s after\tproof\n", afterWindow)
+	for _, win := range rep.Windows {
+		from, to := fmt.Sprintf("%.1f", win.From), fmt.Sprintf("%.1f", win.To)
+		if win.Name == "no fault" {
+			from, to = "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", win.Name, from, to, win.Ops+win.After, sum(win.Errors), sum(win.ErrorsAfter), win.Evidence)
+	}
+	tw.Flush()
+	for _, win := range rep.Windows {
+		kinds := merged(win.Errors, win.ErrorsAfter)
+		if len(kinds) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nerrors in %q by kind:\n", win.Name)
+		for _, k := range kinds {
+			fmt.Fprintf(w, "  %6d  %s\n", win.Errors[k]+win.ErrorsAfter[k], k)
+		}
+	}
+	fmt.Fprintln(w)
+	if len(rep.Failures) == 0 {
+		fmt.Fprintln(w, "PASS: every answered request logged exactly once; aggregates and last_used_at match")
+		return
+	}
+	for _, f := range rep.Failures {
+		fmt.Fprintln(w, "FAIL:", f)
+	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func merged(a, b map[string]int) []string {
+	seen := map[string]bool{}
+	for k := range a {
+		seen[k] = true
+	}
+	for k := range b {
+		seen[k] = true
+	}
+	keys := make([]string, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSoakShort is the short soak of make test: a minute through the
+// whole stack with every fault, on its own Postgres and emulator.
+func TestSoakShort(t *testing.T) {
+	bin := t.TempDir()
+	for _, cmd := range []string{"devserver", "demo-upstream"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), "mcpproxy.dev/mcpproxy/cmd/"+cmd)
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", cmd, err, out)
+		}
+	}
+	var out, progress bytes.Buffer
+	code := run(context.Background(), []string{"--duration", "60s", "--clients", "80", "--bin", bin, "--json"}, &out, &progress)
+	t.Log(progress.String())
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out.String())
+	}
+	var rep report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, out.String())
+	}
+	t.Logf("%d requests, %d rows, %d operations (%d errors)", rep.Requests, rep.Rows, rep.Operations, rep.OpErrors)
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.Extra != 0 || rep.Dropped != 0 || rep.AggregateMismatches != 0 {
+		t.Errorf("lost %d, duplicated %d, extra %d, dropped %d, aggregate mismatches %d; want all 0",
+			rep.Lost, rep.Duplicated, rep.Extra, rep.Dropped, rep.AggregateMismatches)
+	}
+	if rep.Expected < 1000 || rep.Rows < rep.Expected {
+		t.Errorf("%d rows for %d answered requests; want at least 1,000 and one each", rep.Rows, rep.Expected)
+	}
+	want := []string{"postgres down", "firestore emulator down", "upstream killed", "proxy replaced (SIGTERM)", "no fault"}
+	if len(rep.Windows) != len(want) {
+		t.Fatalf("%d windows; want %d", len(rep.Windows), len(want))
+	}
+	for i, w := range rep.Windows {
+		if w.Name != want[i] || !w.Verified {
+			t.Errorf("window %d = %q (verified %v: %s); want %q verified", i, w.Name, w.Verified, w.Evidence, want[i])
+		}
+		if w.Ops == 0 {
+			t.Errorf("window %q: no operations ran during it", w.Name)
+		}
+		// The warm cache rides out Postgres, the buffer rides out
+		// Firestore, and the front switches before the old proxy stops:
+		// only calls that need the upstream may fail.
+		if w.Name != "upstream killed" && sum(w.Errors)+sum(w.ErrorsAfter) > 0 {
+			t.Errorf("window %q: clients saw errors %v, after it %v; want none", w.Name, w.Errors, w.ErrorsAfter)
+		}
+	}
+	if up := rep.Windows[2]; sum(up.Errors) == 0 {
+		t.Errorf("no call failed while the upstream was down: was it?")
+	} else {
+		for kind := range up.Errors {
+			if !strings.Contains(kind, "upstream demo") {
+				t.Errorf("while the upstream was down: error %q does not name the upstream", kind)
+			}
+		}
+	}
+}
+
+// TestFilter: the proxy's per-request lines stay out of its log file,
+// errors and the shutdown line stay in, and the shutdown line's request
+// log figures are kept.
+func TestFilter(t *testing.T) {
+	in := strings.Join([]string{
+		`{"time":"2026-01-01T00:00:00Z","severity":"INFO","message":"mcp request","method":"tools/call"}`,
+		`{"time":"2026-01-01T00:00:00Z","severity":"ERROR","message":"mcp request","method":"tools/call","httpStatus":503}`,
+		`{"time":"2026-01-01T00:00:00Z","severity":"INFO","message":"proxy shut down","requestLog":{"depth":0,"written":7,"dropped":2}}`,
+	}, "\n") + "\n"
+	var out bytes.Buffer
+	c := &child{}
+	c.filter(strings.NewReader(in), &out)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"ERROR"`) || !strings.Contains(lines[1], "proxy shut down") {
+		t.Errorf("kept lines:\n%s\nwant the error and the shutdown line", out.String())
+	}
+	if st := c.logStats(); st == nil || st.Written != 7 || st.Dropped != 2 {
+		t.Errorf("stats = %+v; want written 7, dropped 2", st)
+	}
+}
+
+func TestUnloggedByDesign(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		msg    string
+		want   bool
+	}{
+		{401, "invalid API key", true},
+		{503, "the proxy is shutting down; retry", true},
+		{503, "cannot check the API key now; retry later", true},
+		// The key was resolved: the request is logged.
+		{503, "cannot load the instance configuration now; retry later", false},
+		{403, "the API key does not belong to instance x", false},
+		{200, "", false},
+	} {
+		if got := unloggedByDesign(c.status, c.msg); got != c.want {
+			t.Errorf("unloggedByDesign(%d, %q) = %v; want %v", c.status, c.msg, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/shared/keyring"
+	"mcpproxy.dev/mcpproxy/shared/logbuffer"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+)
+
+// logBufferBytes bounds each proxy's request log buffer (see devserverEnv).
+const logBufferBytes = 64 << 20
+
+// project is the GOOGLE_CLOUD_PROJECT of every process of the run.
+const project = "mcp-soak"
+
+// child is a process the soak started: an upstream, a proxy or a flusher.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited
+	// stats is the request log's figures from a proxy's "proxy shut
+	// down" line, nil until then.
+	stats *logbuffer.Stats
+	mu    sync.Mutex
+}
+
+// start runs bin with env added to the soak's environment. Its output
+// goes to DIR/NAME.log, without the proxy's line per request (a soak
+// makes millions).
+func start(dir, name, bin string, env []string, args ...string) (*child, error) {
+	logFile, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	// Its own process group: Ctrl-C on the soak must not reach it before
+	// the soak has stopped the clients.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	cmd.Stdout = logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() { // ends when the process closes its stderr
+		c.filter(out, logFile)
+		cmd.Wait()
+		logFile.Close()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// filter copies a process's log lines to w, leaving out the proxy's
+// per-request lines, and keeps the request log figures of its shutdown
+// line.
+func (c *child) filter(r io.Reader, w io.Writer) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		// The shape is shared/logging's: {"time":...,"severity":...,"message":...}.
+		head := string(line[:min(len(line), 100)])
+		if strings.Contains(head, `"message":"mcp request"`) && strings.Contains(head, `"severity":"INFO"`) {
+			continue
+		}
+		w.Write(line)
+		w.Write([]byte{'\n'})
+		if strings.Contains(string(line), `"proxy shut down`) {
+			var l struct {
+				RequestLog logbuffer.Stats `json:"requestLog"`
+			}
+			if json.Unmarshal(line, &l) == nil {
+				c.mu.Lock()
+				c.stats = &l.RequestLog
+				c.mu.Unlock()
+			}
+		}
+	}
+	io.Copy(io.Discard, r)
+}
+
+// signal sends sig and waits up to limit for the exit; it reports the
+// exit code, or -1 when the process had to be killed.
+func (c *child) stop(sig syscall.Signal, limit time.Duration) int {
+	c.cmd.Process.Signal(sig)
+	select {
+	case <-c.done:
+	case <-time.After(limit):
+		syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+		<-c.done
+		return -1
+	}
+	return c.cmd.ProcessState.ExitCode()
+}
+
+func (c *child) logStats() *logbuffer.Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// env is what the soak's services are.
+type env struct {
+	dir      string
+	bin      string
+	pg       *stack.Postgres
+	fs       *stack.Firestore
+	encKey   string
+	key      string // the API key the clients use
+	keyID    string
+	upAddr   string // the upstream's fixed address
+	upstream *child
+	front    *front
+	proxies  []*child // every proxy started, the current one last
+	flushers [2]*child
+	flushURL [2]string
+	nextID   int
+}
+
+func (e *env) devserverEnv(port int) []string {
+	return []string{"HOST=127.0.0.1", fmt.Sprintf("PORT=%d", port), "DATABASE_URL=" + e.pg.URL(),
+		"FIRESTORE_EMULATOR_HOST=" + e.fs.Host(), "GOOGLE_CLOUD_PROJECT=" + project,
+		"MCP_ENCRYPTION_KEY=" + e.encKey, "LOG_LEVEL=INFO",
+		// One process takes all the soak's traffic, some 2,000 requests a
+		// second here: the default 16 MiB holds about 17 s of them, less
+		// than the emulator's stop, restart (a JVM) and the Firestore
+		// client's reconnection backoff take together (about 20 s seen).
+		// Drops are still counted and fail the run.
+		fmt.Sprintf("LOG_BUFFER_MAX_BYTES=%d", logBufferBytes)}
+}
+
+// startServices starts Postgres, the emulator and the upstream, and seeds
+// an organization, server, config, instance and key.
+func startServices(ctx context.Context, c *config, e *env) error {
+	var err error
+	if e.pg, err = stack.StartPostgres(ctx, stack.PostgresOptions{Dir: e.dir, Keep: c.keep, Logf: c.logf}); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if e.fs, err = stack.StartFirestore(ctx, stack.FirestoreOptions{Dir: e.dir, Project: project, Restartable: true, Logf: c.logf}); err != nil {
+		return fmt.Errorf("firestore emulator: %w", err)
+	}
+	port, err := stack.FreePort()
+	if err != nil {
+		return err
+	}
+	e.upAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	if err := e.startUpstream(ctx); err != nil {
+		return err
+	}
+	var raw [32]byte
+	rand.Read(raw[:])
+	e.encKey = base64.StdEncoding.EncodeToString(raw[:])
+	return e.seed(ctx)
+}
+
+func (e *env) startUpstream(ctx context.Context) error {
+	u, err := start(e.dir, "upstream", filepath.Join(e.bin, "demo-upstream"), nil, "--transport", "http", "--addr", e.upAddr)
+	if err != nil {
+		return err
+	}
+	e.upstream = u
+	return waitHTTP(ctx, "http://"+e.upAddr+"/mcp", u)
+}
+
+// waitHTTP waits until url answers anything over HTTP.
+func waitHTTP(ctx context.Context, url string, c *child) error {
+	client := http.Client{Timeout: time.Second}
+	err := stack.WaitFor(ctx, 30*time.Second, func() bool {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	if err != nil {
+		select {
+		case <-c.done:
+			return fmt.Errorf("%s exited (see %s.log)", c.name, c.name)
+		default:
+		}
+		return fmt.Errorf("%s at %s: %w", c.name, url, err)
+	}
+	return nil
+}
+
+func (e *env) seed(ctx context.Context) error {
+	keys, err := keyring.Parse(e.encKey)
+	if err != nil {
+		return err
+	}
+	db, err := postgres.Open(ctx, postgres.Options{URL: e.pg.URL()}, keys)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	org, err := db.CreateOrganization(ctx, "Soak", "Soak owner", "soak@example.com")
+	if err != nil {
+		return err
+	}
+	s := postgres.Server{OrganizationID: org.ID, Name: "demo", Transport: tenant.TransportStreamableHTTP,
+		URL: "http://" + e.upAddr + "/mcp", AuthType: tenant.AuthNone}
+	listed, err := upstream.Discover(ctx, tenant.Upstream{Name: s.Name, Transport: s.Transport, URL: s.URL, AuthType: s.AuthType})
+	if err != nil {
+		return fmt.Errorf("discover the upstream's tools: %w", err)
+	}
+	var tools []postgres.Tool
+	for _, t := range listed {
+		schema, _ := json.Marshal(t.InputSchema)
+		tools = append(tools, postgres.Tool{Name: t.Name, Description: t.Description, InputSchema: schema})
+	}
+	server, err := db.CreateServer(ctx, s, tools)
+	if err != nil {
+		return err
+	}
+	cfg, err := db.CreateConfig(ctx, org.ID, server.ID, "soak config", tenant.Credentials{})
+	if err != nil {
+		return err
+	}
+	inst, err := db.CreateInstance(ctx, org.ID, org.OwnerUserID, "soak instance", []postgres.Selection{{ConfigID: cfg.ID}})
+	if err != nil {
+		return err
+	}
+	row, key, err := db.CreateAPIKey(ctx, inst.ID, org.OwnerUserID, "soak", nil)
+	if err != nil {
+		return err
+	}
+	e.key, e.keyID = key, row.ID
+	return nil
+}
+
+// startDevserver starts a devserver on a free port and waits for it.
+func (e *env) startDevserver(ctx context.Context, name string) (*child, string, error) {
+	port, err := stack.FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := start(e.dir, name, filepath.Join(e.bin, "devserver"), e.devserverEnv(port))
+	if err != nil {
+		return nil, "", err
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitHTTP(ctx, base+"/health", c); err != nil {
+		c.stop(syscall.SIGKILL, 5*time.Second)
+		return nil, "", err
+	}
+	return c, base, nil
+}
+
+// startProxy starts a new proxy process and routes the front to it.
+func (e *env) startProxy(ctx context.Context) error {
+	e.nextID++
+	p, base, err := e.startDevserver(ctx, fmt.Sprintf("proxy-%d", e.nextID))
+	if err != nil {
+		return err
+	}
+	e.proxies = append(e.proxies, p)
+	u, _ := url.Parse(base)
+	e.front.target.Store(u)
+	return nil
+}
+
+func (e *env) close() {
+	for _, p := range e.proxies {
+		p.stop(syscall.SIGKILL, 5*time.Second)
+	}
+	for _, f := range e.flushers {
+		if f != nil {
+			f.stop(syscall.SIGKILL, 5*time.Second)
+		}
+	}
+	if e.upstream != nil {
+		e.upstream.stop(syscall.SIGKILL, 5*time.Second)
+	}
+	if e.fs != nil {
+		e.fs.Close()
+	}
+	if e.pg != nil {
+		e.pg.Close()
+	}
+}
+
+// frontHeader marks the front's own answers, so that clients tell them
+// from the proxy's.
+const frontHeader = "X-Soak-Front"
+
+// front plays Cloud Run's routing: one URL for the clients, the backend
+// swapped atomically when a new proxy process takes over.
+type front struct {
+	target atomic.Pointer[url.URL]
+	rp     *httputil.ReverseProxy
+}
+
+func newFront() *front {
+	f := &front{}
+	f.rp = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(f.target.Load())
+			r.Out.Host = r.Out.URL.Host
+		},
+		Transport: &http.Transport{MaxIdleConns: 1000, MaxIdleConnsPerHost: 1000, IdleConnTimeout: 90 * time.Second},
+		// The proxy answers JSON or an event stream; both go out at once.
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			w.Header().Set(frontHeader, "error")
+			http.Error(w, "front: "+err.Error(), http.StatusBadGateway)
+		},
+	}
+	return f
+}
+
+func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.rp.ServeHTTP(w, r) }
