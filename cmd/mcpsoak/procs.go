@@ -28,9 +28,6 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
-// logBufferBytes bounds each proxy's request log buffer (see devserverEnv).
-const logBufferBytes = 64 << 20
-
 // project is the GOOGLE_CLOUD_PROJECT of every process of the run.
 const project = "mcp-soak"
 
@@ -148,13 +145,11 @@ type env struct {
 func (e *env) devserverEnv(port int) []string {
 	return []string{"HOST=127.0.0.1", fmt.Sprintf("PORT=%d", port), "DATABASE_URL=" + e.pg.URL(),
 		"FIRESTORE_EMULATOR_HOST=" + e.fs.Host(), "GOOGLE_CLOUD_PROJECT=" + project,
-		"MCP_ENCRYPTION_KEY=" + e.encKey, "LOG_LEVEL=INFO",
-		// One process takes all the soak's traffic, some 2,000 requests a
-		// second here: the default 16 MiB holds about 17 s of them, less
-		// than the emulator's stop, restart (a JVM) and the Firestore
-		// client's reconnection backoff take together (about 20 s seen).
-		// Drops are still counted and fail the run.
-		fmt.Sprintf("LOG_BUFFER_MAX_BYTES=%d", logBufferBytes)}
+		// The request log keeps its defaults: its buffer must hold what
+		// comes while the emulator is down (some 20 s with the restart of
+		// the JVM and the client's reconnection, at about 2,000 requests a
+		// second here). Drops are counted and fail the run.
+		"MCP_ENCRYPTION_KEY=" + e.encKey, "LOG_LEVEL=INFO"}
 }
 
 // startServices starts Postgres, the emulator and the upstream, and seeds

@@ -50,7 +50,7 @@ func faults(d time.Duration) []fault {
 	return []fault{
 		{"postgres down", 0.10, scale(15*time.Second, 0.12), postgresDown},
 		// The request log waits in the proxy's buffer while the emulator
-		// is down (logBufferBytes); the restart itself takes 5 to 10 s.
+		// is down (LOG_BUFFER_MAX_BYTES); the restart itself takes 5 to 10 s.
 		{"firestore emulator down", 0.32, scale(10*time.Second, 0.08), firestoreDown},
 		{"upstream killed", 0.54, scale(5*time.Second, 0.05), upstreamKilled},
 		{"proxy replaced (SIGTERM)", 0.76, 0, proxyReplaced},
