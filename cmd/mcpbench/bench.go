@@ -17,10 +17,10 @@ import (
 
 	"cloud.google.com/go/firestore"
 
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
-	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // target is one way to reach the upstream's echo tool.
@@ -115,9 +115,6 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 		return nil, err
 	}
 	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
 
 	var procs []*proc
 	defer func() {
@@ -143,10 +140,11 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	if err != nil {
 		return nil, err
 	}
-	key, err := seed(ctx, db, upURL)
+	seeded, err := stack.SeedDemo(ctx, db, "Bench", upURL)
 	if err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
 	}
+	key := seeded.Key
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -297,30 +295,6 @@ func mcpload(ctx context.Context, o *options, t target, clients int, args ...str
 		return nil, fmt.Errorf("mcpload: %v: %s", errors.Join(err, jerr), strings.TrimSpace(stderr.String()))
 	}
 	return &r, nil
-}
-
-// seed creates an organization with the upstream as its one server, an
-// instance of it and an API key, and returns the key.
-func seed(ctx context.Context, db *postgres.DB, upstreamURL string) (string, error) {
-	org, err := db.CreateOrganization(ctx, "bench", "", "")
-	if err != nil {
-		return "", err
-	}
-	srv, err := db.CreateServer(ctx, postgres.Server{OrganizationID: org.ID, Name: "demo",
-		Transport: tenant.TransportStreamableHTTP, URL: upstreamURL}, []postgres.Tool{{Name: "echo"}})
-	if err != nil {
-		return "", err
-	}
-	cfg, err := db.CreateConfig(ctx, org.ID, srv.ID, "bench", tenant.Credentials{})
-	if err != nil {
-		return "", err
-	}
-	inst, err := db.CreateInstance(ctx, org.ID, "", "bench", []postgres.Selection{{ConfigID: cfg.ID}})
-	if err != nil {
-		return "", err
-	}
-	_, key, err := db.CreateAPIKey(ctx, inst.ID, "", "bench", nil)
-	return key, err
 }
 
 // countBatches counts the batch documents of the proxy's request log and

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"mcpproxy.dev/mcpproxy/internal/stack"
 )
 
 // proc is a process the benchmark started, with its output in a file.
@@ -112,14 +114,10 @@ func waitListening(ctx context.Context, p *proc, addr string) error {
 	}
 }
 
-// freeAddr asks the kernel for a free loopback port.
+// freeAddr is a free loopback address.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	port, err := stack.FreePort()
+	return fmt.Sprintf("127.0.0.1:%d", port), err
 }
 
 // serveReverseProxy is `mcpbench reverseproxy -target URL`: the bare

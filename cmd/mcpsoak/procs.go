@@ -24,8 +24,6 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
-	"mcpproxy.dev/mcpproxy/shared/tenant"
-	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // project is the GOOGLE_CLOUD_PROJECT of every process of the run.
@@ -217,41 +215,11 @@ func (e *env) seed(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		return err
-	}
-	org, err := db.CreateOrganization(ctx, "Soak", "Soak owner", "soak@example.com")
+	seeded, err := stack.SeedDemo(ctx, db, "Soak", "http://"+e.upAddr+"/mcp")
 	if err != nil {
 		return err
 	}
-	s := postgres.Server{OrganizationID: org.ID, Name: "demo", Transport: tenant.TransportStreamableHTTP,
-		URL: "http://" + e.upAddr + "/mcp", AuthType: tenant.AuthNone}
-	listed, err := upstream.Discover(ctx, tenant.Upstream{Name: s.Name, Transport: s.Transport, URL: s.URL, AuthType: s.AuthType})
-	if err != nil {
-		return fmt.Errorf("discover the upstream's tools: %w", err)
-	}
-	var tools []postgres.Tool
-	for _, t := range listed {
-		schema, _ := json.Marshal(t.InputSchema)
-		tools = append(tools, postgres.Tool{Name: t.Name, Description: t.Description, InputSchema: schema})
-	}
-	server, err := db.CreateServer(ctx, s, tools)
-	if err != nil {
-		return err
-	}
-	cfg, err := db.CreateConfig(ctx, org.ID, server.ID, "soak config", tenant.Credentials{})
-	if err != nil {
-		return err
-	}
-	inst, err := db.CreateInstance(ctx, org.ID, org.OwnerUserID, "soak instance", []postgres.Selection{{ConfigID: cfg.ID}})
-	if err != nil {
-		return err
-	}
-	row, key, err := db.CreateAPIKey(ctx, inst.ID, org.OwnerUserID, "soak", nil)
-	if err != nil {
-		return err
-	}
-	e.key, e.keyID = key, row.ID
+	e.key, e.keyID = seeded.Key, seeded.KeyID
 	return nil
 }
 
