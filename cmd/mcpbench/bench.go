@@ -81,6 +81,7 @@ type results struct {
 	// (pg_stat_statements, reset after the warm-up), and the requests the
 	// proxy answered over the same span.
 	statements      int64
+	statementSpan   time.Duration // from the reset to the reading
 	statementTexts  []string
 	proxiedRequests uint64
 	// Batch documents the proxy wrote to Firestore and the entries they
@@ -194,6 +195,7 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	if _, err := db.Pool.Exec(ctx, "SELECT pg_stat_statements_reset()"); err != nil {
 		return nil, fmt.Errorf("reset pg_stat_statements (devstack loads it; another Postgres needs shared_preload_libraries=pg_stat_statements): %w", err)
 	}
+	reset := time.Now()
 
 	for round := range o.rounds {
 		for _, clients := range o.clients {
@@ -228,6 +230,7 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 		}
 	}
 
+	res.statementSpan = time.Since(reset)
 	rows, err := db.Pool.Query(ctx, `SELECT calls, query FROM pg_stat_statements
 		WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0`)
 	if err != nil {
