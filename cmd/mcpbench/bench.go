@@ -203,49 +203,14 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 				// Each round starts with another target.
 				t := targets[(i+round)%len(targets)]
 				logf("round %d/%d: %d clients → %s", round+1, o.rounds, clients, t.name)
-				r, err := mcpload(ctx, o, t, clients, "--duration", o.duration.String(), "--warmup", "2",
-					"--watch", watchList(t, up))
-				if err != nil {
-					return nil, fmt.Errorf("%s at %d clients: %w", t.name, clients, err)
-				}
-				if r.Errors > 0 {
-					return nil, fmt.Errorf("%s at %d clients: %d of %d requests failed, first: %s", t.name, clients, r.Errors, r.Requests, r.SampleError)
-				}
-				rr := runResult{target: t.name, clients: clients, round: round, load: *r}
-				ps := r.Processes
-				if t.proc != nil {
-					rr.cpu, rr.rssMax = ps[0].CPUUsPerRequest, ps[0].RSSMaxMiB
-					ps = ps[1:]
-				}
-				rr.upstreamCPU = ps[0].CPUUsPerRequest
-				res.runs = append(res.runs, rr)
-				if t.name == "proxy" {
-					res.proxiedRequests += r.Requests
-					if clients == o.clients[len(o.clients)-1] {
-						res.rssAtMost = max(res.rssAtMost, rr.rssMax)
-					}
-					res.rssPeak = max(res.rssPeak, r.Processes[0].RSSPeakMiB)
+				if err := res.measure(ctx, o, t, up, clients, round); err != nil {
+					return nil, err
 				}
 			}
 		}
 	}
-
 	res.statementSpan = time.Since(reset)
-	rows, err := db.Pool.Query(ctx, `SELECT calls, query FROM pg_stat_statements
-		WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0`)
-	if err != nil {
-		return nil, fmt.Errorf("read pg_stat_statements: %w", err)
-	}
-	for rows.Next() {
-		var calls int64
-		var query string
-		if err := rows.Scan(&calls, &query); err != nil {
-			return nil, err
-		}
-		res.statements += calls
-		res.statementTexts = append(res.statementTexts, fmt.Sprintf("%d× %s", calls, strings.Join(strings.Fields(query), " ")))
-	}
-	if err := rows.Err(); err != nil {
+	if err := res.readStatements(ctx, db); err != nil {
 		return nil, err
 	}
 
@@ -272,6 +237,54 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	}
 	os.RemoveAll(dir)
 	return res, nil
+}
+
+// measure runs the load of one target at one client count and keeps its
+// figures.
+func (res *results) measure(ctx context.Context, o *options, t target, up *proc, clients, round int) error {
+	r, err := mcpload(ctx, o, t, clients, "--duration", o.duration.String(), "--warmup", "2",
+		"--watch", watchList(t, up))
+	if err != nil {
+		return fmt.Errorf("%s at %d clients: %w", t.name, clients, err)
+	}
+	if r.Errors > 0 {
+		return fmt.Errorf("%s at %d clients: %d of %d requests failed, first: %s", t.name, clients, r.Errors, r.Requests, r.SampleError)
+	}
+	rr := runResult{target: t.name, clients: clients, round: round, load: *r}
+	ps := r.Processes
+	if t.proc != nil {
+		rr.cpu, rr.rssMax = ps[0].CPUUsPerRequest, ps[0].RSSMaxMiB
+		ps = ps[1:]
+	}
+	rr.upstreamCPU = ps[0].CPUUsPerRequest
+	res.runs = append(res.runs, rr)
+	if t.name == "proxy" {
+		res.proxiedRequests += r.Requests
+		if clients == o.clients[len(o.clients)-1] {
+			res.rssAtMost = max(res.rssAtMost, rr.rssMax)
+		}
+		res.rssPeak = max(res.rssPeak, r.Processes[0].RSSPeakMiB)
+	}
+	return nil
+}
+
+// readStatements reads what pg_stat_statements counted since its reset.
+func (res *results) readStatements(ctx context.Context, db *postgres.DB) error {
+	rows, err := db.Pool.Query(ctx, `SELECT calls, query FROM pg_stat_statements
+		WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0`)
+	if err != nil {
+		return fmt.Errorf("read pg_stat_statements: %w", err)
+	}
+	for rows.Next() {
+		var calls int64
+		var query string
+		if err := rows.Scan(&calls, &query); err != nil {
+			return err
+		}
+		res.statements += calls
+		res.statementTexts = append(res.statementTexts, fmt.Sprintf("%d× %s", calls, strings.Join(strings.Fields(query), " ")))
+	}
+	return rows.Err()
 }
 
 // watchList is the processes mcpload reads: the target's own, then the
