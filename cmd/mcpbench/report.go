@@ -135,7 +135,7 @@ func (r *results) markdown(o *options, command string) string {
 	w("| ≤ %.2f Firestore writes per request | %.4f (%d batch documents for %s entries; the proxy logged %s, dropped %d) | %s |\n",
 		goalWrites, writes, r.batches, thousands(float64(r.entries)), thousands(float64(r.logStats.Appended)), r.logStats.Dropped,
 		verdict(writes <= goalWrites))
-	w("| peak RSS ≤ %d MiB at %d clients | %.1f MiB sampled at %d clients; %.1f MiB high-water mark of the process (VmHWM) | %s |\n",
+	w("| peak RSS ≤ %d MiB at %d clients | %.1f MiB sampled at %d clients; %.1f MiB highest of the process (its VmHWM, or a higher sample) | %s |\n",
 		goalRSSMiB, most, r.rssAtMost, most, r.rssPeak, verdict(r.rssPeak <= goalRSSMiB))
 	if len(r.statementTexts) > 0 {
 		w("\nStatements seen: %s\n", strings.Join(r.statementTexts, "; "))

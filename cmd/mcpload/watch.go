@@ -26,8 +26,8 @@ type processFigures struct {
 	// CPUUsPerRequest is CPUMs per request of the run, in microseconds.
 	CPUUsPerRequest float64 `json:"cpuUsPerRequest"`
 	// RSSMaxMiB is the largest resident set seen (sampled every 100 ms)
-	// while the requests were measured; RSSPeakMiB is the kernel's high
-	// water mark since the process started (VmHWM).
+	// while the requests were measured; RSSPeakMiB is the highest since
+	// the process started (the kernel's VmHWM, or RSSMaxMiB if higher).
 	RSSMaxMiB  float64 `json:"rssMaxMiB"`
 	RSSPeakMiB float64 `json:"rssPeakMiB"`
 }
@@ -119,8 +119,10 @@ func (w *watcher) finish(n uint64) ([]processFigures, error) {
 		}
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		used := cpu - w.cpu0[i]
+		// The kernel updates VmHWM from batched counters, so it can lag
+		// behind a VmRSS sampled a moment before: the peak is the higher.
 		f := processFigures{PID: pid, Name: strings.TrimSpace(string(comm)), CPUMs: float64(used.Microseconds()) / 1000,
-			RSSMaxMiB: mib(w.rssMax[i]), RSSPeakMiB: mib(st["VmHWM"])}
+			RSSMaxMiB: mib(w.rssMax[i]), RSSPeakMiB: mib(max(st["VmHWM"], w.rssMax[i]))}
 		if n > 0 {
 			f.CPUUsPerRequest = float64(used.Microseconds()) / float64(n)
 		}
