@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -167,7 +168,7 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 		return nil, err
 	}
 	host, port, _ := strings.Cut(addr, ":")
-	px, err := launch("proxy", bin("devserver"), nil, append(proxyEnv, "HOST="+host, "PORT="+port))
+	px, err := launch("proxy", bin("devserver"), nil, slices.Concat(proxyEnv, []string{"HOST=" + host, "PORT=" + port}))
 	if err != nil {
 		return nil, err
 	}
@@ -372,18 +373,17 @@ func timeColdStart(ctx context.Context, dir string, i int, devserver string, env
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	var c coldStart
 	t0 := time.Now()
-	p, err := start(dir, fmt.Sprintf("cold-%d", i+1), devserver, nil, append(env, "HOST="+host, "PORT="+port))
+	p, err := start(dir, fmt.Sprintf("cold-%d", i+1), devserver, nil, slices.Concat(env, []string{"HOST=" + host, "PORT=" + port}))
 	if err != nil {
 		return c, err
 	}
 	defer p.stop(10 * time.Second)
 	deadline := t0.Add(30 * time.Second)
-	for c.listening == 0 {
+	for {
 		if time.Now().After(deadline) {
 			return c, fmt.Errorf("not listening within 30 s: %s", tail(p.log))
 		}
-		resp, err := client.Get("http://" + addr + "/health")
-		if err == nil {
+		if resp, err := client.Get("http://" + addr + "/health"); err == nil {
 			resp.Body.Close()
 			c.listening = time.Since(t0)
 			break
