@@ -14,9 +14,9 @@ CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 # exceeded" when a duration ends mid-execution (golang/go#75804, fixed in
 # Go 1.27), which must not fail CI.
 FUZZTIME ?= 50000x
-FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames
+FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames ./shared/wire:FuzzDecode
 
-.PHONY: all build dev test soak fuzz bench bench-proxy bench-flush tools conformance-tools clean
+.PHONY: all build dev test soak fuzz bench bench-proxy bench-wire bench-flush tools conformance-tools clean
 
 all: build
 
@@ -66,6 +66,11 @@ bench: tools build
 BENCHCOUNT ?= 3
 bench-proxy: tools build
 	$(BIN)/devstack -quiet -- $(GO) test -run '^$$' -bench ToolsCall -count $(BENCHCOUNT) -benchtime 2s -benchmem ./functions/proxy/
+
+# The JSON work of one proxied tools/call: shared/wire against
+# encoding/json and the SDK's codec (no services needed).
+bench-wire:
+	$(GO) test -run '^$$' -bench CallCodec -count $(BENCHCOUNT) -benchmem ./shared/wire/
 
 # FlushLogs from the Firestore emulator into Postgres: entries per second.
 bench-flush: tools build

@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"mcpproxy.dev/mcpproxy/shared/wire"
 )
 
 // MCP and JSON-RPC error codes the proxy answers with.
@@ -59,7 +61,7 @@ func (e *rpcError) wire() *jsonrpc.Error {
 // JSON-RPC level: a JSON-RPC error object.
 func encodeError(id jsonrpc.ID, e *rpcError) []byte {
 	if id.IsValid() {
-		body, _ := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: id, Error: e.wire()})
+		body, _ := wire.Encode(&jsonrpc.Response{ID: id, Error: e.wire()})
 		return body
 	}
 	// The SDK's encoder omits a missing ID, but JSON-RPC wants "id": null

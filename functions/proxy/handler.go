@@ -393,7 +393,7 @@ func (h *Handler) answer(ctx context.Context, data []byte, x *exchange) json.Raw
 	if x.modern && !x.resultTyped {
 		raw = withResultType(raw)
 	}
-	out, err := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: req.ID, Result: raw})
+	out, err := wire.Encode(&jsonrpc.Response{ID: req.ID, Result: raw})
 	if err != nil {
 		return h.errorResponse(x, req.ID, newError(http.StatusOK, codeInternalError, "cannot encode the result"))
 	}

@@ -13,6 +13,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
+	"mcpproxy.dev/mcpproxy/shared/wire"
 )
 
 // methodFunc answers one JSON-RPC request.
@@ -41,7 +42,7 @@ func decodeParams(params json.RawMessage, p any) *rpcError {
 	if len(params) == 0 || string(params) == "null" {
 		return nil
 	}
-	if err := json.Unmarshal(params, p); err != nil {
+	if err := wire.Unmarshal(params, p); err != nil {
 		return newError(http.StatusOK, codeInvalidParams, "invalid params: "+err.Error())
 	}
 	return nil

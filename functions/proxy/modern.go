@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/shared/wire"
 )
 
 // Protocol 2026-07-28 has no initialize handshake and no session: every
@@ -30,8 +32,10 @@ type requestParams struct {
 // decodeRequestParams reads params; nil when they are absent or do not
 // decode (malformed params are the method's to report).
 func decodeRequestParams(params json.RawMessage) *requestParams {
-	var p requestParams
-	if len(params) == 0 || json.Unmarshal(params, &p) != nil {
+	// A map made here is filled in place; one the decoder makes is made
+	// for 64 keys, where _meta has three or four.
+	p := requestParams{Meta: make(map[string]json.RawMessage, 4)}
+	if len(params) == 0 || wire.Unmarshal(params, &p) != nil {
 		return nil
 	}
 	return &p

@@ -135,7 +135,7 @@ func (h *Handler) relayProgress(x *exchange, meta mcp.Meta) (mcp.Meta, func()) {
 		if err != nil {
 			return
 		}
-		msg, err := jsonrpc.EncodeMessage(&jsonrpc.Request{Method: "notifications/progress", Params: params})
+		msg, err := wire.Encode(&jsonrpc.Request{Method: "notifications/progress", Params: params})
 		if err != nil {
 			return
 		}

@@ -2,6 +2,7 @@ package logbuffer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -245,6 +246,29 @@ func TestEncodeBoundsText(t *testing.T) {
 	}
 	if len(got.UserAgent) > maxUserAgent || strings.ContainsRune(got.UserAgent, 0) {
 		t.Errorf("user agent %q; want ≤ %d bytes without NUL (Postgres text refuses NUL)", got.UserAgent, maxUserAgent)
+	}
+}
+
+// TestEncodeMatchesEncodingJSON checks that an entry's line is the one
+// encoding/json writes, escapes and times included.
+func TestEncodeMatchesEncodingJSON(t *testing.T) {
+	e := entry(2)
+	e.RequestID, e.OrganizationID, e.Transport = "4bf92f3577b34da6a3ce929d0e0e4736", "00000000-0000-0000-0000-000000000003", "stdio"
+	e.ErrorCode, e.ErrorMessage = "-32602", "bad <\"params\"> & \\ tab\t é \u2028 \x01"
+	e.UserAgent, e.InputBytes, e.OutputBytes = "agent/1 <x>", 123, 45678
+	e.CreatedAt = time.Date(2026, 11, 21, 10, 0, 0, 123456789, time.FixedZone("CET", 3600))
+	for _, in := range []Entry{entry(1), e} {
+		got, err := encode(&in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(&in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("encode = %s\nencoding/json says %s", got, want)
+		}
 	}
 }
 

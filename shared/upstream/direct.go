@@ -100,7 +100,7 @@ func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 	if err != nil {
 		return nil, err
 	}
-	body, err := jsonrpc.EncodeMessage(&jsonrpc.Request{ID: id, Method: "tools/call", Params: params})
+	body, err := wire.Encode(&jsonrpc.Request{ID: id, Method: "tools/call", Params: params})
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +276,7 @@ func (p *Pool) cancel(up tenant.Upstream, s *mcp.ClientSession, version string, 
 
 // send posts one message within the session that needs no answer.
 func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, msg jsonrpc.Message) {
-	body, err := jsonrpc.EncodeMessage(msg)
+	body, err := wire.Encode(msg)
 	if err != nil {
 		return
 	}

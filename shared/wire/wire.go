@@ -1,12 +1,24 @@
-// Package wire reads JSON-RPC messages into the official SDK's jsonrpc
-// types, for the proxy's hot path: the request a client sends and the
-// answer an upstream streams back.
+// Package wire reads and writes JSON-RPC messages as the official SDK's
+// jsonrpc types, for the proxy's hot path: the request a client sends, the
+// call it makes of an upstream, the answer the upstream sends back and the
+// response the client gets.
+//
+// It follows the rules of jsonrpc.DecodeMessage and jsonrpc.EncodeMessage
+// (tested against them) with the JSON library the SDK itself decodes with,
+// github.com/segmentio/encoding/json, used directly: the SDK's decoder
+// starts every message with a fresh 32 KiB buffer, and its encoder is
+// encoding/json's, which re-validates and compacts every raw params and
+// result it passes on. Here a raw value is checked once, by the library's
+// own parser, and copied as it is (BENCHMARKS.md, "JSON on the hot path").
 package wire
 
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+
+	sjson "github.com/segmentio/encoding/json"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -15,21 +27,54 @@ import (
 type wireMessage struct {
 	JSONRPC string          `json:"jsonrpc"`
 	ID      any             `json:"id"`
-	Method  *string         `json:"method"`
+	Method  json.RawMessage `json:"method"` // raw: present, even as "" or null, makes a request
 	Params  json.RawMessage `json:"params"`
 	Result  json.RawMessage `json:"result"`
 	Error   *jsonrpc.Error  `json:"error"`
 }
 
+// outMessage is a JSON-RPC message as it leaves, in the SDK's key order.
+type outMessage struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      any             `json:"id,omitempty"`
+	Method  string          `json:"method,omitempty"`
+	Params  json.RawMessage `json:"params,omitempty"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   *jsonrpc.Error  `json:"error,omitempty"`
+}
+
 var errNotJSONRPC = errors.New(`invalid message version tag; expected "2.0"`)
 
-// Decode reads one JSON-RPC message into the SDK's jsonrpc types
-// with the rules of jsonrpc.DecodeMessage, but with encoding/json: the
-// SDK's decoder starts every message with a fresh 32 KiB buffer, the
-// largest cost of a proxied call (BENCHMARKS.md).
+// parseFlags are the SDK's: object keys match struct fields exactly, as
+// JSON-RPC and MCP spell them.
+const parseFlags = sjson.DontMatchCaseInsensitiveStructFields
+
+// Unmarshal decodes data into v with the SDK's rules. A syntax error is a
+// *json.SyntaxError of encoding/json, a value of the wrong type a
+// *json.UnmarshalTypeError.
+func Unmarshal(data []byte, v any) error {
+	rest, err := sjson.Parse(data, v, parseFlags)
+	if err == nil && len(rest) > 0 {
+		// More than one value: encoding/json words that error, offset
+		// included.
+		if err := json.Unmarshal(data, new(json.RawMessage)); err != nil {
+			return err
+		}
+		return errors.New("json: more than one value")
+	}
+	return err
+}
+
+// Decode reads one JSON-RPC message into the SDK's jsonrpc types with the
+// rules of jsonrpc.DecodeMessage.
 func Decode(data []byte) (jsonrpc.Message, error) {
+	return decode(data, Unmarshal)
+}
+
+// decode is Decode with the JSON decoder a benchmark picks.
+func decode(data []byte, unmarshal func([]byte, any) error) (jsonrpc.Message, error) {
 	var w wireMessage
-	if err := json.Unmarshal(data, &w); err != nil {
+	if err := unmarshal(data, &w); err != nil {
 		return nil, err
 	}
 	if w.JSONRPC != "2.0" {
@@ -39,8 +84,12 @@ func Decode(data []byte) (jsonrpc.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if w.Method != nil {
-		return &jsonrpc.Request{ID: id, Method: *w.Method, Params: w.Params}, nil
+	if len(w.Method) > 0 {
+		var method string
+		if err := unmarshal(w.Method, &method); err != nil {
+			return nil, err
+		}
+		return &jsonrpc.Request{ID: id, Method: method, Params: w.Params}, nil
 	}
 	if !id.IsValid() {
 		return nil, errors.New("invalid request: neither a method nor an id")
@@ -50,6 +99,45 @@ func Decode(data []byte) (jsonrpc.Message, error) {
 		resp.Error = w.Error
 	}
 	return resp, nil
+}
+
+// Encode writes msg as jsonrpc.EncodeMessage does, but copies raw params
+// and results as they are, not compacted: each must be one JSON value (an
+// invalid one is an error; bytes after the first value are not copied).
+// HTML characters are not escaped, as the SDK does not escape them.
+func Encode(msg jsonrpc.Message) ([]byte, error) {
+	out := outMessage{JSONRPC: "2.0"}
+	switch m := msg.(type) {
+	case *jsonrpc.Request:
+		out.ID, out.Method, out.Params = m.ID.Raw(), m.Method, m.Params
+	case *jsonrpc.Response:
+		out.ID, out.Result, out.Error = m.ID.Raw(), m.Result, wireError(m.Error)
+	default:
+		return nil, fmt.Errorf("encoding a JSON-RPC message: unknown type %T", msg)
+	}
+	data, err := sjson.Append(make([]byte, 0, 128+len(out.Params)+len(out.Result)), &out, 0)
+	if err != nil {
+		return nil, fmt.Errorf("encoding a JSON-RPC message: %w", err)
+	}
+	return data, nil
+}
+
+// wireError is the error object of a response, as the SDK makes it: an
+// error that is not a *jsonrpc.Error keeps its text and the code of the
+// *jsonrpc.Error it wraps, if any.
+func wireError(err error) *jsonrpc.Error {
+	if err == nil {
+		return nil
+	}
+	if e, ok := err.(*jsonrpc.Error); ok {
+		return e
+	}
+	out := &jsonrpc.Error{Message: err.Error()}
+	var wrapped *jsonrpc.Error
+	if errors.As(err, &wrapped) {
+		out.Code = wrapped.Code
+	}
+	return out
 }
 
 // MediaType is the media type of a Content-Type or Accept element,

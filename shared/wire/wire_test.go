@@ -1,6 +1,9 @@
 package wire
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -55,4 +58,126 @@ func normalize(m jsonrpc.Message) jsonrpc.Message {
 		return &c
 	}
 	return m
+}
+
+// TestEncodeMatchesSDK checks Encode against the SDK's own encoder:
+// the same bytes for compact raw values.
+func TestEncodeMatchesSDK(t *testing.T) {
+	num := mustID(t, float64(7))
+	str := mustID(t, "a<b>&\u2028")
+	for _, msg := range []jsonrpc.Message{
+		&jsonrpc.Request{ID: num, Method: "tools/call", Params: json.RawMessage(`{"name":"x","arguments":{"html":"<&>"}}`)},
+		&jsonrpc.Request{Method: "notifications/initialized"},
+		&jsonrpc.Request{ID: str, Method: "ping\u2028<>"},
+		&jsonrpc.Response{ID: num, Result: json.RawMessage(`{"content":[{"type":"text","text":"é\u00e9 <b>"}]}`)},
+		&jsonrpc.Response{ID: str, Error: &jsonrpc.Error{Code: -32602, Message: "bad <params>", Data: json.RawMessage(`{"a":1}`)}},
+		&jsonrpc.Response{ID: num, Error: fmt.Errorf("wrapped: %w", &jsonrpc.Error{Code: -32000, Message: "inner"})},
+		&jsonrpc.Response{ID: num, Error: errors.New("plain")},
+	} {
+		want, err := jsonrpc.EncodeMessage(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Encode(msg)
+		if err != nil {
+			t.Fatalf("%s: %v", want, err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("Encode = %s\n   SDK says %s", got, want)
+		}
+	}
+}
+
+// TestEncodeRaw checks that raw values are copied as they are when
+// valid and refused when not.
+func TestEncodeRaw(t *testing.T) {
+	id := mustID(t, float64(1))
+	got, err := Encode(&jsonrpc.Response{ID: id, Result: json.RawMessage(`{ "a" : [1, 2] }`)})
+	if err != nil || string(got) != `{"jsonrpc":"2.0","id":1,"result":{ "a" : [1, 2] }}` {
+		t.Errorf("Encode = %s, %v", got, err)
+	}
+	for _, bad := range []string{`{"a":`, `nope`, `{"a":01}`} {
+		if got, err := Encode(&jsonrpc.Request{ID: id, Method: "m", Params: json.RawMessage(bad)}); err == nil {
+			t.Errorf("params %s: Encode = %s; want an error", bad, got)
+		}
+	}
+}
+
+// TestUnmarshal checks the SDK's decoding rules: exact key match, one
+// value only, encoding/json's error types.
+func TestUnmarshal(t *testing.T) {
+	var v struct {
+		Name string `json:"name"`
+	}
+	if err := Unmarshal([]byte(`{"Name":"x"}`), &v); err != nil || v.Name != "" {
+		t.Errorf("a key of another case: name %q, error %v; want it ignored", v.Name, err)
+	}
+	if err := Unmarshal([]byte(" {\"name\":\"y\"}\n "), &v); err != nil || v.Name != "y" {
+		t.Errorf("name %q, error %v", v.Name, err)
+	}
+	var syntax *json.SyntaxError
+	for _, in := range []string{`{"name":"x"} {}`, `{"name":"x"}]`, `{"name":`, ``} {
+		if err := Unmarshal([]byte(in), &v); !errors.As(err, &syntax) {
+			t.Errorf("%q: error %v; want a *json.SyntaxError", in, err)
+		}
+	}
+	var typeErr *json.UnmarshalTypeError
+	if err := Unmarshal([]byte(`{"name":1}`), &v); !errors.As(err, &typeErr) {
+		t.Errorf("a number for a string: error %v; want a *json.UnmarshalTypeError", err)
+	}
+}
+
+func mustID(t testing.TB, v any) jsonrpc.ID {
+	t.Helper()
+	id, err := jsonrpc.MakeID(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// FuzzDecode checks Decode against the SDK's decoder on arbitrary input
+// (Decode is stricter in one way: it refuses trailing data after the
+// message), and that Encode writes what Decode reads back.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+		`{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x","arguments":{"a":[1,2,{"b":null}]}}}`,
+		`{"jsonrpc":"2.0","method":null}`,
+		`{"jsonrpc":"2.0","id":3,"result":{"ok":true}}`,
+		`{"jsonrpc":"2.0","id":3,"error":{"code":-32601,"message":"no","data":[1]}}`,
+		`{"jsonrpc":"2.0","id":1.5,"method":"x"}`,
+		`{"JSONRPC":"2.0","ID":1,"Method":"x"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"x"} {}`,
+		"{\"jsonrpc\":\"2.0\",\"id\":\"\xff\",\"method\":\"\\u2028\"}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, wantErr := jsonrpc.DecodeMessage(data)
+		got, gotErr := Decode(data)
+		if wantErr == nil && gotErr != nil && !json.Valid(data) {
+			return // the SDK reads the first of several values; Decode refuses them
+		}
+		if (wantErr == nil) != (gotErr == nil) {
+			t.Fatalf("%q: error %v; SDK says %v", data, gotErr, wantErr)
+		}
+		if gotErr != nil {
+			return
+		}
+		if !reflect.DeepEqual(normalize(got), normalize(want)) {
+			t.Fatalf("%q: got %#v; SDK says %#v", data, got, want)
+		}
+		if r, ok := got.(*jsonrpc.Request); ok && r.Method == "" {
+			return // encoded without a method, as the SDK does: not a request any more
+		}
+		out, err := Encode(got)
+		if err != nil {
+			t.Fatalf("Encode(Decode(%q)): %v", data, err)
+		}
+		again, err := Decode(out)
+		if err != nil || !reflect.DeepEqual(normalize(again), normalize(got)) {
+			t.Fatalf("Decode(Encode(Decode(%q))) = %#v, %v; want %#v", data, again, err, got)
+		}
+	})
 }
