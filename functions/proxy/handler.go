@@ -628,7 +628,13 @@ func (h *Handler) logExchange(r *http.Request, x *exchange) {
 	if x.httpStatus >= 500 {
 		level = slog.LevelError
 	}
-	h.log.LogAttrs(r.Context(), level, "mcp request", attrs...)
+	// The Handler directly, with no caller's PC: Logger.LogAttrs would
+	// walk the stack for a source location the logger does not print.
+	if ctx := r.Context(); h.log.Enabled(ctx, level) {
+		rec := slog.NewRecord(time.Now(), level, "mcp request", 0)
+		rec.AddAttrs(attrs...)
+		h.log.Handler().Handle(ctx, rec)
+	}
 	h.record(r, x, took)
 }
 

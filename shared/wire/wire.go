@@ -8,8 +8,8 @@
 // github.com/segmentio/encoding/json, used directly: the SDK's decoder
 // starts every message with a fresh 32 KiB buffer, and its encoder is
 // encoding/json's, which re-validates and compacts every raw params and
-// result it passes on. Here a raw value is checked once, by the library's
-// own parser, and copied as it is (BENCHMARKS.md, "JSON on the hot path").
+// result it passes on. Here a raw value is checked once, when it is read,
+// and copied as it is (BENCHMARKS.md, "JSON on the hot path").
 package wire
 
 import (
@@ -101,10 +101,12 @@ func decode(data []byte, unmarshal func([]byte, any) error) (jsonrpc.Message, er
 	return resp, nil
 }
 
-// Encode writes msg as jsonrpc.EncodeMessage does, but copies raw params
-// and results as they are, not compacted: each must be one JSON value (an
-// invalid one is an error; bytes after the first value are not copied).
-// HTML characters are not escaped, as the SDK does not escape them.
+// Encode writes msg as jsonrpc.EncodeMessage does, but copies raw params,
+// results and error data as they are, neither checked again nor
+// compacted: each must be one valid JSON value, as every raw value of the
+// proxy is, being read by Decode or Unmarshal (which check it) or written
+// by an encoder. HTML characters are not escaped, as the SDK does not
+// escape them.
 func Encode(msg jsonrpc.Message) ([]byte, error) {
 	out := outMessage{JSONRPC: "2.0"}
 	switch m := msg.(type) {
@@ -115,7 +117,7 @@ func Encode(msg jsonrpc.Message) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("encoding a JSON-RPC message: unknown type %T", msg)
 	}
-	data, err := sjson.Append(make([]byte, 0, 128+len(out.Params)+len(out.Result)), &out, 0)
+	data, err := sjson.Append(make([]byte, 0, 128+len(out.Params)+len(out.Result)), &out, sjson.TrustRawMessage)
 	if err != nil {
 		return nil, fmt.Errorf("encoding a JSON-RPC message: %w", err)
 	}
