@@ -18,6 +18,8 @@
 #   SCHEDULER_JOB              [mcp-flushlogs]
 #   SCHEDULE                   [* * * * *]      cron, in TIME_ZONE [Etc/UTC]
 #   PROXY_MEMORY               [256Mi]  PROXY_CPU [1]  PROXY_CONCURRENCY [80]
+#   PROXY_GOMAXPROCS           [PROXY_CPU rounded up]  the proxy's GOMAXPROCS: one P per vCPU
+#                              (Go's own default never goes below 2; BENCHMARKS.md)
 #   PROXY_MIN_INSTANCES        [1]      PROXY_MAX_INSTANCES [100]  PROXY_TIMEOUT [120s]
 #   FLUSH_TIMEOUT              [60s]    FLUSH_BUDGET [45s]  FLUSH_ATTEMPT_DEADLINE [55s]
 #   DB_SECRET                  [mcp-database-url]    from DATABASE_URL or DATABASE_URL_FILE
@@ -46,6 +48,15 @@ TIME_ZONE=${TIME_ZONE:-Etc/UTC}
 PROXY_MEMORY=${PROXY_MEMORY:-256Mi}
 PROXY_CPU=${PROXY_CPU:-1}
 PROXY_CONCURRENCY=${PROXY_CONCURRENCY:-80}
+if ! [[ $PROXY_CPU =~ ^[0-9]+([.][0-9]+)?$ ]] || [ "$(awk -v c="$PROXY_CPU" 'BEGIN { print (c > 0) }')" != 1 ]; then
+  echo "deploy.sh: PROXY_CPU must be a positive number of vCPUs, such as 1, 2 or 0.5; got \"$PROXY_CPU\"" >&2
+  exit 1
+fi
+PROXY_GOMAXPROCS=${PROXY_GOMAXPROCS:-$(awk -v c="$PROXY_CPU" 'BEGIN { n = int(c); if (n < c) n++; if (n < 1) n = 1; print n }')}
+if ! [[ $PROXY_GOMAXPROCS =~ ^[1-9][0-9]*$ ]]; then
+  echo "deploy.sh: PROXY_GOMAXPROCS must be a positive whole number; got \"$PROXY_GOMAXPROCS\"" >&2
+  exit 1
+fi
 PROXY_MIN_INSTANCES=${PROXY_MIN_INSTANCES:-1}
 PROXY_MAX_INSTANCES=${PROXY_MAX_INSTANCES:-100}
 PROXY_TIMEOUT=${PROXY_TIMEOUT:-120s}
@@ -238,7 +249,7 @@ fi
 common=(--gen2 --region="$REGION" --runtime="$RUNTIME" --source=. --trigger-http --project="$PROJECT_ID" --quiet)
 
 step "Deploying $PROXY_FUNCTION (Proxy)"
-proxy_env=$env_vars
+proxy_env="$env_vars|GOMAXPROCS=$PROXY_GOMAXPROCS"
 if [ -n "$ALLOWED_ORIGINS" ]; then
   proxy_env+="|ALLOWED_ORIGINS=$ALLOWED_ORIGINS"
 fi

@@ -228,6 +228,42 @@ func TestDeployDryRun(t *testing.T) {
 	}
 }
 
+// TestDeployGOMAXPROCS checks that the proxy gets one P per vCPU, rounded
+// up, and the other functions Go's default.
+func TestDeployGOMAXPROCS(t *testing.T) {
+	for _, tc := range []struct{ cpu, want string }{{"", "1"}, {"2", "2"}, {"0.5", "1"}, {"1.5", "2"}} {
+		var extra []string
+		if tc.cpu != "" {
+			extra = append(extra, "PROXY_CPU="+tc.cpu)
+		}
+		for _, cmd := range commands(t, dryRun(t, extra...)) {
+			if len(cmd) < 4 || cmd[1] != "functions" || cmd[2] != "deploy" {
+				continue
+			}
+			env := ""
+			for _, w := range cmd {
+				if v, ok := strings.CutPrefix(w, "--set-env-vars="); ok {
+					env = v
+				}
+			}
+			want := ""
+			if slices.Contains(cmd, "--entry-point=Proxy") {
+				want = "|GOMAXPROCS=" + tc.want
+			}
+			if got := regexp.MustCompile(`\|GOMAXPROCS=[^|]*`).FindString(env); got != want {
+				t.Errorf("PROXY_CPU=%q: %s deployed with %q; want %q", tc.cpu, cmd[3], got, want)
+			}
+		}
+	}
+	for _, bad := range []string{"PROXY_CPU=abc", "PROXY_CPU=0", "PROXY_GOMAXPROCS=0", "PROXY_GOMAXPROCS=1.5"} {
+		cmd := exec.Command("./deploy.sh")
+		cmd.Env = append(os.Environ(), "DRY_RUN=1", "PROJECT_ID=dry-run-project", bad)
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), strings.Split(bad, "=")[0]+" must be") {
+			t.Errorf("%s: %v, %s; want a failure naming the setting", bad, err, out)
+		}
+	}
+}
+
 func TestDeployNeedsProject(t *testing.T) {
 	cmd := exec.Command("./deploy.sh")
 	cmd.Env = append(os.Environ(), "DRY_RUN=1", "PROJECT_ID=")

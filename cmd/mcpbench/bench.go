@@ -99,6 +99,14 @@ type results struct {
 
 const loadProtocol = "2026-07-28"
 
+// proxyGOMAXPROCS is what deploy.sh gives the proxy with its default
+// PROXY_CPU=1: one P for one vCPU.
+const proxyGOMAXPROCS = "GOMAXPROCS=1"
+
+// reverseProxy1P is the bare reverse proxy run with the proxy's
+// GOMAXPROCS, so that the goals can also be read like for like.
+const reverseProxy1P = "reverseproxy-1p"
+
 func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) {
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "mcpbench: "+format+"\n", args...) }
 	dir, err := os.MkdirTemp("", "mcpbench-")
@@ -151,6 +159,8 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The bare reverse proxy twice: with Go's default GOMAXPROCS (one per
+	// core) and with the proxy's.
 	rp, err := launch("reverseproxy", self, []string{"reverseproxy", "-target", upURL}, nil)
 	if err != nil {
 		return nil, err
@@ -159,10 +169,19 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	if err != nil {
 		return nil, err
 	}
+	rp1, err := launch(reverseProxy1P, self, []string{"reverseproxy", "-target", upURL}, []string{proxyGOMAXPROCS})
+	if err != nil {
+		return nil, err
+	}
+	rp1URL, err := rp1.url(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// The proxy as deployed: the Functions Framework binary of the three
-	// functions, its request log written to Firestore (the emulator).
+	// functions, its request log written to Firestore (the emulator), on
+	// one P as deploy.sh runs it on one vCPU.
 	collection := "bench-" + logbuffer.NewID()[:12]
-	proxyEnv := []string{"MCP_ENCRYPTION_KEY=" + encKey, "LOG_LEVEL=INFO", "REQUEST_LOG_COLLECTION=" + collection}
+	proxyEnv := []string{"MCP_ENCRYPTION_KEY=" + encKey, "LOG_LEVEL=INFO", "REQUEST_LOG_COLLECTION=" + collection, proxyGOMAXPROCS}
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -179,6 +198,7 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	targets := []target{
 		{name: "direct", url: upURL, tool: "echo"},
 		{name: "reverseproxy", url: rpURL, tool: "echo", proc: rp},
+		{name: reverseProxy1P, url: rp1URL, tool: "echo", proc: rp1},
 		{name: "proxy", url: "http://" + addr + "/mcp", tool: "demo__echo", key: key, proc: px},
 	}
 	res := &results{when: time.Now().UTC(), clients: o.clients, protocol: loadProtocol}

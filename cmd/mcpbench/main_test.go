@@ -86,7 +86,8 @@ func TestBench(t *testing.T) {
 	if strings.Contains(s, "\nold\n") || !strings.HasSuffix(s, sectionEnd+"\n\n## Kept\n") {
 		t.Errorf("the section was not replaced in place:\n%s", s)
 	}
-	for _, row := range []string{"| 1 | direct |", "| 1 | reverseproxy |", "| 1 | proxy |", "| 4 | direct |", "| 4 | reverseproxy |", "| 4 | proxy |"} {
+	for _, row := range []string{"| 1 | direct |", "| 1 | reverseproxy |", "| 1 | reverseproxy-1p |", "| 1 | proxy |",
+		"| 4 | direct |", "| 4 | reverseproxy |", "| 4 | reverseproxy-1p |", "| 4 | proxy |", "against `reverseproxy-1p` "} {
 		if !strings.Contains(s, row) {
 			t.Errorf("no row %q in:\n%s", row, s)
 		}

@@ -92,12 +92,14 @@ func (r *results) markdown(o *options, command string) string {
 		"the targets taking turns within each round; load from `mcpload` with go-sdk clients speaking %s, "+
 		"one session per client, each sending its next `tools/call` of `echo` when the last is answered).\n\n",
 		r.when.Format("2006-01-02 15:04 MST"), machine(), command, o.rounds, o.duration, r.protocol)
-	w("Processes: the load tool; the upstream (`demo-upstream --stateless --json`, go-sdk); `reverseproxy`, a bare " +
-		"`httputil.ReverseProxy` with a keep-alive pool of 100; `proxy`, the Functions Framework binary of the " +
-		"functions (`devserver`) with its request log written to the Firestore emulator and a log line per request, " +
-		"as deployed, warm. All share the machine's cores with Postgres and the emulator. CPU µs/call is the CPU time " +
-		"(user + system, all threads, from /proc) of the target's own process per call; RSS is its resident set. " +
-		"Medians over the rounds, per column.\n\n")
+	w("Processes: the load tool; the upstream (`demo-upstream --stateless --json`, go-sdk); `reverseproxy`, a bare "+
+		"`httputil.ReverseProxy` with a keep-alive pool of 100 and Go's default GOMAXPROCS (one per core); `%s`, "+
+		"the same with GOMAXPROCS=1; `proxy`, the Functions Framework binary of the "+
+		"functions (`devserver`) with its request log written to the Firestore emulator and a log line per request, "+
+		"as deployed (GOMAXPROCS=1, as `deploy.sh` sets it for one vCPU), warm. All share the machine's cores with "+
+		"Postgres and the emulator. CPU µs/call is the CPU time "+
+		"(user + system, all threads, from /proc) of the target's own process per call; RSS is its resident set. "+
+		"Medians over the rounds, per column.\n\n", reverseProxy1P)
 	w("| clients | target | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU µs/call | upstream CPU µs/call | RSS MiB |\n")
 	w("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, clients := range r.clients {
@@ -112,22 +114,36 @@ func (r *results) markdown(o *options, command string) string {
 		}
 	}
 	most, fewest := r.clients[len(r.clients)-1], r.clients[0]
-	dm, rm, pm := r.cell("direct", most), r.cell("reverseproxy", most), r.cell("proxy", most)
-	df, rf, pf := r.cell("direct", fewest), r.cell("reverseproxy", fewest), r.cell("proxy", fewest)
-	tput := pm.perSecond / rm.perSecond
-	cpuM, cpuF := pm.cpu/rm.cpu, pf.cpu/rf.cpu
-	addM, addF := (pm.p50-dm.p50)/(rm.p50-dm.p50), (pf.p50-df.p50)/(rf.p50-df.p50)
+	// Each goal is read against both reverse proxies and met only if met
+	// against both.
+	var tput, cpu, added []string
+	tputOK, cpuOK, addedOK := true, true, true
+	for _, ref := range []string{"reverseproxy", reverseProxy1P} {
+		dm, rm, pm := r.cell("direct", most), r.cell(ref, most), r.cell("proxy", most)
+		df, rf, pf := r.cell("direct", fewest), r.cell(ref, fewest), r.cell("proxy", fewest)
+		t := pm.perSecond / rm.perSecond
+		cm, cf := pm.cpu/rm.cpu, pf.cpu/rf.cpu
+		am, amOK := addedRatio(pm.p50-dm.p50, rm.p50-dm.p50)
+		af, afOK := addedRatio(pf.p50-df.p50, rf.p50-df.p50)
+		tputOK = tputOK && t >= goalThroughput
+		cpuOK = cpuOK && cm <= goalCPU
+		addedOK = addedOK && amOK && afOK
+		tput = append(tput, fmt.Sprintf("against `%s` %.2f× (%s vs %s calls/s)", ref, t, thousands(pm.perSecond), thousands(rm.perSecond)))
+		cpu = append(cpu, fmt.Sprintf("against `%s` %.2f× (%.0f vs %.0f µs); at %d client(s), not a goal: %.2f× (%.0f vs %.0f µs)",
+			ref, cm, pm.cpu, rm.cpu, fewest, cf, pf.cpu, rf.cpu))
+		added = append(added, fmt.Sprintf("against `%s`: %d clients %s (%.3f vs %.3f ms), %d client(s) %s (%.3f vs %.3f ms)",
+			ref, most, am, pm.p50-dm.p50, rm.p50-dm.p50, fewest, af, pf.p50-df.p50, rf.p50-df.p50))
+	}
 	// The warm cache's refreshes: one key and one config query per TTL.
 	refreshes := 2 * int64((r.statementSpan+cacheTTL-1)/cacheTTL)
 	writes := float64(r.batches) / float64(max(1, r.entries))
-	w("\nAgainst the goals:\n\n| goal | measured | |\n|---|---|---|\n")
-	w("| throughput at %d clients ≥ %.2f× the bare reverse proxy | %.2f× (%s vs %s calls/s) | %s |\n",
-		most, goalThroughput, tput, thousands(pm.perSecond), thousands(rm.perSecond), verdict(tput >= goalThroughput))
-	w("| proxy CPU per call at %d clients ≤ %.1f× the bare reverse proxy's | %.2f× (%.0f vs %.0f µs); at %d client(s), not a goal: %.2f× (%.0f vs %.0f µs) | %s |\n",
-		most, goalCPU, cpuM, pm.cpu, rm.cpu, fewest, cpuF, pf.cpu, rf.cpu, verdict(cpuM <= goalCPU))
-	w("| p50 added over direct ≤ %.1f× the reverse proxy's | %d clients: %.2f× (%.3f vs %.3f ms); %d client(s): %.2f× (%.3f vs %.3f ms) | %s |\n",
-		goalAddedP50, most, addM, pm.p50-dm.p50, rm.p50-dm.p50, fewest, addF, pf.p50-df.p50, rf.p50-df.p50,
-		verdict(addM <= goalAddedP50 && addF <= goalAddedP50))
+	w("\nAgainst the goals (each met only if met against both reverse proxies):\n\n| goal | measured | |\n|---|---|---|\n")
+	w("| throughput at %d clients ≥ %.2f× the bare reverse proxy | %s | %s |\n",
+		most, goalThroughput, strings.Join(tput, "; "), verdict(tputOK))
+	w("| proxy CPU per call at %d clients ≤ %.1f× the bare reverse proxy's | %s | %s |\n",
+		most, goalCPU, strings.Join(cpu, "; "), verdict(cpuOK))
+	w("| p50 added over direct ≤ %.1f× the reverse proxy's | %s | %s |\n",
+		goalAddedP50, strings.Join(added, "; "), verdict(addedOK))
 	w("| 0 Postgres statements per warm request | %d statements over %s measured requests in %.0f s (pg_stat_statements, reset after the warm-up): "+
 		"%.6f per request; the cache's background refreshes allow %d (one key and one config query per CACHE_TTL, 60 s) | %s |\n",
 		r.statements, thousands(float64(r.proxiedRequests)), r.statementSpan.Seconds(),
@@ -153,6 +169,16 @@ func (r *results) markdown(o *options, command string) string {
 	}
 	w("\n![tools/call latency by percentile](docs/bench-latency.svg)\n%s", sectionEnd)
 	return b.String()
+}
+
+// addedRatio is the proxy's added latency over the reference's, and
+// whether it meets the goal. A reference that added none (a short, noisy
+// run) gives no ratio, and the goal counts as missed.
+func addedRatio(proxy, ref float64) (string, bool) {
+	if ref <= 0 {
+		return "no ratio: the reference added none", false
+	}
+	return fmt.Sprintf("%.2f×", proxy/ref), proxy/ref <= goalAddedP50
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -147,7 +147,9 @@ func (e *env) devserverEnv(port int) []string {
 		// comes while the emulator is down (some 20 s with the restart of
 		// the JVM and the client's reconnection, at about 2,000 requests a
 		// second here). Drops are counted and fail the run.
-		"MCP_ENCRYPTION_KEY=" + e.encKey, "LOG_LEVEL=INFO"}
+		"MCP_ENCRYPTION_KEY=" + e.encKey, "LOG_LEVEL=INFO",
+		// One P, as deploy.sh runs the proxy on one vCPU.
+		"GOMAXPROCS=1"}
 }
 
 // startServices starts Postgres, the emulator and the upstream, and seeds
