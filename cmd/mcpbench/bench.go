@@ -179,9 +179,12 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	}
 	// The proxy as deployed: the Functions Framework binary of the three
 	// functions, its request log written to Firestore (the emulator), on
-	// one P as deploy.sh runs it on one vCPU.
+	// one P as deploy.sh runs it on one vCPU, with K_SERVICE set as Cloud
+	// Run sets it (the framework then writes an empty line to stdout and
+	// stderr after every request).
 	collection := "bench-" + logbuffer.NewID()[:12]
-	proxyEnv := []string{"MCP_ENCRYPTION_KEY=" + encKey, "LOG_LEVEL=INFO", "REQUEST_LOG_COLLECTION=" + collection, proxyGOMAXPROCS}
+	proxyEnv := []string{"MCP_ENCRYPTION_KEY=" + encKey, "LOG_LEVEL=INFO", "REQUEST_LOG_COLLECTION=" + collection,
+		proxyGOMAXPROCS, "K_SERVICE=mcp-proxy"}
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err

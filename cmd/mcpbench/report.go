@@ -96,7 +96,8 @@ func (r *results) markdown(o *options, command string) string {
 		"`httputil.ReverseProxy` with a keep-alive pool of 100 and Go's default GOMAXPROCS (one per core); `%s`, "+
 		"the same with GOMAXPROCS=1; `proxy`, the Functions Framework binary of the "+
 		"functions (`devserver`) with its request log written to the Firestore emulator and a log line per request, "+
-		"as deployed (GOMAXPROCS=1, as `deploy.sh` sets it for one vCPU), warm. All share the machine's cores with "+
+		"as deployed (GOMAXPROCS=1, as `deploy.sh` sets it for one vCPU; `K_SERVICE` set, as on Cloud Run, "+
+		"so the framework also writes an empty line to stdout and stderr after each request), warm. All share the machine's cores with "+
 		"Postgres and the emulator. CPU µs/call is the CPU time "+
 		"(user + system, all threads, from /proc) of the target's own process per call; RSS is its resident set. "+
 		"Medians over the rounds, per column.\n\n", reverseProxy1P)
