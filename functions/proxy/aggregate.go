@@ -10,6 +10,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
+
+	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // On the aggregated route (/mcp, /mcp/{instanceId}) the proxy serves the
@@ -67,31 +69,24 @@ func loadCatalog(ctx context.Context, s *mcp.ClientSession) (*catalog, error) {
 	if r := s.InitializeResult(); r != nil && r.Capabilities != nil {
 		c.caps = r.Capabilities
 	}
+	var err error
 	if c.caps.Prompts != nil {
-		for p, err := range s.Prompts(ctx, nil) {
-			if err != nil {
-				return nil, err
-			}
-			c.prompts = append(c.prompts, p)
+		if c.prompts, err = upstream.ListPrompts(ctx, s); err != nil {
+			return nil, err
 		}
 	}
 	if c.caps.Resources != nil {
-		for r, err := range s.Resources(ctx, nil) {
-			if err != nil {
-				return nil, err
-			}
-			c.resources = append(c.resources, r)
+		if c.resources, err = upstream.ListResources(ctx, s); err != nil {
+			return nil, err
 		}
-		for t, err := range s.ResourceTemplates(ctx, nil) {
-			if err != nil {
-				// Templates are optional: a server with resources but
-				// without templates may not know the method.
-				if jerr := (*jsonrpc.Error)(nil); errors.As(err, &jerr) && jerr.Code == codeMethodNotFound {
-					break
-				}
-				return nil, err
-			}
-			c.templates = append(c.templates, t)
+		c.templates, err = upstream.ListResourceTemplates(ctx, s)
+		// Templates are optional: a server with resources but without
+		// templates may not know the method.
+		if jerr := (*jsonrpc.Error)(nil); errors.As(err, &jerr) && jerr.Code == codeMethodNotFound {
+			err = nil
+		}
+		if err != nil {
+			return nil, err
 		}
 		c.matchers = make([]*uritemplate.Template, len(c.templates))
 		for i, t := range c.templates {

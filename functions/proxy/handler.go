@@ -126,18 +126,23 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 			logger.Warn("cache refresh failed; serving the cached value", "cache", what, "error", err.Error())
 		}
 	}
+	panicked := func(what string) func(string, any, []byte) {
+		return func(_ string, p any, stack []byte) {
+			logger.Error("panic in cache loader; the load failed", "cache", what, "panic", fmt.Sprint(p), "stack", string(stack))
+		}
+	}
 	keyOpts := opts.Cache
-	keyOpts.IsNegative, keyOpts.OnRefreshError = notFound, refreshFailed("apiKey")
+	keyOpts.IsNegative, keyOpts.OnRefreshError, keyOpts.OnPanic = notFound, refreshFailed("apiKey"), panicked("apiKey")
 	h.keys = configcache.New[*tenant.Key](keyOpts)
 	viewOpts := opts.Cache
-	viewOpts.IsNegative, viewOpts.OnRefreshError = notFound, refreshFailed("instance")
+	viewOpts.IsNegative, viewOpts.OnRefreshError, viewOpts.OnPanic = notFound, refreshFailed("instance"), panicked("instance")
 	h.views = configcache.New[*view](viewOpts)
 	// A failing upstream must drop out of the list, so its tool list is
 	// never served stale.
 	h.tools = configcache.New[*toolList](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
-		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now})
+		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now, OnPanic: panicked("tools")})
 	h.catalogCache = configcache.New[*catalog](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
-		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now})
+		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now, OnPanic: panicked("catalog")})
 	return h
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // Resources, prompts, completions and logging levels are served on both
@@ -75,6 +77,7 @@ func relayTo[P mcp.Params, R any](ctx context.Context, h *Handler, x *exchange, 
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, x, u, err)
 	}
+	upstream.ValidEntries(result)
 	if cache != nil {
 		// The upstream answered with this tenant's credentials: the
 		// result is the caller's alone, whatever the upstream says.

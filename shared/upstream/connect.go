@@ -110,18 +110,6 @@ func Connect(ctx context.Context, up tenant.Upstream, httpClient *http.Client) (
 	return session, nil
 }
 
-// ListTools asks a session for all its tools, following pagination.
-func ListTools(ctx context.Context, s *mcp.ClientSession) ([]*mcp.Tool, error) {
-	var tools []*mcp.Tool
-	for t, err := range s.Tools(ctx, nil) {
-		if err != nil {
-			return nil, err
-		}
-		tools = append(tools, t)
-	}
-	return tools, nil
-}
-
 // Discover connects to up, lists its tools and disconnects. It presents
 // the config's headers only; Pool.Discover also presents OAuth and Cloud
 // Run IAM tokens.

@@ -21,6 +21,7 @@ package configcache
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +53,9 @@ type Options struct {
 	// OnRefreshError is told about a failed background refresh; nil
 	// ignores it.
 	OnRefreshError func(key string, err error)
+	// OnPanic is told about a loader that panicked, with the panic's
+	// value and stack; the load fails with a *PanicError. Nil ignores it.
+	OnPanic func(key string, value any, stack []byte)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -181,7 +185,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Contex
 func (c *Cache[V]) load(key string, load func(context.Context) (V, error)) (V, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.LoadTimeout)
 	defer cancel()
-	v, err := load(ctx)
+	v, err := c.safeLoad(ctx, key, load)
 	now := c.opts.Now()
 	switch {
 	case err == nil:
@@ -190,6 +194,28 @@ func (c *Cache[V]) load(key string, load func(context.Context) (V, error)) (V, e
 		c.lru.Add(key, &entry[V]{err: err, expires: now.Add(c.opts.NegativeTTL)})
 	}
 	return v, err
+}
+
+// PanicError is the error of a load whose loader panicked.
+type PanicError struct{ Value any }
+
+func (e *PanicError) Error() string { return fmt.Sprintf("loader panicked: %v", e.Value) }
+
+// safeLoad runs load and turns a panic into its error. Loaders read what
+// a database or an upstream sent; a panic on it must fail the load, not
+// the process: singleflight re-panics on a goroutine of its own, where no
+// request's recover sees it, and every tenant's calls would die with it.
+func (c *Cache[V]) safeLoad(ctx context.Context, key string, load func(context.Context) (V, error)) (v V, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if c.opts.OnPanic != nil {
+				c.opts.OnPanic(key, p, debug.Stack())
+			}
+			var zero V
+			v, err = zero, &PanicError{Value: p}
+		}
+	}()
+	return load(ctx)
 }
 
 func (c *Cache[V]) negative(err error) bool {

@@ -201,3 +201,37 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestLoaderPanic: a loader that panics, on a miss and on a background
+// refresh, fails its load with a *PanicError and tells OnPanic; the
+// process (this test binary) lives on and the cache keeps serving.
+func TestLoaderPanic(t *testing.T) {
+	clk := &clock{now: time.Unix(1000, 0)}
+	var panics atomic.Int32
+	c := New[string](Options{TTL: time.Second, Now: clk.Now, OnPanic: func(key string, v any, stack []byte) {
+		if key != "k" || v != "boom" || len(stack) == 0 {
+			t.Errorf("OnPanic(%q, %v, %d bytes of stack)", key, v, len(stack))
+		}
+		panics.Add(1)
+	}})
+	boom := func(context.Context) (string, error) { panic("boom") }
+	_, _, err := c.Get(context.Background(), "k", boom)
+	var pe *PanicError
+	if !errors.As(err, &pe) || pe.Value != "boom" {
+		t.Fatalf("Get with a panicking loader: %v; want a *PanicError", err)
+	}
+	if v, _, err := c.Get(context.Background(), "k", func(context.Context) (string, error) { return "v", nil }); v != "v" || err != nil {
+		t.Fatalf("Get after the panic = %q, %v", v, err)
+	}
+	clk.Add(2 * time.Second) // stale: the refresh runs in the background and panics
+	if v, o, _ := c.Get(context.Background(), "k", boom); v != "v" || o != Stale {
+		t.Fatalf("stale Get = %q %v; want the stale value", v, o)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for panics.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := panics.Load(); got != 2 {
+		t.Errorf("OnPanic told %d times; want 2", got)
+	}
+}
