@@ -4,12 +4,19 @@ import (
 	"context"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/functions/flushlogs"
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
+	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
@@ -82,4 +89,63 @@ func instanceOf(t *testing.T, e *env, key string) string {
 		t.Fatal(err)
 	}
 	return k.InstanceID
+}
+
+// TestHostileClients: what one tenant's client can send that must cost
+// the process no more than a refusal, and what it can no longer hide
+// from the request log.
+func TestHostileClients(t *testing.T) {
+	ctx := context.Background()
+	store := &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}
+	buf := logbuffer.New(store, logbuffer.Options{BatchEntries: 40, MaxAge: 50 * time.Millisecond})
+	e := newEnv(t, proxy.Options{RequestLog: buf})
+	old := map[string]string{"Authorization": "Bearer " + e.key, "MCP-Protocol-Version": "2025-03-26"}
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	bomb := func(open, closing string, n int) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":` + strings.Repeat(open, n) + strings.Repeat(closing, n) + `}}`
+	}
+	batch := func(n int, msg string) string { return "[" + strings.TrimSuffix(strings.Repeat(msg+",", n), ",") + "]" }
+	tests := []struct {
+		name   string
+		body   string
+		status int
+		code   int
+	}{
+		{"4 MiB of nested arrays", bomb("[", "]", 2<<20-40), 400, -32600},
+		{"4 MiB of nested objects, unclosed", bomb(`{"a":`, "", (4<<20-60)/5), 400, -32600},
+		{"nested arrays in a batch", "[" + bomb("[", "]", 5000) + "]", 400, -32600},
+		{"deep but within the limit", bomb("[", "]", 900), 200, 0},
+		{"batch over the limit", batch(51, ping), 400, -32600},
+		{"batch of 50,000 calls", batch(50000, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo"}}`), 400, -32600},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, out := e.post(t, "/mcp", old, tt.body)
+			if resp.StatusCode != tt.status || rpcCode(out) != tt.code {
+				t.Errorf("got HTTP %d code %d (%.200v); want HTTP %d code %d", resp.StatusCode, rpcCode(out), out, tt.status, tt.code)
+			}
+		})
+	}
+
+	// A batch is logged as the requests it holds, each with its tool.
+	const calls = `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"a"}}},` +
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__add","arguments":{"a":1,"b":2}}},` +
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"beta__echo","arguments":{"text":"b"}}}]`
+	if resp, _ := e.post(t, "/mcp", old, calls); resp.StatusCode != 200 {
+		t.Fatalf("batch of three calls: HTTP %d", resp.StatusCode)
+	}
+	if err := buf.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := flushlogs.NewFlusher(e.db.Pool, store, flushlogs.Options{}).Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := e.db.Pool.Query(ctx, `SELECT tool_name FROM mcp_server_request_logs WHERE method = 'tools/call' ORDER BY tool_name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if want := []string{"alpha__add", "alpha__echo", "beta__echo"}; err != nil || !slices.Equal(tools, want) {
+		t.Errorf("logged calls %v (%v); want %v", tools, err, want)
+	}
 }

@@ -61,6 +61,7 @@ type Config struct {
 	FiguresInterval   time.Duration `env:"FIGURES_INTERVAL, default=1m"`
 
 	MaxBodyBytes   int64      `env:"MAX_BODY_BYTES, default=4194304"`
+	MaxBatch       int        `env:"MAX_BATCH_MESSAGES, default=50"`
 	AllowedOrigins []string   `env:"ALLOWED_ORIGINS"`
 	LogLevel       slog.Level `env:"LOG_LEVEL, default=INFO"`
 }
@@ -104,6 +105,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		RequestTimeout: c.RequestTimeout,
 		ListTimeout:    c.UpstreamListTimeout,
 		MaxBodyBytes:   c.MaxBodyBytes,
+		MaxBatch:       c.MaxBatch,
 		AllowedOrigins: c.AllowedOrigins,
 		Cache: configcache.Options{Size: c.CacheSize, TTL: c.CacheTTL, StaleIfError: c.CacheStaleIfError,
 			NegativeTTL: c.CacheNegativeTTL, LoadTimeout: c.Postgres.ConnectTimeout + c.Postgres.StatementTimeout},

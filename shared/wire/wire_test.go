@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -27,6 +28,10 @@ func TestDecodeMessageMatchesSDK(t *testing.T) {
 		`{"jsonrpc":"2.0","params":{}}`,
 		`{"jsonrpc":"2.0",`,
 		`[]`,
+		nested(MaxDepth - 1),
+		nested(MaxDepth),
+		`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"s":"` + strings.Repeat("[", 2*MaxDepth) + `"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"s":"\\\"` + strings.Repeat("{", 2*MaxDepth) + `"}}`,
 	} {
 		want, wantErr := jsonrpc.DecodeMessage([]byte(in))
 		got, gotErr := Decode([]byte(in))
@@ -36,6 +41,35 @@ func TestDecodeMessageMatchesSDK(t *testing.T) {
 		}
 		if wantErr == nil && !reflect.DeepEqual(normalize(got), normalize(want)) {
 			t.Errorf("%s: got %#v; SDK says %#v", in, got, want)
+		}
+	}
+}
+
+// nested is a ping whose params hold arrays nested to make the message
+// depth levels deep.
+func nested(depth int) string {
+	inner := depth - 1 // the message object is one level
+	return `{"jsonrpc":"2.0","id":1,"method":"ping","params":` + strings.Repeat("[", inner) + strings.Repeat("]", inner) + `}`
+}
+
+// TestDepth: a message as deep as MaxDepth is read, one level deeper is
+// ErrTooDeep, however large; brackets inside strings (escaped quotes
+// included) do not count.
+func TestDepth(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		deep bool
+	}{
+		{nested(MaxDepth), false},
+		{nested(MaxDepth + 1), true},
+		{nested(200000), true},
+		{`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"s":"` + strings.Repeat("[", 5000) + `"}}`, false},
+		{`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"s":"\\\"` + strings.Repeat("[", 5000) + `"}}`, false},
+		{`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"s":"\\",` + `"a":` + strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth) + `}}`, true},
+	} {
+		_, err := Decode([]byte(tt.in))
+		if got := errors.Is(err, ErrTooDeep); got != tt.deep {
+			t.Errorf("%.80s…: error %v; want too deep: %v", tt.in, err, tt.deep)
 		}
 	}
 }
