@@ -2,9 +2,13 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/flushlogs"
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
+	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/fstest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -147,5 +152,93 @@ func TestHostileClients(t *testing.T) {
 	tools, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if want := []string{"alpha__add", "alpha__echo", "beta__echo"}; err != nil || !slices.Equal(tools, want) {
 		t.Errorf("logged calls %v (%v); want %v", tools, err, want)
+	}
+}
+
+// TestProgressTenantLines: one tenant's upstream sends progress for the
+// tokens the proxy would give other calls (it used to number them
+// mcp-proxy-progress-1, -2, …) while another tenant's call waits for its
+// own progress; the victim sees only its own upstream's progress. And a
+// client's own progress token never reaches a shared upstream session,
+// streamed or not.
+func TestProgressTenantLines(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	ctx := context.Background()
+	victimKey := e.instanceWith(t, "victim", []postgres.Server{
+		{Name: "Local", Transport: tenant.TransportStdio, Command: demotest.Binary(t), Args: []string{"--transport", "stdio", "--name", "local"}},
+	}, []string{"slow"})
+	attackerKey := e.instanceWith(t, "attacker", []postgres.Server{
+		{Name: "Evil", Transport: tenant.TransportStdio, Command: hostile.Binary(t)},
+	}, []string{"guess", "meta"})
+
+	var mu sync.Mutex
+	var forged []string
+	victim := e.clientWith(t, "/mcp", victimKey, "2025-11-25", &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			if req.Params.Message == "from hostile" || req.Params.ProgressToken != "victim-token" {
+				mu.Lock()
+				forged = append(forged, fmt.Sprintf("%v %q", req.Params.ProgressToken, req.Params.Message))
+				mu.Unlock()
+			}
+		}})
+	attacker := e.client(t, "/mcp", attackerKey, "2025-11-25")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		params := &mcp.CallToolParams{Name: "local__slow", Arguments: map[string]any{"ms": 1500, "steps": 3}}
+		params.SetProgressToken("victim-token")
+		if _, err := victim.CallTool(ctx, params); err != nil {
+			t.Errorf("victim's call: %v", err)
+		}
+	}()
+	for guessing := true; guessing; {
+		select {
+		case <-done:
+			guessing = false
+		default:
+			if _, err := attacker.CallTool(ctx, &mcp.CallToolParams{Name: "evil__guess", Arguments: map[string]any{"count": 100}}); err != nil {
+				t.Fatalf("attacker's call: %v", err)
+			}
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // notifications reach the handler after the result
+	mu.Lock()
+	if len(forged) > 0 {
+		t.Errorf("the victim got %d progress notifications it never asked for, e.g. %s", len(forged), forged[0])
+	}
+	mu.Unlock()
+
+	// A client's token on a shared stdio session: neither with an event
+	// stream (the proxy's own token goes instead) nor without one.
+	for _, accept := range []string{"application/json, text/event-stream", "application/json"} {
+		_, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + attackerKey, "Accept": accept},
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__meta","arguments":{},"_meta":{"progressToken":"client-token"}}}`)
+		if got := fmt.Sprint(out["result"]); out["result"] == nil || strings.Contains(got, "client-token") {
+			t.Errorf("Accept %s: the upstream saw %s; want a result without the client's token", accept, got)
+		}
+	}
+}
+
+// TestForgedProgressOnTheCallsStream: an upstream that answers a call
+// with progress for tokens the call never sent, besides its own: the
+// client's event stream carries only the progress for its own token.
+func TestForgedProgressOnTheCallsStream(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	srv, _ := hostileUpstream(t, hostile.Good)
+	key := e.instanceWith(t, "forger", []postgres.Server{{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"progress"})
+	req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+"/mcp", strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__progress","arguments":{"tokens":["other",7,{"a":1}]},"_meta":{"progressToken":"mine"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	progress := strings.Count(string(body), `"notifications/progress"`)
+	if progress != 1 || !strings.Contains(string(body), `"progressToken":"mine"`) || !strings.Contains(string(body), "progress sent") {
+		t.Errorf("stream with %d progress events; want exactly the one for the client's token, then the result:\n%s", progress, body)
 	}
 }

@@ -174,12 +174,14 @@ func (h *Handler) discover(ctx context.Context, x *exchange, _ json.RawMessage) 
 // forwardedMeta is the client's _meta (decoded or raw) without the
 // protocol keys of its own connection to the proxy: the proxy's session
 // with the upstream has its own version and capabilities, which the
-// proxy adds itself.
+// proxy adds itself. The client's progress token is left out too: only a
+// call whose progress the proxy relays sends one, its own or the
+// client's on the call's own stream (relayProgress, callDirect).
 func forwardedMeta[M ~map[string]V, V any](m M) M {
 	var out M
 	for k, v := range m {
 		switch k {
-		case mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientCapabilities, mcp.MetaKeyClientInfo, mcp.MetaKeyLogLevel:
+		case mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientCapabilities, mcp.MetaKeyClientInfo, mcp.MetaKeyLogLevel, "progressToken":
 			continue
 		}
 		if out == nil {

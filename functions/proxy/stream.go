@@ -118,17 +118,26 @@ func (s *eventStream) settle() {
 	}
 }
 
-// relayProgress replaces the client's progress token in a tools/call's
-// _meta with one unique to the process, and sends the upstream's progress
-// notifications for it to the client with the client's token. It returns
-// the function that stops the relay once the call has returned.
-func (h *Handler) relayProgress(x *exchange, meta mcp.Meta) (mcp.Meta, func()) {
+// relayProgress prepares the _meta of a tools/call on s, a session the
+// upstream's other callers share: the client's progress token never goes
+// there (two clients may pick the same one). When the client takes an
+// event stream, a token of the proxy's bound to s goes instead, and the
+// upstream's progress for it is sent to the client with the client's
+// token. It returns the function that stops the relay once the call has
+// returned.
+func (h *Handler) relayProgress(x *exchange, s *mcp.ClientSession, meta mcp.Meta) (mcp.Meta, func()) {
 	token, ok := meta["progressToken"]
-	if !ok || token == nil || x.stream == nil {
-		return meta, func() {}
+	out := mcp.Meta{}
+	for k, v := range meta {
+		if k != "progressToken" {
+			out[k] = v
+		}
 	}
-	s := x.stream
-	proxyToken, stop := h.pool.WatchProgress(func(p *mcp.ProgressNotificationParams) {
+	if !ok || token == nil || x.stream == nil {
+		return out, func() {}
+	}
+	stream := x.stream
+	proxyToken, stop := h.pool.WatchProgress(s, func(p *mcp.ProgressNotificationParams) {
 		c := *p
 		c.ProgressToken = token
 		params, err := json.Marshal(&c)
@@ -139,15 +148,11 @@ func (h *Handler) relayProgress(x *exchange, meta mcp.Meta) (mcp.Meta, func()) {
 		if err != nil {
 			return
 		}
-		s.send(msg)
+		stream.send(msg)
 	})
-	out := mcp.Meta{}
-	for k, v := range meta {
-		out[k] = v
-	}
 	out["progressToken"] = proxyToken
 	return out, func() {
-		s.settle()
+		stream.settle()
 		stop()
 	}
 }

@@ -14,6 +14,7 @@
 // the tool's name, with its arguments:
 //
 //	echo      {"text"}                    a normal result
+//	meta      {}                          the call's _meta, as text
 //	huge      {"bytes","sse"}             a text result of that many bytes, as JSON or as one event
 //	deep      {"depth"}                   a result nested depth arrays deep
 //	invalid   {}                          a response that is not JSON
@@ -50,7 +51,7 @@ const (
 )
 
 // Tools are the tools a server lists, in Good mode.
-var Tools = []string{"echo", "huge", "deep", "invalid", "drip", "progress", "guess", "flood", "cut"}
+var Tools = []string{"echo", "meta", "huge", "deep", "invalid", "drip", "progress", "guess", "flood", "cut"}
 
 // Server is one hostile upstream.
 type Server struct {
@@ -142,6 +143,9 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, req *request) {
 	switch req.Params.Name {
 	case "echo":
 		writeJSON(w, textResult(req.ID, fmt.Sprint(args["text"])))
+	case "meta":
+		meta, _ := json.Marshal(req.Params.Meta)
+		writeJSON(w, textResult(req.ID, string(meta)))
 	case "huge":
 		n := intArg(args, "bytes", 1<<20)
 		msg := textResult(req.ID, strings.Repeat("x", n))

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -81,8 +82,7 @@ type Pool struct {
 
 	// progress routes the progress notifications of every session to the
 	// request that asked for them, by a token unique to the process.
-	progress    sync.Map // token string → func(*mcp.ProgressNotificationParams)
-	progressSeq atomic.Uint64
+	progress sync.Map // token string → progressWatch
 	// sseURLs are the URLs of upstreams registered as Streamable HTTP
 	// that speak only HTTP+SSE (fallback.go).
 	sseURLs sync.Map      // url string → true
@@ -135,23 +135,36 @@ func NewPool(opts PoolOptions) *Pool {
 	return p
 }
 
-// WatchProgress returns a progress token unique to this process, to send
-// to an upstream in place of the client's own (two clients may pick the
-// same token on one shared session). fn receives each progress
-// notification an upstream sends for the token until stop is called.
-func (p *Pool) WatchProgress(fn func(*mcp.ProgressNotificationParams)) (token string, stop func()) {
-	token = fmt.Sprintf("mcp-proxy-progress-%d", p.progressSeq.Add(1))
-	p.progress.Store(token, fn)
+// WatchProgress returns a progress token to send on s in place of the
+// client's own, and routes to fn each progress notification for it that
+// arrives on s, until stop is called. The token is random: upstream
+// sessions of every tenant share one client, and an upstream that could
+// guess the token of another session's call, or send on a session that
+// is not the call's, would write into another tenant's stream.
+func (p *Pool) WatchProgress(s *mcp.ClientSession, fn func(*mcp.ProgressNotificationParams)) (token string, stop func()) {
+	var b [16]byte
+	rand.Read(b[:])
+	token = "mcp-proxy-progress-" + hex.EncodeToString(b[:])
+	p.progress.Store(token, progressWatch{session: s, fn: fn})
 	return token, func() { p.progress.Delete(token) }
 }
 
+// progressWatch is the call a progress token belongs to.
+type progressWatch struct {
+	session *mcp.ClientSession
+	fn      func(*mcp.ProgressNotificationParams)
+}
+
 func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+	if req.Params == nil {
+		return
+	}
 	token, ok := req.Params.ProgressToken.(string)
 	if !ok {
 		return
 	}
-	if fn, ok := p.progress.Load(token); ok {
-		fn.(func(*mcp.ProgressNotificationParams))(req.Params)
+	if w, ok := p.progress.Load(token); ok && w.(progressWatch).session == req.Session {
+		w.(progressWatch).fn(req.Params)
 	}
 }
 
