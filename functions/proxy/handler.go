@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"golang.org/x/time/rate"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
@@ -47,6 +48,10 @@ type Options struct {
 	ListTimeout time.Duration
 	// MaxBodyBytes bounds a request body. Default 4 MiB.
 	MaxBodyBytes int64
+	// KeyLookupRate bounds the Postgres lookups of API keys not in the
+	// warm cache, per second and process (the burst is the same
+	// number); a request beyond it gets 429. Default 100.
+	KeyLookupRate float64
 	// MaxBatch bounds the messages of a JSON-RPC batch (2025-03-26).
 	// Default 50.
 	MaxBatch int
@@ -89,7 +94,8 @@ type Handler struct {
 	// and templates, like tools.
 	catalogCache *configcache.Cache[*catalog]
 	origins      map[string]bool
-	calls        calls // tools/call in flight, for notifications/cancelled
+	keyLookups   *rate.Limiter // lookups of keys not in the cache
+	calls        calls         // tools/call in flight, for notifications/cancelled
 
 	draining    atomic.Bool  // set by Shutdown: new requests are refused
 	inflight    atomic.Int64 // requests being served
@@ -107,6 +113,9 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 4 << 20
 	}
+	if opts.KeyLookupRate <= 0 {
+		opts.KeyLookupRate = 100
+	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 50
 	}
@@ -122,7 +131,8 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	if opts.FiguresInterval <= 0 {
 		opts.FiguresInterval = time.Minute
 	}
-	h := &Handler{store: store, pool: pool, log: logger, opts: opts, origins: map[string]bool{}}
+	h := &Handler{store: store, pool: pool, log: logger, opts: opts, origins: map[string]bool{},
+		keyLookups: rate.NewLimiter(rate.Limit(opts.KeyLookupRate), max(1, int(opts.KeyLookupRate)))}
 	for _, o := range opts.AllowedOrigins {
 		h.origins[strings.TrimSuffix(strings.TrimSpace(o), "/")] = true
 	}
@@ -543,12 +553,29 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, x
 		return unauthorized("", "missing API key: send Authorization: Bearer <key> or X-API-Key")
 	}
 	x.keyPrefix = tenant.DisplayPrefix(secret)
+	if !tenant.WellFormedKey(secret) {
+		// No key of ours has another shape: no lookup, no cache entry.
+		h.authFailure(r, x, "malformed key")
+		return unauthorized("invalid_token", "invalid API key")
+	}
 	hash := tenant.HashKey(secret)
 	key, outcome, err := h.keys.Get(ctx, string(hash[:]), func(ctx context.Context) (*tenant.Key, error) {
+		// Made-up keys of the right shape each cost a lookup: the
+		// process sends at most KeyLookupRate a second, so that a
+		// flood neither takes the pool's connections from cold
+		// instance loads nor multiplies into Postgres across instances.
+		if !h.keyLookups.Allow() {
+			return nil, errLookupRate
+		}
 		return h.store.LookupAPIKey(ctx, hash)
 	})
 	x.keyCache = outcome
 	switch {
+	case errors.Is(err, errLookupRate):
+		h.authFailure(r, x, "key lookup rate exceeded")
+		e := newError(http.StatusTooManyRequests, codeInternalError, "too many API key lookups on this instance; retry in a second")
+		e.header = http.Header{"Retry-After": {"1"}}
+		return e
 	case errors.Is(err, postgres.ErrNotFound):
 		h.authFailure(r, x, "unknown key")
 		return unauthorized("invalid_token", "invalid API key")
@@ -590,6 +617,9 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, x
 	}
 	return nil
 }
+
+// errLookupRate is the error of a key lookup beyond KeyLookupRate.
+var errLookupRate = errors.New("key lookup rate exceeded")
 
 func unauthorized(oauthError, message string) *rpcError {
 	e := newError(http.StatusUnauthorized, codeUnauthorized, message)

@@ -18,6 +18,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/flushlogs"
 	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/fstest"
@@ -240,5 +241,63 @@ func TestForgedProgressOnTheCallsStream(t *testing.T) {
 	progress := strings.Count(string(body), `"notifications/progress"`)
 	if progress != 1 || !strings.Contains(string(body), `"progressToken":"mine"`) || !strings.Contains(string(body), "progress sent") {
 		t.Errorf("stream with %d progress events; want exactly the one for the client's token, then the result:\n%s", progress, body)
+	}
+}
+
+// TestKeyFlood: a flood of made-up keys costs Postgres nothing for values
+// that are not shaped like a key, a bounded rate of lookups for values
+// that are, and never evicts a valid key from the warm cache.
+func TestKeyFlood(t *testing.T) {
+	e := newEnv(t, proxy.Options{Cache: configcache.Options{Size: 50}, KeyLookupRate: 20})
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	valid := map[string]string{"Authorization": "Bearer " + e.key}
+	if resp, _ := e.post(t, "/mcp", valid, list); resp.StatusCode != 200 {
+		t.Fatalf("valid key: HTTP %d", resp.StatusCode)
+	}
+
+	e.counter.Reset()
+	for i := range 300 {
+		for _, v := range []string{fmt.Sprintf("not-a-key-%d", i), "Basic dXNlcjpwYXNz", fmt.Sprintf("mcpk_%d", i)} {
+			resp, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + v}, list)
+			if resp.StatusCode != 401 || rpcCode(out) != -32001 {
+				t.Fatalf("malformed key %q: HTTP %d %v; want 401", v, resp.StatusCode, out)
+			}
+		}
+	}
+	if n := e.counter.Count(); n != 0 {
+		t.Errorf("900 malformed keys made %d queries; want 0", n)
+	}
+
+	// Well-formed unknown keys: the lookups beyond the rate are refused
+	// with 429 before they reach Postgres.
+	start := time.Now()
+	refused := 0
+	for range 300 {
+		k, _, err := tenant.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + k}, list)
+		switch {
+		case resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "":
+			refused++
+		case resp.StatusCode != 401 || rpcCode(out) != -32001:
+			t.Fatalf("unknown key: HTTP %d %v; want 401 or 429", resp.StatusCode, out)
+		}
+	}
+	elapsed := time.Since(start)
+	maxLookups := int64(20 + 20*elapsed.Seconds() + 1) // the burst, then the rate
+	if n := e.counter.Count(); n > maxLookups || refused == 0 {
+		t.Errorf("300 unknown keys in %v made %d queries (at most %d) and %d refusals", elapsed, n, maxLookups, refused)
+	}
+
+	// The valid key is still warm: the flood's negative entries did not
+	// evict it.
+	e.counter.Reset()
+	if resp, _ := e.post(t, "/mcp", valid, list); resp.StatusCode != 200 {
+		t.Fatalf("valid key after the flood: HTTP %d", resp.StatusCode)
+	}
+	if n := e.counter.Count(); n != 0 {
+		t.Errorf("the valid key after the flood made %d queries; want 0 (evicted): %q", n, e.counter.Queries())
 	}
 }

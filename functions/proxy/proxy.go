@@ -62,6 +62,7 @@ type Config struct {
 
 	MaxBodyBytes   int64      `env:"MAX_BODY_BYTES, default=4194304"`
 	MaxBatch       int        `env:"MAX_BATCH_MESSAGES, default=50"`
+	KeyLookupRate  float64    `env:"KEY_LOOKUP_RATE, default=100"`
 	AllowedOrigins []string   `env:"ALLOWED_ORIGINS"`
 	LogLevel       slog.Level `env:"LOG_LEVEL, default=INFO"`
 }
@@ -106,6 +107,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		ListTimeout:    c.UpstreamListTimeout,
 		MaxBodyBytes:   c.MaxBodyBytes,
 		MaxBatch:       c.MaxBatch,
+		KeyLookupRate:  c.KeyLookupRate,
 		AllowedOrigins: c.AllowedOrigins,
 		Cache: configcache.Options{Size: c.CacheSize, TTL: c.CacheTTL, StaleIfError: c.CacheStaleIfError,
 			NegativeTTL: c.CacheNegativeTTL, LoadTimeout: c.Postgres.ConnectTimeout + c.Postgres.StatementTimeout},

@@ -198,6 +198,25 @@ func DisplayPrefix(key string) string {
 	return key[:KeyPrefixLen]
 }
 
+// keyLen is the length of every key NewKey makes: the scheme and 43
+// base64url characters.
+const keyLen = len(keyScheme) + 43
+
+// WellFormedKey reports whether s has the shape of a key NewKey makes.
+// Anything else is no key of ours, and is refused without a lookup.
+func WellFormedKey(s string) bool {
+	if len(s) != keyLen || !strings.HasPrefix(s, keyScheme) {
+		return false
+	}
+	for i := len(keyScheme); i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // HashKey is the SHA-256 under which a key is stored and looked up.
 func HashKey(key string) [32]byte { return sha256.Sum256([]byte(key)) }
 

@@ -84,3 +84,27 @@ func TestNewKey(t *testing.T) {
 		t.Error("two keys hash alike")
 	}
 }
+
+func TestWellFormedKey(t *testing.T) {
+	k, _, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{
+		{k, true},
+		{"mcpk_" + strings.Repeat("A", 43), true},
+		{"mcpk_" + strings.Repeat("A", 42), false},
+		{"mcpk_" + strings.Repeat("A", 44), false},
+		{"mcpx_" + strings.Repeat("A", 43), false},
+		{"mcpk_" + strings.Repeat("A", 42) + "=", false},
+		{"mcpk_" + strings.Repeat("A", 42) + "é"[:1], false},
+		{"", false},
+	} {
+		if got := WellFormedKey(tt.in); got != tt.want {
+			t.Errorf("WellFormedKey(%q) = %v; want %v", tt.in, got, tt.want)
+		}
+	}
+}

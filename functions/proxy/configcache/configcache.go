@@ -43,6 +43,10 @@ type Options struct {
 	StaleIfError time.Duration
 	// NegativeTTL is how long a negative error is cached. Default 5 s.
 	NegativeTTL time.Duration
+	// NegativeSize bounds the negative entries, which are kept apart
+	// from the values: a flood of made-up keys evicts only other
+	// negative entries, never a valid key. Default Size.
+	NegativeSize int
 	// LoadTimeout bounds one load, which runs detached from the request
 	// that triggered it (so that one client giving up does not fail the
 	// others waiting on the same load). Default 10 s.
@@ -112,7 +116,8 @@ func (c *Cache[V]) refreshInBackground(e *entry[V], now time.Time, key string, l
 // use.
 type Cache[V any] struct {
 	opts    Options
-	lru     *lru.Cache[string, *entry[V]]
+	lru     *lru.Cache[string, *entry[V]] // values
+	neg     *lru.Cache[string, *entry[V]] // negative answers
 	flight  singleflight.Group
 	hits    atomic.Int64
 	misses  atomic.Int64
@@ -131,6 +136,9 @@ func New[V any](opts Options) *Cache[V] {
 	if opts.StaleIfError == 0 {
 		opts.StaleIfError = 10 * time.Minute
 	}
+	if opts.NegativeSize <= 0 {
+		opts.NegativeSize = opts.Size
+	}
 	if opts.NegativeTTL <= 0 {
 		opts.NegativeTTL = 5 * time.Second
 	}
@@ -144,7 +152,11 @@ func New[V any](opts Options) *Cache[V] {
 	if err != nil {
 		panic(fmt.Sprintf("configcache: %v", err)) // only for a non-positive size, excluded above
 	}
-	return &Cache[V]{opts: opts, lru: c}
+	neg, err := lru.New[string, *entry[V]](opts.NegativeSize)
+	if err != nil {
+		panic(fmt.Sprintf("configcache: %v", err))
+	}
+	return &Cache[V]{opts: opts, lru: c, neg: neg}
 }
 
 // Get returns the value for key, loading it with load when it is missing.
@@ -154,16 +166,16 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Contex
 	if e, ok := c.lru.Get(key); ok {
 		if now.Before(e.expires) {
 			c.hits.Add(1)
-			if e.err != nil {
-				return e.value, Negative, e.err
-			}
 			return e.value, Hit, nil
 		}
-		if e.err == nil && now.Before(e.expires.Add(max(c.opts.StaleIfError, 0))) {
+		if now.Before(e.expires.Add(max(c.opts.StaleIfError, 0))) {
 			c.stale.Add(1)
 			c.refreshInBackground(e, now, key, load)
 			return e.value, Stale, nil
 		}
+	} else if e, ok := c.neg.Get(key); ok && now.Before(e.expires) {
+		c.hits.Add(1)
+		return e.value, Negative, e.err
 	}
 	c.misses.Add(1)
 	ch := c.flight.DoChan(key, func() (any, error) { return c.load(key, load) })
@@ -189,9 +201,11 @@ func (c *Cache[V]) load(key string, load func(context.Context) (V, error)) (V, e
 	now := c.opts.Now()
 	switch {
 	case err == nil:
+		c.neg.Remove(key)
 		c.lru.Add(key, &entry[V]{value: v, expires: now.Add(c.opts.TTL)})
 	case c.negative(err):
-		c.lru.Add(key, &entry[V]{err: err, expires: now.Add(c.opts.NegativeTTL)})
+		c.lru.Remove(key)
+		c.neg.Add(key, &entry[V]{err: err, expires: now.Add(c.opts.NegativeTTL)})
 	}
 	return v, err
 }
@@ -223,7 +237,10 @@ func (c *Cache[V]) negative(err error) bool {
 }
 
 // Remove drops key, so the next Get loads it.
-func (c *Cache[V]) Remove(key string) { c.lru.Remove(key) }
+func (c *Cache[V]) Remove(key string) {
+	c.lru.Remove(key)
+	c.neg.Remove(key)
+}
 
 // Stats are counts since the cache was made.
 type Stats struct {

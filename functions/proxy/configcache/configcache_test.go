@@ -235,3 +235,22 @@ func TestLoaderPanic(t *testing.T) {
 		t.Errorf("OnPanic told %d times; want 2", got)
 	}
 }
+
+// TestNegativeFloodKeepsValues: negative answers have a bound of their
+// own, so any number of them evicts no value.
+func TestNegativeFloodKeepsValues(t *testing.T) {
+	notFound := errors.New("not found")
+	c := New[string](Options{Size: 2, NegativeSize: 3, IsNegative: func(err error) bool { return err == notFound }})
+	ctx := context.Background()
+	c.Get(ctx, "valid", func(context.Context) (string, error) { return "v", nil })
+	for i := range 1000 {
+		c.Get(ctx, fmt.Sprint("unknown-", i), func(context.Context) (string, error) { return "", notFound })
+	}
+	v, o, err := c.Get(ctx, "valid", func(context.Context) (string, error) { return "", errors.New("loaded again") })
+	if v != "v" || o != Hit || err != nil {
+		t.Errorf("valid after the flood: %q %v %v; want a hit", v, o, err)
+	}
+	if _, o, err := c.Get(ctx, "unknown-999", func(context.Context) (string, error) { return "", errors.New("loaded again") }); o != Negative || err != notFound {
+		t.Errorf("latest unknown: %v %v; want a negative hit", o, err)
+	}
+}
