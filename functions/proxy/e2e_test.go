@@ -183,7 +183,12 @@ func (e *env) instanceWith(t *testing.T, name string, servers []postgres.Server,
 // startProxy serves a new Handler, with caches and upstream sessions of
 // its own, over the env's database.
 func (e *env) startProxy(t *testing.T, opts proxy.Options) {
-	pool := upstream.NewPool(upstream.PoolOptions{})
+	e.startProxyWith(t, opts, upstream.PoolOptions{})
+}
+
+// startProxyWith is startProxy with a pool of the given options.
+func (e *env) startProxyWith(t *testing.T, opts proxy.Options, poolOpts upstream.PoolOptions) {
+	pool := upstream.NewPool(poolOpts)
 	t.Cleanup(pool.Close)
 	e.handler = proxy.New(e.db, pool, logging.New(e.logs, slog.LevelDebug), opts)
 	e.proxy = httptest.NewServer(e.handler)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -48,6 +48,9 @@ type Options struct {
 	ListTimeout time.Duration
 	// MaxBodyBytes bounds a request body. Default 4 MiB.
 	MaxBodyBytes int64
+	// Budget bounds the bytes the process holds for requests in flight:
+	// bodies and upstream answers. Nil holds them without a bound.
+	Budget *budget.Budget
 	// KeyLookupRate bounds the Postgres lookups of API keys not in the
 	// warm cache, per second and process (the burst is the same
 	// number); a request beyond it gets 429. Default 100.
@@ -282,18 +285,26 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) *rp
 	if e := h.authenticate(r.Context(), r, rt, x); e != nil {
 		return e
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	defer cancel()
+	// The body and every upstream answer of the request are held within
+	// the process's budget for bytes in flight, until the response is
+	// written.
+	acct := h.opts.Budget.Open()
+	defer acct.Close()
+	ctx = budget.NewContext(ctx, acct)
+	body, err := budget.NewMeter(acct, h.opts.MaxBodyBytes, r.ContentLength).ReadAll(ctx, r.Body)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return newError(http.StatusRequestEntityTooLarge, codeInvalidRequest, fmt.Sprintf("request body larger than %d bytes", h.opts.MaxBodyBytes))
+		var tooLarge *budget.TooLargeError
+		switch {
+		case errors.As(err, &tooLarge):
+			return newError(http.StatusRequestEntityTooLarge, codeInvalidRequest, fmt.Sprintf("request body larger than %d bytes (MAX_BODY_BYTES)", h.opts.MaxBodyBytes))
+		case errors.Is(err, budget.ErrBusy):
+			return busy()
 		}
 		return newError(http.StatusBadRequest, codeParseError, "cannot read request body")
 	}
 	x.inBytes = len(body)
-
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-	defer cancel()
 	return h.dispatch(ctx, w, r, body, x)
 }
 
@@ -616,6 +627,15 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, x
 		x.only = u
 	}
 	return nil
+}
+
+// busy is the answer when the process holds as many bytes in flight as
+// its budget allows and no room freed in time: the client retries, the
+// process does not grow.
+func busy() *rpcError {
+	e := newError(http.StatusServiceUnavailable, codeInternalError, "the proxy holds as many request and result bytes as its memory allows (INFLIGHT_BYTES); retry")
+	e.header = http.Header{"Retry-After": {"1"}}
+	return e
 }
 
 // errLookupRate is the error of a key lookup beyond KeyLookupRate.

@@ -20,11 +20,13 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
+	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/fstest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // hostileUpstream serves a hostile upstream in mode over HTTP.
@@ -300,4 +302,38 @@ func TestKeyFlood(t *testing.T) {
 	if n := e.counter.Count(); n != 0 {
 		t.Errorf("the valid key after the flood made %d queries; want 0 (evicted): %q", n, e.counter.Queries())
 	}
+}
+
+// TestLargeResults: answers over the message limit, as JSON and as one
+// event, fail their call with an error naming the upstream and the
+// limit; answers within it wait for room in the process's budget and
+// arrive whole, however many are asked for at once.
+func TestLargeResults(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	e.startProxyWith(t, proxy.Options{Budget: budget.New(6<<20, 30*time.Second)}, upstream.PoolOptions{MaxMessageBytes: 2 << 20})
+	srv, _ := hostileUpstream(t, hostile.Good)
+	key := e.instanceWith(t, "large", []postgres.Server{{Name: "Big", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"huge"})
+	header := map[string]string{"Authorization": "Bearer " + key}
+	call := func(bytes int, sse bool) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"big__huge","arguments":{"bytes":%d,"sse":%v}}}`, bytes, sse)
+	}
+	for _, sse := range []bool{false, true} {
+		_, out := e.post(t, "/mcp", header, call(3<<20, sse))
+		msg, _ := out["error"].(map[string]any)["message"].(string)
+		if rpcCode(out) != -32000 || !strings.Contains(msg, "big") || !strings.Contains(msg, "2097152") {
+			t.Errorf("3 MiB answer (sse %v): %.300v; want -32000 naming the upstream and the limit", sse, out)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			resp, out := e.post(t, "/mcp", header, call(1800<<10, i%2 == 0))
+			res, _ := out["result"].(map[string]any)
+			content, _ := res["content"].([]any)
+			if resp.StatusCode != 200 || len(content) != 1 || len(content[0].(map[string]any)["text"].(string)) != 1800<<10 {
+				t.Errorf("call %d within the limit: HTTP %d, %.200v", i, resp.StatusCode, out)
+			}
+		})
+	}
+	wg.Wait()
 }

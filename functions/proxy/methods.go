@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 	"mcpproxy.dev/mcpproxy/shared/wire"
@@ -403,6 +404,15 @@ func (h *Handler) upstreamFailure(ctx context.Context, x *exchange, u *upstreamV
 			e.data = jerr.Data
 		}
 		return e
+	}
+	var tooLarge *budget.TooLargeError
+	switch {
+	case errors.As(err, &tooLarge):
+		h.log.WarnContext(ctx, "upstream message over the limit", "upstream", u.ns, "instance", x.view.inst.ID,
+			"requestId", x.requestID, "limit", tooLarge.Limit)
+		return newError(http.StatusOK, codeUpstream, fmt.Sprintf("upstream %s sent a message larger than %d bytes, the proxy's limit (UPSTREAM_MAX_MESSAGE_BYTES)", u.ns, tooLarge.Limit))
+	case errors.Is(err, budget.ErrBusy):
+		return busy()
 	}
 	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 		x.status = "timeout"

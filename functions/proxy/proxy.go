@@ -23,6 +23,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
@@ -60,11 +61,15 @@ type Config struct {
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT, default=8s"`
 	FiguresInterval   time.Duration `env:"FIGURES_INTERVAL, default=1m"`
 
-	MaxBodyBytes   int64      `env:"MAX_BODY_BYTES, default=4194304"`
-	MaxBatch       int        `env:"MAX_BATCH_MESSAGES, default=50"`
-	KeyLookupRate  float64    `env:"KEY_LOOKUP_RATE, default=100"`
-	AllowedOrigins []string   `env:"ALLOWED_ORIGINS"`
-	LogLevel       slog.Level `env:"LOG_LEVEL, default=INFO"`
+	MaxBodyBytes  int64   `env:"MAX_BODY_BYTES, default=4194304"`
+	MaxBatch      int     `env:"MAX_BATCH_MESSAGES, default=50"`
+	KeyLookupRate float64 `env:"KEY_LOOKUP_RATE, default=100"`
+	// InflightBytes is the budget of request and result bytes held at
+	// once; deploy.sh sizes it from the function's memory.
+	InflightBytes      int64      `env:"INFLIGHT_BYTES, default=50331648"`
+	UpstreamMaxMessage int64      `env:"UPSTREAM_MAX_MESSAGE_BYTES, default=16777216"`
+	AllowedOrigins     []string   `env:"ALLOWED_ORIGINS"`
+	LogLevel           slog.Level `env:"LOG_LEVEL, default=INFO"`
 }
 
 // handler is built on the first request of the process. A configuration
@@ -98,6 +103,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 	pool := upstream.NewPool(upstream.PoolOptions{
 		MaxIdleConnsPerHost: c.UpstreamConnsPerHost,
 		ConnectTimeout:      c.UpstreamConnectTimeout,
+		MaxMessageBytes:     c.UpstreamMaxMessage,
 		IdleTimeout:         c.UpstreamIdleTimeout,
 		SaveToken:           db.SaveOAuthToken,
 		Logger:              logger,
@@ -108,6 +114,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		MaxBodyBytes:   c.MaxBodyBytes,
 		MaxBatch:       c.MaxBatch,
 		KeyLookupRate:  c.KeyLookupRate,
+		Budget:         budget.New(c.InflightBytes, 0),
 		AllowedOrigins: c.AllowedOrigins,
 		Cache: configcache.Options{Size: c.CacheSize, TTL: c.CacheTTL, StaleIfError: c.CacheStaleIfError,
 			NegativeTTL: c.CacheNegativeTTL, LoadTimeout: c.Postgres.ConnectTimeout + c.Postgres.StatementTimeout},

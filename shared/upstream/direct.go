@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/wire"
 )
@@ -141,7 +142,7 @@ func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSessio
 	case mt == "text/event-stream" && resp.StatusCode == http.StatusOK:
 		return p.readStream(ctx, up, s, version, id, resp.Body, notify)
 	case mt == "application/json":
-		data, err := io.ReadAll(resp.Body)
+		data, err := budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, resp.ContentLength).ReadAll(ctx, resp.Body)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: read the answer: %w", up.Name, err)
 		}
@@ -212,16 +213,29 @@ func Modern(s *mcp.ClientSession) bool { return sessionVersion(s) >= statelessVe
 
 // readStream reads the upstream's event stream up to the response to id,
 // handing notifications to notify and refusing the upstream's requests
-// to the client, which the proxy does not relay.
+// to the client, which the proxy does not relay. What it holds of one
+// event is charged to the request's budget account and bounded by
+// MaxMessageBytes.
 func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte)) (json.RawMessage, error) {
-	r := bufio.NewReader(body)
-	var data []byte
+	r := bufio.NewReaderSize(body, 64<<10)
+	meter := budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)
+	var data, long []byte
+	refused := 0
 	for {
 		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A long line: gather it whole.
-			rest, err2 := r.ReadBytes('\n')
-			line, err = append(append([]byte(nil), line...), rest...), err2
+		for errors.Is(err, bufio.ErrBufferFull) {
+			// A long line: gathered within the event's bound.
+			if err := meter.Cover(ctx, int64(len(data)+len(long)+len(line))); err != nil {
+				return nil, fmt.Errorf("upstream %s: an event of its answer: %w", up.Name, err)
+			}
+			long = append(long, line...)
+			line, err = r.ReadSlice('\n')
+		}
+		if long != nil {
+			line, long = append(long, line...), nil
+		}
+		if err := meter.Cover(ctx, int64(len(data)+len(line))); err != nil {
+			return nil, fmt.Errorf("upstream %s: an event of its answer: %w", up.Name, err)
 		}
 		if len(line) == 0 && err != nil {
 			if ctx.Err() != nil {
@@ -250,13 +264,21 @@ func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.Client
 			}
 		case *jsonrpc.Request:
 			if m.ID.IsValid() {
-				p.refuse(up, s, version, m)
+				// Each refusal is a POST of the proxy's: a flood of
+				// requests is refused up to a bound, then ignored.
+				if refused++; refused <= maxRefusals {
+					p.refuse(up, s, version, m)
+				}
 			} else if notify != nil {
 				notify(event)
 			}
 		}
 	}
 }
+
+// maxRefusals is how many requests to the client an upstream may send
+// during one call and have refused; later ones are not answered.
+const maxRefusals = 16
 
 // refuse answers an upstream's request to the client (sampling,
 // elicitation, roots) with an error, so the upstream does not wait.

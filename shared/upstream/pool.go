@@ -37,6 +37,10 @@ type PoolOptions struct {
 	// IdleTimeout closes a session nobody used for this long (a stdio
 	// upstream's process is stopped). Default 10 min.
 	IdleTimeout time.Duration
+	// MaxMessageBytes bounds one message an upstream sends: an answer,
+	// or one event of a stream. A larger one fails its call with an
+	// error that wraps a *budget.TooLargeError. Default 16 MiB.
+	MaxMessageBytes int64
 	// HTTPClient, when set, replaces the pool's HTTP client (tests).
 	HTTPClient *http.Client
 	// IDTokenSource makes the source of Google ID tokens for an
@@ -102,6 +106,9 @@ func NewPool(opts PoolOptions) *Pool {
 	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = ConnectTimeout
+	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = 16 << 20
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Minute
