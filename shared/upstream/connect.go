@@ -31,10 +31,19 @@ var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 
 // Transport returns the SDK transport that reaches up. httpClient is used
 // for HTTP upstreams (nil for a default one); the config's headers are
-// added to every request, and a 401 is ErrUnauthorized. (The bearer
-// tokens of OAUTH and CLOUD_RUN_IAM come from a Pool.)
+// added to every request, and a 401 is ErrUnauthorized. Requests go only
+// to the origin of up's URL and redirects are refused, whatever
+// httpClient's own CheckRedirect. (The bearer tokens of OAUTH and
+// CLOUD_RUN_IAM come from a Pool.)
 func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
-	return transport(up, withHeaders(httpClient, up))
+	if up.Transport == tenant.TransportStdio {
+		return transport(up, nil)
+	}
+	c, auth := withHeaders(httpClient, up)
+	if auth.refuse != nil {
+		return nil, auth.refuse
+	}
+	return transport(up, c)
 }
 
 // transport is Transport with client as it is.
@@ -79,8 +88,9 @@ func StdioEnv(configEnv map[string]string) []string {
 	return env
 }
 
-// withHeaders is c sending the headers of up's config.
-func withHeaders(c *http.Client, up tenant.Upstream) *http.Client {
+// withHeaders is c sending the headers of up's config, to up's origin
+// only.
+func withHeaders(c *http.Client, up tenant.Upstream) (*http.Client, *authTransport) {
 	if c == nil {
 		c = &http.Client{}
 	}
@@ -88,9 +98,8 @@ func withHeaders(c *http.Client, up tenant.Upstream) *http.Client {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	out := *c
-	out.Transport = &authTransport{base: base, upstream: up.Name, headers: up.Credentials.Headers}
-	return &out
+	t := newAuthTransport(base, up, parseTarget(up.URL))
+	return authClient(c, t), t
 }
 
 // Connect opens a client session to up, initialize included, within

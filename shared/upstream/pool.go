@@ -86,6 +86,7 @@ type Pool struct {
 	// sseURLs are the URLs of upstreams registered as Streamable HTTP
 	// that speak only HTTP+SSE (fallback.go).
 	sseURLs sync.Map      // url string → true
+	targets sync.Map      // url string → *target (origin.go)
 	callSeq atomic.Uint64 // IDs of the calls CallTool sends
 }
 
@@ -254,7 +255,15 @@ func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 }
 
 func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, *stdioProcess, error) {
-	httpClient, probe := p.authClient(up), (*firstPost)(nil)
+	var httpClient *http.Client
+	var probe *firstPost
+	if up.Transport != tenant.TransportStdio {
+		auth := p.auth(up)
+		if auth.refuse != nil {
+			return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, auth.refuse)
+		}
+		httpClient = authClient(p.http, auth)
+	}
 	if up.Transport == tenant.TransportStreamableHTTP {
 		if p.legacySSE(up.URL) {
 			up.Transport = tenant.TransportSSE
@@ -280,18 +289,19 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	return s, proc, nil
 }
 
-// authClient is the pool's HTTP client presenting up's credentials.
-func (p *Pool) authClient(up tenant.Upstream) *http.Client {
-	c := *p.http
-	c.Transport = p.auth(up)
-	return &c
+// authClient is c presenting credentials with t, and refusing redirects.
+func authClient(c *http.Client, t *authTransport) *http.Client {
+	out := *c
+	out.Transport = t
+	out.CheckRedirect = refuseRedirect(t.upstream)
+	return &out
 }
 
 // connectSSE connects to a server registered as Streamable HTTP over SSE
 // and, when that works, remembers that its URL speaks only SSE.
 func (p *Pool) connectSSE(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
 	up.Transport = tenant.TransportSSE
-	t, err := transport(up, p.authClient(up))
+	t, err := transport(up, authClient(p.http, p.auth(up)))
 	if err != nil {
 		return nil, err
 	}
