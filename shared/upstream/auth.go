@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -56,6 +57,11 @@ type authTransport struct {
 	headers map[string]string
 	// token returns the bearer token to send; nil sends none of its own.
 	token func() (*oauth2.Token, error)
+	// refused is the first request refused for where it was going
+	// (another origin, a redirect), so that a failed connect reports it:
+	// the SDK may report the connection it closed after the failed write
+	// instead of the write's error.
+	refused atomic.Pointer[credentialError]
 }
 
 func newAuthTransport(base http.RoundTripper, up tenant.Upstream, t *target) *authTransport {
@@ -78,7 +84,7 @@ func (t *authTransport) send(r *http.Request) (*http.Response, error) {
 	case t.refuse != nil:
 		err = &credentialError{t.upstream, t.refuse}
 	case !t.target.allows(r.URL):
-		err = foreignOrigin(t.upstream, r.URL, t.target)
+		err = t.record(foreignOrigin(t.upstream, r.URL, t.target))
 	}
 	if err == nil && t.token != nil {
 		var tok *oauth2.Token

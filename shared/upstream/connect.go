@@ -36,14 +36,23 @@ var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 // httpClient's own CheckRedirect. (The bearer tokens of OAUTH and
 // CLOUD_RUN_IAM come from a Pool.)
 func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
+	t, _, err := headersTransport(up, httpClient)
+	return t, err
+}
+
+// headersTransport is Transport with the authTransport of an HTTP
+// upstream (nil for stdio).
+func headersTransport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, *authTransport, error) {
 	if up.Transport == tenant.TransportStdio {
-		return transport(up, nil)
+		t, err := transport(up, nil)
+		return t, nil, err
 	}
 	c, auth := withHeaders(httpClient, up)
 	if auth.refuse != nil {
-		return nil, auth.refuse
+		return nil, nil, auth.refuse
 	}
-	return transport(up, c)
+	t, err := transport(up, c)
+	return t, auth, err
 }
 
 // transport is Transport with client as it is.
@@ -105,7 +114,7 @@ func withHeaders(c *http.Client, up tenant.Upstream) (*http.Client, *authTranspo
 // Connect opens a client session to up, initialize included, within
 // ConnectTimeout.
 func Connect(ctx context.Context, up tenant.Upstream, httpClient *http.Client) (*mcp.ClientSession, error) {
-	t, err := Transport(up, httpClient)
+	t, auth, err := headersTransport(up, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
@@ -114,6 +123,9 @@ func Connect(ctx context.Context, up tenant.Upstream, httpClient *http.Client) (
 	defer cancel()
 	session, err := client.Connect(cctx, t, nil)
 	if err != nil {
+		if refused := auth.firstRefusal(); refused != nil {
+			err = refused
+		}
 		return nil, fmt.Errorf("upstream %s: connect: %w", up.Name, err)
 	}
 	return session, nil

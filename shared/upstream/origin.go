@@ -77,9 +77,23 @@ func isLoopback(host string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
-// refusal is why no request may go to up at all, or nil.
+// refusal is why no request may go to up at all, or nil: a URL that is
+// not absolute, or plain http to a host other than this machine, which
+// would carry the credentials and the calls unencrypted, unless an
+// operator let the server use http.
 func (t *target) refusal(up tenant.Upstream) error {
-	return t.err
+	if t.err != nil {
+		return t.err
+	}
+	if t.scheme != "http" || t.loopback || up.AllowHTTP {
+		return nil
+	}
+	optOut := "mcpadmin server create ... --allow-http"
+	if up.ServerID != "" {
+		optOut = "mcpadmin server update --server " + up.ServerID + " --allow-http"
+	}
+	return fmt.Errorf("refused plain http to %s, which is not a loopback address: use an https URL, or let this server use http with %s",
+		t.host, optOut)
 }
 
 // originOf names u's origin for an error: no userinfo, path or query.
@@ -92,9 +106,32 @@ func originOf(u *url.URL) string {
 
 // foreignOrigin is the refusal of a request to u, another origin than
 // the upstream's.
-func foreignOrigin(upstream string, u *url.URL, t *target) error {
+func foreignOrigin(upstream string, u *url.URL, t *target) *credentialError {
 	return &credentialError{upstream, fmt.Errorf("refused a request to %s: the upstream's credentials go only to its own origin %s",
 		originOf(u), t.audience)}
+}
+
+// record keeps err as t's first refusal and returns it.
+func (t *authTransport) record(err *credentialError) error {
+	t.refused.CompareAndSwap(nil, err)
+	return err
+}
+
+// firstRefusal is the first request t refused for where it was going,
+// or nil (also for a nil t, a stdio upstream's).
+func (t *authTransport) firstRefusal() error {
+	if t == nil {
+		return nil
+	}
+	if err := t.refused.Load(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkRedirect is the CheckRedirect of a client with t as transport.
+func (t *authTransport) checkRedirect(req *http.Request, _ []*http.Request) error {
+	return t.record(redirectRefused(t.upstream, req.URL))
 }
 
 // refuseRedirect is the CheckRedirect of every client that carries
@@ -108,7 +145,7 @@ func refuseRedirect(upstream string) func(*http.Request, []*http.Request) error 
 	}
 }
 
-func redirectRefused(upstream string, to *url.URL) error {
+func redirectRefused(upstream string, to *url.URL) *credentialError {
 	return &credentialError{upstream, fmt.Errorf("refused to follow a redirect to %s: credentials go only to the configured URL; configure the URL it redirects to instead",
 		originOf(to))}
 }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -301,4 +302,81 @@ func TestTargetAllows(t *testing.T) {
 			t.Errorf("%s allows %s = %v; want %v", tt.configured, tt.request, got, tt.want)
 		}
 	}
+}
+
+// countingTransport counts the requests it is given and sends none.
+type countingTransport struct{ n atomic.Int32 }
+
+var errNotSent = errors.New("not sent: test transport")
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	return nil, errNotSent
+}
+
+// TestPlainHTTP: credentials go over plain http only to a loopback
+// address or to a server an operator let use http: to any other host the
+// request is refused before it is made, by the pool and by Connect alike,
+// with the way to opt out.
+func TestPlainHTTP(t *testing.T) {
+	connects := map[string]func(*http.Client, tenant.Upstream) error{
+		"pool": func(c *http.Client, up tenant.Upstream) error {
+			p := NewPool(PoolOptions{HTTPClient: c})
+			defer p.Close()
+			_, err := p.Session(context.Background(), up)
+			return err
+		},
+		"Connect": func(c *http.Client, up tenant.Upstream) error {
+			_, err := Connect(context.Background(), up, c)
+			return err
+		},
+	}
+	for name, connect := range connects {
+		for _, tt := range []struct {
+			url  string
+			sent bool
+		}{
+			{"http://upstream.invalid/mcp", false},
+			{"http://10.0.0.1:8080/mcp", false},
+			{"http://localhost.invalid/mcp", false},
+			{"https://upstream.invalid/mcp", true},
+			{"http://localhost:1/mcp", true},
+			{"http://127.0.0.2:1/mcp", true},
+			{"http://[::1]:1/mcp", true},
+		} {
+			t.Run(name+"/"+tt.url, func(t *testing.T) {
+				for _, transport := range []tenant.Transport{tenant.TransportStreamableHTTP, tenant.TransportSSE} {
+					c := &countingTransport{}
+					up := tenant.Upstream{ConfigID: "c1", ServerID: "srv-1", Name: "plain", Transport: transport, URL: tt.url,
+						AuthType: tenant.AuthAPIKey, Credentials: tenant.Credentials{Headers: map[string]string{"X-API-Key": testAPIKey}}}
+					err := connect(&http.Client{Transport: c}, up)
+					if sent := c.n.Load() > 0; sent != tt.sent {
+						t.Errorf("%s: %d request(s) made; want sent = %v (err = %v)", transport, c.n.Load(), tt.sent, err)
+					}
+					if !tt.sent {
+						checkRefusal(t, err, up, "https", "mcpadmin server update --server srv-1 --allow-http")
+					} else if !errors.Is(err, errNotSent) {
+						t.Errorf("%s: err = %v; want the test transport's", transport, err)
+					}
+
+					c = &countingTransport{}
+					up.AllowHTTP = true
+					if err := connect(&http.Client{Transport: c}, up); c.n.Load() == 0 || !errors.Is(err, errNotSent) {
+						t.Errorf("%s with AllowHTTP: %d request(s) made, err = %v; want it sent", transport, c.n.Load(), err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPlainHTTPAtCreate: before a server is stored (mcpadmin server
+// create discovers its tools) the refusal names the flag of server create.
+func TestPlainHTTPAtCreate(t *testing.T) {
+	up := tenant.Upstream{Name: "new", Transport: tenant.TransportStreamableHTTP, URL: "http://upstream.invalid/mcp"}
+	_, err := Discover(context.Background(), up)
+	checkRefusal(t, err, up, "https", "server create", "--allow-http")
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -167,6 +168,7 @@ func Key(up tenant.Upstream) string {
 	field(up.ConfigID)
 	field(string(up.Transport))
 	field(up.URL)
+	field(strconv.FormatBool(up.AllowHTTP))
 	field(up.Command)
 	for _, a := range up.Args {
 		field(a)
@@ -255,10 +257,13 @@ func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 }
 
 func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, *stdioProcess, error) {
-	var httpClient *http.Client
-	var probe *firstPost
+	var (
+		httpClient *http.Client
+		auth       *authTransport
+		probe      *firstPost
+	)
 	if up.Transport != tenant.TransportStdio {
-		auth := p.auth(up)
+		auth = p.auth(up)
 		if auth.refuse != nil {
 			return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, auth.refuse)
 		}
@@ -279,6 +284,9 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	s, err := p.client.Connect(ctx, t, nil)
 	if err != nil {
 		proc.ended() // a process that started but failed to initialize
+		if refused := auth.firstRefusal(); refused != nil {
+			return nil, nil, fmt.Errorf("upstream %s: connect: %w", up.Name, refused)
+		}
 		if probe != nil && probe.refusedPost() {
 			if s, sseErr := p.connectSSE(ctx, up); sseErr == nil {
 				return s, nil, nil
@@ -293,7 +301,7 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 func authClient(c *http.Client, t *authTransport) *http.Client {
 	out := *c
 	out.Transport = t
-	out.CheckRedirect = refuseRedirect(t.upstream)
+	out.CheckRedirect = t.checkRedirect
 	return &out
 }
 
