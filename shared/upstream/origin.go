@@ -129,16 +129,18 @@ func (t *authTransport) firstRefusal() error {
 	return nil
 }
 
-// checkRedirect is the CheckRedirect of a client with t as transport.
+// checkRedirect is the CheckRedirect of a client with t as transport
+// (authClient). A redirect is never followed: http.Client would send the
+// credentials on to wherever the upstream names, and the URL an operator
+// configured is the only place they are meant for. The request it
+// refuses is not sent.
 func (t *authTransport) checkRedirect(req *http.Request, _ []*http.Request) error {
 	return t.record(redirectRefused(t.upstream, req.URL))
 }
 
-// refuseRedirect is the CheckRedirect of every client that carries
-// credentials. A redirect is never followed: http.Client would send the
-// credentials on to wherever the upstream (or the token endpoint) names,
-// and the URL an operator configured is the only place they are meant
-// for. The request it returns the error for is not sent.
+// refuseRedirect is the CheckRedirect of the OAuth token endpoint's
+// client, for the same reason as checkRedirect: there the client secret
+// and the refresh token would follow.
 func refuseRedirect(upstream string) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, _ []*http.Request) error {
 		return redirectRefused(upstream, req.URL)
