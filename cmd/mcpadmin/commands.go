@@ -22,6 +22,7 @@ func init() {
 	register("org", "create", orgCreate)
 	register("org", "list", orgList)
 	register("server", "create", serverCreate)
+	register("server", "update", serverUpdate)
 	register("server", "list", serverList)
 	register("server", "sync-tools", serverSyncTools)
 	register("tool", "list", toolList)
@@ -110,8 +111,8 @@ func orgList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error
 // credentials and turns them into store rows. With a pool, the tokens of
 // OAUTH and CLOUD_RUN_IAM servers are presented too.
 func discover(ctx context.Context, pool *upstream.Pool, s postgres.Server, configID string, creds tenant.Credentials) ([]postgres.Tool, error) {
-	up := tenant.Upstream{ConfigID: configID, Name: s.Name, Transport: s.Transport, URL: s.URL,
-		Command: s.Command, Args: s.Args, HeaderNames: s.HeaderNames, AuthType: s.AuthType, Credentials: creds}
+	up := tenant.Upstream{ConfigID: configID, ServerID: s.ID, Name: s.Name, Transport: s.Transport, URL: s.URL,
+		AllowHTTP: s.AllowHTTP, Command: s.Command, Args: s.Args, HeaderNames: s.HeaderNames, AuthType: s.AuthType, Credentials: creds}
 	var listed []*mcp.Tool
 	var err error
 	if pool != nil {
@@ -154,6 +155,7 @@ func serverCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) 
 	fs.Var(&headers, "header", "NAME[=VALUE]: a header configs must supply; VALUE is used for discovery only, never stored (repeatable)")
 	fs.Var(&env, "env", "NAME[=VALUE]: an environment variable configs must supply; VALUE as for --header (repeatable)")
 	noDiscover := fs.Bool("no-discover", false, "do not ask the server for its tools now")
+	fs.BoolVar(&s.AllowHTTP, "allow-http", false, allowHTTPUsage)
 	if err := parse(fs, args, "org", "name", "transport"); err != nil {
 		return err
 	}
@@ -204,6 +206,23 @@ func serverCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) 
 	}{created, names}
 	return a.print(out, []string{"ID", "NAME", "NAMESPACE", "TRANSPORT", "TOOLS"},
 		[][]string{{created.ID, created.Name, created.Namespace, string(created.Transport), strings.Join(names, ",")}})
+}
+
+const allowHTTPUsage = "let a plain http URL that is not a loopback address carry the credentials and calls unencrypted (default: https needed)"
+
+func serverUpdate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	serverID := fs.String("server", "", "server ID")
+	allowHTTP := fs.Bool("allow-http", false, allowHTTPUsage+"; --allow-http=false requires https again")
+	db, err := a.open(ctx, fs, args, "server", "allow-http")
+	if err != nil {
+		return err
+	}
+	s, err := db.SetServerAllowHTTP(ctx, *serverID, *allowHTTP)
+	if err != nil {
+		return friendly(err)
+	}
+	return a.print(s, []string{"ID", "NAME", "URL", "ALLOW HTTP"},
+		[][]string{{s.ID, s.Name, orDash(s.URL), strconv.FormatBool(s.AllowHTTP)}})
 }
 
 func serverList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {

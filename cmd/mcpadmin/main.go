@@ -35,6 +35,10 @@ Upstream servers and their tools
                 (--url URL | --command CMD [--arg ARG ...])
                 [--auth none|api-key|oauth|cloud-run-iam]
                 [--header NAME[=VALUE] ...] [--env NAME[=VALUE] ...] [--no-discover]
+                [--allow-http]
+  server update --server ID --allow-http[=false]
+                --allow-http lets a plain http URL that is not a loopback address
+                carry the credentials and calls unencrypted (default: https needed)
   server list [--org ID]
   server sync-tools --server ID [--config ID]
   tool list --server ID

@@ -522,3 +522,72 @@ func TestSyncToolsWithOAuth(t *testing.T) {
 		t.Errorf("sync with the config's token = %+v; want all demo tools", res)
 	}
 }
+
+// TestPlainHTTPServer: a server at a plain http URL other than a loopback
+// address is refused before anything is sent to it, with the way to opt
+// out; --allow-http on server create and server update set and clear the
+// opt-out, and the proxy's view of the server (LoadInstanceConfig)
+// follows it.
+func TestPlainHTTPServer(t *testing.T) {
+	setupEnv(t)
+	var org map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	orgID := org["id"].(string)
+	create := []string{"server", "create", "--org", orgID, "--name", "plain", "--transport", "streamable-http",
+		"--url", "http://upstream.invalid/mcp", "--auth", "api-key", "--header", "X-API-Key=hunter2"}
+
+	code, _, errOut := admin(t, create...)
+	if code != 1 || !strings.Contains(errOut, "upstream plain") || !strings.Contains(errOut, "https") || !strings.Contains(errOut, "--allow-http") {
+		t.Errorf("create over plain http: exit %d, stderr %q; want 1 and a refusal naming https and --allow-http", code, errOut)
+	}
+	if strings.Contains(errOut, "hunter2") {
+		t.Errorf("stderr %q holds the header's value", errOut)
+	}
+
+	var server postgres.Server
+	adminJSON(t, &server, append(create, "--allow-http", "--no-discover")...)
+	if !server.AllowHTTP {
+		t.Errorf("created with --allow-http: allow_http = false")
+	}
+	ring, _ := keyring.Parse(base64.StdEncoding.EncodeToString([]byte(testKey)))
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: os.Getenv("DATABASE_URL")}, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.SyncTools(context.Background(), server.ID, []postgres.Tool{{Name: "echo"}}); err != nil {
+		t.Fatal(err)
+	}
+	var cfg postgres.Config
+	adminJSON(t, &cfg, "config", "create", "--org", orgID, "--server", server.ID, "--header", "X-API-Key=hunter2")
+	var inst map[string]any
+	adminJSON(t, &inst, "instance", "create", "--org", orgID, "--name", "main", "--config", cfg.ID)
+	allowed := func() bool {
+		t.Helper()
+		loaded, err := db.LoadInstanceConfig(context.Background(), inst["id"].(string))
+		if err != nil || len(loaded.Upstreams) != 1 {
+			t.Fatalf("load instance: %v, %+v", err, loaded)
+		}
+		return loaded.Upstreams[0].AllowHTTP
+	}
+	if !allowed() {
+		t.Error("the proxy's upstream of a server created with --allow-http does not allow http")
+	}
+
+	var updated postgres.Server
+	adminJSON(t, &updated, "server", "update", "--server", server.ID, "--allow-http=false")
+	if updated.AllowHTTP || updated.ID != server.ID || updated.URL != server.URL {
+		t.Errorf("after update --allow-http=false: %+v; want the same server without allow_http", updated)
+	}
+	if allowed() {
+		t.Error("the proxy's upstream still allows http after update --allow-http=false")
+	}
+	code, _, errOut = admin(t, "server", "sync-tools", "--server", server.ID, "--config", cfg.ID)
+	if want := "server update --server " + server.ID + " --allow-http"; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("sync-tools: exit %d, stderr %q; want 1 and %q", code, errOut, want)
+	}
+
+	if code, _, errOut := admin(t, "server", "update", "--server", server.ID); code != 2 || !strings.Contains(errOut, "--allow-http") {
+		t.Errorf("update without a change: exit %d, stderr %q; want 2 naming --allow-http", code, errOut)
+	}
+}

@@ -71,6 +71,7 @@ type Server struct {
 	Namespace      string           `json:"namespace"`
 	Transport      tenant.Transport `json:"transport"`
 	URL            string           `json:"url,omitempty"`
+	AllowHTTP      bool             `json:"allow_http"` // a plain http URL off this machine is allowed
 	Command        string           `json:"command,omitempty"`
 	Args           []string         `json:"args,omitempty"`
 	EnvVarNames    []string         `json:"env_var_names,omitempty"`
@@ -95,6 +96,9 @@ func (s *Server) Validate() error {
 		}
 		if s.URL != "" {
 			return errors.New("a stdio server takes a command, not a URL")
+		}
+		if s.AllowHTTP {
+			return errors.New("a stdio server has no URL to allow plain http for")
 		}
 	case tenant.TransportSSE, tenant.TransportStreamableHTTP:
 		if s.Command != "" || len(s.Args) > 0 {
@@ -143,11 +147,11 @@ type Tool struct {
 	MissingSince *time.Time      `json:"missing_since,omitempty"`
 }
 
-const serverColumns = `id::text, organization_id::text, name, transport_type, COALESCE(url, ''), COALESCE(command, ''), args, env_var_names, header_names, auth_type, created_at`
+const serverColumns = `id::text, organization_id::text, name, transport_type, COALESCE(url, ''), allow_http, COALESCE(command, ''), args, env_var_names, header_names, auth_type, created_at`
 
 func scanServer(r pgx.Row) (Server, error) {
 	var s Server
-	err := r.Scan(&s.ID, &s.OrganizationID, &s.Name, &s.Transport, &s.URL, &s.Command, &s.Args, &s.EnvVarNames, &s.HeaderNames, &s.AuthType, &s.CreatedAt)
+	err := r.Scan(&s.ID, &s.OrganizationID, &s.Name, &s.Transport, &s.URL, &s.AllowHTTP, &s.Command, &s.Args, &s.EnvVarNames, &s.HeaderNames, &s.AuthType, &s.CreatedAt)
 	s.Namespace = tenant.Namespace(s.Name)
 	return s, err
 }
@@ -165,10 +169,10 @@ func (db *DB) CreateServer(ctx context.Context, s Server, tools []Tool) (Server,
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		var err error
 		out, err = scanServer(tx.QueryRow(ctx, `
-INSERT INTO mcp_servers (organization_id, name, transport_type, url, command, args, env_var_names, header_names, auth_type)
-VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6, $7, $8, $9)
+INSERT INTO mcp_servers (organization_id, name, transport_type, url, command, args, env_var_names, header_names, auth_type, allow_http)
+VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6, $7, $8, $9, $10)
 RETURNING `+serverColumns,
-			s.OrganizationID, s.Name, s.Transport, s.URL, s.Command, nonNil(s.Args), nonNil(s.EnvVarNames), nonNil(s.HeaderNames), s.AuthType))
+			s.OrganizationID, s.Name, s.Transport, s.URL, s.Command, nonNil(s.Args), nonNil(s.EnvVarNames), nonNil(s.HeaderNames), s.AuthType, s.AllowHTTP))
 		if err != nil {
 			return err
 		}
@@ -187,6 +191,24 @@ func (db *DB) GetServer(ctx context.Context, id string) (Server, error) {
 		return Server{}, fmt.Errorf("server %q: %w", id, ErrNotFound)
 	}
 	s, err := scanServer(db.Pool.QueryRow(ctx, `SELECT `+serverColumns+` FROM mcp_servers WHERE id = $1`, id))
+	if err != nil {
+		return s, notFoundIfNoRows(err, "server "+id)
+	}
+	return s, nil
+}
+
+// SetServerAllowHTTP sets or clears a server's opt-out of https. The
+// proxy follows it once its instance cache reloads the configs.
+func (db *DB) SetServerAllowHTTP(ctx context.Context, id string, allow bool) (Server, error) {
+	s, err := db.GetServer(ctx, id)
+	if err != nil {
+		return s, err
+	}
+	s.AllowHTTP = allow
+	if err := s.Validate(); err != nil {
+		return s, err
+	}
+	s, err = scanServer(db.Pool.QueryRow(ctx, `UPDATE mcp_servers SET allow_http = $2, updated_at = now() WHERE id = $1 RETURNING `+serverColumns, id, allow))
 	if err != nil {
 		return s, notFoundIfNoRows(err, "server "+id)
 	}

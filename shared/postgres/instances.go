@@ -17,13 +17,13 @@ import (
 // longer lists contribute nothing.
 const loadInstanceSQL = `
 SELECT i.id::text, i.name, i.organization_id::text,
-       u.config_id, u.server_id, u.server_name, u.transport_type, u.url,
+       u.config_id, u.server_id, u.server_name, u.transport_type, u.url, u.allow_http,
        u.command, u.args, u.header_names, u.auth_type, u.encrypted_credentials, u.tools
 FROM user_mcp_server_instances i
 JOIN user_tool_groups g ON g.id = i.tool_group_id
 LEFT JOIN LATERAL (
     SELECT c.id::text AS config_id, s.id::text AS server_id, s.name AS server_name,
-           s.transport_type, s.url, s.command, s.args, s.header_names, s.auth_type,
+           s.transport_type, s.url, s.allow_http, s.command, s.args, s.header_names, s.auth_type,
            c.encrypted_credentials,
            array_agg(t.name ORDER BY t.name) AS tools
     FROM user_tool_group_tools gt
@@ -58,9 +58,10 @@ func (db *DB) LoadInstanceConfig(ctx context.Context, instanceID string) (*tenan
 			serverID, sname *string
 			transport, auth *string
 			url, command    *string
+			allowHTTP       *bool
 			sealed          []byte
 		)
-		if err := rows.Scan(&id, &name, &orgID, &configID, &serverID, &sname, &transport, &url,
+		if err := rows.Scan(&id, &name, &orgID, &configID, &serverID, &sname, &transport, &url, &allowHTTP,
 			&command, &up.Args, &up.HeaderNames, &auth, &sealed, &up.Tools); err != nil {
 			return nil, fmt.Errorf("load instance %s: %w", instanceID, err)
 		}
@@ -72,7 +73,7 @@ func (db *DB) LoadInstanceConfig(ctx context.Context, instanceID string) (*tenan
 		}
 		up.ConfigID, up.ServerID, up.Name = *configID, *serverID, *sname
 		up.Transport, up.AuthType = tenant.Transport(*transport), tenant.AuthType(*auth)
-		up.URL, up.Command = deref(url), deref(command)
+		up.URL, up.Command, up.AllowHTTP = deref(url), deref(command), *allowHTTP
 		if up.Credentials, err = db.openCredentials(up.ConfigID, sealed); err != nil {
 			return nil, err
 		}

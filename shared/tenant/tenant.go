@@ -111,11 +111,15 @@ type Instance struct {
 // Upstream is one configured MCP server of an instance, with decrypted
 // credentials. It must never be logged whole.
 type Upstream struct {
-	ConfigID    string
-	ServerID    string
-	Name        string // the server's name, from which the namespace derives
-	Transport   Transport
-	URL         string
+	ConfigID  string
+	ServerID  string
+	Name      string // the server's name, from which the namespace derives
+	Transport Transport
+	URL       string
+	// AllowHTTP lets an operator send the credentials and calls of an
+	// upstream at a plain http URL that is not a loopback address; without
+	// it the upstream package refuses such a URL.
+	AllowHTTP   bool
 	Command     string
 	Args        []string
 	HeaderNames []string

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -44,15 +44,28 @@ func (e *credentialError) Unwrap() error { return e.err }
 
 // authTransport presents an upstream config's credentials on every HTTP
 // request to the upstream, the SDK's and the pool's own: the config's
-// headers and, for OAUTH and CLOUD_RUN_IAM, a bearer token. It turns a 401
-// into ErrUnauthorized before the SDK sees it: the SDK would take a 401 for
-// a broken connection and fail the session.
+// headers and, for OAUTH and CLOUD_RUN_IAM, a bearer token. It sends
+// nothing to another origin than the upstream's (origin.go). It turns a
+// 401 into ErrUnauthorized before the SDK sees it: the SDK would take a
+// 401 for a broken connection and fail the session.
 type authTransport struct {
 	base     http.RoundTripper
 	upstream string
-	headers  map[string]string
+	target   *target
+	// refuse, when set, is why no request may go to the upstream.
+	refuse  error
+	headers map[string]string
 	// token returns the bearer token to send; nil sends none of its own.
 	token func() (*oauth2.Token, error)
+	// refused is the first request refused for where it was going
+	// (another origin, a redirect), so that a failed connect reports it:
+	// the SDK may report the connection it closed after the failed write
+	// instead of the write's error.
+	refused atomic.Pointer[credentialError]
+}
+
+func newAuthTransport(base http.RoundTripper, up tenant.Upstream, t *target) *authTransport {
+	return &authTransport{base: base, upstream: up.Name, target: t, refuse: t.refusal(up), headers: up.Credentials.Headers}
 }
 
 func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -63,17 +76,27 @@ func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.send(r)
 }
 
-// send adds the bearer token to r, which the caller owns, and sends it.
+// send adds the bearer token to r, which the caller owns, and sends it,
+// if r goes to the upstream's origin.
 func (t *authTransport) send(r *http.Request) (*http.Response, error) {
-	if t.token != nil {
-		tok, err := t.token()
-		if err != nil {
-			if r.Body != nil {
-				r.Body.Close()
-			}
-			return nil, err
+	var err error
+	switch {
+	case t.refuse != nil:
+		err = &credentialError{t.upstream, t.refuse}
+	case !t.target.allows(r.URL):
+		err = t.record(foreignOrigin(t.upstream, r.URL, t.target))
+	}
+	if err == nil && t.token != nil {
+		var tok *oauth2.Token
+		if tok, err = t.token(); err == nil {
+			tok.SetAuthHeader(r)
 		}
-		tok.SetAuthHeader(r)
+	}
+	if err != nil {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, err
 	}
 	resp, err := t.base.RoundTrip(r)
 	if err != nil {
@@ -90,7 +113,7 @@ func (t *authTransport) send(r *http.Request) (*http.Response, error) {
 // auth is the transport that presents up's credentials over base.
 func (p *Pool) auth(up tenant.Upstream) *authTransport {
 	name := up.Name
-	t := &authTransport{base: p.base(), upstream: name, headers: up.Credentials.Headers}
+	t := newAuthTransport(p.base(), up, p.target(up.URL))
 	switch up.AuthType {
 	case tenant.AuthOAuth:
 		configID := up.ConfigID
@@ -98,13 +121,8 @@ func (p *Pool) auth(up tenant.Upstream) *authTransport {
 		// source it started with when an operator stores new tokens.
 		t.token = func() (*oauth2.Token, error) { return p.oauthToken(configID, name) }
 	case tenant.AuthCloudRunIAM:
-		audience, err := origin(up.URL)
-		t.token = func() (*oauth2.Token, error) {
-			if err != nil {
-				return nil, &credentialError{name, err}
-			}
-			return p.idToken(name, audience)
-		}
+		audience := t.target.audience
+		t.token = func() (*oauth2.Token, error) { return p.idToken(name, audience) }
 	}
 	return t
 }
@@ -114,16 +132,6 @@ func (p *Pool) base() http.RoundTripper {
 		return p.http.Transport
 	}
 	return http.DefaultTransport
-}
-
-// origin is the audience Cloud Run expects in an ID token: the service
-// URL's scheme and host, without path.
-func origin(rawURL string) (string, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return "", errors.New("CLOUD_RUN_IAM needs an absolute upstream URL for the ID token's audience")
-	}
-	return u.Scheme + "://" + u.Host, nil
 }
 
 // idToken returns a Google ID token for audience, from one source per
@@ -232,9 +240,11 @@ func (p *Pool) newOAuthSource(up tenant.Upstream, client oauthClient, grant stri
 		config: &oauth2.Config{ClientID: o.ClientID, ClientSecret: o.ClientSecret,
 			Endpoint: oauth2.Endpoint{TokenURL: o.TokenURL}, Scopes: slices.Clone(o.Scopes)},
 		// The token endpoint is reached with the pool's transport, within
-		// ConnectTimeout: every call waits for a refresh in progress.
+		// ConnectTimeout: every call waits for a refresh in progress. A
+		// redirect would carry the client secret and the refresh token
+		// elsewhere.
 		ctx: context.WithValue(context.Background(), oauth2.HTTPClient,
-			&http.Client{Transport: p.base(), Timeout: p.opts.ConnectTimeout}),
+			&http.Client{Transport: p.base(), Timeout: p.opts.ConnectTimeout, CheckRedirect: refuseRedirect(up.Name)}),
 		pool: p, source: s, configID: up.ConfigID, upstream: up.Name, refreshToken: o.RefreshToken,
 	}
 	var initial *oauth2.Token

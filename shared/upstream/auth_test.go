@@ -358,6 +358,7 @@ func TestKey(t *testing.T) {
 		{"client secret", edit(func(_ *tenant.Upstream, o *tenant.OAuthCredentials) { o.ClientSecret = "other" }), false},
 		{"token URL", edit(func(_ *tenant.Upstream, o *tenant.OAuthCredentials) { o.TokenURL = "https://other/token" }), false},
 		{"scopes", edit(func(_ *tenant.Upstream, o *tenant.OAuthCredentials) { o.Scopes = []string{"read", "write"} }), false},
+		{"allow http", edit(func(up *tenant.Upstream, _ *tenant.OAuthCredentials) { up.AllowHTTP = true }), false},
 		{"auth type", edit(func(up *tenant.Upstream, _ *tenant.OAuthCredentials) { up.AuthType = tenant.AuthCloudRunIAM }), false},
 		{"header", edit(func(up *tenant.Upstream, _ *tenant.OAuthCredentials) {
 			up.Credentials.Headers = map[string]string{"X": "y"}

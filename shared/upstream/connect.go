@@ -31,10 +31,28 @@ var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 
 // Transport returns the SDK transport that reaches up. httpClient is used
 // for HTTP upstreams (nil for a default one); the config's headers are
-// added to every request, and a 401 is ErrUnauthorized. (The bearer
-// tokens of OAUTH and CLOUD_RUN_IAM come from a Pool.)
+// added to every request, and a 401 is ErrUnauthorized. Requests go only
+// to the origin of up's URL and redirects are refused, whatever
+// httpClient's own CheckRedirect. (The bearer tokens of OAUTH and
+// CLOUD_RUN_IAM come from a Pool.)
 func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
-	return transport(up, withHeaders(httpClient, up))
+	t, _, err := headersTransport(up, httpClient)
+	return t, err
+}
+
+// headersTransport is Transport with the authTransport of an HTTP
+// upstream (nil for stdio).
+func headersTransport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, *authTransport, error) {
+	if up.Transport == tenant.TransportStdio {
+		t, err := transport(up, nil)
+		return t, nil, err
+	}
+	c, auth := withHeaders(httpClient, up)
+	if auth.refuse != nil {
+		return nil, nil, auth.refuse
+	}
+	t, err := transport(up, c)
+	return t, auth, err
 }
 
 // transport is Transport with client as it is.
@@ -79,8 +97,9 @@ func StdioEnv(configEnv map[string]string) []string {
 	return env
 }
 
-// withHeaders is c sending the headers of up's config.
-func withHeaders(c *http.Client, up tenant.Upstream) *http.Client {
+// withHeaders is c sending the headers of up's config, to up's origin
+// only.
+func withHeaders(c *http.Client, up tenant.Upstream) (*http.Client, *authTransport) {
 	if c == nil {
 		c = &http.Client{}
 	}
@@ -88,15 +107,14 @@ func withHeaders(c *http.Client, up tenant.Upstream) *http.Client {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	out := *c
-	out.Transport = &authTransport{base: base, upstream: up.Name, headers: up.Credentials.Headers}
-	return &out
+	t := newAuthTransport(base, up, parseTarget(up.URL))
+	return authClient(c, t), t
 }
 
 // Connect opens a client session to up, initialize included, within
 // ConnectTimeout.
 func Connect(ctx context.Context, up tenant.Upstream, httpClient *http.Client) (*mcp.ClientSession, error) {
-	t, err := Transport(up, httpClient)
+	t, auth, err := headersTransport(up, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
@@ -105,6 +123,9 @@ func Connect(ctx context.Context, up tenant.Upstream, httpClient *http.Client) (
 	defer cancel()
 	session, err := client.Connect(cctx, t, nil)
 	if err != nil {
+		if refused := auth.firstRefusal(); refused != nil {
+			err = refused
+		}
 		return nil, fmt.Errorf("upstream %s: connect: %w", up.Name, err)
 	}
 	return session, nil

@@ -156,9 +156,18 @@ func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSessio
 // roundTrip sends req with the pool's transport itself, with up's bearer
 // token: an MCP endpoint answers a POST, it does not redirect it, and
 // http.Client's redirect and deadline bookkeeping would cost more than
-// the rest of a relayed call.
+// the rest of a relayed call. A redirect is refused as the SDK's client
+// refuses it (authClient): following it would take the credentials
+// wherever the upstream names.
 func (p *Pool) roundTrip(up tenant.Upstream, req *http.Request) (*http.Response, error) {
-	return p.auth(up).send(req)
+	resp, err := p.auth(up).send(req)
+	if err != nil || !isRedirect(resp.StatusCode) {
+		return resp, err
+	}
+	to, _ := resp.Location()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+	resp.Body.Close()
+	return nil, redirectRefused(up.Name, to)
 }
 
 // newRequest is a POST to up within s: the config's headers, the session

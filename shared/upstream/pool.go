@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -90,6 +91,7 @@ type Pool struct {
 	// sseURLs are the URLs of upstreams registered as Streamable HTTP
 	// that speak only HTTP+SSE (fallback.go).
 	sseURLs sync.Map      // url string → true
+	targets sync.Map      // url string → *target (origin.go)
 	callSeq atomic.Uint64 // IDs of the calls CallTool sends
 }
 
@@ -186,6 +188,7 @@ func Key(up tenant.Upstream) string {
 	field(up.ConfigID)
 	field(string(up.Transport))
 	field(up.URL)
+	field(strconv.FormatBool(up.AllowHTTP))
 	field(up.Command)
 	for _, a := range up.Args {
 		field(a)
@@ -274,7 +277,18 @@ func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 }
 
 func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, *stdioProcess, error) {
-	httpClient, probe := p.authClient(up), (*firstPost)(nil)
+	var (
+		httpClient *http.Client
+		auth       *authTransport
+		probe      *firstPost
+	)
+	if up.Transport != tenant.TransportStdio {
+		auth = p.auth(up)
+		if auth.refuse != nil {
+			return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, auth.refuse)
+		}
+		httpClient = authClient(p.http, auth)
+	}
 	if up.Transport == tenant.TransportStreamableHTTP {
 		if p.legacySSE(up.URL) {
 			up.Transport = tenant.TransportSSE
@@ -290,6 +304,9 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	s, err := p.client.Connect(ctx, t, nil)
 	if err != nil {
 		proc.ended() // a process that started but failed to initialize
+		if refused := auth.firstRefusal(); refused != nil {
+			return nil, nil, fmt.Errorf("upstream %s: connect: %w", up.Name, refused)
+		}
 		if probe != nil && probe.refusedPost() {
 			if s, sseErr := p.connectSSE(ctx, up); sseErr == nil {
 				return s, nil, nil
@@ -300,18 +317,19 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	return s, proc, nil
 }
 
-// authClient is the pool's HTTP client presenting up's credentials.
-func (p *Pool) authClient(up tenant.Upstream) *http.Client {
-	c := *p.http
-	c.Transport = p.auth(up)
-	return &c
+// authClient is c presenting credentials with t, and refusing redirects.
+func authClient(c *http.Client, t *authTransport) *http.Client {
+	out := *c
+	out.Transport = t
+	out.CheckRedirect = t.checkRedirect
+	return &out
 }
 
 // connectSSE connects to a server registered as Streamable HTTP over SSE
 // and, when that works, remembers that its URL speaks only SSE.
 func (p *Pool) connectSSE(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
 	up.Transport = tenant.TransportSSE
-	t, err := transport(up, p.authClient(up))
+	t, err := transport(up, authClient(p.http, p.auth(up)))
 	if err != nil {
 		return nil, err
 	}
