@@ -25,8 +25,9 @@ const ClientName = "mcp-proxy"
 const ConnectTimeout = 10 * time.Second
 
 // inheritedEnv are the only variables of the proxy's own environment a
-// stdio upstream inherits: the proxy's environment holds the database URL
-// and the encryption key, which no upstream may see.
+// stdio upstream inherits: the proxy's environment may hold the database
+// URL and the encryption key (locally; in deployment they are in files),
+// which no upstream may see.
 var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 
 // Transport returns the SDK transport that reaches up. httpClient is used
@@ -34,11 +35,12 @@ var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 // added to every request, and a 401 is ErrUnauthorized. (The bearer
 // tokens of OAUTH and CLOUD_RUN_IAM come from a Pool.)
 func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
-	return transport(up, withHeaders(httpClient, up))
+	return transport(up, withHeaders(httpClient, up), defaultIsolation())
 }
 
-// transport is Transport with client as it is.
-func transport(up tenant.Upstream, client *http.Client) (mcp.Transport, error) {
+// transport is Transport with client as it is; stdio upstreams start
+// under iso.
+func transport(up tenant.Upstream, client *http.Client, iso *isolation) (mcp.Transport, error) {
 	switch up.Transport {
 	case tenant.TransportStreamableHTTP, tenant.TransportSSE:
 		if up.URL == "" {
@@ -50,7 +52,7 @@ func transport(up tenant.Upstream, client *http.Client) (mcp.Transport, error) {
 		// The proxy asks, the upstream answers: no standalone stream.
 		return &mcp.StreamableClientTransport{Endpoint: up.URL, HTTPClient: client, MaxRetries: -1, DisableStandaloneSSE: true}, nil
 	case tenant.TransportStdio:
-		cmd, err := stdioCommand(up)
+		cmd, err := stdioCommand(up, iso)
 		if err != nil {
 			return nil, err
 		}

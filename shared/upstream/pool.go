@@ -55,6 +55,15 @@ type PoolOptions struct {
 	// stderr lines of stdio upstreams, a refreshed token that could not
 	// be stored, an upstream found to speak only SSE. nil discards.
 	Logger *slog.Logger
+
+	// StdioUID and StdioGID are the user and group stdio upstreams run
+	// as when the proxy runs as root. Default DefaultStdioID (nobody).
+	StdioUID, StdioGID int
+	// SecretFiles are the files the proxy read its secrets from. When
+	// the proxy runs as root, no stdio upstream starts while one of them
+	// is readable by StdioUID; otherwise stdio upstreams run as the
+	// proxy's user, can read them, and the pool logs so once.
+	SecretFiles []string
 }
 
 // Pool keeps one client session per upstream config and credentials,
@@ -67,6 +76,7 @@ type Pool struct {
 	client *mcp.Client
 	flight singleflight.Group
 	log    *slog.Logger
+	iso    *isolation // of the stdio upstreams
 
 	oauthMu   sync.Mutex
 	oauth     map[string]*oauthSource // by config ID
@@ -126,7 +136,7 @@ func NewPool(opts PoolOptions) *Pool {
 			ExpectContinueTimeout: time.Second,
 		}}
 	}
-	p := &Pool{opts: opts, http: httpClient, log: opts.Logger, sessions: map[string]*pooled{},
+	p := &Pool{opts: opts, http: httpClient, log: opts.Logger, iso: newIsolation(opts, opts.Logger), sessions: map[string]*pooled{},
 		oauth: map[string]*oauthSource{}, idSources: map[string]oauth2.TokenSource{}, stop: make(chan struct{})}
 	go p.janitor()
 	p.client = mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, &mcp.ClientOptions{
@@ -262,7 +272,7 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 			httpClient, probe = recording(httpClient)
 		}
 	}
-	t, err := transport(up, httpClient)
+	t, err := transport(up, httpClient, p.iso)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
@@ -270,6 +280,9 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	s, err := p.client.Connect(ctx, t, nil)
 	if err != nil {
 		proc.ended() // a process that started but failed to initialize
+		if proc != nil {
+			err = p.iso.startError(up.Command, err)
+		}
 		if probe != nil && probe.refusedPost() {
 			if s, sseErr := p.connectSSE(ctx, up); sseErr == nil {
 				return s, nil, nil
@@ -291,7 +304,7 @@ func (p *Pool) authClient(up tenant.Upstream) *http.Client {
 // and, when that works, remembers that its URL speaks only SSE.
 func (p *Pool) connectSSE(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
 	up.Transport = tenant.TransportSSE
-	t, err := transport(up, p.authClient(up))
+	t, err := transport(up, p.authClient(up), p.iso)
 	if err != nil {
 		return nil, err
 	}
@@ -384,6 +397,9 @@ func (p *Pool) Close() {
 		})
 	}
 	wg.Wait()
+	if !wasClosed {
+		p.iso.close()
+	}
 }
 
 // Do runs call with the session of up. When the session turns out broken

@@ -19,12 +19,17 @@ var (
 )
 
 // Binary builds cmd/demo-upstream once per test binary and returns its
-// path, in a temporary folder of its own.
+// path, in a temporary folder of its own that every user may enter.
 func Binary(t testing.TB) string {
 	t.Helper()
 	once.Do(func() {
 		var dir string
 		if dir, err = os.MkdirTemp("", "demo-upstream-"); err != nil {
+			return
+		}
+		// A proxy running as root starts stdio upstreams as another
+		// user (shared/upstream/isolation.go), who must reach it.
+		if err = os.Chmod(dir, 0o755); err != nil {
 			return
 		}
 		bin = filepath.Join(dir, "demo-upstream")
