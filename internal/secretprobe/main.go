@@ -22,7 +22,7 @@ import (
 )
 
 type probeIn struct {
-	Files  []string `json:"files" jsonschema:"paths of the proxy's secret files"`
+	Files  []string `json:"files,omitempty" jsonschema:"paths of the proxy's secret files"`
 	Marker string   `json:"marker" jsonschema:"a string every secret value starts with, looked for in the proxy's memory"`
 }
 

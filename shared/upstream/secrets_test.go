@@ -11,13 +11,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/internal/secretprobe/probetest"
 	"mcpproxy.dev/mcpproxy/shared/envfile"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -26,35 +26,6 @@ import (
 // secretMarker starts every secret value of TestStdioCannotReadSecrets;
 // the probe looks for it in the proxy's memory.
 const secretMarker = "probe-secret-"
-
-var (
-	probeOnce sync.Once
-	probeBin  string
-	probeErr  error
-)
-
-// probeBinary builds internal/secretprobe into a folder any user may
-// enter, since the proxy may start it as another user.
-func probeBinary(t *testing.T) string {
-	t.Helper()
-	probeOnce.Do(func() {
-		var dir string
-		if dir, probeErr = os.MkdirTemp("", "secretprobe-"); probeErr != nil {
-			return
-		}
-		if probeErr = os.Chmod(dir, 0o755); probeErr != nil {
-			return
-		}
-		probeBin = filepath.Join(dir, "secretprobe")
-		if out, err := exec.Command("go", "build", "-o", probeBin, "mcpproxy.dev/mcpproxy/internal/secretprobe").CombinedOutput(); err != nil {
-			probeErr = fmt.Errorf("build secretprobe: %v\n%s", err, out)
-		}
-	})
-	if probeErr != nil {
-		t.Fatal(probeErr)
-	}
-	return probeBin
-}
 
 func newSecret(t *testing.T) string {
 	b := make([]byte, 16)
@@ -73,7 +44,7 @@ func newSecret(t *testing.T) string {
 // process_vm_readv, and the secret files. None of the values may be in
 // what it reports.
 func TestStdioCannotReadSecrets(t *testing.T) {
-	probe := probeBinary(t)
+	probe := probetest.Binary(t)
 	for _, mode := range []string{"env", "file"} {
 		t.Run(mode, func(t *testing.T) {
 			dbPassword, key := newSecret(t), newSecret(t)
@@ -231,7 +202,7 @@ func TestStdioNonRootProxy(t *testing.T) {
 	}
 	const uid = upstream.DefaultStdioID
 	self := copyExecutable(t, os.Args[0], 0o755)
-	probe := probeBinary(t)
+	probe := probetest.Binary(t)
 	dbPassword, key := newSecret(t), newSecret(t)
 	dir := openDir(t)
 	keyFile := filepath.Join(dir, "key")
