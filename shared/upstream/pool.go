@@ -377,8 +377,9 @@ func (p *Pool) Len() int {
 	return len(p.sessions)
 }
 
-// Close closes every session; later calls to Session fail. It is safe to
-// call twice.
+// Close closes every session, and removes the home folder of the stdio
+// upstreams when they ran as another user; later calls to Session fail.
+// It is safe to call twice.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	sessions := p.sessions
