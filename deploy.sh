@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deploys mcp-proxy to Google Cloud: the APIs it needs, one service account
 # per function with the least roles, the secrets (Secret Manager, mounted
-# with --set-secrets), the schema migrations, the three functions, the Cloud
+# as files with --set-secrets and read through NAME_FILE, never put in a
+# function's environment), the schema migrations, the three functions, the Cloud
 # Scheduler job that calls FlushLogs every minute, and optionally the
 # log-based metrics and alert policies. Re-running it updates everything in
 # place. DRY_RUN=1 prints every command instead of running it.
@@ -248,8 +249,18 @@ if [ -n "$INSTANCE_CONNECTION_NAME" ]; then
 fi
 common=(--gen2 --region="$REGION" --runtime="$RUNTIME" --source=. --trigger-http --project="$PROJECT_ID" --quiet)
 
+# The secrets are Secret Manager volumes, one folder each (a volume's
+# folder holds no other), read by the functions through NAME_FILE: a
+# process's environment is one more place its stdio upstreams could look
+# (README: stdio upstreams and the proxy's secrets).
+DB_FILE=/etc/secrets/database/url
+KEY_FILE=/etc/secrets/encryption/key
+db_secret="$DB_FILE=$DB_SECRET:latest"
+key_secret="$KEY_FILE=$KEY_SECRET:latest"
+env_vars+="|DATABASE_URL_FILE=$DB_FILE"
+
 step "Deploying $PROXY_FUNCTION (Proxy)"
-proxy_env="$env_vars|GOMAXPROCS=$PROXY_GOMAXPROCS"
+proxy_env="$env_vars|MCP_ENCRYPTION_KEY_FILE=$KEY_FILE|GOMAXPROCS=$PROXY_GOMAXPROCS"
 if [ -n "$ALLOWED_ORIGINS" ]; then
   proxy_env+="|ALLOWED_ORIGINS=$ALLOWED_ORIGINS"
 fi
@@ -257,17 +268,17 @@ run gcloud functions deploy "$PROXY_FUNCTION" "${common[@]}" --entry-point=Proxy
   --service-account="$PROXY_SA" --concurrency="$PROXY_CONCURRENCY" --cpu="$PROXY_CPU" --memory="$PROXY_MEMORY" \
   --min-instances="$PROXY_MIN_INSTANCES" --max-instances="$PROXY_MAX_INSTANCES" --timeout="$PROXY_TIMEOUT" \
   --set-env-vars="$proxy_env" \
-  --set-secrets="DATABASE_URL=$DB_SECRET:latest,MCP_ENCRYPTION_KEY=$KEY_SECRET:latest"
+  --set-secrets="$db_secret,$key_secret"
 
 step "Deploying $HEALTH_FUNCTION (Health)"
 run gcloud functions deploy "$HEALTH_FUNCTION" "${common[@]}" --entry-point=Health --allow-unauthenticated \
   --service-account="$HEALTH_SA" --memory=256Mi --max-instances=5 --timeout=30s \
-  --set-env-vars="$env_vars" --set-secrets="DATABASE_URL=$DB_SECRET:latest"
+  --set-env-vars="$env_vars" --set-secrets="$db_secret"
 
 step "Deploying $FLUSH_FUNCTION (FlushLogs)"
 run gcloud functions deploy "$FLUSH_FUNCTION" "${common[@]}" --entry-point=FlushLogs --no-allow-unauthenticated \
   --service-account="$FLUSH_SA" --memory=512Mi --max-instances=3 --timeout="$FLUSH_TIMEOUT" \
-  --set-env-vars="$env_vars|FLUSH_BUDGET=$FLUSH_BUDGET" --set-secrets="DATABASE_URL=$DB_SECRET:latest"
+  --set-env-vars="$env_vars|FLUSH_BUDGET=$FLUSH_BUDGET" --set-secrets="$db_secret"
 run gcloud functions add-invoker-policy-binding "$FLUSH_FUNCTION" --region="$REGION" \
   --member="serviceAccount:$SCHEDULER_SA" --project="$PROJECT_ID"
 

@@ -203,13 +203,8 @@ func TestDeployDryRun(t *testing.T) {
 			if rt, ok := strings.CutPrefix(w, "--runtime="); ok && rt != "go"+goVersion[1]+goVersion[2] {
 				t.Errorf("runtime %s; go.mod says go %s.%s", rt, goVersion[1], goVersion[2])
 			}
-			if strings.HasPrefix(w, "--set-env-vars=") && (strings.Contains(w, "DATABASE_URL") || strings.Contains(w, "ENCRYPTION_KEY")) {
-				t.Errorf("a secret is passed as a plain env var: %s", w)
-			}
 		}
-		if !slices.ContainsFunc(cmd, func(w string) bool { return strings.HasPrefix(w, "--set-secrets=") }) {
-			t.Errorf("%s deployed without --set-secrets", cmd[3])
-		}
+		checkSecretFiles(t, cmd)
 	}
 	if len(registered) != 3 || !mapsEqual(registered, deployed) {
 		t.Errorf("deployed entry points %v; registered %v", deployed, registered)
@@ -225,6 +220,59 @@ func TestDeployDryRun(t *testing.T) {
 	}
 	if !strings.Contains(out, "https://europe-west1-dry-run-project.cloudfunctions.net/mcp-proxy/mcp") {
 		t.Error("the dry run does not end with the MCP URL")
+	}
+}
+
+// checkSecretFiles checks that a function gets its secrets as Secret
+// Manager volumes only, each named by the NAME_FILE variable the
+// function reads (shared/envfile), and never in its environment: the
+// proxy's stdio upstreams must not find them there.
+func checkSecretFiles(t *testing.T, cmd []string) {
+	t.Helper()
+	env := map[string]string{}
+	mounts := map[string]string{} // file path → secret
+	for _, w := range cmd {
+		if v, ok := strings.CutPrefix(w, "--set-env-vars="); ok {
+			for kv := range strings.SplitSeq(strings.TrimPrefix(v, "^|^"), "|") {
+				k, val, _ := strings.Cut(kv, "=")
+				env[k] = val
+			}
+		}
+		if v, ok := strings.CutPrefix(w, "--set-secrets="); ok {
+			for ref := range strings.SplitSeq(v, ",") {
+				path, secret, _ := strings.Cut(ref, "=")
+				if !strings.HasPrefix(path, "/") {
+					t.Errorf("%s: secret %s is an environment variable, not a volume", cmd[3], ref)
+					continue
+				}
+				mounts[path] = secret
+			}
+		}
+	}
+	want := map[string]string{"DATABASE_URL": "mcp-database-url:latest"}
+	if slices.Contains(cmd, "--entry-point=Proxy") {
+		want["MCP_ENCRYPTION_KEY"] = "mcp-encryption-key:latest"
+	}
+	for name, secret := range want {
+		if _, ok := env[name]; ok {
+			t.Errorf("%s: %s is in the function's environment", cmd[3], name)
+		}
+		file := env[name+"_FILE"]
+		if mounts[file] != secret {
+			t.Errorf("%s: %s_FILE=%q; the secret %s is mounted at %v", cmd[3], name, file, secret, mounts)
+		}
+	}
+	if len(mounts) != len(want) {
+		t.Errorf("%s: secrets mounted %v; want only %v", cmd[3], mounts, want)
+	}
+	folders := map[string]bool{}
+	for path := range mounts {
+		// A volume's folder holds one secret and no other volume.
+		if dir := filepath.Dir(path); folders[dir] {
+			t.Errorf("%s: two secrets in the folder %s", cmd[3], dir)
+		} else {
+			folders[dir] = true
+		}
 	}
 }
 

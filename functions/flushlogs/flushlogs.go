@@ -14,8 +14,8 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
-	"github.com/sethvargo/go-envconfig"
 
+	"mcpproxy.dev/mcpproxy/shared/envfile"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -25,7 +25,8 @@ func init() {
 	functions.HTTP("FlushLogs", FlushLogs)
 }
 
-// Config is the FlushLogs function's environment.
+// Config is the FlushLogs function's environment; DATABASE_URL may be
+// given as DATABASE_URL_FILE (envfile).
 type Config struct {
 	Postgres          postgres.Options
 	ProjectID         string        `env:"GOOGLE_CLOUD_PROJECT"`
@@ -43,7 +44,7 @@ type Config struct {
 var flusher = sync.OnceValues(func() (*Flusher, error) {
 	ctx := context.Background()
 	var c Config
-	if err := envconfig.Process(ctx, &c); err != nil {
+	if _, err := envfile.Process(ctx, &c); err != nil {
 		return nil, err
 	}
 	db, err := postgres.Open(ctx, c.Postgres, nil)

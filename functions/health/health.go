@@ -16,10 +16,10 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
-	"github.com/sethvargo/go-envconfig"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"mcpproxy.dev/mcpproxy/shared/envfile"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 )
@@ -28,7 +28,8 @@ func init() {
 	functions.HTTP("Health", Health)
 }
 
-// Config is the Health function's environment.
+// Config is the Health function's environment; DATABASE_URL may be
+// given as DATABASE_URL_FILE (envfile).
 type Config struct {
 	Postgres          postgres.Options
 	ProjectID         string        `env:"GOOGLE_CLOUD_PROJECT"`
@@ -41,7 +42,7 @@ type Config struct {
 var (
 	config = sync.OnceValues(func() (Config, error) {
 		var c Config
-		err := envconfig.Process(context.Background(), &c)
+		_, err := envfile.Process(context.Background(), &c)
 		return c, err
 	})
 	logger = sync.OnceValue(func() *slog.Logger {

@@ -20,10 +20,10 @@ import (
 	"cloud.google.com/go/firestore"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
-	"github.com/sethvargo/go-envconfig"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/shared/budget"
+	"mcpproxy.dev/mcpproxy/shared/envfile"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
@@ -35,11 +35,18 @@ func init() {
 	functions.HTTP("Proxy", Proxy)
 }
 
-// Config is the Proxy function's environment.
+// Config is the Proxy function's environment. Any variable, and in
+// deployment DATABASE_URL and MCP_ENCRYPTION_KEY, may be given as
+// NAME_FILE (envfile): stdio upstreams must not find them in the
+// proxy's environment.
 type Config struct {
 	Postgres      postgres.Options
 	EncryptionKey string `env:"MCP_ENCRYPTION_KEY"`
 	ProjectID     string `env:"GOOGLE_CLOUD_PROJECT"`
+	// StdioUID and StdioGID are who stdio upstreams run as when the
+	// proxy runs as root (shared/upstream/isolation.go).
+	StdioUID int `env:"STDIO_UID, default=65534"`
+	StdioGID int `env:"STDIO_GID, default=65534"`
 
 	CacheTTL          time.Duration `env:"CACHE_TTL, default=60s"`
 	CacheStaleIfError time.Duration `env:"CACHE_STALE_IF_ERROR, default=10m"`
@@ -77,7 +84,8 @@ type Config struct {
 var handler = sync.OnceValues(func() (*Handler, error) {
 	ctx := context.Background()
 	var c Config
-	if err := envconfig.Process(ctx, &c); err != nil {
+	secretFiles, err := envfile.Process(ctx, &c)
+	if err != nil {
 		return nil, err
 	}
 	logger := logging.New(os.Stderr, c.LogLevel)
@@ -107,6 +115,9 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		IdleTimeout:         c.UpstreamIdleTimeout,
 		SaveToken:           db.SaveOAuthToken,
 		Logger:              logger,
+		StdioUID:            c.StdioUID,
+		StdioGID:            c.StdioGID,
+		SecretFiles:         secretFiles,
 	})
 	h := New(db, pool, logger, Options{
 		RequestTimeout: c.RequestTimeout,

@@ -33,7 +33,7 @@ type Keyring struct {
 }
 
 // ErrNoKey is returned when the keyring is empty.
-var ErrNoKey = errors.New("no encryption key configured (set MCP_ENCRYPTION_KEY to base64 of 32 bytes)")
+var ErrNoKey = errors.New("no encryption key configured (set MCP_ENCRYPTION_KEY, or MCP_ENCRYPTION_KEY_FILE, to base64 of 32 bytes)")
 
 // Parse reads a key specification: base64 of 32 bytes, or a comma-separated
 // list of keyid:base64 where the first entry encrypts. An entry without an

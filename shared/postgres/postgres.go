@@ -89,7 +89,7 @@ var execModes = map[string]pgx.QueryExecMode{
 // ParseConfig turns options into a pool configuration without connecting.
 func ParseConfig(opts Options) (*pgxpool.Config, error) {
 	if opts.URL == "" {
-		return nil, errors.New("no database URL (set DATABASE_URL)")
+		return nil, errors.New("no database URL (set DATABASE_URL or DATABASE_URL_FILE)")
 	}
 	cfg, err := pgxpool.ParseConfig(opts.URL)
 	if err != nil {

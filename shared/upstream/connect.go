@@ -25,8 +25,9 @@ const ClientName = "mcp-proxy"
 const ConnectTimeout = 10 * time.Second
 
 // inheritedEnv are the only variables of the proxy's own environment a
-// stdio upstream inherits: the proxy's environment holds the database URL
-// and the encryption key, which no upstream may see.
+// stdio upstream inherits: the proxy's environment may hold the database
+// URL and the encryption key (locally; in deployment they are in files),
+// which no upstream may see.
 var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 
 // Transport returns the SDK transport that reaches up. httpClient is used
@@ -44,19 +45,20 @@ func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, erro
 // upstream (nil for stdio).
 func headersTransport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, *authTransport, error) {
 	if up.Transport == tenant.TransportStdio {
-		t, err := transport(up, nil)
+		t, err := transport(up, nil, defaultIsolation())
 		return t, nil, err
 	}
 	c, auth := withHeaders(httpClient, up)
 	if auth.refuse != nil {
 		return nil, nil, auth.refuse
 	}
-	t, err := transport(up, c)
+	t, err := transport(up, c, defaultIsolation())
 	return t, auth, err
 }
 
-// transport is Transport with client as it is.
-func transport(up tenant.Upstream, client *http.Client) (mcp.Transport, error) {
+// transport is Transport with client as it is; stdio upstreams start
+// under iso.
+func transport(up tenant.Upstream, client *http.Client, iso *isolation) (mcp.Transport, error) {
 	switch up.Transport {
 	case tenant.TransportStreamableHTTP, tenant.TransportSSE:
 		if up.URL == "" {
@@ -68,7 +70,7 @@ func transport(up tenant.Upstream, client *http.Client) (mcp.Transport, error) {
 		// The proxy asks, the upstream answers: no standalone stream.
 		return &mcp.StreamableClientTransport{Endpoint: up.URL, HTTPClient: client, MaxRetries: -1, DisableStandaloneSSE: true}, nil
 	case tenant.TransportStdio:
-		cmd, err := stdioCommand(up)
+		cmd, err := stdioCommand(up, iso)
 		if err != nil {
 			return nil, err
 		}

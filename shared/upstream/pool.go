@@ -61,6 +61,15 @@ type PoolOptions struct {
 	// stderr lines of stdio upstreams, a refreshed token that could not
 	// be stored, an upstream found to speak only SSE. nil discards.
 	Logger *slog.Logger
+
+	// StdioUID and StdioGID are the user and group stdio upstreams run
+	// as when the proxy runs as root. Default DefaultStdioID (nobody).
+	StdioUID, StdioGID int
+	// SecretFiles are the files the proxy read its secrets from. When
+	// the proxy runs as root, no stdio upstream starts while one of them
+	// is readable by StdioUID; otherwise stdio upstreams run as the
+	// proxy's user, can read them, and the pool logs so once.
+	SecretFiles []string
 }
 
 // Pool keeps one client session per upstream config and credentials,
@@ -73,6 +82,7 @@ type Pool struct {
 	client *mcp.Client
 	flight singleflight.Group
 	log    *slog.Logger
+	iso    *isolation // of the stdio upstreams
 
 	oauthMu   sync.Mutex
 	oauth     map[string]*oauthSource // by config ID
@@ -135,7 +145,7 @@ func NewPool(opts PoolOptions) *Pool {
 			ExpectContinueTimeout: time.Second,
 		}}
 	}
-	p := &Pool{opts: opts, http: httpClient, log: opts.Logger, sessions: map[string]*pooled{},
+	p := &Pool{opts: opts, http: httpClient, log: opts.Logger, iso: newIsolation(opts, opts.Logger), sessions: map[string]*pooled{},
 		oauth: map[string]*oauthSource{}, idSources: map[string]oauth2.TokenSource{}, stop: make(chan struct{})}
 	go p.janitor()
 	p.client = mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, &mcp.ClientOptions{
@@ -296,7 +306,7 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 			httpClient, probe = recording(httpClient)
 		}
 	}
-	t, err := transport(up, httpClient)
+	t, err := transport(up, httpClient, p.iso)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
@@ -306,6 +316,9 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 		proc.ended() // a process that started but failed to initialize
 		if refused := auth.firstRefusal(); refused != nil {
 			return nil, nil, fmt.Errorf("upstream %s: connect: %w", up.Name, refused)
+		}
+		if proc != nil {
+			err = p.iso.startError(up.Command, err)
 		}
 		if probe != nil && probe.refusedPost() {
 			if s, sseErr := p.connectSSE(ctx, up); sseErr == nil {
@@ -329,7 +342,7 @@ func authClient(c *http.Client, t *authTransport) *http.Client {
 // and, when that works, remembers that its URL speaks only SSE.
 func (p *Pool) connectSSE(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
 	up.Transport = tenant.TransportSSE
-	t, err := transport(up, authClient(p.http, p.auth(up)))
+	t, err := transport(up, authClient(p.http, p.auth(up)), p.iso)
 	if err != nil {
 		return nil, err
 	}
@@ -402,8 +415,9 @@ func (p *Pool) Len() int {
 	return len(p.sessions)
 }
 
-// Close closes every session; later calls to Session fail. It is safe to
-// call twice.
+// Close closes every session, and removes the home folder of the stdio
+// upstreams when they ran as another user; later calls to Session fail.
+// It is safe to call twice.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	sessions := p.sessions
@@ -422,6 +436,9 @@ func (p *Pool) Close() {
 		})
 	}
 	wg.Wait()
+	if !wasClosed {
+		p.iso.close()
+	}
 }
 
 // Do runs call with the session of up. When the session turns out broken

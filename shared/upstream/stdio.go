@@ -90,8 +90,9 @@ func (w *stderrLog) emit(line []byte) {
 }
 
 // stdioCommand makes the command of a stdio upstream: in its own process
-// group, with only the environment StdioEnv gives it.
-func stdioCommand(up tenant.Upstream) (*exec.Cmd, error) {
+// group, with only the environment StdioEnv gives it, apart from the
+// proxy's secrets (isolation.go).
+func stdioCommand(up tenant.Upstream, iso *isolation) (*exec.Cmd, error) {
 	if up.Command == "" {
 		return nil, errors.New("no command")
 	}
@@ -99,9 +100,13 @@ func stdioCommand(up tenant.Upstream) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, &commandError{command: up.Command}
 	}
+	if err := iso.prepare(); err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(path, up.Args...)
 	cmd.Env = StdioEnv(up.Credentials.Env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	iso.apply(cmd)
 	// What the process started may hold its stderr open after it
 	// exits; Wait does not wait for that.
 	cmd.WaitDelay = stdioTerminate

@@ -4,36 +4,14 @@
 package demotest
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
-)
 
-var (
-	once sync.Once
-	bin  string
-	err  error
+	"mcpproxy.dev/mcpproxy/internal/testbin"
 )
 
 // Binary builds cmd/demo-upstream once per test binary and returns its
-// path, in a temporary folder of its own.
+// path (testbin.Build).
 func Binary(t testing.TB) string {
 	t.Helper()
-	once.Do(func() {
-		var dir string
-		if dir, err = os.MkdirTemp("", "demo-upstream-"); err != nil {
-			return
-		}
-		bin = filepath.Join(dir, "demo-upstream")
-		if out, buildErr := exec.Command("go", "build", "-o", bin, "mcpproxy.dev/mcpproxy/cmd/demo-upstream").CombinedOutput(); buildErr != nil {
-			err = fmt.Errorf("build demo-upstream: %v\n%s", buildErr, out)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return testbin.Build(t, "mcpproxy.dev/mcpproxy/cmd/demo-upstream")
 }
