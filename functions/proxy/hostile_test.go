@@ -324,6 +324,18 @@ func TestLargeResults(t *testing.T) {
 			t.Errorf("3 MiB answer (sse %v): %.300v; want -32000 naming the upstream and the limit", sse, out)
 		}
 	}
+	// Through the SDK client (resources/read on the upstream's own
+	// route): the same bound.
+	path := "/mcp/" + instanceOf(t, e, key) + "/big"
+	read := func(n int) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"hostile://huge/%d"}}`, n)
+	}
+	if _, out := e.post(t, path, header, read(3<<20)); out["error"] == nil {
+		t.Errorf("3 MiB resource through the SDK client: %.200v; want an error", out)
+	}
+	if _, out := e.post(t, path, header, read(1<<20)); out["result"] == nil {
+		t.Errorf("1 MiB resource through the SDK client: %.200v; want it read", out)
+	}
 	var wg sync.WaitGroup
 	for i := range 12 {
 		wg.Go(func() {

@@ -10,7 +10,8 @@
 // Streamable HTTP (Handler) and stdio (ServeStdio); the command
 // internal/hostile/hostile-upstream runs it as a process.
 //
-// The list behaviour is chosen per server (Mode); a call's behaviour is
+// resources/read of hostile://huge/N answers N bytes of text. The list
+// behaviour is chosen per server (Mode); a call's behaviour is
 // the tool's name, with its arguments:
 //
 //	echo      {"text"}                    a normal result
@@ -69,6 +70,7 @@ type request struct {
 		Arguments map[string]any `json:"arguments"`
 		Meta      map[string]any `json:"_meta"`
 		Version   string         `json:"protocolVersion"`
+		URI       string         `json:"uri"`
 	} `json:"params"`
 }
 
@@ -120,6 +122,13 @@ func (s *Server) answer(req *request) []byte {
 		return result(req.ID, `{"prompts":`+s.list([]string{`{"name":"greet"}`}, `{"description":"no name"}`)+`}`)
 	case "resources/list":
 		return result(req.ID, `{"resources":`+s.list([]string{`{"uri":"hostile://a","name":"a"}`}, `{"name":"no uri"}`)+`}`)
+	case "resources/read":
+		// hostile://huge/N reads N bytes of text; anything else a little.
+		n := 1
+		if rest, ok := strings.CutPrefix(req.Params.URI, "hostile://huge/"); ok {
+			n, _ = strconv.Atoi(rest)
+		}
+		return result(req.ID, `{"contents":[{"uri":`+quote(req.Params.URI)+`,"text":`+quote(strings.Repeat("r", n))+`}]}`)
 	case "resources/templates/list":
 		return result(req.ID, `{"resourceTemplates":`+s.list([]string{`{"uriTemplate":"hostile://{x}","name":"x"}`}, `{"name":"no template"}`)+`}`)
 	}

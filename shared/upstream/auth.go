@@ -62,10 +62,13 @@ type authTransport struct {
 	// the SDK may report the connection it closed after the failed write
 	// instead of the write's error.
 	refused atomic.Pointer[credentialError]
+	// maxMessage bounds one message of what the SDK reads (limitMessages).
+	maxMessage int64
 }
 
 func newAuthTransport(base http.RoundTripper, up tenant.Upstream, t *target) *authTransport {
-	return &authTransport{base: base, upstream: up.Name, target: t, refuse: t.refusal(up), headers: up.Credentials.Headers}
+	return &authTransport{base: base, upstream: up.Name, target: t, refuse: t.refusal(up), headers: up.Credentials.Headers,
+		maxMessage: DefaultMaxMessageBytes}
 }
 
 func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -73,7 +76,13 @@ func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	for k, v := range t.headers {
 		r.Header.Set(k, v)
 	}
-	return t.send(r)
+	resp, err := t.send(r)
+	if err == nil {
+		// The SDK's requests: it reads answers without a bound of its
+		// own. (The pool's own tools/call meters its reading itself.)
+		limitMessages(resp, t.maxMessage)
+	}
+	return resp, err
 }
 
 // send adds the bearer token to r, which the caller owns, and sends it,
@@ -114,6 +123,7 @@ func (t *authTransport) send(r *http.Request) (*http.Response, error) {
 func (p *Pool) auth(up tenant.Upstream) *authTransport {
 	name := up.Name
 	t := newAuthTransport(p.base(), up, p.target(up.URL))
+	t.maxMessage = p.opts.MaxMessageBytes
 	switch up.AuthType {
 	case tenant.AuthOAuth:
 		configID := up.ConfigID

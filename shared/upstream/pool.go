@@ -120,7 +120,7 @@ func NewPool(opts PoolOptions) *Pool {
 		opts.ConnectTimeout = ConnectTimeout
 	}
 	if opts.MaxMessageBytes <= 0 {
-		opts.MaxMessageBytes = 16 << 20
+		opts.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Minute
