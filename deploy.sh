@@ -21,6 +21,7 @@
 #   PROXY_MEMORY               [256Mi]  PROXY_CPU [1]  PROXY_CONCURRENCY [80]
 #   PROXY_GOMAXPROCS           [PROXY_CPU rounded up]  the proxy's GOMAXPROCS: one P per vCPU
 #                              (Go's own default never goes below 2; BENCHMARKS.md)
+#                              GOMEMLIMIT (80% of PROXY_MEMORY) and INFLIGHT_BYTES follow PROXY_MEMORY
 #   PROXY_MIN_INSTANCES        [1]      PROXY_MAX_INSTANCES [100]  PROXY_TIMEOUT [120s]
 #   FLUSH_TIMEOUT              [60s]    FLUSH_BUDGET [45s]  FLUSH_ATTEMPT_DEADLINE [55s]
 #   DB_SECRET                  [mcp-database-url]    from DATABASE_URL or DATABASE_URL_FILE
@@ -53,6 +54,24 @@ if ! [[ $PROXY_CPU =~ ^[0-9]+([.][0-9]+)?$ ]] || [ "$(awk -v c="$PROXY_CPU" 'BEG
   echo "deploy.sh: PROXY_CPU must be a positive number of vCPUs, such as 1, 2 or 0.5; got \"$PROXY_CPU\"" >&2
   exit 1
 fi
+# The proxy's memory in MiB, from Cloud Run's quantity (256Mi, 1Gi, 512M, 2G).
+proxy_mib=$(awk -v m="$PROXY_MEMORY" 'BEGIN {
+  if (!match(m, /^[0-9]+(\.[0-9]+)?/)) { print 0; exit }
+  n = substr(m, 1, RLENGTH); u = substr(m, RLENGTH + 1)
+  f["Ki"] = 1 / 1024; f["Mi"] = 1; f["Gi"] = 1024; f["k"] = 1000 / 1048576; f["K"] = f["k"]; f["M"] = 1000000 / 1048576; f["G"] = 1000000000 / 1048576
+  if (!(u in f)) { print 0; exit }
+  print int(n * f[u]) }')
+if [ "$proxy_mib" -lt 128 ]; then
+  echo "deploy.sh: PROXY_MEMORY must be at least 128Mi, written as Cloud Run takes it (256Mi, 1Gi); got \"$PROXY_MEMORY\"" >&2
+  exit 1
+fi
+# Go's soft memory limit at 80% of the function's memory (the rest is
+# the binary's pages and what the runtime cannot return at once), and the
+# budget of request and result bytes in flight at a third of what is left
+# above a 64 MiB base: each byte held is about three in the heap (read,
+# decoded, encoded). README, "Memory".
+PROXY_GOMEMLIMIT=$((proxy_mib * 8 / 10))MiB
+PROXY_INFLIGHT_BYTES=$(((proxy_mib * 8 / 10 - 64) * 1048576 / 3))
 PROXY_GOMAXPROCS=${PROXY_GOMAXPROCS:-$(awk -v c="$PROXY_CPU" 'BEGIN { n = int(c); if (n < c) n++; if (n < 1) n = 1; print n }')}
 if ! [[ $PROXY_GOMAXPROCS =~ ^[1-9][0-9]*$ ]]; then
   echo "deploy.sh: PROXY_GOMAXPROCS must be a positive whole number; got \"$PROXY_GOMAXPROCS\"" >&2
@@ -260,7 +279,7 @@ key_secret="$KEY_FILE=$KEY_SECRET:latest"
 env_vars+="|DATABASE_URL_FILE=$DB_FILE"
 
 step "Deploying $PROXY_FUNCTION (Proxy)"
-proxy_env="$env_vars|MCP_ENCRYPTION_KEY_FILE=$KEY_FILE|GOMAXPROCS=$PROXY_GOMAXPROCS"
+proxy_env="$env_vars|MCP_ENCRYPTION_KEY_FILE=$KEY_FILE|GOMAXPROCS=$PROXY_GOMAXPROCS|GOMEMLIMIT=$PROXY_GOMEMLIMIT|INFLIGHT_BYTES=$PROXY_INFLIGHT_BYTES"
 if [ -n "$ALLOWED_ORIGINS" ]; then
   proxy_env+="|ALLOWED_ORIGINS=$ALLOWED_ORIGINS"
 fi

@@ -312,6 +312,45 @@ func TestDeployGOMAXPROCS(t *testing.T) {
 	}
 }
 
+// TestDeployMemory checks that the proxy's GOMEMLIMIT and budget of bytes
+// in flight follow its memory, and that a memory it cannot read fails.
+func TestDeployMemory(t *testing.T) {
+	for _, tc := range []struct{ memory, limit, inflight string }{
+		{"", "204MiB", "48933546"},
+		{"512Mi", "409MiB", "120586240"},
+		{"1Gi", "819MiB", "263891626"},
+		{"1G", "762MiB", "243968682"},
+	} {
+		var extra []string
+		if tc.memory != "" {
+			extra = append(extra, "PROXY_MEMORY="+tc.memory)
+		}
+		for _, cmd := range commands(t, dryRun(t, extra...)) {
+			if !slices.Contains(cmd, "--entry-point=Proxy") {
+				continue
+			}
+			env := ""
+			for _, w := range cmd {
+				if v, ok := strings.CutPrefix(w, "--set-env-vars="); ok {
+					env = v
+				}
+			}
+			for _, want := range []string{"|GOMEMLIMIT=" + tc.limit, "|INFLIGHT_BYTES=" + tc.inflight} {
+				if !strings.Contains(env+"|", want+"|") {
+					t.Errorf("PROXY_MEMORY=%q: env %q lacks %q", tc.memory, env, want)
+				}
+			}
+		}
+	}
+	for _, bad := range []string{"PROXY_MEMORY=lots", "PROXY_MEMORY=64Mi", "PROXY_MEMORY=256Xi"} {
+		cmd := exec.Command("./deploy.sh")
+		cmd.Env = append(os.Environ(), "DRY_RUN=1", "PROJECT_ID=dry-run-project", bad)
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "PROXY_MEMORY must be") {
+			t.Errorf("%s: %v, %s; want a failure naming the setting", bad, err, out)
+		}
+	}
+}
+
 func TestDeployNeedsProject(t *testing.T) {
 	cmd := exec.Command("./deploy.sh")
 	cmd.Env = append(os.Environ(), "DRY_RUN=1", "PROJECT_ID=")
