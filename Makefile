@@ -16,13 +16,13 @@ CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 FUZZTIME ?= 50000x
 FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames ./shared/wire:FuzzDecode
 
-.PHONY: all build dev test soak fuzz bench bench-proxy bench-wire bench-flush tools conformance-tools clean
+.PHONY: all build dev test soak fuzz bench bench-memory bench-proxy bench-wire bench-flush tools conformance-tools clean
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) ./internal/hostile/hostile-upstream
 
 tools:
 	@scripts/ensure-tools.sh
@@ -61,6 +61,13 @@ fuzz:
 BENCHFLAGS ?=
 bench: tools build
 	$(BIN)/devstack -quiet -- $(BIN)/mcpbench $(BENCHFLAGS)
+
+# Hostile input against the proxy as deployed in 256 MiB: a 4 MiB nested
+# body and results of 1 to 20 MiB at 8 and 80 concurrent calls, each in a
+# fresh process; peak RSS, calls answered and refused. Writes the memory
+# section of BENCHMARKS.md.
+bench-memory: tools build
+	$(BIN)/devstack -quiet -- $(BIN)/mcpbench memory
 
 # The same tools/call in one process (go test -bench), with allocations.
 BENCHCOUNT ?= 3

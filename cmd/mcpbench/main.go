@@ -36,7 +36,12 @@ func main() {
 		os.Exit(serveReverseProxy(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var code int
+	if len(os.Args) > 1 && os.Args[1] == "memory" {
+		code = runMemory(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	os.Exit(code)
 }
@@ -112,7 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mcpbench: wrote", o.chart)
 	}
 	if o.out != "" {
-		if err := replaceSection(o.out, section); err != nil {
+		if err := replaceSection(o.out, sectionBegin, sectionEnd, section); err != nil {
 			fmt.Fprintln(stderr, "mcpbench:", err)
 			return 1
 		}

@@ -15,7 +15,7 @@ func TestReplaceSection(t *testing.T) {
 	section := sectionBegin + "\nnew figures\n" + sectionEnd
 
 	os.WriteFile(path, []byte("# Benchmarks\n\nintro\n\n"+sectionBegin+"\nold figures\n"+sectionEnd+"\n\n## Older runs\n"), 0o644)
-	if err := replaceSection(path, section); err != nil {
+	if err := replaceSection(path, sectionBegin, sectionEnd, section); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(path)
@@ -24,7 +24,7 @@ func TestReplaceSection(t *testing.T) {
 	}
 
 	os.WriteFile(path, []byte("# Benchmarks\n"), 0o644)
-	if err := replaceSection(path, section); err != nil {
+	if err := replaceSection(path, sectionBegin, sectionEnd, section); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(path); string(got) != "# Benchmarks\n\n"+section+"\n" {
@@ -32,7 +32,7 @@ func TestReplaceSection(t *testing.T) {
 	}
 
 	os.WriteFile(path, []byte("# Benchmarks\n"+sectionBegin+"\nno end\n"), 0o644)
-	if err := replaceSection(path, section); err == nil || !strings.Contains(err.Error(), "markers") {
+	if err := replaceSection(path, sectionBegin, sectionEnd, section); err == nil || !strings.Contains(err.Error(), "markers") {
 		t.Errorf("one marker: err = %v; want the broken markers named", err)
 	}
 	if got, _ := os.ReadFile(path); !bytes.Contains(got, []byte("no end")) {

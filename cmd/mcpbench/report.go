@@ -227,8 +227,9 @@ func readMeminfo() (int64, error) {
 }
 
 // replaceSection puts section in place of the generated section of the
-// file, or appends it when the file has none.
-func replaceSection(path, section string) error {
+// file that lies between the lines begin and end, or appends it when the
+// file has none.
+func replaceSection(path, sectionBegin, sectionEnd, section string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err

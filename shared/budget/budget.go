@@ -187,9 +187,8 @@ func (m *Meter) announcedFits() bool {
 }
 
 // ReadAll reads r to its end under the meter: at most the limit, charged
-// before it is held. The buffer doubles up to Peek, then takes the body's
-// whole room in one step: a large body is copied once, not log₂(size)
-// times.
+// before it is held. The buffer doubles as it fills, or is made at once
+// of the length the body announced.
 func (m *Meter) ReadAll(ctx context.Context, r io.Reader) ([]byte, error) {
 	var buf []byte
 	for {
@@ -240,7 +239,10 @@ func (m *Meter) next(have int64) int64 {
 	case have < Peek:
 		next = min(max(2*have, 4096), Peek)
 	case m.room() > have:
-		next = m.room()
+		// Doubling, as io.ReadAll does: the whole room is charged at
+		// once (Cover), but a buffer of the limit's size for an answer
+		// of a megabyte would touch memory the answer never uses.
+		next = min(2*have, m.room())
 	}
 	if m.limit > 0 {
 		next = min(next, m.limit)
