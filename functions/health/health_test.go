@@ -36,7 +36,7 @@ func serve(t *testing.T, c *Checker, target string) (*httptest.ResponseRecorder,
 	c.Logger = logging.New(&logs, nil)
 	r := httptest.NewRequest(http.MethodGet, target, nil)
 	r.Header.Set("User-Agent", "GoogleHC/1.0")
-	r.Header.Set("X-Forwarded-For", "203.0.113.7, 10.0.0.1")
+	r.Header.Set("X-Forwarded-For", "198.51.100.66, 203.0.113.7") // a spoofed hop, then Google's
 	w := httptest.NewRecorder()
 	c.ServeHTTP(w, r)
 	var resp Response
