@@ -5,7 +5,9 @@
 # function's environment), the schema migrations, the three functions, the Cloud
 # Scheduler job that calls FlushLogs every minute, and optionally the
 # log-based metrics and alert policies. Re-running it updates everything in
-# place. DRY_RUN=1 prints every command instead of running it.
+# place. DRY_RUN=1 prints every command instead of running it, and the
+# files a deploy would upload. The functions are built from the commit
+# HEAD; a working tree whose tracked files differ from it stops the deploy.
 #
 #   PROJECT_ID=my-project DATABASE_URL=... MCP_ENCRYPTION_KEY=... ./deploy.sh
 #
@@ -202,6 +204,26 @@ function_url() {
   gcloud functions describe "$1" --region="$REGION" --format='value(serviceConfig.uri)' --project="$PROJECT_ID"
 }
 
+# The functions are built from the commit HEAD exported into a folder of
+# its own, not from the working tree: nothing untracked beside the source
+# (a key, a dump, notes) is uploaded, and .gcloudignore (an allow-list)
+# keeps of the commit only what the Go build needs.
+step "Source"
+if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+  if [ "$DRY_RUN" != 1 ]; then
+    echo "deploy.sh: tracked files differ from HEAD, and the functions are built from HEAD: commit or stash the changes" >&2
+    exit 1
+  fi
+  echo "warning: tracked files differ from HEAD; a deploy would stop here" >&2
+fi
+source_dir=$(mktemp -d)
+trap 'rm -rf "$source_dir"' EXIT
+git archive --format=tar HEAD | tar -x -C "$source_dir"
+echo "commit $(git rev-parse --short HEAD) in source folder $source_dir"
+if [ "$DRY_RUN" = 1 ]; then
+  gcloud meta list-files-for-upload "$source_dir" | LC_ALL=C sort | sed 's/^/upload: /'
+fi
+
 step "Enabling the APIs"
 apis=(cloudfunctions.googleapis.com run.googleapis.com cloudbuild.googleapis.com artifactregistry.googleapis.com
   cloudscheduler.googleapis.com secretmanager.googleapis.com firestore.googleapis.com iam.googleapis.com
@@ -266,7 +288,7 @@ env_vars="^|^GOOGLE_CLOUD_PROJECT=$PROJECT_ID|FIRESTORE_DATABASE=$FIRESTORE_DATA
 if [ -n "$INSTANCE_CONNECTION_NAME" ]; then
   env_vars+="|INSTANCE_CONNECTION_NAME=$INSTANCE_CONNECTION_NAME"
 fi
-common=(--gen2 --region="$REGION" --runtime="$RUNTIME" --source=. --trigger-http --project="$PROJECT_ID" --quiet)
+common=(--gen2 --region="$REGION" --runtime="$RUNTIME" --source="$source_dir" --trigger-http --project="$PROJECT_ID" --quiet)
 
 # The secrets are Secret Manager volumes, one folder each (a volume's
 # folder holds no other), read by the functions through NAME_FILE: a

@@ -92,6 +92,8 @@ func shellWords(s string) ([]string, error) {
 }
 
 var (
+	// sourceDir is the folder of the upload, new on every run.
+	sourceDir = regexp.MustCompile(`(--source=|source folder )\S+`)
 	escapes   = regexp.MustCompile(`\x1b\[[0-9;]*m`)
 	helpFlags = regexp.MustCompile(`--(\[no-\])?[a-z0-9][a-z0-9-]*`)
 	helpName  = regexp.MustCompile(`(?m)^NAME\n\s+gcloud ([a-z0-9 -]+?) - `)
@@ -128,7 +130,7 @@ func TestDeployDryRun(t *testing.T) {
 		t.Fatal("gcloud is not installed: the dry run's commands are checked against it")
 	}
 	out := dryRun(t)
-	if again := dryRun(t); again != out {
+	if again := dryRun(t); sourceDir.ReplaceAllString(again, "SOURCE") != sourceDir.ReplaceAllString(out, "SOURCE") {
 		t.Error("a second dry run printed different commands")
 	}
 	for _, secret := range []string{fakeDatabaseURL, "dry-run-password-7f3a", fakeKey} {
@@ -378,4 +380,41 @@ func mapsEqual(a, b map[string]bool) bool {
 		}
 	}
 	return true
+}
+
+// TestDeployUploadsOnlyTheBuild: the functions' source is what the build
+// needs, from the commit: no untracked file beside the source (a key, a
+// dump, notes), no tests, no docs.
+func TestDeployUploadsOnlyTheBuild(t *testing.T) {
+	untracked := []string{"untracked-secret.env", "functions/proxy/untracked-notes.txt", "shared/untracked-dump.sql"}
+	for _, f := range untracked {
+		if err := os.WriteFile(f, []byte("DATABASE_URL=postgres://x:leaked@db/\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(f) })
+	}
+	out := dryRun(t)
+	uploaded := map[string]bool{}
+	for line := range strings.SplitSeq(out, "\n") {
+		if f, ok := strings.CutPrefix(line, "upload: "); ok {
+			uploaded[f] = true
+		}
+	}
+	for _, want := range []string{"go.mod", "go.sum", "mcpproxy.go", "functions/proxy/proxy.go", "functions/health/health.go",
+		"functions/flushlogs/flush.go", "shared/postgres/migrations/00001_schema.sql", "shared/logging/logging.go"} {
+		if !uploaded[want] {
+			t.Errorf("the upload lacks %s, which the build needs", want)
+		}
+	}
+	for f := range uploaded {
+		if slices.Contains(untracked, f) || strings.HasSuffix(f, "_test.go") || strings.Contains(f, "testdata/") ||
+			strings.HasPrefix(f, ".git") || strings.HasSuffix(f, ".md") || strings.HasPrefix(f, "bin/") || f == "deploy.sh" {
+			t.Errorf("the upload holds %s", f)
+		}
+	}
+	for _, cmd := range commands(t, out) {
+		if len(cmd) > 2 && cmd[1] == "functions" && cmd[2] == "deploy" && slices.Contains(cmd, "--source=.") {
+			t.Errorf("%s is deployed from the working tree (--source=.)", cmd[3])
+		}
+	}
 }

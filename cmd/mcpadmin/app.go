@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -145,29 +146,100 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
-// pairs splits NAME=VALUE items; with optional, a bare NAME is allowed.
-func pairs(items []string, what string, optional bool) (names []string, values map[string]string, err error) {
-	values = map[string]string{}
+// names reads repeated --header or --env flags, which name a value and
+// never carry it: a NAME=VALUE is refused, since argv is visible to every
+// user of the machine (ps) and stays in shell history. The refusal names
+// the flag and hides the value.
+func names(items []string, flag string) ([]string, error) {
 	for _, it := range items {
-		k, v, found := strings.Cut(it, "=")
-		if k == "" || (!found && !optional) {
-			return nil, nil, usageError(fmt.Sprintf("%s %q: want NAME=VALUE", what, redact(it)))
-		}
-		names = append(names, k)
+		k, _, found := strings.Cut(it, "=")
 		if found {
-			values[k] = v
+			return nil, usageError(fmt.Sprintf("%s %s=…: a value on the command line shows in ps and in shell history; "+
+				"give %s %s and the value as JSON on stdin or in --secrets-file FILE: %s", flag, k, flag, k, secretsShape))
+		}
+		if k == "" {
+			return nil, usageError(flag + ": empty name")
 		}
 	}
-	return names, values, nil
+	return items, nil
 }
 
-// redact keeps the name of a NAME=VALUE item and hides the value, so a
-// malformed secret is not echoed back into a terminal log.
-func redact(item string) string {
-	if k, _, found := strings.Cut(item, "="); found {
-		return k + "=…"
+const secretsShape = `{"headers": {"NAME": "VALUE"}, "env": {"NAME": "VALUE"}}`
+
+// maxSecretsBytes bounds the values read from stdin or a file.
+const maxSecretsBytes = 64 << 10
+
+// readValues reads the values of the named headers and environment
+// variables as one JSON object (secretsShape). Each name needs a value,
+// and a value no flag names is refused rather than stored unasked (a
+// misspelt name). Errors name fields, never values.
+func readValues(r io.Reader, headerNames, envNames []string) (headers, env map[string]string, err error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxSecretsBytes+1))
+	if err != nil {
+		return nil, nil, err
 	}
-	return item
+	if len(data) > maxSecretsBytes {
+		return nil, nil, fmt.Errorf("more than %d bytes", maxSecretsBytes)
+	}
+	if strings.TrimSpace(string(data)) == "" {
+		return nil, nil, errors.New("nothing to read: give the values as one JSON object " + secretsShape)
+	}
+	var v struct {
+		Headers map[string]string `json:"headers"`
+		Env     map[string]string `json:"env"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		var syntax *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syntax):
+			return nil, nil, fmt.Errorf("invalid JSON at byte %d (want %s)", syntax.Offset, secretsShape)
+		case errors.As(err, &typ):
+			return nil, nil, fmt.Errorf("%s has the wrong type (want %s)", typ.Field, secretsShape)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return nil, nil, fmt.Errorf("%s (want headers and env)", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return nil, nil, errors.New("invalid JSON (want " + secretsShape + ")")
+	}
+	if headers, err = pick(v.Headers, headerNames, "header", "--header"); err != nil {
+		return nil, nil, err
+	}
+	if env, err = pick(v.Env, envNames, "environment variable", "--env"); err != nil {
+		return nil, nil, err
+	}
+	return headers, env, nil
+}
+
+func pick(values map[string]string, names []string, what, flag string) (map[string]string, error) {
+	out := make(map[string]string, len(names))
+	for _, n := range names {
+		v, ok := values[n]
+		if !ok {
+			return nil, fmt.Errorf("no value for %s %q", what, n)
+		}
+		out[n] = v
+	}
+	for n := range values {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("%s %q is not named by %s", what, n, flag)
+		}
+	}
+	return out, nil
+}
+
+// openValues is where the values of --header and --env come from: the
+// file, "-" or "" for stdin. The caller closes it.
+func (a *app) openValues(file string) (io.ReadCloser, string, error) {
+	if file == "" || file == "-" {
+		return io.NopCloser(a.stdin), "stdin", nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, "", fmt.Errorf("read --secrets-file: %w", err)
+	}
+	return f, file, nil
 }
 
 // parseDuration accepts Go durations and whole days ("30d").

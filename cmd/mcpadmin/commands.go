@@ -152,8 +152,9 @@ func serverCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) 
 	fs.StringVar(&s.Command, "command", "", "command of a stdio server")
 	fs.Var(&argv, "arg", "argument of the command (repeatable)")
 	auth := fs.String("auth", "none", "none, api-key, oauth or cloud-run-iam")
-	fs.Var(&headers, "header", "NAME[=VALUE]: a header configs must supply; VALUE is used for discovery only, never stored (repeatable)")
-	fs.Var(&env, "env", "NAME[=VALUE]: an environment variable configs must supply; VALUE as for --header (repeatable)")
+	fs.Var(&headers, "header", "NAME: a header configs must supply (repeatable)")
+	fs.Var(&env, "env", "NAME: an environment variable configs must supply (repeatable)")
+	secretsFile := fs.String("secrets-file", "", "JSON file (- for stdin) with values of --header and --env to discover with, never stored")
 	noDiscover := fs.Bool("no-discover", false, "do not ask the server for its tools now")
 	fs.BoolVar(&s.AllowHTTP, "allow-http", false, allowHTTPUsage)
 	if err := parse(fs, args, "org", "name", "transport"); err != nil {
@@ -167,12 +168,23 @@ func serverCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) 
 		return usageError(err.Error())
 	}
 	s.Args = argv
-	var creds tenant.Credentials
-	if s.HeaderNames, creds.Headers, err = pairs(headers, "--header", true); err != nil {
+	creds := tenant.Credentials{Headers: map[string]string{}, Env: map[string]string{}}
+	if s.HeaderNames, err = names(headers, "--header"); err != nil {
 		return err
 	}
-	if s.EnvVarNames, creds.Env, err = pairs(env, "--env", true); err != nil {
+	if s.EnvVarNames, err = names(env, "--env"); err != nil {
 		return err
+	}
+	if *secretsFile != "" {
+		in, source, err := a.openValues(*secretsFile)
+		if err != nil {
+			return err
+		}
+		creds.Headers, creds.Env, err = readValues(in, s.HeaderNames, s.EnvVarNames)
+		in.Close()
+		if err != nil {
+			return usageError(fmt.Sprintf("server create: values from %s: %v", source, err))
+		}
 	}
 	if s.AuthType == tenant.AuthAPIKey && len(s.HeaderNames) == 0 && s.Transport != tenant.TransportStdio {
 		s.HeaderNames = []string{tenant.DefaultAPIKeyHeader}
@@ -324,18 +336,31 @@ func configCreate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) 
 	orgID := fs.String("org", "", "organization ID")
 	name := fs.String("name", "", "config name")
 	var env, headers multi
-	fs.Var(&env, "env", "KEY=VALUE environment variable for a stdio server (repeatable)")
-	fs.Var(&headers, "header", "NAME=VALUE header for an HTTP server (repeatable)")
+	fs.Var(&env, "env", "NAME of an environment variable for a stdio server; its value from the secrets (repeatable)")
+	fs.Var(&headers, "header", "NAME of a header for an HTTP server; its value from the secrets (repeatable)")
+	secretsFile := fs.String("secrets-file", "", `JSON file with the values, {"headers": {NAME: VALUE}, "env": {NAME: VALUE}} (default: stdin)`)
 	if err := parse(fs, args, "server", "org"); err != nil {
 		return err
 	}
-	var creds tenant.Credentials
-	var err error
-	if _, creds.Env, err = pairs(env, "--env", false); err != nil {
+	creds := tenant.Credentials{Headers: map[string]string{}, Env: map[string]string{}}
+	envNames, err := names(env, "--env")
+	if err != nil {
 		return err
 	}
-	if _, creds.Headers, err = pairs(headers, "--header", false); err != nil {
+	headerNames, err := names(headers, "--header")
+	if err != nil {
 		return err
+	}
+	if len(envNames)+len(headerNames) > 0 || *secretsFile != "" {
+		in, source, err := a.openValues(*secretsFile)
+		if err != nil {
+			return err
+		}
+		creds.Headers, creds.Env, err = readValues(in, headerNames, envNames)
+		in.Close()
+		if err != nil {
+			return usageError(fmt.Sprintf("config create: values from %s: %v", source, err))
+		}
 	}
 	db, err := a.store(ctx)
 	if err != nil {

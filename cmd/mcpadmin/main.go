@@ -34,8 +34,10 @@ Upstream servers and their tools
   server create --org ID --name NAME --transport streamable-http|sse|stdio
                 (--url URL | --command CMD [--arg ARG ...])
                 [--auth none|api-key|oauth|cloud-run-iam]
-                [--header NAME[=VALUE] ...] [--env NAME[=VALUE] ...] [--no-discover]
+                [--header NAME ...] [--env NAME ...] [--secrets-file FILE|-] [--no-discover]
                 [--allow-http]
+                the names configs must supply; values to discover with only from
+                --secrets-file, as for config create, never stored
   server update --server ID --allow-http[=false]
                 --allow-http lets a plain http URL that is not a loopback address
                 carry the credentials and calls unencrypted (default: https needed)
@@ -44,7 +46,10 @@ Upstream servers and their tools
   tool list --server ID
   tool enable|disable --server ID --name TOOL
 Credentials (encrypted with MCP_ENCRYPTION_KEY)
-  config create --server ID --org ID [--name NAME] [--env KEY=VALUE ...] [--header NAME=VALUE ...]
+  config create --server ID --org ID [--name NAME] [--env NAME ...] [--header NAME ...]
+                [--secrets-file FILE]
+                the values as one JSON object in FILE or on stdin, never in flags:
+                {"headers": {"X-API-Key": "..."}, "env": {"TOKEN": "..."}}
   config oauth --config ID --server ID --token-url URL --client-id ID [--scopes A,B]
                [--tokens-file FILE]
                 the secrets as one JSON object in FILE or on stdin, never in flags:

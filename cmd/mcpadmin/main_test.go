@@ -86,8 +86,8 @@ func TestEndToEnd(t *testing.T) {
 		ID    string   `json:"id"`
 		Tools []string `json:"tools"`
 	}
-	adminJSON(t, &server, "server", "create", "--org", org.ID, "--name", "Demo", "--transport", "streamable-http",
-		"--url", upstream.URL, "--auth", "api-key", "--header", "X-Demo-Key=discovery-only")
+	adminJSONIn(t, `{"headers": {"X-Demo-Key": "discovery-only"}}`, &server, "server", "create", "--org", org.ID, "--name", "Demo",
+		"--transport", "streamable-http", "--url", upstream.URL, "--auth", "api-key", "--header", "X-Demo-Key", "--secrets-file", "-")
 	if !slices.Equal(server.Tools, demo.ToolNames) {
 		t.Errorf("discovered tools = %v; want %v", server.Tools, demo.ToolNames)
 	}
@@ -97,7 +97,7 @@ func TestEndToEnd(t *testing.T) {
 		HeaderNames []string `json:"header_names"`
 		KeyID       string   `json:"key_id"`
 	}
-	adminJSON(t, &cfg, "config", "create", "--server", server.ID, "--org", org.ID, "--header", "X-Demo-Key=k-123")
+	adminJSONIn(t, `{"headers": {"X-Demo-Key": "k-123"}}`, &cfg, "config", "create", "--server", server.ID, "--org", org.ID, "--header", "X-Demo-Key")
 	if cfg.KeyID != keyring.DefaultKeyID || !slices.Equal(cfg.HeaderNames, []string{"X-Demo-Key"}) {
 		t.Errorf("config = %+v", cfg)
 	}
@@ -247,7 +247,7 @@ func TestErrors(t *testing.T) {
 		{"usage bad grouping", []string{"usage", "--instance", unknown, "--by", "weekday"}, 2, "want tool or hour"},
 		{"usage bad since", []string{"usage", "--instance", unknown, "--since", "yesterday"}, 2, "bad duration"},
 		{"usage unknown instance", []string{"usage", "--instance", unknown}, 1, "no such record"},
-		{"secret not echoed", []string{"config", "create", "--server", unknown, "--org", orgID, "--env", "TOKENhunter2"}, 2, "want NAME=VALUE"},
+		{"secret not in argv", []string{"config", "create", "--server", unknown, "--org", orgID, "--env", "TOKEN=hunter2"}, 2, "TOKEN=…: a value on the command line"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,7 +266,7 @@ func TestMissingEncryptionKey(t *testing.T) {
 	adminJSON(t, &org, "org", "create", "--name", "Acme")
 	var server map[string]any
 	adminJSON(t, &server, "server", "create", "--org", org["id"].(string), "--name", "x", "--transport", "streamable-http", "--url", "http://127.0.0.1:1/", "--no-discover")
-	code, _, errOut := admin(t, "config", "create", "--server", server["id"].(string), "--org", org["id"].(string), "--env", "A=b")
+	code, _, errOut := adminIn(t, `{"env": {"A": "b"}}`, "config", "create", "--server", server["id"].(string), "--org", org["id"].(string), "--env", "A")
 	if code != 1 || !strings.Contains(errOut, "MCP_ENCRYPTION_KEY") {
 		t.Errorf("exit %d, stderr %q; want exit 1 naming MCP_ENCRYPTION_KEY", code, errOut)
 	}
@@ -353,7 +353,7 @@ func oauthFixture(t *testing.T) (url, serverID, configID string) {
 	adminJSON(t, &org, "org", "create", "--name", "Acme")
 	adminJSON(t, &server, "server", "create", "--org", org["id"].(string), "--name", "drive", "--transport", "streamable-http",
 		"--url", "https://drive.example/mcp", "--auth", "oauth", "--no-discover")
-	adminJSON(t, &cfg, "config", "create", "--server", server["id"].(string), "--org", org["id"].(string), "--header", "X-Tenant=t-1")
+	adminJSONIn(t, `{"headers": {"X-Tenant": "t-1"}}`, &cfg, "config", "create", "--server", server["id"].(string), "--org", org["id"].(string), "--header", "X-Tenant")
 	return url, server["id"].(string), cfg["id"].(string)
 }
 
@@ -436,7 +436,7 @@ func TestConfigOAuthErrors(t *testing.T) {
 	adminJSON(t, &keyServer, "server", "create", "--org", other["id"].(string), "--name", "keyed", "--transport", "streamable-http",
 		"--url", "https://keyed.example/mcp", "--auth", "api-key", "--no-discover")
 	var keyCfg map[string]any
-	adminJSON(t, &keyCfg, "config", "create", "--server", keyServer["id"].(string), "--org", other["id"].(string), "--header", "X-API-Key=k")
+	adminJSONIn(t, `{"headers": {"X-API-Key": "k"}}`, &keyCfg, "config", "create", "--server", keyServer["id"].(string), "--org", other["id"].(string), "--header", "X-API-Key")
 	good := `{"refresh_token":"s3cret-refresh"}`
 
 	tests := []struct {
@@ -523,6 +523,93 @@ func TestSyncToolsWithOAuth(t *testing.T) {
 	}
 }
 
+// TestSecretsStayOutOfArgv: header and environment values are secrets,
+// and argv is visible to every user of the machine (ps) and kept in shell
+// history. A NAME=VALUE flag is refused without echoing the value; the
+// values come as JSON on stdin or from --secrets-file.
+func TestSecretsStayOutOfArgv(t *testing.T) {
+	url := setupEnv(t)
+	upstream := demoUpstream(t)
+	var org, server map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	orgID := org["id"].(string)
+	adminJSONIn(t, `{"headers": {"X-Demo-Key": "k-discovery"}, "env": {"DEMO_TOKEN": "t-discovery"}}`, &server, "server", "create",
+		"--org", orgID, "--name", "Demo", "--transport", "streamable-http", "--url", upstream.URL, "--auth", "api-key",
+		"--header", "X-Demo-Key", "--env", "DEMO_TOKEN", "--secrets-file", "-")
+	serverID := server["id"].(string)
+
+	for _, args := range [][]string{
+		{"config", "create", "--server", serverID, "--org", orgID, "--header", "X-Demo-Key=argv-secret-1"},
+		{"config", "create", "--server", serverID, "--org", orgID, "--env", "DEMO_TOKEN=argv-secret-1"},
+		{"server", "create", "--org", orgID, "--name", "x", "--transport", "streamable-http", "--url", upstream.URL,
+			"--header", "X-Demo-Key=argv-secret-1"},
+	} {
+		code, out, errOut := admin(t, args...)
+		if code != 2 || strings.Contains(out+errOut, "argv-secret-1") || !strings.Contains(errOut, "--secrets-file") {
+			t.Errorf("mcpadmin %s: exit %d, %q; want exit 2 pointing at --secrets-file, without the value", args[:2], code, errOut)
+		}
+	}
+
+	secrets := `{"headers": {"X-Demo-Key": "k-stdin"}, "env": {"DEMO_TOKEN": "t-stdin"}}`
+	var fromStdin map[string]any
+	adminJSONIn(t, secrets, &fromStdin, "config", "create", "--server", serverID, "--org", orgID,
+		"--header", "X-Demo-Key", "--env", "DEMO_TOKEN")
+	file := filepath.Join(t.TempDir(), "secrets.json")
+	os.WriteFile(file, []byte(`{"headers": {"X-Demo-Key": "k-file"}}`), 0o600)
+	var fromFile map[string]any
+	adminJSON(t, &fromFile, "config", "create", "--server", serverID, "--org", orgID, "--header", "X-Demo-Key", "--secrets-file", file)
+
+	ring, _ := keyring.Parse(base64.StdEncoding.EncodeToString([]byte(testKey)))
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: url}, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, tt := range []struct {
+		cfg         map[string]any
+		header, env string
+	}{{fromStdin, "k-stdin", "t-stdin"}, {fromFile, "k-file", ""}} {
+		var inst map[string]any
+		adminJSON(t, &inst, "instance", "create", "--org", orgID, "--name", "i-"+tt.header, "--config", tt.cfg["id"].(string))
+		loaded, err := db.LoadInstanceConfig(context.Background(), inst["id"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := loaded.Upstreams[0].Credentials; c.Headers["X-Demo-Key"] != tt.header || c.Env["DEMO_TOKEN"] != tt.env {
+			t.Errorf("stored credentials %v, %v; want header %q and env %q", c.Headers, c.Env, tt.header, tt.env)
+		}
+	}
+
+	for _, tt := range []struct {
+		name, stdin string
+		args        []string
+		want        string
+	}{
+		{"value missing", `{"headers": {}}`, []string{"--header", "X-Demo-Key"}, `no value for header "X-Demo-Key"`},
+		{"value not asked for", `{"headers": {"X-Demo-Key": "k", "X-Other": "o"}}`, []string{"--header", "X-Demo-Key"}, `"X-Other" is not named by --header`},
+		{"not JSON", `k-raw-secret`, []string{"--header", "X-Demo-Key"}, "invalid JSON"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := adminIn(t, tt.stdin, append([]string{"config", "create", "--server", serverID, "--org", orgID}, tt.args...)...)
+			if code != 2 || !strings.Contains(errOut, tt.want) || strings.Contains(errOut, "k-raw-secret") {
+				t.Errorf("exit %d, %q; want exit 2 and %q", code, errOut, tt.want)
+			}
+		})
+	}
+}
+
+// adminJSONIn is adminJSON with stdin.
+func adminJSONIn(t *testing.T, stdin string, into any, args ...string) {
+	t.Helper()
+	code, out, errOut := adminIn(t, stdin, append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("mcpadmin %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), into); err != nil {
+		t.Fatalf("mcpadmin %s: output is not one JSON object: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
 // TestPlainHTTPServer: a server at a plain http URL other than a loopback
 // address is refused before anything is sent to it, with the way to opt
 // out; --allow-http on server create and server update set and clear the
@@ -534,9 +621,10 @@ func TestPlainHTTPServer(t *testing.T) {
 	adminJSON(t, &org, "org", "create", "--name", "Acme")
 	orgID := org["id"].(string)
 	create := []string{"server", "create", "--org", orgID, "--name", "plain", "--transport", "streamable-http",
-		"--url", "http://upstream.invalid/mcp", "--auth", "api-key", "--header", "X-API-Key=hunter2"}
+		"--url", "http://upstream.invalid/mcp", "--auth", "api-key", "--header", "X-API-Key", "--secrets-file", "-"}
+	const secrets = `{"headers": {"X-API-Key": "hunter2"}}`
 
-	code, _, errOut := admin(t, create...)
+	code, _, errOut := adminIn(t, secrets, create...)
 	if code != 1 || !strings.Contains(errOut, "upstream plain") || !strings.Contains(errOut, "https") || !strings.Contains(errOut, "--allow-http") {
 		t.Errorf("create over plain http: exit %d, stderr %q; want 1 and a refusal naming https and --allow-http", code, errOut)
 	}
@@ -545,7 +633,7 @@ func TestPlainHTTPServer(t *testing.T) {
 	}
 
 	var server postgres.Server
-	adminJSON(t, &server, append(create, "--allow-http", "--no-discover")...)
+	adminJSONIn(t, secrets, &server, append(create, "--allow-http", "--no-discover")...)
 	if !server.AllowHTTP {
 		t.Errorf("created with --allow-http: allow_http = false")
 	}
@@ -559,7 +647,7 @@ func TestPlainHTTPServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cfg postgres.Config
-	adminJSON(t, &cfg, "config", "create", "--org", orgID, "--server", server.ID, "--header", "X-API-Key=hunter2")
+	adminJSONIn(t, secrets, &cfg, "config", "create", "--org", orgID, "--server", server.ID, "--header", "X-API-Key")
 	var inst map[string]any
 	adminJSON(t, &inst, "instance", "create", "--org", orgID, "--name", "main", "--config", cfg.ID)
 	allowed := func() bool {

@@ -2,16 +2,20 @@ package flushlogs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // lockKey is the Postgres advisory lock of the flush ("mcpflush").
@@ -50,8 +54,12 @@ type Report struct {
 	// Duplicates counts batch documents an earlier run had copied but not
 	// deleted; they were deleted without a second copy.
 	Duplicates int `json:"duplicates"`
-	// SetAside counts documents that could not be decoded, moved aside.
-	SetAside int `json:"setAside"`
+	// SetAside counts documents moved aside, whole (they do not decode,
+	// or Postgres refuses them) or in part (their invalid entries and
+	// lastUsed keys, once the valid ones are copied); EntriesSetAside
+	// counts the entry lines among them.
+	SetAside        int `json:"setAside"`
+	EntriesSetAside int `json:"entriesSetAside"`
 	// Remaining is how many batch documents are left; -1 if unknown.
 	Remaining int64 `json:"remaining"`
 	// LogsDeleted and DedupeDeleted count rows removed by retention.
@@ -164,36 +172,97 @@ func (f *Flusher) Run(ctx context.Context) (rep Report, err error) {
 	return rep, nil
 }
 
-// group copies one group of batches in one transaction, then deletes
-// their documents. A batch whose ID the dedupe table already holds was
-// copied by an earlier run that stopped before deleting it.
-func (f *Flusher) group(ctx context.Context, conn *pgx.Conn, batches []*logbuffer.Batch, refs []*firestore.DocumentRef, rep *Report) error {
-	entries := make(map[string][]logbuffer.Entry, len(batches))
-	var ids []string
-	var counts []int32
-	var done []*firestore.DocumentRef
-	for i, b := range batches {
-		es, err := logbuffer.DecodeEntries(b.Entries)
-		if b.Invalid != "" {
-			err = errors.New(b.Invalid)
-		}
-		if err != nil {
-			f.opts.Logger.Error("request log batch cannot be copied; setting it aside", "batch", b.ID, "error", err.Error())
-			if err := f.store.SetAside(ctx, refs[i], err.Error()); err != nil {
-				return err
-			}
-			rep.SetAside++
+// item is a batch document read for copying: its valid entries and
+// lastUsed keys, and what of it is set aside once they are copied.
+type item struct {
+	batch    *logbuffer.Batch
+	ref      *firestore.DocumentRef
+	entries  []logbuffer.Entry
+	lastUsed map[string]time.Time
+	badLines [][]byte
+	badKeys  map[string]time.Time
+	reasons  []string
+}
+
+// read splits a batch into what can be copied and what cannot: entry
+// lines that do not decode or validate, lastUsed keys that are not UUIDs
+// (the uuid cast of touchKeys would fail the whole group on each run).
+func read(b *logbuffer.Batch, ref *firestore.DocumentRef) *item {
+	it := &item{batch: b, ref: ref, lastUsed: make(map[string]time.Time, len(b.LastUsed))}
+	var rejected []logbuffer.Rejected
+	it.entries, rejected = logbuffer.SplitEntries(b.Entries)
+	for _, r := range rejected {
+		it.badLines = append(it.badLines, r.Line)
+		it.reasons = append(it.reasons, r.Reason)
+	}
+	for key, at := range b.LastUsed {
+		if tenant.IsUUID(key) {
+			it.lastUsed[key] = at
 			continue
 		}
-		entries[b.ID] = es
-		ids = append(ids, b.ID)
-		counts = append(counts, int32(len(es)))
-		done = append(done, refs[i])
+		if it.badKeys == nil {
+			it.badKeys = map[string]time.Time{}
+		}
+		it.badKeys[key] = at
+		it.reasons = append(it.reasons, fmt.Sprintf("lastUsed key %q is not a UUID", key))
 	}
-	if len(ids) == 0 {
+	return it
+}
+
+// group copies one group of batches, then deletes their documents. A
+// document that does not decode is set aside whole; the invalid entries
+// and keys of one that does are set aside once its valid ones are copied.
+func (f *Flusher) group(ctx context.Context, conn *pgx.Conn, batches []*logbuffer.Batch, refs []*firestore.DocumentRef, rep *Report) error {
+	items := make([]*item, 0, len(batches))
+	for i, b := range batches {
+		if b.Invalid != "" {
+			if err := f.setAside(ctx, refs[i], b.Invalid, 0, rep); err != nil {
+				return err
+			}
+			continue
+		}
+		items = append(items, read(b, refs[i]))
+	}
+	return f.copyItems(ctx, conn, items, rep)
+}
+
+// copyItems copies items in one transaction. Should Postgres refuse their
+// data all the same (a data or constraint error: an entry ID copied
+// before, a value validation let through), the same group would fail on
+// every run and block the flush: the items are then copied one by one,
+// and one that Postgres refuses alone is set aside whole.
+func (f *Flusher) copyItems(ctx context.Context, conn *pgx.Conn, items []*item, rep *Report) error {
+	if len(items) == 0 {
 		return nil
 	}
+	err := f.copyTx(ctx, conn, items, rep)
+	var pgErr *pgconn.PgError
+	if err == nil || !errors.As(err, &pgErr) || !(strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
+		return err
+	}
+	if len(items) > 1 {
+		f.opts.Logger.Warn("Postgres refused a group of request log batches; copying them one by one", "error", err.Error())
+		for _, it := range items {
+			if err := f.copyItems(ctx, conn, []*item{it}, rep); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	it := items[0]
+	return f.setAside(ctx, it.ref, "refused by Postgres: "+err.Error(), len(it.entries)+len(it.badLines), rep)
+}
 
+// copyTx copies the items in one transaction, then deletes their
+// documents, or moves what of them is invalid aside. A batch whose ID the
+// dedupe table already holds was copied by an earlier run that stopped
+// before deleting it.
+func (f *Flusher) copyTx(ctx context.Context, conn *pgx.Conn, items []*item, rep *Report) error {
+	ids := make([]string, len(items))
+	counts := make([]int32, len(items))
+	for i, it := range items {
+		ids[i], counts[i] = it.batch.ID, int32(len(it.entries))
+	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("flush: begin: %w", err)
@@ -205,20 +274,29 @@ func (f *Flusher) group(ctx context.Context, conn *pgx.Conn, batches []*logbuffe
 	}
 	var rows []logbuffer.Entry
 	lastUsed := map[string]time.Time{}
-	for _, b := range batches {
-		if !fresh[b.ID] {
+	// An entry ID met twice would fail the copy on the primary key: the
+	// first is copied, a repeat is set aside with its batch.
+	seen := map[string]bool{}
+	repeats := map[*item][]logbuffer.Entry{}
+	for _, it := range items {
+		if !fresh[it.batch.ID] {
 			continue
 		}
-		rows = append(rows, entries[b.ID]...)
-		for key, at := range b.LastUsed {
+		for _, e := range it.entries {
+			if seen[e.ID] {
+				repeats[it] = append(repeats[it], e)
+				continue
+			}
+			seen[e.ID] = true
+			rows = append(rows, e)
+			if e.APIKeyID != "" && e.CreatedAt.After(lastUsed[e.APIKeyID]) {
+				lastUsed[e.APIKeyID] = e.CreatedAt
+			}
+		}
+		for key, at := range it.lastUsed {
 			if at.After(lastUsed[key]) {
 				lastUsed[key] = at
 			}
-		}
-	}
-	for _, e := range rows {
-		if e.APIKeyID != "" && e.CreatedAt.After(lastUsed[e.APIKeyID]) {
-			lastUsed[e.APIKeyID] = e.CreatedAt
 		}
 	}
 	if err := copyRows(ctx, tx, rows); err != nil {
@@ -242,7 +320,39 @@ func (f *Flusher) group(ctx context.Context, conn *pgx.Conn, batches []*logbuffe
 	if err := f.stage("committed"); err != nil {
 		return err
 	}
+	var done []*firestore.DocumentRef
+	for _, it := range items {
+		lines, reasons := it.badLines, it.reasons
+		for _, e := range repeats[it] {
+			line, _ := json.Marshal(e)
+			lines = append(lines, line)
+			reasons = append(reasons, fmt.Sprintf("entry %q repeats an entry copied in the same run", e.ID))
+		}
+		if len(reasons) == 0 {
+			done = append(done, it.ref)
+			continue
+		}
+		f.opts.Logger.Error("request log batch copied in part; setting the rest aside", "batch", it.batch.ID,
+			"entriesCopied", len(it.entries)-len(repeats[it]), "entriesSetAside", len(lines),
+			"lastUsedKeysSetAside", len(it.badKeys), "reasons", reasons)
+		if err := f.store.SetAsidePart(ctx, it.ref, it.batch, lines, it.badKeys, reasons); err != nil {
+			return err
+		}
+		rep.SetAside++
+		rep.EntriesSetAside += len(lines)
+	}
 	return f.store.Delete(ctx, done)
+}
+
+// setAside moves a whole batch document aside, counted and logged.
+func (f *Flusher) setAside(ctx context.Context, ref *firestore.DocumentRef, reason string, entries int, rep *Report) error {
+	f.opts.Logger.Error("request log batch cannot be copied; setting it aside", "batch", ref.ID, "entries", entries, "error", reason)
+	if err := f.store.SetAside(ctx, ref, reason); err != nil {
+		return err
+	}
+	rep.SetAside++
+	rep.EntriesSetAside += entries
+	return nil
 }
 
 func (f *Flusher) stage(name string) error {

@@ -1,10 +1,12 @@
 package flushlogs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -421,4 +423,136 @@ func TestHandler(t *testing.T) {
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("DELETE got %d; want 405", rec.Code)
 	}
+}
+
+// poison stores a batch document as the proxy would, except for what
+// spoil does to its entry lines and lastUsed map. It returns the valid
+// entries the document holds.
+func (w *world) poison(t *testing.T, id string, n int, spoil func(lines [][]byte, lastUsed map[string]any) ([][]byte, map[string]any)) []logbuffer.Entry {
+	t.Helper()
+	var lines [][]byte
+	var valid []logbuffer.Entry
+	lastUsed := map[string]any{}
+	for range n {
+		e := w.entry(int(w.n.Add(1)))
+		e.ID = logbuffer.NewID()
+		line, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, line)
+		valid = append(valid, e)
+		if at, ok := lastUsed[e.APIKeyID].(time.Time); !ok || e.CreatedAt.After(at) {
+			lastUsed[e.APIKeyID] = e.CreatedAt
+		}
+	}
+	lines, lastUsed = spoil(lines, lastUsed)
+	var entries []byte
+	for _, l := range lines {
+		entries = append(append(entries, l...), '\n')
+	}
+	_, err := w.store.Client.Collection(w.store.Collection).Doc(id).Create(context.Background(), map[string]any{
+		"createdAt": time.Now().Add(-time.Hour), "count": len(lines), "entries": entries, "lastUsed": lastUsed, "format": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return valid
+}
+
+// TestPoisonedBatchesDoNotBlock: a batch document with a lastUsed key that
+// is not a UUID, and one with a NUL byte in an entry, would each fail the
+// group's transaction on every run. The valid entries of both are copied
+// once; what is invalid is moved aside, counted and logged.
+func TestPoisonedBatchesDoNotBlock(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.write(t, 30, 10)
+	w.poison(t, "bad-key", 10, func(lines [][]byte, lastUsed map[string]any) ([][]byte, map[string]any) {
+		lastUsed["not-a-uuid"] = time.Now()
+		return lines, lastUsed
+	})
+	w.poison(t, "nul-byte", 6, func(lines [][]byte, lastUsed map[string]any) ([][]byte, map[string]any) {
+		// The sixth entry's error message holds a NUL, which Postgres
+		// text refuses; the sixth entry is left out of the valid ones.
+		lines[5] = bytes.Replace(lines[5], []byte(`"errorMessage":"upstream failed"`), []byte(`"errorMessage":"up\u0000stream"`), 1)
+		if !bytes.Contains(lines[5], []byte(`\u0000`)) {
+			t.Fatalf("entry 6 of nul-byte has no error message to spoil: %s", lines[5])
+		}
+		return lines, lastUsed
+	})
+	var logs bytes.Buffer
+	f := w.flusher(Options{GroupSize: 3, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	rep, err := f.Run(ctx)
+	if err != nil {
+		t.Fatalf("flush: %v (report %+v)", err, rep)
+	}
+	const want = 30 + 10 + 5
+	if rep.Entries != want || rep.SetAside != 2 || rep.EntriesSetAside != 1 {
+		t.Errorf("report %+v; want %d entries copied, 2 documents set aside in part, 1 entry among them", rep, want)
+	}
+	for _, tt := range []struct{ doc, reason string }{{"bad-key", "not-a-uuid"}, {"nul-byte", "NUL"}} {
+		aside, err := w.store.Client.Collection(w.store.Collection + "Invalid").Doc(tt.doc).Get(ctx)
+		if err != nil {
+			t.Errorf("%s is not kept aside: %v", tt.doc, err)
+			continue
+		}
+		if reason, _ := aside.DataAt("invalidReason"); !strings.Contains(fmt.Sprint(reason), tt.reason) {
+			t.Errorf("%s set aside for %q; want the reason to name %s", tt.doc, reason, tt.reason)
+		}
+		if !strings.Contains(logs.String(), tt.doc) {
+			t.Errorf("the log does not name %s: %s", tt.doc, logs.String())
+		}
+	}
+	if aside, err := w.store.Client.Collection(w.store.Collection + "Invalid").Doc("nul-byte").Get(ctx); err == nil {
+		if entries, _ := aside.DataAt("entries"); bytes.Count(entries.([]byte), []byte("\n")) != 1 {
+			t.Errorf("nul-byte kept aside %q; want its one bad entry", entries)
+		}
+	}
+	w.verify(t, want)
+	// Exactly once: a second run finds nothing.
+	if again := run(t, w.flusher(Options{})); again.Entries != 0 || again.SetAside != 0 {
+		t.Errorf("second run %+v; want nothing to do", again)
+	}
+	w.verify(t, want)
+}
+
+// TestRefusedBatchesDoNotBlock: what validation cannot see also fails
+// the copy: an entry ID that an earlier run copied (the primary key
+// refuses it) and one repeated within a group. The first document is set
+// aside whole, the repeat alone; everything else is copied once.
+func TestRefusedBatchesDoNotBlock(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.write(t, 10, 10)
+	run(t, w.flusher(Options{}))
+	var copied string
+	if err := w.db.Pool.QueryRow(ctx, `SELECT id FROM mcp_server_request_logs LIMIT 1`).Scan(&copied); err != nil {
+		t.Fatal(err)
+	}
+	w.poison(t, "copied-again", 3, func(lines [][]byte, lastUsed map[string]any) ([][]byte, map[string]any) {
+		var e logbuffer.Entry
+		json.Unmarshal(lines[0], &e)
+		e.ID = copied
+		lines[0], _ = json.Marshal(e)
+		return lines, lastUsed
+	})
+	w.poison(t, "repeat", 3, func(lines [][]byte, lastUsed map[string]any) ([][]byte, map[string]any) {
+		return append(lines, lines[0]), lastUsed
+	})
+	w.write(t, 20, 10)
+	rep := run(t, w.flusher(Options{GroupSize: 5}))
+	if rep.Entries != 3+20 || rep.SetAside != 2 || rep.EntriesSetAside != 3+1 {
+		t.Errorf("report %+v; want 23 entries copied, copied-again set aside whole (3) and one repeat", rep)
+	}
+	whole, err := w.store.Client.Collection(w.store.Collection + "Invalid").Doc("copied-again").Get(ctx)
+	if err != nil {
+		t.Fatalf("copied-again is not kept aside: %v", err)
+	}
+	if reason, _ := whole.DataAt("invalidReason"); !strings.Contains(fmt.Sprint(reason), "23505") {
+		t.Errorf("copied-again set aside for %q; want Postgres's unique violation", reason)
+	}
+	if _, err := w.store.Client.Collection(w.store.Collection + "Invalid").Doc("repeat").Get(ctx); err != nil {
+		t.Errorf("the repeated entry is not kept aside: %v", err)
+	}
+	w.verify(t, 10+3+20)
 }

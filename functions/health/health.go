@@ -1,6 +1,9 @@
 // Package health is the Health function: liveness, and with ?deep=1 a
 // check of Postgres and Firestore. Every access is logged with the caller's
-// user agent and IP, so that health probes show up in the logs.
+// user agent and IP, so that health probes show up in the logs. The
+// function is public, so a deep check's result is reused for a few seconds
+// and only one check runs at a time: a flood of ?deep=1 costs the
+// dependencies one ping each per CacheFor.
 package health
 
 import (
@@ -16,6 +19,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -35,6 +39,7 @@ type Config struct {
 	ProjectID         string        `env:"GOOGLE_CLOUD_PROJECT"`
 	FirestoreDatabase string        `env:"FIRESTORE_DATABASE, default=(default)"`
 	CheckTimeout      time.Duration `env:"HEALTH_CHECK_TIMEOUT, default=2s"`
+	CacheFor          time.Duration `env:"HEALTH_CACHE_TTL, default=5s"`
 	LogLevel          slog.Level    `env:"LOG_LEVEL, default=INFO"`
 }
 
@@ -75,22 +80,42 @@ type Response struct {
 	Timestamp time.Time         `json:"timestamp"`
 	Version   string            `json:"version"`
 	Checks    map[string]string `json:"checks,omitempty"`
+	// CheckedAt is when the deep checks answered ran; they are reused
+	// for a few seconds.
+	CheckedAt *time.Time `json:"checkedAt,omitempty"`
 }
 
 // Checker answers health checks. Checks maps a dependency's name to a
 // function that returns nil when the dependency answers.
 type Checker struct {
-	Checks  map[string]func(context.Context) error
+	Checks map[string]func(context.Context) error
+	// Timeout bounds each check. Default 2 s.
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// CacheFor is how long the result of the deep checks answers later
+	// deep requests. Default 5 s.
+	CacheFor time.Duration
+	Logger   *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	flight singleflight.Group
+	mu     sync.Mutex
+	last   *result // the latest deep result; guarded by mu
+}
+
+// result is the outcome of one run of the deep checks.
+type result struct {
+	checks map[string]string // read-only once made: callers share it
+	at     time.Time
 }
 
 // defaultChecker checks the Postgres and Firestore of the environment.
 var defaultChecker = sync.OnceValue(func() *Checker {
 	c, _ := config()
 	return &Checker{
-		Timeout: c.CheckTimeout,
-		Logger:  logger(),
+		Timeout:  c.CheckTimeout,
+		CacheFor: c.CacheFor,
+		Logger:   logger(),
 		Checks: map[string]func(context.Context) error{
 			"postgres": func(ctx context.Context) error {
 				db, err := store()
@@ -130,10 +155,12 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.Logger.InfoContext(r.Context(), "health check",
 		"userAgent", r.UserAgent(), "clientIp", logging.ClientIP(r), "deep", deep)
 
-	resp := Response{Status: "ok", Timestamp: time.Now().UTC(), Version: logging.Version()}
+	resp := Response{Status: "ok", Timestamp: c.now().UTC(), Version: logging.Version()}
 	code := http.StatusOK
 	if deep {
-		resp.Checks = c.check(r.Context())
+		res := c.deep(r.Context())
+		at := res.at.UTC()
+		resp.Checks, resp.CheckedAt = res.checks, &at
 		var failed []string
 		for name, result := range resp.Checks {
 			if result != "ok" {
@@ -150,6 +177,38 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(resp)
+}
+
+func (c *Checker) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// deep returns the latest deep result while it is younger than CacheFor,
+// else runs the checks, once for all the callers that ask meanwhile. The
+// run does not end with the request that started it: the others wait on
+// it too.
+func (c *Checker) deep(ctx context.Context) *result {
+	cacheFor := c.CacheFor
+	if cacheFor <= 0 {
+		cacheFor = 5 * time.Second
+	}
+	c.mu.Lock()
+	last := c.last
+	c.mu.Unlock()
+	if last != nil && c.now().Sub(last.at) < cacheFor {
+		return last
+	}
+	v, _, _ := c.flight.Do("deep", func() (any, error) {
+		res := &result{checks: c.check(context.WithoutCancel(ctx)), at: c.now()}
+		c.mu.Lock()
+		c.last = res
+		c.mu.Unlock()
+		return res, nil
+	})
+	return v.(*result)
 }
 
 // check runs the checks in parallel, each with the timeout. Results name

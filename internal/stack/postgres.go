@@ -49,12 +49,16 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, err
 	}
-	data, err := os.MkdirTemp(abs, "pg-")
+	parent, prefix, err := dataParent(abs, opts.Logf)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
 		return nil, err
 	}
 	p := &Postgres{opts: opts, bin: bin, data: data}
-	if err := p.init(abs); err != nil {
+	if err := p.init(); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -77,17 +81,63 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 	return p, nil
 }
 
-func (p *Postgres) init(parent string) error {
+// dataParent is the folder to make the data folder in, and the data
+// folder's name prefix: dir itself, unless Postgres runs as the postgres
+// user (we are root) and that user cannot enter dir through its parents,
+// as in a clone in root's home (0700) or in a mktemp -d folder. The data
+// folder then goes to the temporary folder, where it is the postgres
+// user's alone (0700) and is removed by Close like any other.
+func dataParent(dir string, logf Logf) (parent, prefix string, err error) {
+	if os.Geteuid() != 0 {
+		return dir, "pg-", nil
+	}
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		return dir, "pg-", nil // asPostgresUser says what is missing
+	}
+	uid, _ := strconv.Atoi(pg.Uid)
+	// .devstack is ours to open; its parents are the user's.
+	os.Chmod(dir, 0o755)
+	if enterable(dir, uid) {
+		return dir, "pg-", nil
+	}
+	for _, tmp := range []string{os.TempDir(), "/tmp"} {
+		if enterable(tmp, uid) {
+			logf.printf("the postgres user cannot enter %s: its data goes to %s", dir, tmp)
+			return tmp, "mcpproxy-pg-", nil
+		}
+	}
+	return "", "", fmt.Errorf("Postgres runs as the postgres user, which can enter neither %s nor %s: "+
+		"give it a way in (chmod o+x on each parent) or set TMPDIR to a folder it can enter", dir, os.TempDir())
+}
+
+// enterable reports whether the user uid may enter dir: every folder from
+// the root down to dir lets others (or that user, its owner) search it.
+func enterable(dir string, uid int) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return false
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		owner := ok && int(st.Uid) == uid
+		if !(fi.Mode().Perm()&0o001 != 0 || owner && fi.Mode().Perm()&0o100 != 0) {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
+}
+
+func (p *Postgres) init() error {
 	if os.Geteuid() == 0 {
-		pg, err := user.Lookup("postgres")
-		if err == nil {
+		if pg, err := user.Lookup("postgres"); err == nil {
 			uid, _ := strconv.Atoi(pg.Uid)
 			gid, _ := strconv.Atoi(pg.Gid)
 			if err := os.Chown(p.data, uid, gid); err != nil {
 				return err
 			}
-			// The postgres user must reach the folder through its parents.
-			os.Chmod(parent, 0o755)
 		}
 	}
 	os.Chmod(p.data, 0o700)

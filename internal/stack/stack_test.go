@@ -2,6 +2,8 @@ package stack
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -49,6 +51,44 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	if err := exec("DO $$ BEGIN IF (SELECT n FROM kept) <> 42 THEN RAISE 'lost'; END IF; END $$"); err != nil {
 		t.Errorf("after restart: %v", err)
+	}
+}
+
+// TestPostgresInPrivateFolder: a checkout whose parents the postgres
+// user cannot enter (in root's home, in a mktemp -d folder) still gets
+// its Postgres, and nothing of it is left after Close.
+func TestPostgresInPrivateFolder(t *testing.T) {
+	ctx := context.Background()
+	private, err := os.MkdirTemp("", "private-checkout-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(private)
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pg, err := StartPostgres(ctx, PostgresOptions{Dir: filepath.Join(private, "clone", ".devstack"), Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("Postgres in a folder under %s (mode 0700): %v", private, err)
+	}
+	c, err := pgx.Connect(ctx, pg.URL())
+	if err != nil {
+		pg.Close()
+		t.Fatal(err)
+	}
+	var one int
+	err = c.QueryRow(ctx, "SELECT 1").Scan(&one)
+	c.Close(ctx)
+	if err != nil || one != 1 {
+		t.Errorf("SELECT 1 = %d, %v", one, err)
+	}
+	data := pg.data
+	pg.Close()
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("the data folder %s is left after Close (%v)", data, err)
+	}
+	if fi, err := os.Stat(private); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the private folder's mode is now %v (%v); want it left 0700", fi.Mode().Perm(), err)
 	}
 }
 

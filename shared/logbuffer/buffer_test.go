@@ -278,6 +278,7 @@ func TestDecodeRefusesBadEntries(t *testing.T) {
 		{"bad user", `{"id":"x","userId":"u","instanceId":"00000000-0000-0000-0000-000000000002","method":"m","status":"success","createdAt":"2026-01-01T00:00:00Z"}`},
 		{"bad status", `{"id":"x","userId":"00000000-0000-0000-0000-000000000001","instanceId":"00000000-0000-0000-0000-000000000002","method":"m","status":"fine","createdAt":"2026-01-01T00:00:00Z"}`},
 		{"no time", `{"id":"x","userId":"00000000-0000-0000-0000-000000000001","instanceId":"00000000-0000-0000-0000-000000000002","method":"m","status":"success"}`},
+		{"NUL byte", `{"id":"x","userId":"00000000-0000-0000-0000-000000000001","instanceId":"00000000-0000-0000-0000-000000000002","method":"m","status":"success","transport":"a\u0000b","createdAt":"2026-01-01T00:00:00Z"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := DecodeEntries([]byte(tc.data)); err == nil {

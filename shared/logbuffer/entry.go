@@ -96,6 +96,14 @@ func clean(s string, n int) string {
 
 // Validate reports what makes an entry unfit for the request log table.
 func (e *Entry) Validate() error {
+	for _, f := range []string{e.ID, e.RequestID, e.UserID, e.OrganizationID, e.InstanceID, e.APIKeyID,
+		e.Method, e.ToolName, e.Transport, e.Status, e.ErrorCode, e.ErrorMessage, e.UserAgent} {
+		if strings.IndexByte(f, 0) >= 0 {
+			// Postgres text refuses NUL: the copy of the whole group
+			// would fail on it, run after run.
+			return fmt.Errorf("entry %q: a field holds a NUL byte", e.ID)
+		}
+	}
 	switch {
 	case e.ID == "":
 		return errors.New("entry without id")
@@ -117,6 +125,39 @@ func (e *Entry) Validate() error {
 		return fmt.Errorf("entry %s: no time", e.ID)
 	}
 	return nil
+}
+
+// Rejected is an entry line of a batch document that cannot be copied,
+// with the reason.
+type Rejected struct {
+	Line   []byte
+	Reason string
+}
+
+// SplitEntries reads the entries of a batch document, one JSON object per
+// line, as DecodeEntries does, but keeps going past a line that does not
+// decode or validate: such lines come back rejected, so that one bad
+// entry neither blocks nor drops the others.
+func SplitEntries(data []byte) (entries []Entry, rejected []Rejected) {
+	entries = make([]Entry, 0, bytes.Count(data, []byte{'\n'})+1)
+	for n := 1; len(data) > 0; n++ {
+		line, rest, _ := bytes.Cut(data, []byte{'\n'})
+		data = rest
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var e Entry
+		err := json.Unmarshal(line, &e)
+		if err == nil {
+			err = e.Validate()
+		}
+		if err != nil {
+			rejected = append(rejected, Rejected{Line: line, Reason: fmt.Sprintf("line %d: %v", n, err)})
+			continue
+		}
+		entries = append(entries, e)
+	}
+	return entries, rejected
 }
 
 // DecodeEntries reads the entries of a batch document: one JSON object per

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -153,6 +154,39 @@ func (f *Firestore) SetAside(ctx context.Context, ref *firestore.DocumentRef, re
 	})
 	if err != nil {
 		return fmt.Errorf("set aside request log batch %s: %w", ref.ID, err)
+	}
+	return nil
+}
+
+// SetAsidePart moves what cannot be copied of a batch document (its
+// rejected entry lines and lastUsed keys) into the "Invalid" sibling
+// collection, with the reasons, and deletes the document, in one
+// transaction. The flush calls it once the rest of the batch is copied.
+func (f *Firestore) SetAsidePart(ctx context.Context, ref *firestore.DocumentRef, b *Batch, lines [][]byte, lastUsed map[string]time.Time, reasons []string) error {
+	var entries []byte
+	for _, l := range lines {
+		entries = append(append(entries, l...), '\n')
+	}
+	if lastUsed == nil {
+		lastUsed = map[string]time.Time{}
+	}
+	const maxReasons = 20 // a document's reasons stay readable, and small
+	if len(reasons) > maxReasons {
+		reasons = append(reasons[:maxReasons:maxReasons], fmt.Sprintf("and %d more", len(reasons)-maxReasons))
+	}
+	data := map[string]any{
+		"createdAt": b.CreatedAt, "count": len(lines), "entries": entries, "lastUsed": lastUsed, "format": format,
+		"invalidReason": strings.Join(reasons, "; "), "setAsideAt": firestore.ServerTimestamp,
+	}
+	aside := f.Client.Collection(ref.Parent.ID + "Invalid").Doc(ref.ID)
+	err := f.Client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		if err := tx.Set(aside, data); err != nil {
+			return err
+		}
+		return tx.Delete(ref)
+	})
+	if err != nil {
+		return fmt.Errorf("set aside part of request log batch %s: %w", ref.ID, err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 )
@@ -94,12 +95,31 @@ func Version() string {
 	return "dev"
 }
 
-// ClientIP is a request's client address: the first X-Forwarded-For hop
-// (set by Google's front end), else the connection's peer.
+// ClientIP is a request's client address: the last X-Forwarded-For hop,
+// else the connection's peer.
+//
+// Only the last hop is Google's: its front end appends the address it
+// saw to whatever X-Forwarded-For the client sent, and "does not verify
+// any IP addresses that precede" it
+// (https://cloud.google.com/load-balancing/docs/https#x-forwarded-for_header).
+// The first hop, which the Cloud Functions header reference calls
+// "generally the IP of the client"
+// (https://cloud.google.com/functions/docs/reference/headers), is the
+// client's to choose. deploy.sh publishes the functions at their own URLs,
+// with no load balancer of ours in front; one would append its own address
+// after the client's, and this function would then have to read the hop
+// before the last.
 func ClientIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		first, _, _ := strings.Cut(xff, ",")
-		return strings.TrimSpace(first)
+	if hops := r.Header.Values("X-Forwarded-For"); len(hops) > 0 {
+		last := hops[len(hops)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		if ip, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+			return ip.String()
+		}
+		// Not an address: not written by Google's front end, so not a
+		// hop to trust; the peer is at least true.
 	}
 	host := r.RemoteAddr
 	if i := strings.LastIndexByte(host, ':'); i >= 0 {

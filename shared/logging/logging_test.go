@@ -74,18 +74,29 @@ func TestTrace(t *testing.T) {
 }
 
 func TestClientIP(t *testing.T) {
-	for _, tt := range []struct{ xff, remote, want string }{
-		{"203.0.113.7, 10.0.0.1", "10.0.0.2:5000", "203.0.113.7"},
-		{"", "192.0.2.1:5000", "192.0.2.1"},
-		{"", "[2001:db8::1]:443", "2001:db8::1"},
+	for _, tt := range []struct {
+		name   string
+		xff    []string
+		remote string
+		want   string
+	}{
+		{"one hop", []string{"203.0.113.7"}, "10.0.0.2:5000", "203.0.113.7"},
+		{"spoofed first hop", []string{"6.6.6.6, 203.0.113.7"}, "10.0.0.2:5000", "203.0.113.7"},
+		{"spoofed header line", []string{"6.6.6.6", "203.0.113.7"}, "10.0.0.2:5000", "203.0.113.7"},
+		{"IPv6 hop", []string{"6.6.6.6,2001:db8::7"}, "10.0.0.2:5000", "2001:db8::7"},
+		{"last hop not an address", []string{"203.0.113.7, <script>"}, "192.0.2.1:5000", "192.0.2.1"},
+		{"no header", nil, "192.0.2.1:5000", "192.0.2.1"},
+		{"no header, IPv6 peer", nil, "[2001:db8::1]:443", "2001:db8::1"},
 	} {
-		r := httptest.NewRequest("GET", "/", nil)
-		r.RemoteAddr = tt.remote
-		if tt.xff != "" {
-			r.Header.Set("X-Forwarded-For", tt.xff)
-		}
-		if got := ClientIP(r); got != tt.want {
-			t.Errorf("ClientIP(xff=%q, remote=%q) = %q; want %q", tt.xff, tt.remote, got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tt.remote
+			for _, v := range tt.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := ClientIP(r); got != tt.want {
+				t.Errorf("ClientIP(xff=%q, remote=%q) = %q; want %q", tt.xff, tt.remote, got, tt.want)
+			}
+		})
 	}
 }

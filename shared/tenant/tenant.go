@@ -192,29 +192,34 @@ func NewKey() (key, prefix string, err error) {
 	return key, DisplayPrefix(key), nil
 }
 
-// DisplayPrefix is the part of a key that may be shown and logged.
+// keyLen is the length of every key NewKey makes: the scheme and 32
+// bytes in unpadded base64url.
+var keyLen = len(keyScheme) + base64.RawURLEncoding.EncodedLen(32)
+
+// notAKey stands for the prefix of a value that is not one of our keys.
+const notAKey = "(not one of our keys)"
+
+// DisplayPrefix is the part of a key that may be shown and logged. A
+// value not shaped like one of our keys gets a placeholder: refused
+// requests are logged with it, and a pasted password or another service's
+// token must not leave its start in the logs.
 func DisplayPrefix(key string) string {
-	if len(key) <= KeyPrefixLen {
-		// Too short to be one of ours: show only its length class, not
-		// characters that could be most of a secret.
-		return "(short)"
+	if !WellFormedKey(key) {
+		return notAKey
 	}
 	return key[:KeyPrefixLen]
 }
 
-// keyLen is the length of every key NewKey makes: the scheme and 43
-// base64url characters.
-const keyLen = len(keyScheme) + 43
-
 // WellFormedKey reports whether s has the shape of a key NewKey makes.
-// Anything else is no key of ours, and is refused without a lookup.
+// Anything else is no key of ours: it is refused without a lookup, and
+// nothing of it is logged.
 func WellFormedKey(s string) bool {
-	if len(s) != keyLen || !strings.HasPrefix(s, keyScheme) {
+	rest, ok := strings.CutPrefix(s, keyScheme)
+	if !ok || len(s) != keyLen {
 		return false
 	}
-	for i := len(keyScheme); i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+	for _, c := range []byte(rest) {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return false
 		}
 	}

@@ -77,9 +77,6 @@ func TestNewKey(t *testing.T) {
 	if p1 != k1[:KeyPrefixLen] || DisplayPrefix(k1) != p1 {
 		t.Errorf("prefix %q of %q", p1, k1)
 	}
-	if DisplayPrefix("short") != "(short)" {
-		t.Errorf("DisplayPrefix of a short value shows it: %q", DisplayPrefix("short"))
-	}
 	if HashKey(k1) == HashKey(k2) {
 		t.Error("two keys hash alike")
 	}
@@ -106,5 +103,34 @@ func TestWellFormedKey(t *testing.T) {
 		if got := WellFormedKey(tt.in); got != tt.want {
 			t.Errorf("WellFormedKey(%q) = %v; want %v", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestDisplayPrefixOnlyOfKeys: a value that is not shaped like one of our
+// keys (a pasted password, another service's token) shows nothing of
+// itself, since it is logged for every refused request.
+func TestDisplayPrefixOnlyOfKeys(t *testing.T) {
+	key, _, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := DisplayPrefix(key); got != key[:KeyPrefixLen] {
+		t.Errorf("DisplayPrefix(key) = %q; want %q", got, key[:KeyPrefixLen])
+	}
+	for _, tt := range []struct{ name, value string }{
+		{"short", "short"},
+		{"password", "correct-horse-battery-staple-hunter2"},
+		{"github token", "ghp_R2d2C3poR2d2C3poR2d2C3poR2d2C3poAbCd"},
+		{"jwt", "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"},
+		{"scheme, wrong length", "mcpk_hunter2hunter2hunter2"},
+		{"scheme, wrong alphabet", "mcpk_" + strings.Repeat("h", 38) + "!!!!!"},
+		{"key with a suffix", key + "x"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := DisplayPrefix(tt.value)
+			if got == "" || strings.Contains(tt.value, got) || strings.Contains(got, tt.value[:4]) {
+				t.Errorf("DisplayPrefix(%q) = %q; want a placeholder that shows none of the value", tt.value, got)
+			}
+		})
 	}
 }
