@@ -107,3 +107,41 @@ func TestBench(t *testing.T) {
 		t.Errorf("chart: %v, %d bytes", err, len(svg))
 	}
 }
+
+// TestMemory runs `mcpbench memory` with freshly built binaries: every
+// hostile load against a real proxy process (the devserver, as deployed
+// in 256 MiB) and the hostile upstream in a process of its own. The run
+// itself fails on a process that died, a call that was neither answered
+// nor refused with a JSON-RPC error, a load within the limits that was
+// refused, or a peak RSS of 256 MiB; the test checks it passed and wrote
+// a row per load.
+func TestMemory(t *testing.T) {
+	for _, name := range []string{"DATABASE_URL", "FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"} {
+		if os.Getenv(name) == "" {
+			t.Fatalf("%s is not set: run the tests under devstack (make test)", name)
+		}
+	}
+	bin := t.TempDir()
+	for _, pkg := range []string{"cmd/mcpbench", "cmd/devserver", "internal/hostile/hostile-upstream"} {
+		if out, err := exec.Command("go", "build", "-o", bin, "mcpproxy.dev/mcpproxy/"+pkg).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	os.WriteFile(out, []byte("# Benchmarks\n"), 0o644)
+	cmd := exec.Command(filepath.Join(bin, "mcpbench"), "memory", "-bin", bin, "-out", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mcpbench memory: %v\n%s", err, stderr.String())
+	}
+	md, _ := os.ReadFile(out)
+	for _, l := range memoryLoads() {
+		if !strings.Contains(string(md), "| "+l.name+" | ") {
+			t.Errorf("no row for %q in:\n%s", l.name, md)
+		}
+	}
+	if strings.Contains(string(md), "**died**") {
+		t.Errorf("a proxy process died:\n%s", md)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // `mcpbench memory` (make bench-memory) shows that hostile input cannot
@@ -47,6 +48,9 @@ type memoryRow struct {
 	baseMiB, peakMiB          float64
 	alive                     bool
 	took                      time.Duration
+	// wantAnswers: every call is to be answered, none refused (loads
+	// within the limits).
+	wantAnswers bool
 }
 
 func runMemory(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -71,8 +75,9 @@ func runMemory(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	}
 	for _, r := range rows {
-		if !r.alive || r.failed > 0 || r.peakMiB >= 256 {
-			fmt.Fprintf(stderr, "mcpbench memory: %s: alive %v, %d failed, peak %.1f MiB\n", r.load, r.alive, r.failed, r.peakMiB)
+		if !r.alive || r.failed > 0 || r.peakMiB >= 256 || r.answered+r.refused != r.calls || (r.wantAnswers && r.answered != r.calls) {
+			fmt.Fprintf(stderr, "mcpbench memory: %s: alive %v, %d answered, %d refused, %d failed, peak %.1f MiB\n",
+				r.load, r.alive, r.answered, r.refused, r.failed, r.peakMiB)
 			return 1
 		}
 	}
@@ -84,8 +89,17 @@ type memoryLoad struct {
 	name  string
 	calls int
 	body  string
-	// want checks an answer's result.
+	// header holds extra request headers.
+	header map[string]string
+	// key is the API key of call i; nil: the seeded tenant's.
+	key func(i int) string
+	// nulls sends the load to the tenant whose upstream's lists hold null
+	// and malformed entries.
+	nulls bool
+	// want checks an answer's result; nil: every call is to be refused.
 	want func(result map[string]any) bool
+	// overLimit: the answers are larger than the limit, and refused.
+	overLimit bool
 }
 
 func hugeCall(bytes int, sse bool) string {
@@ -104,10 +118,34 @@ func textOf(n int) func(map[string]any) bool {
 	}
 }
 
-func memoryLoads() []memoryLoad {
+// hostileClients are loads a hostile client sends: each is to be refused
+// (or, for the broken upstream's lists, answered without its bad
+// entries), and none may cost the process more than the refusal.
+func hostileClients() []memoryLoad {
 	nested := 2<<20 - 40
 	bomb := `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":` + strings.Repeat("[", nested) + strings.Repeat("]", nested) + `}}`
-	loads := []memoryLoad{{name: "4 MiB body of nested arrays", calls: 1, body: bomb}}
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","arguments":{"text":"x"}}}`
+	batch := "[" + strings.TrimSuffix(strings.Repeat(call+",", 50000), ",") + "]"
+	old := map[string]string{"MCP-Protocol-Version": "2025-03-26"}
+	madeUp := func(int) string { k, _, _ := tenant.NewKey(); return k }
+	return []memoryLoad{
+		{name: "4 MiB body of nested arrays", calls: 1, body: bomb},
+		{name: "batch of 50,000 tools/call (2025-03-26)", calls: 1, body: batch, header: old},
+		{name: "1,000 made-up keys at once", calls: 1000, body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, key: madeUp},
+		{name: "1,000 malformed keys at once", calls: 1000, body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+			key: func(i int) string { return fmt.Sprintf("hunter%d", i) }},
+		{name: "header abuse: 512 KiB of headers", calls: 80, body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+			header: map[string]string{"Mcp-Method": strings.Repeat("m", 256<<10), "X-Pad": strings.Repeat("p", 256<<10)}},
+		{name: "header abuse: 40 KiB of headers, a bogus protocol version", calls: 80, body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+			header: map[string]string{"MCP-Protocol-Version": "9999-99-99", "Mcp-Method": strings.Repeat("m", 20<<10), "X-Pad": strings.Repeat("p", 20<<10)}},
+		{name: "initialize and lists on an upstream with null entries", calls: 80, nulls: true,
+			body: `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}`,
+			want: func(res map[string]any) bool { return res["serverInfo"] != nil }},
+	}
+}
+
+func memoryLoads() []memoryLoad {
+	loads := hostileClients()
 	for _, size := range []int{1 << 20, 8 << 20} {
 		for _, clients := range []int{8, 80} {
 			loads = append(loads, memoryLoad{name: fmt.Sprintf("%d MiB result × %d at once", size>>20, clients),
@@ -116,7 +154,7 @@ func memoryLoads() []memoryLoad {
 	}
 	return append(loads,
 		memoryLoad{name: "8 MiB result as one event × 80 at once", calls: 80, body: hugeCall(8<<20, true), want: textOf(8 << 20)},
-		memoryLoad{name: "20 MiB result (over the 16 MiB limit) × 8 at once", calls: 8, body: hugeCall(20<<20, false), want: textOf(20 << 20)},
+		memoryLoad{name: "20 MiB result (over the 16 MiB limit) × 8 at once", calls: 8, body: hugeCall(20<<20, false), overLimit: true},
 	)
 }
 
@@ -155,11 +193,28 @@ func measureMemory(ctx context.Context, binDir string, stderr io.Writer) ([]memo
 	if err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
 	}
+	nullsUp, err := start(dir, "nulls-upstream", filepath.Join(binDir, "hostile-upstream"), []string{"--mode", "nulls", "--addr", "127.0.0.1:0"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer nullsUp.stop(5 * time.Second)
+	nullsURL, err := nullsUp.url(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nulls, err := stack.SeedDemo(ctx, db, "Nulls", nullsURL)
+	if err != nil {
+		return nil, fmt.Errorf("seed the tenant with null entries: %w", err)
+	}
 	env := slices.Concat(deployedMemory, []string{"MCP_ENCRYPTION_KEY=" + encKey, "LOG_LEVEL=WARN",
 		"REQUEST_LOG_COLLECTION=memory-" + logbuffer.NewID()[:12], "K_SERVICE=mcp-proxy"})
 	var rows []memoryRow
 	for i, l := range memoryLoads() {
-		row, err := measureLoad(ctx, dir, i, filepath.Join(binDir, "devserver"), env, seeded.Key, l)
+		key := seeded.Key
+		if l.nulls {
+			key = nulls.Key
+		}
+		row, err := measureLoad(ctx, dir, i, filepath.Join(binDir, "devserver"), env, key, l)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}
@@ -187,10 +242,10 @@ func measureLoad(ctx context.Context, dir string, i int, devserver string, env [
 	url := "http://" + addr + "/mcp"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}, Timeout: 2 * time.Minute}
 	// Warm: the key and the instance cached, the upstream's session open.
-	if _, _, err := post(ctx, client, url, key, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`); err != nil {
+	if _, _, err := post(ctx, client, url, key, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, nil); err != nil {
 		return memoryRow{}, fmt.Errorf("warm-up: %w", err)
 	}
-	row := memoryRow{load: l.name, calls: l.calls, refusals: map[string]int{}}
+	row := memoryRow{load: l.name, calls: l.calls, refusals: map[string]int{}, wantAnswers: l.want != nil && !l.overLimit}
 	if row.baseMiB, err = peakRSS(px.pid()); err != nil {
 		return row, err
 	}
@@ -215,9 +270,13 @@ func measureLoad(ctx context.Context, dir string, i int, devserver string, env [
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range l.calls {
+	for i := range l.calls {
 		wg.Go(func() {
-			status, answer, err := post(ctx, client, url, key, l.body)
+			k := key
+			if l.key != nil {
+				k = l.key(i)
+			}
+			status, answer, err := post(ctx, client, url, k, l.body, l.header)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -251,15 +310,17 @@ func measureLoad(ctx context.Context, dir string, i int, devserver string, env [
 
 type rpcAnswer struct {
 	Result map[string]any `json:"result"`
-	Error  *struct {
-		Code    int64  `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Error  *rpcError      `json:"error"`
+}
+
+type rpcError struct {
+	Code    int64  `json:"code"`
+	Message string `json:"message"`
 }
 
 // post sends one JSON-RPC request as a plain HTTP client does and reads
 // its answer, JSON or an event stream's last event.
-func post(ctx context.Context, client *http.Client, url, key, body string) (int, *rpcAnswer, error) {
+func post(ctx context.Context, client *http.Client, url, key, body string, header map[string]string) (int, *rpcAnswer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
@@ -267,6 +328,9 @@ func post(ctx context.Context, client *http.Client, url, key, body string) (int,
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Authorization", "Bearer "+key)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -280,6 +344,12 @@ func post(ctx context.Context, client *http.Client, url, key, body string) (int,
 		b = b[i+len("data: "):]
 	}
 	var a rpcAnswer
+	if resp.StatusCode == http.StatusRequestHeaderFieldsTooLarge {
+		// Refused by the HTTP server before the proxy, as Cloud Run's
+		// front end refuses such a request before the function.
+		a.Error = &rpcError{Message: "request header fields too large (the HTTP server's limit)"}
+		return resp.StatusCode, &a, nil
+	}
 	if err := json.Unmarshal(b, &a); err != nil {
 		return resp.StatusCode, nil, fmt.Errorf("HTTP %d: not a JSON-RPC answer: %.200s", resp.StatusCode, b)
 	}
