@@ -21,6 +21,7 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/shared/budget"
+	"mcpproxy.dev/mcpproxy/shared/demo"
 	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/fstest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
@@ -348,4 +349,96 @@ func TestLargeResults(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestHostileCalls: an upstream that answers with invalid or too deeply
+// nested JSON, cuts its answer off, drips it past the deadline, or floods
+// the call with requests to the client: each call fails (or, for the
+// flood, succeeds) with an answer naming the upstream, the flood costs at
+// most 16 refusals, and the process serves on.
+func TestHostileCalls(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	e.startProxy(t, proxy.Options{RequestTimeout: 2 * time.Second})
+	srv, hs := hostileUpstream(t, hostile.Good)
+	key := e.instanceWith(t, "calls", []postgres.Server{{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}},
+		[]string{"echo", "invalid", "cut", "deep", "drip", "flood"})
+	header := map[string]string{"Authorization": "Bearer " + key}
+	call := func(tool, args string) map[string]any {
+		_, out := e.post(t, "/mcp", header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__`+tool+`","arguments":`+args+`}}`)
+		return out
+	}
+	for _, tt := range []struct{ tool, args, want string }{
+		{"invalid", `{}`, "upstream evil"},
+		{"cut", `{}`, "upstream evil"},
+		{"deep", `{"depth":100000}`, "upstream evil"},
+		{"drip", `{"bytes":1000,"delayMs":50}`, "did not answer within the request deadline"},
+	} {
+		out := call(tt.tool, tt.args)
+		msg, _ := out["error"].(map[string]any)["message"].(string)
+		if rpcCode(out) != -32000 || !strings.Contains(msg, tt.want) {
+			t.Errorf("%s: %.300v; want -32000 with %q", tt.tool, out, tt.want)
+		}
+	}
+	if out := call("flood", `{"count":1000}`); !strings.Contains(fmt.Sprint(out["result"]), "flood sent") {
+		t.Errorf("flood: %.300v; want the result after the flood", out)
+	}
+	if n := hs.Responses.Load(); n > 16 {
+		t.Errorf("the proxy answered %d of the flood's requests; want at most 16", n)
+	}
+	if out := call("echo", `{"text":"alive"}`); !strings.Contains(fmt.Sprint(out["result"]), "alive") {
+		t.Errorf("echo after the hostile calls: %.300v", out)
+	}
+}
+
+// TestCredentialsStayHome: an upstream whose SSE endpoint names another
+// origin, and one that redirects to another origin: the calls through the
+// proxy fail, and the other origin never receives the tenant's key.
+func TestCredentialsStayHome(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	ctx := context.Background()
+	thief := &hostile.Thief{}
+	thiefSrv := httptest.NewServer(thief)
+	t.Cleanup(thiefSrv.Close)
+	sseServer := demo.NewServer("sse")
+	sse := httptest.NewServer(hostile.EndpointElsewhere(mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return sseServer }, nil), thiefSrv.URL))
+	t.Cleanup(func() { sse.CloseClientConnections(); sse.Close() })
+	redirecting := &hostile.Redirector{To: thiefSrv.URL, Next: http.NotFoundHandler()}
+	redirecting.On.Store(true)
+	red := httptest.NewServer(redirecting)
+	t.Cleanup(red.Close)
+
+	var selections []postgres.Selection
+	for _, s := range []postgres.Server{
+		{Name: "Elsewhere", Transport: tenant.TransportSSE, URL: sse.URL},
+		{Name: "Redirecting", Transport: tenant.TransportStreamableHTTP, URL: red.URL},
+	} {
+		s.OrganizationID, s.AuthType = e.org.ID, tenant.AuthAPIKey
+		created, err := e.db.CreateServer(ctx, s, []postgres.Tool{{Name: "echo"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := e.db.CreateConfig(ctx, e.org.ID, created.ID, "", tenant.Credentials{Headers: map[string]string{"X-API-Key": "tenant-secret"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		selections = append(selections, postgres.Selection{ConfigID: cfg.ID, Tools: []string{"echo"}})
+	}
+	inst, err := e.db.CreateInstance(ctx, e.org.ID, "", "stay-home", selections)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, err := e.db.CreateAPIKey(ctx, inst.ID, "", "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"elsewhere__echo", "redirecting__echo"} {
+		_, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + key},
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"`+tool+`","arguments":{"text":"x"}}}`)
+		if out["error"] == nil {
+			t.Errorf("%s: %.300v; want an error", tool, out)
+		}
+	}
+	if reqs, seen := thief.Seen(); reqs != 0 || len(seen) != 0 {
+		t.Errorf("the other origin got %d request(s), credentials %q; want none", reqs, seen)
+	}
 }

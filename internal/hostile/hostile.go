@@ -59,6 +59,8 @@ type Server struct {
 	Mode Mode
 	// Calls counts the tools/call requests received.
 	Calls atomic.Int64
+	// Responses counts the answers received to its own requests.
+	Responses atomic.Int64
 }
 
 type request struct {
@@ -91,6 +93,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(req.ID) == 0 {
 		w.WriteHeader(http.StatusAccepted) // a notification
+		return
+	}
+	if req.Method == "" {
+		s.Responses.Add(1) // an answer to one of its requests (flood)
+		w.WriteHeader(http.StatusAccepted)
 		return
 	}
 	if req.Method == "tools/call" {
