@@ -84,13 +84,13 @@ func (a *Account) acquire(ctx context.Context, n int64) error {
 	if n > a.b.size {
 		return ErrBusy // could never fit, however long it waited
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.b.maxWait)
+	wait, cancel := context.WithTimeout(ctx, a.b.maxWait)
 	defer cancel()
-	if err := a.b.sem.Acquire(ctx, n); err != nil {
-		if ctx.Err() == context.DeadlineExceeded && context.Cause(ctx) == context.DeadlineExceeded {
-			return ErrBusy
+	if err := a.b.sem.Acquire(wait, n); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // the request's own end, not the budget's
 		}
-		return err
+		return ErrBusy
 	}
 	a.mu.Lock()
 	a.held += n
