@@ -442,3 +442,35 @@ func TestCredentialsStayHome(t *testing.T) {
 		t.Errorf("the other origin got %d request(s), credentials %q; want none", reqs, seen)
 	}
 }
+
+// TestForgedCancel: a client of another tenant names the JSON-RPC ID of a
+// call in flight in notifications/cancelled: the call goes on. The same
+// notification with the call's own key cancels it, so the test can tell.
+func TestForgedCancel(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	other := e.instanceWith(t, "other", []postgres.Server{
+		{Name: "Local", Transport: tenant.TransportStdio, Command: demotest.Binary(t), Args: []string{"--transport", "stdio"}},
+	}, []string{"echo"})
+	old := func(key string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + key, "MCP-Protocol-Version": "2025-11-25"}
+	}
+	for _, tt := range []struct {
+		name      string
+		canceller string
+		cancelled bool
+	}{{"another tenant's key", other, false}, {"the call's own key", e.key, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan map[string]any, 1)
+			go func() {
+				_, out := e.post(t, "/mcp", old(e.key), `{"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"name":"beta__slow","arguments":{"ms":1500}}}`)
+				done <- out
+			}()
+			time.Sleep(300 * time.Millisecond)
+			e.post(t, "/mcp", old(tt.canceller), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":77}}`)
+			out := <-done
+			if got := out["result"] == nil; got != tt.cancelled {
+				t.Errorf("cancelled by %s: %.300v; want cancelled %v", tt.name, out, tt.cancelled)
+			}
+		})
+	}
+}
