@@ -112,9 +112,10 @@ func TestBench(t *testing.T) {
 // hostile load against a real proxy process (the devserver, as deployed
 // in 256 MiB) and the hostile upstream in a process of its own. The run
 // itself fails on a process that died, a call that was neither answered
-// nor refused with a JSON-RPC error, a load within the limits that was
-// refused, or a peak RSS of 256 MiB; the test checks it passed and wrote
-// a row per load.
+// nor refused with a JSON-RPC error, a call within the limits refused for
+// anything but room (a 503 after waiting for it, which a machine busy
+// with the rest of make test may see), or a peak RSS of 256 MiB; the test
+// checks it passed and wrote a row per load.
 func TestMemory(t *testing.T) {
 	for _, name := range []string{"DATABASE_URL", "FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"} {
 		if os.Getenv(name) == "" {
