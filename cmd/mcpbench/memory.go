@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
@@ -182,31 +183,37 @@ func measureMemory(ctx context.Context, binDir string, stderr io.Writer) ([]memo
 		return nil, err
 	}
 	defer db.Close()
-	up, err := start(dir, "hostile-upstream", filepath.Join(binDir, "hostile-upstream"), []string{"--addr", "127.0.0.1:0"}, nil)
+	// Two tenants, each in front of a hostile upstream of its own: one
+	// whose lists are good, one whose lists hold null entries.
+	var stops []*proc
+	defer func() {
+		for _, p := range stops {
+			p.stop(5 * time.Second)
+		}
+	}()
+	seed := func(name string, mode hostile.Mode) (stack.Seeded, error) {
+		up, err := start(dir, name+"-upstream", filepath.Join(binDir, "hostile-upstream"), []string{"--mode", string(mode), "--addr", "127.0.0.1:0"}, nil)
+		if err != nil {
+			return stack.Seeded{}, err
+		}
+		stops = append(stops, up)
+		upURL, err := up.url(ctx)
+		if err != nil {
+			return stack.Seeded{}, err
+		}
+		seeded, err := stack.SeedDemo(ctx, db, name, upURL)
+		if err != nil {
+			return stack.Seeded{}, fmt.Errorf("seed %s: %w", name, err)
+		}
+		return seeded, nil
+	}
+	seeded, err := seed("Memory", hostile.Good)
 	if err != nil {
 		return nil, err
 	}
-	defer up.stop(5 * time.Second)
-	upURL, err := up.url(ctx)
+	nulls, err := seed("Nulls", hostile.Nulls)
 	if err != nil {
 		return nil, err
-	}
-	seeded, err := stack.SeedDemo(ctx, db, "Memory", upURL)
-	if err != nil {
-		return nil, fmt.Errorf("seed: %w", err)
-	}
-	nullsUp, err := start(dir, "nulls-upstream", filepath.Join(binDir, "hostile-upstream"), []string{"--mode", "nulls", "--addr", "127.0.0.1:0"}, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer nullsUp.stop(5 * time.Second)
-	nullsURL, err := nullsUp.url(ctx)
-	if err != nil {
-		return nil, err
-	}
-	nulls, err := stack.SeedDemo(ctx, db, "Nulls", nullsURL)
-	if err != nil {
-		return nil, fmt.Errorf("seed the tenant with null entries: %w", err)
 	}
 	env := slices.Concat(deployedMemory, []string{"MCP_ENCRYPTION_KEY=" + encKey, "LOG_LEVEL=WARN",
 		"REQUEST_LOG_COLLECTION=memory-" + logbuffer.NewID()[:12], "K_SERVICE=mcp-proxy"})
