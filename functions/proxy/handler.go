@@ -98,7 +98,11 @@ type Handler struct {
 	catalogCache *configcache.Cache[*catalog]
 	origins      map[string]bool
 	keyLookups   *rate.Limiter // lookups of keys not in the cache
-	calls        calls         // tools/call in flight, for notifications/cancelled
+	// failureLines bounds the log lines of refused keys; failuresLeftOut
+	// counts those it left out since the last one written.
+	failureLines    *rate.Limiter
+	failuresLeftOut atomic.Int64
+	calls           calls // tools/call in flight, for notifications/cancelled
 
 	draining    atomic.Bool  // set by Shutdown: new requests are refused
 	inflight    atomic.Int64 // requests being served
@@ -135,7 +139,8 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 		opts.FiguresInterval = time.Minute
 	}
 	h := &Handler{store: store, pool: pool, log: logger, opts: opts, origins: map[string]bool{},
-		keyLookups: rate.NewLimiter(rate.Limit(opts.KeyLookupRate), max(1, int(opts.KeyLookupRate)))}
+		keyLookups:   rate.NewLimiter(rate.Limit(opts.KeyLookupRate), max(1, int(opts.KeyLookupRate))),
+		failureLines: rate.NewLimiter(20, 20)}
 	for _, o := range opts.AllowedOrigins {
 		h.origins[strings.TrimSuffix(strings.TrimSpace(o), "/")] = true
 	}
@@ -653,9 +658,17 @@ func unauthorized(oauthError, message string) *rpcError {
 
 // authFailure logs a refused key for security review: the client's
 // address and the key's display prefix, never the key.
+// A flood of made-up keys would otherwise write a line per request: at
+// most 20 a second are written, and the next written line says how many
+// were left out.
 func (h *Handler) authFailure(r *http.Request, x *exchange, reason string) {
+	if !h.failureLines.Allow() {
+		h.failuresLeftOut.Add(1)
+		return
+	}
 	h.log.Warn("authentication failed", "reason", reason, "keyPrefix", x.keyPrefix,
-		"clientIp", logging.ClientIP(r), "userAgent", r.UserAgent(), "path", r.URL.Path)
+		"clientIp", logging.ClientIP(r), "userAgent", r.UserAgent(), "path", r.URL.Path,
+		"leftOutBefore", h.failuresLeftOut.Swap(0))
 }
 
 // apiKey takes the key from Authorization: Bearer, else X-API-Key.

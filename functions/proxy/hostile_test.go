@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -259,6 +260,7 @@ func TestKeyFlood(t *testing.T) {
 	}
 
 	e.counter.Reset()
+	floodStart := time.Now()
 	for i := range 300 {
 		for _, v := range []string{fmt.Sprintf("not-a-key-%d", i), "Basic dXNlcjpwYXNz", fmt.Sprintf("mcpk_%d", i)} {
 			resp, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + v}, list)
@@ -292,6 +294,16 @@ func TestKeyFlood(t *testing.T) {
 	maxLookups := int64(20 + 20*elapsed.Seconds() + 1) // the burst, then the rate
 	if n := e.counter.Count(); n > maxLookups || refused == 0 {
 		t.Errorf("300 unknown keys in %v made %d queries (at most %d) and %d refusals", elapsed, n, maxLookups, refused)
+	}
+
+	// The refusals' log lines are bounded too (20 a second), and say
+	// how many were left out.
+	lines := strings.Count(e.logs.String(), `"authentication failed"`)
+	if most := 20 + int(20*time.Since(floodStart).Seconds()) + 1; lines > most || !strings.Contains(e.logs.String(), `"leftOutBefore":`) {
+		t.Errorf("%d log lines for 1,200 refused keys; want at most %d, with the count left out", lines, most)
+	}
+	if regexp.MustCompile(`"leftOutBefore":[1-9]`).FindString(e.logs.String()) == "" {
+		t.Error("no log line says how many refusals were left out")
 	}
 
 	// The valid key is still warm: the flood's negative entries did not
