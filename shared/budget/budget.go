@@ -84,6 +84,21 @@ func (a *Account) acquire(ctx context.Context, n int64) error {
 	if n > a.b.size {
 		return ErrBusy // could never fit, however long it waited
 	}
+	if !a.b.sem.TryAcquire(n) {
+		if err := a.wait(ctx, n); err != nil {
+			return err
+		}
+	}
+	a.mu.Lock()
+	a.held += n
+	a.mu.Unlock()
+	return nil
+}
+
+// wait takes n bytes when they free, at most MaxWait. (TryAcquire first
+// spares the common case a timer; it fails while others wait, so the
+// queue stays first come, first served.)
+func (a *Account) wait(ctx context.Context, n int64) error {
 	wait, cancel := context.WithTimeout(ctx, a.b.maxWait)
 	defer cancel()
 	if err := a.b.sem.Acquire(wait, n); err != nil {
@@ -92,9 +107,6 @@ func (a *Account) acquire(ctx context.Context, n int64) error {
 		}
 		return ErrBusy
 	}
-	a.mu.Lock()
-	a.held += n
-	a.mu.Unlock()
 	return nil
 }
 
