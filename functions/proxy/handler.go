@@ -25,7 +25,6 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
-	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 	"mcpproxy.dev/mcpproxy/shared/wire"
@@ -144,7 +143,7 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	for _, o := range opts.AllowedOrigins {
 		h.origins[strings.TrimSuffix(strings.TrimSpace(o), "/")] = true
 	}
-	notFound := func(err error) bool { return errors.Is(err, postgres.ErrNotFound) }
+	notFound := func(err error) bool { return errors.Is(err, tenant.ErrNotFound) }
 	refreshFailed := func(what string) func(string, error) {
 		return func(_ string, err error) {
 			logger.Warn("cache refresh failed; serving the cached value", "cache", what, "error", err.Error())
@@ -592,7 +591,7 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, x
 		e := newError(http.StatusTooManyRequests, codeInternalError, "too many API key lookups on this instance; retry in a second")
 		e.header = http.Header{"Retry-After": {"1"}}
 		return e
-	case errors.Is(err, postgres.ErrNotFound):
+	case errors.Is(err, tenant.ErrNotFound):
 		h.authFailure(r, x, "unknown key")
 		return unauthorized("invalid_token", "invalid API key")
 	case err != nil:
@@ -617,7 +616,7 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, x
 	})
 	x.viewCache = outcome
 	switch {
-	case errors.Is(err, postgres.ErrNotFound):
+	case errors.Is(err, tenant.ErrNotFound):
 		return unauthorized("invalid_token", tenant.ErrInstanceDeleted.Error())
 	case err != nil:
 		h.log.Error("instance load failed", "instance", key.InstanceID, "error", err.Error())

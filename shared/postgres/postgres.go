@@ -75,9 +75,6 @@ type DB struct {
 	dialer *cloudsqlconn.Dialer // set when connecting through Cloud SQL
 }
 
-// ErrNotFound is wrapped by errors about a row that does not exist.
-var ErrNotFound = errors.New("not found")
-
 var execModes = map[string]pgx.QueryExecMode{
 	"cache_statement": pgx.QueryExecModeCacheStatement,
 	"cache_describe":  pgx.QueryExecModeCacheDescribe,

@@ -79,6 +79,11 @@ type Key struct {
 	InstanceGone   bool // the instance was deleted
 }
 
+// ErrNotFound is wrapped by errors about something that does not exist:
+// an unknown key hash, a deleted row, a malformed ID. A store returns it
+// so that its callers can tell "no such thing" from "cannot answer now".
+var ErrNotFound = errors.New("not found")
+
 // Errors that make a key unusable; Check returns one of them.
 var (
 	ErrKeyInactive     = errors.New("api key is revoked")
