@@ -177,7 +177,7 @@ func (f *Flusher) Run(ctx context.Context) (rep Report, err error) {
 type item struct {
 	batch    *logbuffer.Batch
 	ref      *firestore.DocumentRef
-	entries  []logbuffer.Entry
+	entries  []tenant.LogEntry
 	lastUsed map[string]time.Time
 	badLines [][]byte
 	badKeys  map[string]time.Time
@@ -272,12 +272,12 @@ func (f *Flusher) copyTx(ctx context.Context, conn *pgx.Conn, items []*item, rep
 	if err != nil {
 		return err
 	}
-	var rows []logbuffer.Entry
+	var rows []tenant.LogEntry
 	lastUsed := map[string]time.Time{}
 	// An entry ID met twice would fail the copy on the primary key: the
 	// first is copied, a repeat is set aside with its batch.
 	seen := map[string]bool{}
-	repeats := map[*item][]logbuffer.Entry{}
+	repeats := map[*item][]tenant.LogEntry{}
 	for _, it := range items {
 		if !fresh[it.batch.ID] {
 			continue
@@ -392,7 +392,7 @@ var logColumns = []string{"id", "request_id", "user_id", "organization_id", "mcp
 
 // copyRows loads the entries with COPY: one round trip for thousands of
 // rows, where INSERTs would take one each or a statement per few hundred.
-func copyRows(ctx context.Context, tx pgx.Tx, entries []logbuffer.Entry) error {
+func copyRows(ctx context.Context, tx pgx.Tx, entries []tenant.LogEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -429,7 +429,7 @@ type hourSums struct {
 // addAggregates adds the entries to the hourly aggregates in one
 // statement: the sums are made here, so Postgres upserts one row per
 // hour, instance, tool, method and status rather than one per entry.
-func addAggregates(ctx context.Context, tx pgx.Tx, entries []logbuffer.Entry) error {
+func addAggregates(ctx context.Context, tx pgx.Tx, entries []tenant.LogEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -443,7 +443,7 @@ func addAggregates(ctx context.Context, tx pgx.Tx, entries []logbuffer.Entry) er
 			sums[k] = s
 		}
 		s.count++
-		if e.Status != logbuffer.StatusSuccess {
+		if e.Status != tenant.StatusSuccess {
 			s.errors++
 		}
 		s.duration += e.DurationMs

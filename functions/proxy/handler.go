@@ -751,13 +751,13 @@ func (h *Handler) record(r *http.Request, x *exchange, took time.Duration) {
 	if method == "" {
 		method = "(none)" // the body was refused before a method was read
 	}
-	e := logbuffer.Entry{
+	e := tenant.LogEntry{
 		RequestID: x.requestID, UserID: x.key.UserID, OrganizationID: x.key.OrganizationID,
 		InstanceID: x.key.InstanceID, APIKeyID: x.key.ID, Method: method, ToolName: x.tool,
 		Transport: x.transport(), Status: x.status, DurationMs: took.Milliseconds(),
 		InputBytes: int64(x.inBytes), OutputBytes: int64(x.outBytes), UserAgent: r.UserAgent(), CreatedAt: x.start,
 	}
-	if x.status != logbuffer.StatusSuccess {
+	if x.status != tenant.StatusSuccess {
 		e.ErrorCode, e.ErrorMessage = strconv.FormatInt(x.rpcCode, 10), x.errMessage
 	}
 	h.opts.RequestLog.Append(e)

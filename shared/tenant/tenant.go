@@ -1,6 +1,7 @@
 // Package tenant holds the domain types every function shares: the API key
-// a request presents, the instance it opens, and the upstream MCP servers
-// behind that instance. It depends on nothing but the standard library.
+// a request presents, the instance it opens, the upstream MCP servers
+// behind that instance, and the request log entry each request leaves. It
+// depends on nothing but the standard library.
 package tenant
 
 import (
