@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"mcpproxy.dev/mcpproxy/shared/fstest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/pgtest"
@@ -105,7 +103,7 @@ func (w *world) write(t testing.TB, n, batchSize int) {
 }
 
 func (w *world) flusher(opts Options) *Flusher {
-	return NewFlusher(w.db.Pool, w.store, opts)
+	return NewFlusher(w.db, w.store, opts)
 }
 
 func (w *world) count(t testing.TB, sql string, args ...any) int64 {
@@ -245,7 +243,7 @@ func TestTwoFlushesAtOnce(t *testing.T) {
 	w.write(t, 400, 20)
 	// The second flusher has a pool of its own, as another function
 	// instance would.
-	other, err := pgxpool.New(context.Background(), w.db.Pool.Config().ConnString())
+	other, err := postgres.Open(context.Background(), postgres.Options{URL: w.db.Pool.Config().ConnString()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func TestRequestLogReachesPostgres(t *testing.T) {
 	if err := buf.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := flushlogs.NewFlusher(e.db.Pool, store, flushlogs.Options{}).Run(ctx)
+	rep, err := flushlogs.NewFlusher(e.db, store, flushlogs.Options{}).Run(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,9 @@
 // Package postgres is the Postgres store of every function: a pgxpool tuned
 // for a Cloud Function serving many concurrent requests, the embedded
-// schema migrations, and the queries.
+// schema migrations, and every SQL statement the functions and mcpadmin
+// run, next to that schema: the proxy's lookups, the admin operations, the
+// flush of the request log. Its errors wrap tenant.ErrNotFound for what
+// does not exist.
 package postgres
 
 import (
@@ -70,6 +73,8 @@ type Options struct {
 
 // DB is the store. Its methods are safe for concurrent use.
 type DB struct {
+	// Pool is the pool itself, for tests and local tools that read the
+	// tables directly; production SQL belongs in this package's methods.
 	Pool   *pgxpool.Pool
 	keys   *keyring.Keyring
 	dialer *cloudsqlconn.Dialer // set when connecting through Cloud SQL
