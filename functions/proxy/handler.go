@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"golang.org/x/time/rate"
 
@@ -25,6 +24,7 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 	"mcpproxy.dev/mcpproxy/shared/wire"
@@ -76,7 +76,7 @@ type Options struct {
 	RequestLog *logbuffer.Buffer
 	// DBStats reports the Postgres pool for the process figures; nil
 	// leaves the pool out of them.
-	DBStats func() *pgxpool.Stat
+	DBStats func() postgres.Stats
 	// FiguresInterval is how often, while requests come, the process
 	// figures are logged. Default 1 minute.
 	FiguresInterval time.Duration

@@ -186,6 +186,25 @@ func (db *DB) Close() {
 	}
 }
 
+// Stats are figures of the pool at one moment.
+type Stats struct {
+	// Acquired, Idle and Total count connections: in use, waiting in
+	// the pool, and both with those being opened; Max bounds Total.
+	Acquired, Idle, Total, Max int32
+	// EmptyAcquires counts the acquires that found no idle connection
+	// and waited for one, since Open.
+	EmptyAcquires int64
+	// AcquireWait is the time all acquires took, since Open.
+	AcquireWait time.Duration
+}
+
+// Stats reports the pool's figures.
+func (db *DB) Stats() Stats {
+	st := db.Pool.Stat()
+	return Stats{Acquired: st.AcquiredConns(), Idle: st.IdleConns(), Total: st.TotalConns(), Max: st.MaxConns(),
+		EmptyAcquires: st.EmptyAcquireCount(), AcquireWait: st.AcquireDuration()}
+}
+
 // Ping checks that a connection can be had and answers.
 func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
 
