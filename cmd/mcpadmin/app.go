@@ -17,6 +17,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // config is what mcpadmin reads from the environment.
@@ -295,7 +296,7 @@ func orDash(s string) string {
 
 // friendly rewords store errors for the terminal.
 func friendly(err error) error {
-	if errors.Is(err, postgres.ErrNotFound) {
+	if errors.Is(err, tenant.ErrNotFound) {
 		return errors.New(strings.Replace(err.Error(), ": not found", ": no such record", 1))
 	}
 	return err

@@ -3,23 +3,16 @@ package flushlogs
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
-
-// lockKey is the Postgres advisory lock of the flush ("mcpflush").
-const lockKey int64 = 0x6d6370666c757368
 
 // Options tune a Flusher. Zero values take the defaults named.
 type Options struct {
@@ -73,7 +66,7 @@ type Report struct {
 
 // Flusher copies request log batches from Firestore into Postgres.
 type Flusher struct {
-	db    *pgxpool.Pool
+	db    *postgres.DB
 	store *logbuffer.Firestore
 	opts  Options
 	// crash, when set, is called at each stage of a group ("copied": in
@@ -84,7 +77,7 @@ type Flusher struct {
 }
 
 // NewFlusher makes a Flusher.
-func NewFlusher(db *pgxpool.Pool, store *logbuffer.Firestore, opts Options) *Flusher {
+func NewFlusher(db *postgres.DB, store *logbuffer.Firestore, opts Options) *Flusher {
 	if opts.Budget <= 0 {
 		opts.Budget = 45 * time.Second
 	}
@@ -117,28 +110,15 @@ func (f *Flusher) Run(ctx context.Context) (rep Report, err error) {
 	rep.Remaining = -1
 	defer func() { rep.DurationMs = f.opts.Now().Sub(start).Milliseconds() }()
 
-	conn, err := f.db.Acquire(ctx)
+	pg, locked, err := f.db.LockFlush(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("flush: connect to Postgres: %w", err)
-	}
-	defer conn.Release()
-	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&locked); err != nil {
-		return rep, fmt.Errorf("flush: take the lock: %w", err)
+		return rep, err
 	}
 	if !locked {
 		rep.Skipped = "another flush is running"
 		return rep, nil
 	}
-	defer func() {
-		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", lockKey); err != nil {
-			// A session lock lives as long as its connection: close it
-			// rather than hand a locked connection back to the pool.
-			conn.Conn().Close(uctx)
-		}
-	}()
+	defer pg.Close()
 
 	for {
 		if f.opts.Now().Sub(start) >= f.opts.Budget {
@@ -152,7 +132,7 @@ func (f *Flusher) Run(ctx context.Context) (rep Report, err error) {
 		if len(batches) == 0 {
 			break
 		}
-		if err := f.group(ctx, conn.Conn(), batches, refs, &rep); err != nil {
+		if err := f.group(ctx, pg, batches, refs, &rep); err != nil {
 			return rep, err
 		}
 		if len(batches) < f.opts.GroupSize {
@@ -160,7 +140,7 @@ func (f *Flusher) Run(ctx context.Context) (rep Report, err error) {
 		}
 	}
 	if !rep.BudgetSpent {
-		if err := f.retention(ctx, conn.Conn(), start, &rep); err != nil {
+		if err := f.retention(ctx, pg, start, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -177,7 +157,7 @@ func (f *Flusher) Run(ctx context.Context) (rep Report, err error) {
 type item struct {
 	batch    *logbuffer.Batch
 	ref      *firestore.DocumentRef
-	entries  []logbuffer.Entry
+	entries  []tenant.LogEntry
 	lastUsed map[string]time.Time
 	badLines [][]byte
 	badKeys  map[string]time.Time
@@ -186,7 +166,7 @@ type item struct {
 
 // read splits a batch into what can be copied and what cannot: entry
 // lines that do not decode or validate, lastUsed keys that are not UUIDs
-// (the uuid cast of touchKeys would fail the whole group on each run).
+// (the uuid cast of TouchKeys would fail the whole group on each run).
 func read(b *logbuffer.Batch, ref *firestore.DocumentRef) *item {
 	it := &item{batch: b, ref: ref, lastUsed: make(map[string]time.Time, len(b.LastUsed))}
 	var rejected []logbuffer.Rejected
@@ -212,7 +192,7 @@ func read(b *logbuffer.Batch, ref *firestore.DocumentRef) *item {
 // group copies one group of batches, then deletes their documents. A
 // document that does not decode is set aside whole; the invalid entries
 // and keys of one that does are set aside once its valid ones are copied.
-func (f *Flusher) group(ctx context.Context, conn *pgx.Conn, batches []*logbuffer.Batch, refs []*firestore.DocumentRef, rep *Report) error {
+func (f *Flusher) group(ctx context.Context, pg *postgres.Flush, batches []*logbuffer.Batch, refs []*firestore.DocumentRef, rep *Report) error {
 	items := make([]*item, 0, len(batches))
 	for i, b := range batches {
 		if b.Invalid != "" {
@@ -223,7 +203,7 @@ func (f *Flusher) group(ctx context.Context, conn *pgx.Conn, batches []*logbuffe
 		}
 		items = append(items, read(b, refs[i]))
 	}
-	return f.copyItems(ctx, conn, items, rep)
+	return f.copyItems(ctx, pg, items, rep)
 }
 
 // copyItems copies items in one transaction. Should Postgres refuse their
@@ -231,19 +211,18 @@ func (f *Flusher) group(ctx context.Context, conn *pgx.Conn, batches []*logbuffe
 // before, a value validation let through), the same group would fail on
 // every run and block the flush: the items are then copied one by one,
 // and one that Postgres refuses alone is set aside whole.
-func (f *Flusher) copyItems(ctx context.Context, conn *pgx.Conn, items []*item, rep *Report) error {
+func (f *Flusher) copyItems(ctx context.Context, pg *postgres.Flush, items []*item, rep *Report) error {
 	if len(items) == 0 {
 		return nil
 	}
-	err := f.copyTx(ctx, conn, items, rep)
-	var pgErr *pgconn.PgError
-	if err == nil || !errors.As(err, &pgErr) || !(strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
+	err := f.copyTx(ctx, pg, items, rep)
+	if err == nil || !postgres.Refused(err) {
 		return err
 	}
 	if len(items) > 1 {
 		f.opts.Logger.Warn("Postgres refused a group of request log batches; copying them one by one", "error", err.Error())
 		for _, it := range items {
-			if err := f.copyItems(ctx, conn, []*item{it}, rep); err != nil {
+			if err := f.copyItems(ctx, pg, []*item{it}, rep); err != nil {
 				return err
 			}
 		}
@@ -257,27 +236,27 @@ func (f *Flusher) copyItems(ctx context.Context, conn *pgx.Conn, items []*item, 
 // documents, or moves what of them is invalid aside. A batch whose ID the
 // dedupe table already holds was copied by an earlier run that stopped
 // before deleting it.
-func (f *Flusher) copyTx(ctx context.Context, conn *pgx.Conn, items []*item, rep *Report) error {
+func (f *Flusher) copyTx(ctx context.Context, pg *postgres.Flush, items []*item, rep *Report) error {
 	ids := make([]string, len(items))
-	counts := make([]int32, len(items))
+	counts := make([]int, len(items))
 	for i, it := range items {
-		ids[i], counts[i] = it.batch.ID, int32(len(it.entries))
+		ids[i], counts[i] = it.batch.ID, len(it.entries)
 	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("flush: begin: %w", err)
-	}
-	defer tx.Rollback(context.Background())
-	fresh, err := claim(ctx, tx, ids, counts)
+	tx, err := pg.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	var rows []logbuffer.Entry
+	defer tx.Rollback()
+	fresh, err := tx.Claim(ctx, ids, counts)
+	if err != nil {
+		return err
+	}
+	var rows []tenant.LogEntry
 	lastUsed := map[string]time.Time{}
 	// An entry ID met twice would fail the copy on the primary key: the
 	// first is copied, a repeat is set aside with its batch.
 	seen := map[string]bool{}
-	repeats := map[*item][]logbuffer.Entry{}
+	repeats := map[*item][]tenant.LogEntry{}
 	for _, it := range items {
 		if !fresh[it.batch.ID] {
 			continue
@@ -299,20 +278,20 @@ func (f *Flusher) copyTx(ctx context.Context, conn *pgx.Conn, items []*item, rep
 			}
 		}
 	}
-	if err := copyRows(ctx, tx, rows); err != nil {
+	if err := tx.CopyEntries(ctx, rows); err != nil {
 		return err
 	}
 	if err := f.stage("copied"); err != nil {
 		return err
 	}
-	if err := addAggregates(ctx, tx, rows); err != nil {
+	if err := tx.AddAggregates(ctx, rows); err != nil {
 		return err
 	}
-	if err := touchKeys(ctx, tx, lastUsed); err != nil {
+	if err := tx.TouchKeys(ctx, lastUsed); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("flush: commit: %w", err)
+		return err
 	}
 	rep.Batches += len(fresh)
 	rep.Entries += len(rows)
@@ -362,156 +341,17 @@ func (f *Flusher) stage(name string) error {
 	return f.crash(name)
 }
 
-// claim records the batch IDs and returns those not recorded before.
-func claim(ctx context.Context, tx pgx.Tx, ids []string, counts []int32) (map[string]bool, error) {
-	rows, err := tx.Query(ctx, `
-INSERT INTO log_flush_batches (batch_id, entries)
-SELECT * FROM unnest($1::text[], $2::int[])
-ON CONFLICT (batch_id) DO NOTHING
-RETURNING batch_id`, ids, counts)
-	if err != nil {
-		return nil, fmt.Errorf("flush: record batches: %w", err)
-	}
-	fresh := map[string]bool{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("flush: record batches: %w", err)
-		}
-		fresh[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("flush: record batches: %w", err)
-	}
-	return fresh, nil
-}
-
-var logColumns = []string{"id", "request_id", "user_id", "organization_id", "mcp_server_instance_id", "api_key_id",
-	"method", "tool_name", "transport_type", "response_status", "error_code", "error_message",
-	"duration_ms", "input_bytes", "output_bytes", "user_agent", "created_at"}
-
-// copyRows loads the entries with COPY: one round trip for thousands of
-// rows, where INSERTs would take one each or a statement per few hundred.
-func copyRows(ctx context.Context, tx pgx.Tx, entries []logbuffer.Entry) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	src := pgx.CopyFromSlice(len(entries), func(i int) ([]any, error) {
-		e := &entries[i]
-		return []any{e.ID, e.RequestID, e.UserID, nullable(e.OrganizationID), e.InstanceID, nullable(e.APIKeyID),
-			e.Method, e.ToolName, e.Transport, e.Status, nullable(e.ErrorCode), nullable(e.ErrorMessage),
-			int32(min(e.DurationMs, 1<<31-1)), int32(min(e.InputBytes, 1<<31-1)), int32(min(e.OutputBytes, 1<<31-1)),
-			nullable(e.UserAgent), e.CreatedAt}, nil
-	})
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"mcp_server_request_logs"}, logColumns, src); err != nil {
-		return fmt.Errorf("flush: copy request logs: %w", err)
-	}
-	return nil
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
-type hourKey struct {
-	hour                          time.Time
-	instance, tool, method, state string
-}
-
-type hourSums struct {
-	count, errors, duration, in, out int64
-	maxDuration                      int32
-}
-
-// addAggregates adds the entries to the hourly aggregates in one
-// statement: the sums are made here, so Postgres upserts one row per
-// hour, instance, tool, method and status rather than one per entry.
-func addAggregates(ctx context.Context, tx pgx.Tx, entries []logbuffer.Entry) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	sums := map[hourKey]*hourSums{}
-	for i := range entries {
-		e := &entries[i]
-		k := hourKey{e.CreatedAt.UTC().Truncate(time.Hour), e.InstanceID, e.ToolName, e.Method, e.Status}
-		s := sums[k]
-		if s == nil {
-			s = &hourSums{}
-			sums[k] = s
-		}
-		s.count++
-		if e.Status != logbuffer.StatusSuccess {
-			s.errors++
-		}
-		s.duration += e.DurationMs
-		s.maxDuration = max(s.maxDuration, int32(min(e.DurationMs, 1<<31-1)))
-		s.in += e.InputBytes
-		s.out += e.OutputBytes
-	}
-	n := len(sums)
-	hours, instances, tools, methods, states := make([]time.Time, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-	counts, errs, durations, maxes, ins, outs := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int32, 0, n), make([]int64, 0, n), make([]int64, 0, n)
-	for k, s := range sums {
-		hours, instances, tools, methods, states = append(hours, k.hour), append(instances, k.instance), append(tools, k.tool), append(methods, k.method), append(states, k.state)
-		counts, errs, durations, maxes, ins, outs = append(counts, s.count), append(errs, s.errors), append(durations, s.duration), append(maxes, s.maxDuration), append(ins, s.in), append(outs, s.out)
-	}
-	_, err := tx.Exec(ctx, `
-INSERT INTO mcp_server_request_hourly AS h (hour, mcp_server_instance_id, tool_name, method, response_status,
-    request_count, error_count, total_duration_ms, max_duration_ms, input_bytes, output_bytes)
-SELECT hour, instance::uuid, tool, method, state, n, errs, dur, maxdur, inb, outb
-FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
-            $6::bigint[], $7::bigint[], $8::bigint[], $9::int[], $10::bigint[], $11::bigint[])
-     AS t(hour, instance, tool, method, state, n, errs, dur, maxdur, inb, outb)
-ON CONFLICT (mcp_server_instance_id, hour, tool_name, method, response_status) DO UPDATE SET
-    request_count     = h.request_count + excluded.request_count,
-    error_count       = h.error_count + excluded.error_count,
-    total_duration_ms = h.total_duration_ms + excluded.total_duration_ms,
-    max_duration_ms   = GREATEST(h.max_duration_ms, excluded.max_duration_ms),
-    input_bytes       = h.input_bytes + excluded.input_bytes,
-    output_bytes      = h.output_bytes + excluded.output_bytes`,
-		hours, instances, tools, methods, states, counts, errs, durations, maxes, ins, outs)
-	if err != nil {
-		return fmt.Errorf("flush: add hourly aggregates: %w", err)
-	}
-	return nil
-}
-
-// touchKeys moves each key's last_used_at forward, never back: batches
-// are not copied in the order their requests were made.
-func touchKeys(ctx context.Context, tx pgx.Tx, lastUsed map[string]time.Time) error {
-	if len(lastUsed) == 0 {
-		return nil
-	}
-	ids, times := make([]string, 0, len(lastUsed)), make([]time.Time, 0, len(lastUsed))
-	for id, at := range lastUsed {
-		ids, times = append(ids, id), append(times, at)
-	}
-	_, err := tx.Exec(ctx, `
-UPDATE mcp_api_keys k SET last_used_at = GREATEST(k.last_used_at, v.at)
-FROM unnest($1::text[], $2::timestamptz[]) AS v(id, at)
-WHERE k.id = v.id::uuid`, ids, times)
-	if err != nil {
-		return fmt.Errorf("flush: update last_used_at: %w", err)
-	}
-	return nil
-}
-
 // retention deletes request logs and dedupe rows past their age, a chunk
 // per statement, while the budget lasts.
-func (f *Flusher) retention(ctx context.Context, conn *pgx.Conn, start time.Time, rep *Report) error {
+func (f *Flusher) retention(ctx context.Context, pg *postgres.Flush, start time.Time, rep *Report) error {
 	now := f.opts.Now()
 	jobs := []struct {
-		sql    string
+		delete func(ctx context.Context, before time.Time, limit int) (int64, error)
 		before time.Time
 		count  *int64
 	}{
-		{`DELETE FROM mcp_server_request_logs WHERE id IN (
-    SELECT id FROM mcp_server_request_logs WHERE created_at < $1 LIMIT $2)`, now.Add(-f.opts.LogRetention), &rep.LogsDeleted},
-		{`DELETE FROM log_flush_batches WHERE batch_id IN (
-    SELECT batch_id FROM log_flush_batches WHERE flushed_at < $1 LIMIT $2)`, now.Add(-f.opts.DedupeRetention), &rep.DedupeDeleted},
+		{pg.DeleteLogs, now.Add(-f.opts.LogRetention), &rep.LogsDeleted},
+		{pg.DeleteClaims, now.Add(-f.opts.DedupeRetention), &rep.DedupeDeleted},
 	}
 	for _, job := range jobs {
 		for {
@@ -519,12 +359,12 @@ func (f *Flusher) retention(ctx context.Context, conn *pgx.Conn, start time.Time
 				rep.BudgetSpent = true
 				return nil
 			}
-			tag, err := conn.Exec(ctx, job.sql, job.before, f.opts.RetentionChunk)
+			n, err := job.delete(ctx, job.before, f.opts.RetentionChunk)
 			if err != nil {
-				return fmt.Errorf("flush: retention: %w", err)
+				return err
 			}
-			*job.count += tag.RowsAffected()
-			if tag.RowsAffected() < int64(f.opts.RetentionChunk) {
+			*job.count += n
+			if n < int64(f.opts.RetentionChunk) {
 				break
 			}
 		}

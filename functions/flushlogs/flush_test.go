@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"mcpproxy.dev/mcpproxy/shared/fstest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/pgtest"
@@ -74,9 +72,9 @@ func newWorld(t testing.TB) *world {
 
 // entry makes the i-th entry: spread over keys, tools, statuses and three
 // hours.
-func (w *world) entry(i int) logbuffer.Entry {
-	statuses := []string{logbuffer.StatusSuccess, logbuffer.StatusSuccess, logbuffer.StatusError, logbuffer.StatusTimeout}
-	e := logbuffer.Entry{
+func (w *world) entry(i int) tenant.LogEntry {
+	statuses := []string{tenant.StatusSuccess, tenant.StatusSuccess, tenant.StatusError, tenant.StatusTimeout}
+	e := tenant.LogEntry{
 		UserID: w.user, OrganizationID: w.org, InstanceID: w.instance, APIKeyID: w.keys[i%len(w.keys)],
 		Method: "tools/call", ToolName: fmt.Sprintf("demo__tool%d", i%4), Transport: "STREAMABLE_HTTPS",
 		Status: statuses[i%len(statuses)], DurationMs: int64(i % 50), InputBytes: 100, OutputBytes: int64(i),
@@ -86,7 +84,7 @@ func (w *world) entry(i int) logbuffer.Entry {
 	if i%5 == 0 {
 		e.Method, e.ToolName = "tools/list", ""
 	}
-	if e.Status != logbuffer.StatusSuccess {
+	if e.Status != tenant.StatusSuccess {
 		e.ErrorCode, e.ErrorMessage = "-32603", "upstream failed"
 	}
 	return e
@@ -105,7 +103,7 @@ func (w *world) write(t testing.TB, n, batchSize int) {
 }
 
 func (w *world) flusher(opts Options) *Flusher {
-	return NewFlusher(w.db.Pool, w.store, opts)
+	return NewFlusher(w.db, w.store, opts)
 }
 
 func (w *world) count(t testing.TB, sql string, args ...any) int64 {
@@ -245,7 +243,7 @@ func TestTwoFlushesAtOnce(t *testing.T) {
 	w.write(t, 400, 20)
 	// The second flusher has a pool of its own, as another function
 	// instance would.
-	other, err := pgxpool.New(context.Background(), w.db.Pool.Config().ConnString())
+	other, err := postgres.Open(context.Background(), postgres.Options{URL: w.db.Pool.Config().ConnString()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,10 +426,10 @@ func TestHandler(t *testing.T) {
 // poison stores a batch document as the proxy would, except for what
 // spoil does to its entry lines and lastUsed map. It returns the valid
 // entries the document holds.
-func (w *world) poison(t *testing.T, id string, n int, spoil func(lines [][]byte, lastUsed map[string]any) ([][]byte, map[string]any)) []logbuffer.Entry {
+func (w *world) poison(t *testing.T, id string, n int, spoil func(lines [][]byte, lastUsed map[string]any) ([][]byte, map[string]any)) []tenant.LogEntry {
 	t.Helper()
 	var lines [][]byte
-	var valid []logbuffer.Entry
+	var valid []tenant.LogEntry
 	lastUsed := map[string]any{}
 	for range n {
 		e := w.entry(int(w.n.Add(1)))
@@ -530,7 +528,7 @@ func TestRefusedBatchesDoNotBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.poison(t, "copied-again", 3, func(lines [][]byte, lastUsed map[string]any) ([][]byte, map[string]any) {
-		var e logbuffer.Entry
+		var e tenant.LogEntry
 		json.Unmarshal(lines[0], &e)
 		e.ID = copied
 		lines[0], _ = json.Marshal(e)

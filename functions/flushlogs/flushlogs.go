@@ -60,7 +60,7 @@ var flusher = sync.OnceValues(func() (*Flusher, error) {
 		return nil, err
 	}
 	day := 24 * time.Hour
-	return NewFlusher(db.Pool, &logbuffer.Firestore{Client: client, Collection: c.Collection}, Options{
+	return NewFlusher(db, &logbuffer.Firestore{Client: client, Collection: c.Collection}, Options{
 		Budget:          c.Budget,
 		GroupSize:       c.GroupSize,
 		LogRetention:    time.Duration(c.LogRetentionDays) * day,

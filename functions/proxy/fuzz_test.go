@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
@@ -23,7 +22,7 @@ const fuzzKey = "mcpk_fuzz-key-0000000000000000000000000000000000"
 
 func (fakeStore) LookupAPIKey(_ context.Context, hash [32]byte) (*tenant.Key, error) {
 	if hash != tenant.HashKey(fuzzKey) {
-		return nil, postgres.ErrNotFound
+		return nil, tenant.ErrNotFound
 	}
 	return &tenant.Key{ID: "k", InstanceID: "i", Active: true}, nil
 }

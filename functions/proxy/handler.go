@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"golang.org/x/time/rate"
 
@@ -77,7 +76,7 @@ type Options struct {
 	RequestLog *logbuffer.Buffer
 	// DBStats reports the Postgres pool for the process figures; nil
 	// leaves the pool out of them.
-	DBStats func() *pgxpool.Stat
+	DBStats func() postgres.Stats
 	// FiguresInterval is how often, while requests come, the process
 	// figures are logged. Default 1 minute.
 	FiguresInterval time.Duration
@@ -144,7 +143,7 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	for _, o := range opts.AllowedOrigins {
 		h.origins[strings.TrimSuffix(strings.TrimSpace(o), "/")] = true
 	}
-	notFound := func(err error) bool { return errors.Is(err, postgres.ErrNotFound) }
+	notFound := func(err error) bool { return errors.Is(err, tenant.ErrNotFound) }
 	refreshFailed := func(what string) func(string, error) {
 		return func(_ string, err error) {
 			logger.Warn("cache refresh failed; serving the cached value", "cache", what, "error", err.Error())
@@ -592,7 +591,7 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, x
 		e := newError(http.StatusTooManyRequests, codeInternalError, "too many API key lookups on this instance; retry in a second")
 		e.header = http.Header{"Retry-After": {"1"}}
 		return e
-	case errors.Is(err, postgres.ErrNotFound):
+	case errors.Is(err, tenant.ErrNotFound):
 		h.authFailure(r, x, "unknown key")
 		return unauthorized("invalid_token", "invalid API key")
 	case err != nil:
@@ -617,7 +616,7 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, x
 	})
 	x.viewCache = outcome
 	switch {
-	case errors.Is(err, postgres.ErrNotFound):
+	case errors.Is(err, tenant.ErrNotFound):
 		return unauthorized("invalid_token", tenant.ErrInstanceDeleted.Error())
 	case err != nil:
 		h.log.Error("instance load failed", "instance", key.InstanceID, "error", err.Error())
@@ -752,13 +751,13 @@ func (h *Handler) record(r *http.Request, x *exchange, took time.Duration) {
 	if method == "" {
 		method = "(none)" // the body was refused before a method was read
 	}
-	e := logbuffer.Entry{
+	e := tenant.LogEntry{
 		RequestID: x.requestID, UserID: x.key.UserID, OrganizationID: x.key.OrganizationID,
 		InstanceID: x.key.InstanceID, APIKeyID: x.key.ID, Method: method, ToolName: x.tool,
 		Transport: x.transport(), Status: x.status, DurationMs: took.Milliseconds(),
 		InputBytes: int64(x.inBytes), OutputBytes: int64(x.outBytes), UserAgent: r.UserAgent(), CreatedAt: x.start,
 	}
-	if x.status != logbuffer.StatusSuccess {
+	if x.status != tenant.StatusSuccess {
 		e.ErrorCode, e.ErrorMessage = strconv.FormatInt(x.rpcCode, 10), x.errMessage
 	}
 	h.opts.RequestLog.Append(e)

@@ -147,7 +147,7 @@ func TestHostileClients(t *testing.T) {
 	if err := buf.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := flushlogs.NewFlusher(e.db.Pool, store, flushlogs.Options{}).Run(ctx); err != nil {
+	if _, err := flushlogs.NewFlusher(e.db, store, flushlogs.Options{}).Run(ctx); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := e.db.Pool.Query(ctx, `SELECT tool_name FROM mcp_server_request_logs WHERE method = 'tools/call' ORDER BY tool_name`)

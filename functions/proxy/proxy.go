@@ -133,7 +133,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		ProjectID:       c.ProjectID,
 		Version:         logging.Version(),
 		RequestLog:      requestLog,
-		DBStats:         db.Pool.Stat,
+		DBStats:         db.Stats,
 		FiguresInterval: c.FiguresInterval,
 	})
 	onSignal(logger, c.ShutdownTimeout, func(ctx context.Context) error {

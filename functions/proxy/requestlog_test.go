@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"mcpproxy.dev/mcpproxy/functions/flushlogs"
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/shared/fstest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
 )
 
 // TestRequestLogReachesPostgres sends requests through the proxy, flushes,
@@ -61,7 +60,7 @@ func TestRequestLogReachesPostgres(t *testing.T) {
 	if err := buf.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := flushlogs.NewFlusher(e.db.Pool, store, flushlogs.Options{}).Run(ctx)
+	rep, err := flushlogs.NewFlusher(e.db, store, flushlogs.Options{}).Run(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +122,7 @@ func TestProcessFigures(t *testing.T) {
 	store := &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}
 	var e *env
 	e = newEnv(t, proxy.Options{RequestLog: logbuffer.New(store, logbuffer.Options{}),
-		FiguresInterval: 20 * time.Millisecond, DBStats: func() *pgxpool.Stat { return e.db.Pool.Stat() }})
+		FiguresInterval: 20 * time.Millisecond, DBStats: func() postgres.Stats { return e.db.Stats() }})
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
 	for range 3 {
 		e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + e.key}, body)

@@ -64,11 +64,11 @@ func (h *Handler) figures() []slog.Attr {
 	if h.opts.DBStats != nil {
 		st := h.opts.DBStats()
 		attrs = append(attrs, slog.Group("dbPool",
-			slog.Int("acquired", int(st.AcquiredConns())), slog.Int("idle", int(st.IdleConns())),
-			slog.Int("total", int(st.TotalConns())), slog.Int("max", int(st.MaxConns())),
-			slog.Float64("use", float64(st.AcquiredConns())/float64(max(st.MaxConns(), 1))),
-			slog.Int64("emptyAcquires", st.EmptyAcquireCount()),
-			slog.Int64("acquireWaitMs", st.AcquireDuration().Milliseconds())))
+			slog.Int("acquired", int(st.Acquired)), slog.Int("idle", int(st.Idle)),
+			slog.Int("total", int(st.Total)), slog.Int("max", int(st.Max)),
+			slog.Float64("use", float64(st.Acquired)/float64(max(st.Max, 1))),
+			slog.Int64("emptyAcquires", st.EmptyAcquires),
+			slog.Int64("acquireWaitMs", st.AcquireWait.Milliseconds())))
 	}
 	for _, c := range []struct {
 		name  string

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // Batch is a group of entries written as one document.
@@ -20,7 +22,7 @@ type Batch struct {
 	// second time, and the flush copies it once.
 	ID        string
 	CreatedAt time.Time
-	// Entries holds one JSON-encoded Entry per line.
+	// Entries holds one JSON-encoded tenant.LogEntry per line.
 	Entries []byte
 	Count   int
 	// LastUsed maps each API key ID of the batch to its latest use.
@@ -146,7 +148,7 @@ func New(sink Sink, opts Options) *Buffer {
 // Append adds an entry; it gives e an ID when it has none. It never
 // blocks on the sink. When the buffer is full the entry is dropped,
 // counted and logged, and Append reports false.
-func (b *Buffer) Append(e Entry) bool {
+func (b *Buffer) Append(e tenant.LogEntry) bool {
 	if e.ID == "" {
 		e.ID = NewID()
 	}

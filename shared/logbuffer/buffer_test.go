@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // memSink is a unit-test sink: it keeps batches by ID and fails while
@@ -61,15 +63,15 @@ func (m *memSink) entries(t *testing.T) []string {
 	return ids
 }
 
-func entry(i int) Entry {
-	return Entry{
+func entry(i int) tenant.LogEntry {
+	return tenant.LogEntry{
 		ID:         fmt.Sprintf("e%05d", i),
 		UserID:     "00000000-0000-0000-0000-000000000001",
 		InstanceID: "00000000-0000-0000-0000-000000000002",
 		APIKeyID:   fmt.Sprintf("00000000-0000-0000-0000-00000000001%d", i%3),
 		Method:     "tools/call",
 		ToolName:   "demo__echo",
-		Status:     StatusSuccess,
+		Status:     tenant.StatusSuccess,
 		DurationMs: int64(i % 7),
 		CreatedAt:  time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond),
 	}
@@ -257,7 +259,7 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 	e.ErrorCode, e.ErrorMessage = "-32602", "bad <\"params\"> & \\ tab\t é \u2028 \x01"
 	e.UserAgent, e.InputBytes, e.OutputBytes = "agent/1 <x>", 123, 45678
 	e.CreatedAt = time.Date(2026, 11, 21, 10, 0, 0, 123456789, time.FixedZone("CET", 3600))
-	for _, in := range []Entry{entry(1), e} {
+	for _, in := range []tenant.LogEntry{entry(1), e} {
 		got, err := encode(&in)
 		if err != nil {
 			t.Fatal(err)

@@ -163,7 +163,7 @@ func (db *DB) CreateServer(ctx context.Context, s Server, tools []Tool) (Server,
 		return s, err
 	}
 	if !validUUID(s.OrganizationID) {
-		return s, fmt.Errorf("organization %q: %w", s.OrganizationID, ErrNotFound)
+		return s, fmt.Errorf("organization %q: %w", s.OrganizationID, tenant.ErrNotFound)
 	}
 	var out Server
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
@@ -188,7 +188,7 @@ RETURNING `+serverColumns,
 // GetServer returns one server.
 func (db *DB) GetServer(ctx context.Context, id string) (Server, error) {
 	if !validUUID(id) {
-		return Server{}, fmt.Errorf("server %q: %w", id, ErrNotFound)
+		return Server{}, fmt.Errorf("server %q: %w", id, tenant.ErrNotFound)
 	}
 	s, err := scanServer(db.Pool.QueryRow(ctx, `SELECT `+serverColumns+` FROM mcp_servers WHERE id = $1`, id))
 	if err != nil {
@@ -218,7 +218,7 @@ func (db *DB) SetServerAllowHTTP(ctx context.Context, id string, allow bool) (Se
 // ListServers lists the servers of an organization ("" for all).
 func (db *DB) ListServers(ctx context.Context, orgID string) ([]Server, error) {
 	if orgID != "" && !validUUID(orgID) {
-		return nil, fmt.Errorf("organization %q: %w", orgID, ErrNotFound)
+		return nil, fmt.Errorf("organization %q: %w", orgID, tenant.ErrNotFound)
 	}
 	rows, _ := db.Pool.Query(ctx, `SELECT `+serverColumns+` FROM mcp_servers WHERE $1 = '' OR organization_id::text = $1 ORDER BY name, id`, orgID)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Server, error) { return scanServer(r) })
@@ -241,7 +241,7 @@ type SyncResult struct {
 // lists fewer tools).
 func (db *DB) SyncTools(ctx context.Context, serverID string, tools []Tool) (SyncResult, error) {
 	if !validUUID(serverID) {
-		return SyncResult{}, fmt.Errorf("server %q: %w", serverID, ErrNotFound)
+		return SyncResult{}, fmt.Errorf("server %q: %w", serverID, tenant.ErrNotFound)
 	}
 	var res SyncResult
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
@@ -250,7 +250,7 @@ func (db *DB) SyncTools(ctx context.Context, serverID string, tools []Tool) (Syn
 			return err
 		}
 		if !exists {
-			return fmt.Errorf("server %s: %w", serverID, ErrNotFound)
+			return fmt.Errorf("server %s: %w", serverID, tenant.ErrNotFound)
 		}
 		var err error
 		if res.Added, err = upsertTools(ctx, tx, serverID, tools); err != nil {
@@ -304,7 +304,7 @@ RETURNING xmax = 0`, serverID, t.Name, t.Description, nullJSON(t.InputSchema)).S
 // ListTools lists the tools of a server.
 func (db *DB) ListTools(ctx context.Context, serverID string) ([]Tool, error) {
 	if !validUUID(serverID) {
-		return nil, fmt.Errorf("server %q: %w", serverID, ErrNotFound)
+		return nil, fmt.Errorf("server %q: %w", serverID, tenant.ErrNotFound)
 	}
 	rows, _ := db.Pool.Query(ctx, `
 SELECT id::text, name, description, input_schema, is_enabled, missing_since
@@ -325,14 +325,14 @@ FROM tools WHERE mcp_server_id = $1 ORDER BY name`, serverID)
 // SetToolEnabled switches a tool of a server on or off for every instance.
 func (db *DB) SetToolEnabled(ctx context.Context, serverID, name string, enabled bool) error {
 	if !validUUID(serverID) {
-		return fmt.Errorf("server %q: %w", serverID, ErrNotFound)
+		return fmt.Errorf("server %q: %w", serverID, tenant.ErrNotFound)
 	}
 	tag, err := db.Pool.Exec(ctx, `UPDATE tools SET is_enabled = $3, updated_at = now() WHERE mcp_server_id = $1 AND name = $2`, serverID, name, enabled)
 	if err != nil {
 		return fmt.Errorf("set tool %q: %w", name, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("tool %q of server %s: %w", name, serverID, ErrNotFound)
+		return fmt.Errorf("tool %q of server %s: %w", name, serverID, tenant.ErrNotFound)
 	}
 	return nil
 }
@@ -356,10 +356,10 @@ type Config struct {
 func (db *DB) CreateConfig(ctx context.Context, orgID, serverID, name string, creds tenant.Credentials) (Config, error) {
 	c := Config{OrganizationID: orgID, ServerID: serverID, Name: name}
 	if !validUUID(orgID) {
-		return c, fmt.Errorf("organization %q: %w", orgID, ErrNotFound)
+		return c, fmt.Errorf("organization %q: %w", orgID, tenant.ErrNotFound)
 	}
 	if !validUUID(serverID) {
-		return c, fmt.Errorf("server %q: %w", serverID, ErrNotFound)
+		return c, fmt.Errorf("server %q: %w", serverID, tenant.ErrNotFound)
 	}
 	for h := range creds.Headers {
 		if !validHeaderName(h) {
@@ -402,7 +402,7 @@ RETURNING id::text, created_at`, orgID, serverID, name).Scan(&c.ID, &c.CreatedAt
 // names of their credentials, decrypted to read the names.
 func (db *DB) ListConfigs(ctx context.Context, orgID string) ([]Config, error) {
 	if orgID != "" && !validUUID(orgID) {
-		return nil, fmt.Errorf("organization %q: %w", orgID, ErrNotFound)
+		return nil, fmt.Errorf("organization %q: %w", orgID, tenant.ErrNotFound)
 	}
 	rows, _ := db.Pool.Query(ctx, `
 SELECT c.id::text, c.organization_id::text, c.mcp_server_id::text, s.name, c.name, c.encrypted_credentials, c.created_at
@@ -512,10 +512,10 @@ func (db *DB) CreateInstance(ctx context.Context, orgID, userID, name string, se
 		return inst, errors.New("instance name is empty")
 	}
 	if !validUUID(orgID) {
-		return inst, fmt.Errorf("organization %q: %w", orgID, ErrNotFound)
+		return inst, fmt.Errorf("organization %q: %w", orgID, tenant.ErrNotFound)
 	}
 	if userID != "" && !validUUID(userID) {
-		return inst, fmt.Errorf("user %q: %w", userID, ErrNotFound)
+		return inst, fmt.Errorf("user %q: %w", userID, tenant.ErrNotFound)
 	}
 	if len(sel) == 0 {
 		return inst, errors.New("an instance needs at least one config")
@@ -548,7 +548,7 @@ VALUES ($1, NULLIF($2, '')::uuid, $3, $4) RETURNING id::text, created_at`,
 
 func addSelection(ctx context.Context, tx pgx.Tx, orgID, groupID string, s Selection) (int, error) {
 	if !validUUID(s.ConfigID) {
-		return 0, fmt.Errorf("config %q: %w", s.ConfigID, ErrNotFound)
+		return 0, fmt.Errorf("config %q: %w", s.ConfigID, tenant.ErrNotFound)
 	}
 	var configOrg, serverID string
 	err := tx.QueryRow(ctx, `SELECT organization_id::text, mcp_server_id::text FROM user_mcp_server_configs WHERE id = $1`,
@@ -601,7 +601,7 @@ func scanInstance(r pgx.Row) (Instance, error) {
 // deleted ones only when asked.
 func (db *DB) ListInstances(ctx context.Context, orgID string, withDeleted bool) ([]Instance, error) {
 	if orgID != "" && !validUUID(orgID) {
-		return nil, fmt.Errorf("organization %q: %w", orgID, ErrNotFound)
+		return nil, fmt.Errorf("organization %q: %w", orgID, tenant.ErrNotFound)
 	}
 	rows, _ := db.Pool.Query(ctx, `
 SELECT `+instanceColumns+`
@@ -619,14 +619,14 @@ ORDER BY i.created_at, i.id`, orgID, withDeleted)
 // (the proxy's cache forgets them within its TTL).
 func (db *DB) DeleteInstance(ctx context.Context, id string) error {
 	if !validUUID(id) {
-		return fmt.Errorf("instance %q: %w", id, ErrNotFound)
+		return fmt.Errorf("instance %q: %w", id, tenant.ErrNotFound)
 	}
 	tag, err := db.Pool.Exec(ctx, `UPDATE user_mcp_server_instances SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL`, id)
 	if err != nil {
 		return fmt.Errorf("delete instance: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("live instance %s: %w", id, ErrNotFound)
+		return fmt.Errorf("live instance %s: %w", id, tenant.ErrNotFound)
 	}
 	return nil
 }
@@ -634,7 +634,7 @@ func (db *DB) DeleteInstance(ctx context.Context, id string) error {
 // SetInstanceToolsEnabled switches an instance's whole tool group on or off.
 func (db *DB) SetInstanceToolsEnabled(ctx context.Context, id string, enabled bool) error {
 	if !validUUID(id) {
-		return fmt.Errorf("instance %q: %w", id, ErrNotFound)
+		return fmt.Errorf("instance %q: %w", id, tenant.ErrNotFound)
 	}
 	tag, err := db.Pool.Exec(ctx, `
 UPDATE user_tool_groups g SET is_enabled = $2, updated_at = now()
@@ -643,7 +643,7 @@ FROM user_mcp_server_instances i WHERE i.tool_group_id = g.id AND i.id = $1`, id
 		return fmt.Errorf("set instance tools: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("instance %s: %w", id, ErrNotFound)
+		return fmt.Errorf("instance %s: %w", id, tenant.ErrNotFound)
 	}
 	return nil
 }
@@ -687,7 +687,7 @@ func dedupe(s []string) []string {
 // given server, for tool discovery by the admin CLI.
 func (db *DB) ConfigCredentials(ctx context.Context, configID, serverID string) (tenant.Credentials, error) {
 	if !validUUID(configID) {
-		return tenant.Credentials{}, fmt.Errorf("config %q: %w", configID, ErrNotFound)
+		return tenant.Credentials{}, fmt.Errorf("config %q: %w", configID, tenant.ErrNotFound)
 	}
 	var sealed []byte
 	var server string

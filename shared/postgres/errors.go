@@ -6,23 +6,25 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
 	"mcpproxy.dev/mcpproxy/shared/keyring"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
-// notFoundIfNoRows turns pgx.ErrNoRows into ErrNotFound about what.
+// notFoundIfNoRows turns pgx.ErrNoRows into tenant.ErrNotFound about what.
 func notFoundIfNoRows(err error, what string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
+		return fmt.Errorf("%s: %w", what, tenant.ErrNotFound)
 	}
 	return err
 }
 
-// notFoundIfForeignKey turns a foreign key violation into ErrNotFound
+// notFoundIfForeignKey turns a foreign key violation into tenant.ErrNotFound
 // about what the key pointed at.
 func notFoundIfForeignKey(err error, what string) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23503" {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
+		return fmt.Errorf("%s: %w", what, tenant.ErrNotFound)
 	}
 	return err
 }
@@ -37,7 +39,7 @@ func describeConstraint(err error) error {
 	case "23505":
 		return errors.New("the name is already taken in this organization")
 	case "23503":
-		return fmt.Errorf("organization: %w", ErrNotFound)
+		return fmt.Errorf("organization: %w", tenant.ErrNotFound)
 	}
 	return err
 }

@@ -39,10 +39,10 @@ ORDER BY u.server_name, u.config_id`
 
 // LoadInstanceConfig returns a live instance with every upstream once, the
 // tools its tool group allows and decrypted credentials. A deleted or
-// unknown instance is ErrNotFound.
+// unknown instance is tenant.ErrNotFound.
 func (db *DB) LoadInstanceConfig(ctx context.Context, instanceID string) (*tenant.Instance, error) {
 	if !validUUID(instanceID) {
-		return nil, fmt.Errorf("instance %q: %w", instanceID, ErrNotFound)
+		return nil, fmt.Errorf("instance %q: %w", instanceID, tenant.ErrNotFound)
 	}
 	rows, err := db.Pool.Query(ctx, loadInstanceSQL, instanceID)
 	if err != nil {
@@ -83,7 +83,7 @@ func (db *DB) LoadInstanceConfig(ctx context.Context, instanceID string) (*tenan
 		return nil, fmt.Errorf("load instance %s: %w", instanceID, err)
 	}
 	if inst == nil {
-		return nil, fmt.Errorf("instance %s: %w", instanceID, ErrNotFound)
+		return nil, fmt.Errorf("instance %s: %w", instanceID, tenant.ErrNotFound)
 	}
 	return inst, nil
 }

@@ -22,14 +22,14 @@ JOIN user_mcp_server_instances i ON i.id = k.mcp_server_instance_id
 WHERE k.key_hash = $1`
 
 // LookupAPIKey finds the key with the given SHA-256 hash. An unknown hash
-// is ErrNotFound; whether a found key may be used is Key.Check's answer.
+// is tenant.ErrNotFound; whether a found key may be used is Key.Check's answer.
 func (db *DB) LookupAPIKey(ctx context.Context, hash [32]byte) (*tenant.Key, error) {
 	var k tenant.Key
 	err := db.Pool.QueryRow(ctx, lookupKeySQL, hash[:]).Scan(
 		&k.ID, &k.Prefix, &k.UserID, &k.OrganizationID,
 		&k.InstanceID, &k.Active, &k.ExpiresAt, &k.InstanceGone)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("api key: %w", ErrNotFound)
+		return nil, fmt.Errorf("api key: %w", tenant.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up api key: %w", err)
@@ -55,10 +55,10 @@ type KeyRow struct {
 // the instance's organization.
 func (db *DB) CreateAPIKey(ctx context.Context, instanceID, userID, name string, expiresAt *time.Time) (row KeyRow, key string, err error) {
 	if !validUUID(instanceID) {
-		return row, "", fmt.Errorf("instance %q: %w", instanceID, ErrNotFound)
+		return row, "", fmt.Errorf("instance %q: %w", instanceID, tenant.ErrNotFound)
 	}
 	if userID != "" && !validUUID(userID) {
-		return row, "", fmt.Errorf("user %q: %w", userID, ErrNotFound)
+		return row, "", fmt.Errorf("user %q: %w", userID, tenant.ErrNotFound)
 	}
 	key, prefix, err := tenant.NewKey()
 	if err != nil {
@@ -83,9 +83,9 @@ RETURNING id::text, mcp_server_instance_id::text, user_id::text, name, key_prefi
 	).Scan(&row.ID, &row.InstanceID, &row.UserID, &row.Name, &row.Prefix, &row.Active, &row.ExpiresAt, &row.LastUsedAt, &row.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if userID != "" {
-			return row, "", fmt.Errorf("instance %s (live) with user %s of its organization: %w", instanceID, userID, ErrNotFound)
+			return row, "", fmt.Errorf("instance %s (live) with user %s of its organization: %w", instanceID, userID, tenant.ErrNotFound)
 		}
-		return row, "", fmt.Errorf("instance %s (live) with an owner: %w", instanceID, ErrNotFound)
+		return row, "", fmt.Errorf("instance %s (live) with an owner: %w", instanceID, tenant.ErrNotFound)
 	}
 	if err != nil {
 		return row, "", fmt.Errorf("create api key: %w", err)
@@ -96,7 +96,7 @@ RETURNING id::text, mcp_server_instance_id::text, user_id::text, name, key_prefi
 // ListAPIKeys lists the keys of an instance, newest first.
 func (db *DB) ListAPIKeys(ctx context.Context, instanceID string) ([]KeyRow, error) {
 	if !validUUID(instanceID) {
-		return nil, fmt.Errorf("instance %q: %w", instanceID, ErrNotFound)
+		return nil, fmt.Errorf("instance %q: %w", instanceID, tenant.ErrNotFound)
 	}
 	rows, _ := db.Pool.Query(ctx, `
 SELECT id::text, mcp_server_instance_id::text, user_id::text, name, key_prefix, is_active, expires_at, last_used_at, created_at
@@ -115,14 +115,14 @@ FROM mcp_api_keys WHERE mcp_server_instance_id = $1 ORDER BY created_at DESC, id
 // RevokeAPIKey deactivates a key. Revoking a revoked key is not an error.
 func (db *DB) RevokeAPIKey(ctx context.Context, keyID string) error {
 	if !validUUID(keyID) {
-		return fmt.Errorf("api key %q: %w", keyID, ErrNotFound)
+		return fmt.Errorf("api key %q: %w", keyID, tenant.ErrNotFound)
 	}
 	tag, err := db.Pool.Exec(ctx, `UPDATE mcp_api_keys SET is_active = false, updated_at = now() WHERE id = $1`, keyID)
 	if err != nil {
 		return fmt.Errorf("revoke api key: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("api key %s: %w", keyID, ErrNotFound)
+		return fmt.Errorf("api key %s: %w", keyID, tenant.ErrNotFound)
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func oauthStatus(o *tenant.OAuthCredentials) *OAuthStatus {
 // credential set is sealed again under the primary key.
 func (db *DB) SetOAuth(ctx context.Context, configID, serverID string, o tenant.OAuthCredentials) (*OAuthStatus, error) {
 	if !validUUID(configID) {
-		return nil, fmt.Errorf("config %q: %w", configID, ErrNotFound)
+		return nil, fmt.Errorf("config %q: %w", configID, tenant.ErrNotFound)
 	}
 	if o.TokenURL == "" || o.ClientID == "" {
 		return nil, errors.New("OAuth settings need a token URL and a client ID")
@@ -71,7 +71,7 @@ func (db *DB) SetOAuth(ctx context.Context, configID, serverID string, o tenant.
 // send it again.
 func (db *DB) SaveOAuthToken(ctx context.Context, configID string, tok tenant.OAuthToken) error {
 	if !validUUID(configID) {
-		return fmt.Errorf("config %q: %w", configID, ErrNotFound)
+		return fmt.Errorf("config %q: %w", configID, tenant.ErrNotFound)
 	}
 	err := db.updateCredentials(ctx, configID, func(_ string, _ tenant.AuthType, c *tenant.Credentials) error {
 		if c.OAuth == nil {

@@ -125,8 +125,8 @@ func TestOAuthCredentialsRefused(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v; want one containing %q", err, tt.want)
 			}
-			if tt.want == "not found" && !errors.Is(err, postgres.ErrNotFound) {
-				t.Errorf("err = %v; want ErrNotFound", err)
+			if tt.want == "not found" && !errors.Is(err, tenant.ErrNotFound) {
+				t.Errorf("err = %v; want tenant.ErrNotFound", err)
 			}
 		})
 	}

@@ -1,6 +1,9 @@
 // Package postgres is the Postgres store of every function: a pgxpool tuned
 // for a Cloud Function serving many concurrent requests, the embedded
-// schema migrations, and the queries.
+// schema migrations, and every SQL statement the functions and mcpadmin
+// run, next to that schema: the proxy's lookups, the admin operations, the
+// flush of the request log. Its errors wrap tenant.ErrNotFound for what
+// does not exist.
 package postgres
 
 import (
@@ -70,13 +73,12 @@ type Options struct {
 
 // DB is the store. Its methods are safe for concurrent use.
 type DB struct {
+	// Pool is the pool itself, for tests and local tools that read the
+	// tables directly; production SQL belongs in this package's methods.
 	Pool   *pgxpool.Pool
 	keys   *keyring.Keyring
 	dialer *cloudsqlconn.Dialer // set when connecting through Cloud SQL
 }
-
-// ErrNotFound is wrapped by errors about a row that does not exist.
-var ErrNotFound = errors.New("not found")
 
 var execModes = map[string]pgx.QueryExecMode{
 	"cache_statement": pgx.QueryExecModeCacheStatement,
@@ -182,6 +184,25 @@ func (db *DB) Close() {
 		db.dialer.Close()
 		db.dialer = nil
 	}
+}
+
+// Stats are figures of the pool at one moment.
+type Stats struct {
+	// Acquired, Idle and Total count connections: in use, waiting in
+	// the pool, and both with those being opened; Max bounds Total.
+	Acquired, Idle, Total, Max int32
+	// EmptyAcquires counts the acquires that found no idle connection
+	// and waited for one, since Open.
+	EmptyAcquires int64
+	// AcquireWait is the time all acquires took, since Open.
+	AcquireWait time.Duration
+}
+
+// Stats reports the pool's figures.
+func (db *DB) Stats() Stats {
+	st := db.Pool.Stat()
+	return Stats{Acquired: st.AcquiredConns(), Idle: st.IdleConns(), Total: st.TotalConns(), Max: st.MaxConns(),
+		EmptyAcquires: st.EmptyAcquireCount(), AcquireWait: st.AcquireDuration()}
 }
 
 // Ping checks that a connection can be had and answers.

@@ -162,8 +162,8 @@ func TestLookupAPIKey(t *testing.T) {
 				t.Errorf("queries = %d; want 1: %q", got, counter.Queries())
 			}
 			if tt.notFound {
-				if !errors.Is(err, postgres.ErrNotFound) {
-					t.Fatalf("err = %v; want ErrNotFound", err)
+				if !errors.Is(err, tenant.ErrNotFound) {
+					t.Fatalf("err = %v; want tenant.ErrNotFound", err)
 				}
 				return
 			}
@@ -300,15 +300,15 @@ func TestLoadInstanceConfig(t *testing.T) {
 
 	t.Run("deleted or unknown instance", func(t *testing.T) {
 		for _, id := range []string{"00000000-0000-0000-0000-000000000000", "not-a-uuid"} {
-			if _, err := db.LoadInstanceConfig(ctx, id); !errors.Is(err, postgres.ErrNotFound) {
-				t.Errorf("LoadInstanceConfig(%q) err = %v; want ErrNotFound", id, err)
+			if _, err := db.LoadInstanceConfig(ctx, id); !errors.Is(err, tenant.ErrNotFound) {
+				t.Errorf("LoadInstanceConfig(%q) err = %v; want tenant.ErrNotFound", id, err)
 			}
 		}
 		if err := db.DeleteInstance(ctx, inst.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.LoadInstanceConfig(ctx, inst.ID); !errors.Is(err, postgres.ErrNotFound) {
-			t.Errorf("deleted instance err = %v; want ErrNotFound", err)
+		if _, err := db.LoadInstanceConfig(ctx, inst.ID); !errors.Is(err, tenant.ErrNotFound) {
+			t.Errorf("deleted instance err = %v; want tenant.ErrNotFound", err)
 		}
 	})
 }

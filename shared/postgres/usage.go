@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // UsageRow is one line of an instance's usage, from the hourly aggregates.
@@ -40,14 +42,14 @@ func (db *DB) Usage(ctx context.Context, instanceID string, since time.Time, by 
 		return nil, fmt.Errorf("usage: unknown grouping %q (want tool or hour)", by)
 	}
 	if !validUUID(instanceID) {
-		return nil, fmt.Errorf("instance %s: %w", instanceID, ErrNotFound)
+		return nil, fmt.Errorf("instance %s: %w", instanceID, tenant.ErrNotFound)
 	}
 	var exists bool
 	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM user_mcp_server_instances WHERE id = $1)`, instanceID).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("usage: %w", err)
 	}
 	if !exists {
-		return nil, fmt.Errorf("instance %s: %w", instanceID, ErrNotFound)
+		return nil, fmt.Errorf("instance %s: %w", instanceID, tenant.ErrNotFound)
 	}
 	rows, err := db.Pool.Query(ctx, `
 SELECT `+group+`, sum(request_count), sum(error_count),

@@ -1,6 +1,7 @@
 // Package tenant holds the domain types every function shares: the API key
-// a request presents, the instance it opens, and the upstream MCP servers
-// behind that instance. It depends on nothing but the standard library.
+// a request presents, the instance it opens, the upstream MCP servers
+// behind that instance, and the request log entry each request leaves. It
+// depends on nothing but the standard library.
 package tenant
 
 import (
@@ -78,6 +79,11 @@ type Key struct {
 	ExpiresAt      *time.Time
 	InstanceGone   bool // the instance was deleted
 }
+
+// ErrNotFound is wrapped by errors about something that does not exist:
+// an unknown key hash, a deleted row, a malformed ID. A store returns it
+// so that its callers can tell "no such thing" from "cannot answer now".
+var ErrNotFound = errors.New("not found")
 
 // Errors that make a key unusable; Check returns one of them.
 var (
