@@ -46,8 +46,20 @@ type report struct {
 	Windows             []*windowReport `json:"windows"`
 	// ErrorSeconds counts operation errors by the second of the run
 	// they started in.
-	ErrorSeconds map[int]int `json:"errorSeconds"`
-	Failures     []string    `json:"failures,omitempty"`
+	ErrorSeconds map[int]int  `json:"errorSeconds"`
+	Processes    []procReport `json:"proxyProcesses"`
+	Failures     []string     `json:"failures,omitempty"`
+}
+
+// procReport is one proxy process: how it ended and what it held.
+type procReport struct {
+	Name    string  `json:"name"`
+	Pid     int     `json:"pid"`
+	Exit    int     `json:"exit"`
+	Crashed bool    `json:"crashed"`
+	At      float64 `json:"exitedAtSeconds"`
+	PeakRSS int64   `json:"peakRssBytes"`
+	Panics  int     `json:"panics"`
 }
 
 // windowReport is a fault window with the operations that overlap it,
@@ -167,6 +179,21 @@ FROM mcp_api_keys k WHERE k.id = $1`, e.keyID).Scan(&lastUsed, &maxCreated); err
 	}
 
 	for _, p := range e.proxies {
+		crashed, at := p.crashed()
+		p.mu.Lock()
+		pr := procReport{Name: p.name, Pid: p.cmd.Process.Pid, Exit: -1, Crashed: crashed,
+			At: at.Sub(begin).Seconds(), PeakRSS: p.peakRSS, Panics: p.panics}
+		p.mu.Unlock()
+		if st := p.cmd.ProcessState; st != nil {
+			pr.Exit = st.ExitCode()
+		}
+		rep.Processes = append(rep.Processes, pr)
+		if crashed {
+			fail("%s (pid %d) exited with %d at %.1f s without being stopped: a crash (see its log)", p.name, pr.Pid, pr.Exit, pr.At)
+		}
+		if pr.Panics > 0 {
+			fail("%s logged %d panics", p.name, pr.Panics)
+		}
 		st := p.logStats()
 		if st == nil {
 			fail("%s: no request log figures (it did not shut down cleanly)", p.name)
@@ -299,8 +326,10 @@ func (rep *report) print(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+	rep.printProcesses(w)
+	fmt.Fprintln(w)
 	if len(rep.Failures) == 0 {
-		fmt.Fprintln(w, "PASS: every answered request logged exactly once; aggregates and last_used_at match")
+		fmt.Fprintln(w, "PASS: every answered request logged exactly once; aggregates and last_used_at match; no proxy crashed")
 		return
 	}
 	for _, f := range rep.Failures {
@@ -330,4 +359,18 @@ func merged(a, b map[string]int) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// printProcesses prints how each proxy process ended.
+func (rep *report) printProcesses(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "proxy process\tpid\texit\tat s\tpeak RSS\tpanics\thow it ended\n")
+	for _, p := range rep.Processes {
+		how := "stopped by the soak"
+		if p.Crashed {
+			how = "CRASHED"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.0f MiB\t%d\t%s\n", p.Name, p.Pid, p.Exit, p.At, float64(p.PeakRSS)/(1<<20), p.Panics, how)
+	}
+	tw.Flush()
 }

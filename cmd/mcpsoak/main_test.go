@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestSoakShort is the short soak of make test: a minute through the
@@ -105,5 +107,32 @@ func TestUnloggedByDesign(t *testing.T) {
 		if got := unloggedByDesign(c.status, c.msg); got != c.want {
 			t.Errorf("unloggedByDesign(%d, %q) = %v; want %v", c.status, c.msg, got, c.want)
 		}
+	}
+}
+
+// TestCrash: a process that exits before the soak stops it is a crash;
+// one the soak stops is not, whatever its exit code.
+func TestCrash(t *testing.T) {
+	dir := t.TempDir()
+	crashing, err := start(dir, "crashing", "/bin/sh", nil, "-c", "echo 'panic: boom' >&2; exit 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-crashing.done
+	if crashed, at := crashing.crashed(); !crashed || at.IsZero() {
+		t.Errorf("a process that exited on its own: crashed %v at %v; want a crash with its time", crashed, at)
+	}
+	if crashing.panics != 1 {
+		t.Errorf("%d panic lines counted; want 1", crashing.panics)
+	}
+	stopped, err := start(dir, "stopped", "/bin/sleep", nil, "60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := stopped.stop(syscall.SIGTERM, 5*time.Second); code == 0 {
+		t.Errorf("sleep exited %d after SIGTERM; want the signal's code", code)
+	}
+	if crashed, _ := stopped.crashed(); crashed || stopped.peakRSS == 0 {
+		t.Errorf("a process the soak stopped: crashed %v, peak RSS %d; want no crash and its RSS", crashed, stopped.peakRSS)
 	}
 }
