@@ -16,6 +16,7 @@ import (
 type report struct {
 	Seconds float64 `json:"seconds"`
 	Clients int     `json:"clients"`
+	Tenants int     `json:"tenants"` // well-behaved ones
 	// Operations are the clients' calls, lists and (re)connections.
 	Operations int `json:"operations"`
 	OpErrors   int `json:"operationErrors"`
@@ -31,6 +32,9 @@ type report struct {
 	Lost             int `json:"lost"`
 	Duplicated       int `json:"duplicated"` // request IDs with more than one row
 	Extra            int `json:"extra"`      // rows whose request ID no client sent
+	// Misattributed are rows of a request on another tenant's instance
+	// than the one whose key sent it.
+	Misattributed int `json:"misattributed"`
 	// LoggedWithoutAnswer are requests without a response that the proxy
 	// logged anyway (it answered, the answer did not arrive); allowed.
 	LoggedWithoutAnswer int `json:"loggedWithoutAnswer"`
@@ -46,9 +50,12 @@ type report struct {
 	Windows             []*windowReport `json:"windows"`
 	// ErrorSeconds counts operation errors by the second of the run
 	// they started in.
-	ErrorSeconds map[int]int  `json:"errorSeconds"`
-	Processes    []procReport `json:"proxyProcesses"`
-	Failures     []string     `json:"failures,omitempty"`
+	ErrorSeconds map[int]int `json:"errorSeconds"`
+	// Progress is the progress notifications the well-behaved clients
+	// got without asking for any.
+	Progress  int64        `json:"progressReceived"`
+	Processes []procReport `json:"proxyProcesses"`
+	Failures  []string     `json:"failures,omitempty"`
 }
 
 // procReport is one proxy process: how it ended and what it held.
@@ -79,7 +86,7 @@ const afterWindow = 5 * time.Second
 
 // check compares what the clients saw with what Postgres holds.
 func check(ctx context.Context, e *env, l *load, windows []*window, begin time.Time, elapsed time.Duration) (*report, error) {
-	rep := &report{Seconds: elapsed.Seconds(), Proxies: len(e.proxies), ErrorSeconds: map[int]int{}}
+	rep := &report{Seconds: elapsed.Seconds(), Tenants: len(e.tenants), Proxies: len(e.proxies), ErrorSeconds: map[int]int{}, Progress: l.progress.Load()}
 	fail := func(format string, args ...any) { rep.Failures = append(rep.Failures, fmt.Sprintf(format, args...)) }
 
 	db, err := pgx.Connect(ctx, e.pg.URL())
@@ -87,36 +94,46 @@ func check(ctx context.Context, e *env, l *load, windows []*window, begin time.T
 		return nil, err
 	}
 	defer db.Close(ctx)
+	// Every request ID the tenants sent, with the instance its rows
+	// must be on.
+	owner := map[[16]byte]string{}
+	for _, c := range l.clients {
+		for _, a := range c.rec.attempts {
+			owner[a.trace] = e.tenants[c.tenant].InstanceID
+		}
+	}
 	rowsByTrace := map[[16]byte]int{}
-	rows, err := db.Query(ctx, `SELECT request_id, count(*) FROM mcp_server_request_logs GROUP BY request_id`)
+	rows, err := db.Query(ctx, `SELECT request_id, mcp_server_instance_id::text, count(*) FROM mcp_server_request_logs GROUP BY 1, 2`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
-		var id string
+		var id, instance string
 		var n int
-		if err := rows.Scan(&id, &n); err != nil {
+		if err := rows.Scan(&id, &instance, &n); err != nil {
 			return nil, err
 		}
 		rep.Rows += n
 		var t [16]byte
-		if b, err := hex.DecodeString(id); err != nil || len(b) != 16 {
-			rep.Extra += n
-			continue
-		} else {
+		if b, err := hex.DecodeString(id); err == nil && len(b) == 16 {
 			copy(t[:], b)
 		}
-		rowsByTrace[t] = n
+		switch want, ok := owner[t]; {
+		case ok && want != instance:
+			rep.Misattributed += n
+		case ok:
+			rowsByTrace[t] += n
+		default:
+			rep.Extra += n
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 
-	sent := map[[16]byte]bool{}
 	for _, c := range l.clients {
 		for _, a := range c.rec.attempts {
 			rep.Requests++
-			sent[a.trace] = true
 			n := rowsByTrace[a.trace]
 			if n > 1 {
 				rep.Duplicated++
@@ -142,11 +159,6 @@ func check(ctx context.Context, e *env, l *load, windows []*window, begin time.T
 			}
 		}
 	}
-	for t, n := range rowsByTrace {
-		if !sent[t] {
-			rep.Extra += n
-		}
-	}
 
 	// The hourly aggregates must be the rows grouped as the flush groups
 	// them (by UTC hour).
@@ -164,18 +176,24 @@ WHERE g.n IS DISTINCT FROM h.request_count OR g.errs IS DISTINCT FROM h.error_co
 		return nil, fmt.Errorf("compare the hourly aggregates: %w", err)
 	}
 
-	// The flush moves last_used_at to the latest entry of the key.
-	var lastUsed, maxCreated *time.Time
-	if err := db.QueryRow(ctx, `
+	// The flush moves last_used_at of each key to its latest entry.
+	keys := map[string]string{} // key ID → whose
+	for i, t := range e.tenants {
+		keys[t.KeyID] = fmt.Sprintf("well-behaved tenant %d", i+1)
+	}
+	for id, name := range keys {
+		var lastUsed, maxCreated *time.Time
+		if err := db.QueryRow(ctx, `
 SELECT k.last_used_at, (SELECT max(created_at) FROM mcp_server_request_logs WHERE api_key_id = k.id)
-FROM mcp_api_keys k WHERE k.id = $1`, e.keyID).Scan(&lastUsed, &maxCreated); err != nil {
-		return nil, fmt.Errorf("read last_used_at: %w", err)
-	}
-	if lastUsed != nil {
-		rep.LastUsedAt = lastUsed.UTC()
-	}
-	if maxCreated != nil {
-		rep.MaxCreatedAt = maxCreated.UTC()
+FROM mcp_api_keys k WHERE k.id = $1`, id).Scan(&lastUsed, &maxCreated); err != nil {
+			return nil, fmt.Errorf("read last_used_at: %w", err)
+		}
+		if lastUsed == nil || maxCreated == nil || !lastUsed.Equal(*maxCreated) {
+			fail("last_used_at of the key of %s is %v; want its latest row's created_at %v", name, lastUsed, maxCreated)
+		}
+		if id == e.tenants[0].KeyID && lastUsed != nil && maxCreated != nil {
+			rep.LastUsedAt, rep.MaxCreatedAt = lastUsed.UTC(), maxCreated.UTC()
+		}
 	}
 
 	for _, p := range e.proxies {
@@ -216,14 +234,20 @@ FROM mcp_api_keys k WHERE k.id = $1`, e.keyID).Scan(&lastUsed, &maxCreated); err
 	if rep.Extra > 0 {
 		fail("%d log rows belong to no request a client sent", rep.Extra)
 	}
+	if rep.Misattributed > 0 {
+		fail("%d log rows are on another tenant's instance than the key that sent the request", rep.Misattributed)
+	}
+	if rep.Progress > 0 {
+		fail("the well-behaved clients got %d progress notifications they never asked for", rep.Progress)
+	}
+	if quiet := rep.Windows[len(rep.Windows)-1]; sum(quiet.Errors)+sum(quiet.ErrorsAfter) > 0 {
+		fail("the well-behaved clients saw %d errors outside the fault windows", sum(quiet.Errors)+sum(quiet.ErrorsAfter))
+	}
 	if rep.Dropped > 0 {
 		fail("the proxies dropped %d request log entries (buffer full)", rep.Dropped)
 	}
 	if rep.AggregateMismatches > 0 {
 		fail("%d hourly aggregate rows differ from the log rows", rep.AggregateMismatches)
-	}
-	if rep.Rows == 0 || lastUsed == nil || maxCreated == nil || !lastUsed.Equal(*maxCreated) {
-		fail("last_used_at of the key is %v; want the latest row's created_at %v", lastUsed, maxCreated)
 	}
 	for _, w := range rep.Windows {
 		if !w.Verified {
@@ -287,7 +311,7 @@ func (rep *report) windows(l *load, windows []*window, begin time.Time) {
 
 func (rep *report) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "run\t%.1f s, %d clients, %d proxy processes\n", rep.Seconds, rep.Clients, rep.Proxies)
+	fmt.Fprintf(tw, "run\t%.1f s, %d clients of %d well-behaved tenants, %d proxy processes\n", rep.Seconds, rep.Clients, rep.Tenants, rep.Proxies)
 	fmt.Fprintf(tw, "operations\t%d (%d with an error)\n", rep.Operations, rep.OpErrors)
 	fmt.Fprintf(tw, "requests (HTTP POSTs)\t%d\n", rep.Requests)
 	fmt.Fprintf(tw, "  answered by the proxy\t%d (%d must be logged, %d unlogged by design)\n", rep.Responses, rep.Expected, rep.UnloggedByDesign)
@@ -296,6 +320,8 @@ func (rep *report) print(w io.Writer) {
 	fmt.Fprintf(tw, "lost\t%d\n", rep.Lost)
 	fmt.Fprintf(tw, "duplicated\t%d\n", rep.Duplicated)
 	fmt.Fprintf(tw, "extra\t%d\n", rep.Extra)
+	fmt.Fprintf(tw, "on another tenant's instance\t%d\n", rep.Misattributed)
+	fmt.Fprintf(tw, "progress notifications received\t%d\n", rep.Progress)
 	fmt.Fprintf(tw, "dropped by the proxies\t%d\n", rep.Dropped)
 	fmt.Fprintf(tw, "hourly aggregates differing\t%d\n", rep.AggregateMismatches)
 	fmt.Fprintf(tw, "last_used_at\t%s (latest row %s)\n", rep.LastUsedAt.Format(time.RFC3339Nano), rep.MaxCreatedAt.Format(time.RFC3339Nano))
@@ -329,7 +355,7 @@ func (rep *report) print(w io.Writer) {
 	rep.printProcesses(w)
 	fmt.Fprintln(w)
 	if len(rep.Failures) == 0 {
-		fmt.Fprintln(w, "PASS: every answered request logged exactly once; aggregates and last_used_at match; no proxy crashed")
+		fmt.Fprintln(w, "PASS: every answered request logged exactly once on its own tenant; aggregates and last_used_at match; no proxy crashed")
 		return
 	}
 	for _, f := range rep.Failures {

@@ -185,15 +185,20 @@ func (c *child) logStats() *logbuffer.Stats {
 	return c.stats
 }
 
+// wellBehaved is how many tenants share the proxy; the clients are
+// spread over them.
+const wellBehaved = 2
+
 // env is what the soak's services are.
 type env struct {
-	dir      string
-	bin      string
-	pg       *stack.Postgres
-	fs       *stack.Firestore
-	encKey   string
-	key      string // the API key the clients use
-	keyID    string
+	dir    string
+	bin    string
+	pg     *stack.Postgres
+	fs     *stack.Firestore
+	encKey string
+	// tenants are the well-behaved tenants, each an organization with an
+	// instance in front of the demo upstream and a key its clients use.
+	tenants  []stack.Seeded
 	upAddr   string // the upstream's fixed address
 	upstream *child
 	front    *front
@@ -280,11 +285,13 @@ func (e *env) seed(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	seeded, err := stack.SeedDemo(ctx, db, "Soak", "http://"+e.upAddr+"/mcp")
-	if err != nil {
-		return err
+	for i := range wellBehaved {
+		seeded, err := stack.SeedDemo(ctx, db, fmt.Sprintf("Soak %c", 'A'+i), "http://"+e.upAddr+"/mcp")
+		if err != nil {
+			return err
+		}
+		e.tenants = append(e.tenants, seeded)
 	}
-	e.key, e.keyID = seeded.Key, seeded.KeyID
 	return nil
 }
 

@@ -270,8 +270,11 @@ func soak(ctx context.Context, c *config) (*report, error) {
 		}
 	}
 
-	c.logf("%d clients for %s through %s", c.clients, c.duration, ln.Addr())
-	l := &load{url: "http://" + ln.Addr().String() + "/mcp", key: e.key}
+	c.logf("%d clients of %d tenants for %s through %s", c.clients, len(e.tenants), c.duration, ln.Addr())
+	l := &load{url: "http://" + ln.Addr().String() + "/mcp"}
+	for _, t := range e.tenants {
+		l.keys = append(l.keys, t.Key)
+	}
 	runCtx, stopRun := context.WithTimeout(ctx, c.duration)
 	defer stopRun()
 	begin := time.Now()
