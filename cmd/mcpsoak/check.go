@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -53,10 +54,43 @@ type report struct {
 	ErrorSeconds map[int]int `json:"errorSeconds"`
 	// Progress is the progress notifications the well-behaved clients
 	// got without asking for any.
-	Progress  int64        `json:"progressReceived"`
-	Processes []procReport `json:"proxyProcesses"`
-	Failures  []string     `json:"failures,omitempty"`
+	Progress  int64          `json:"progressReceived"`
+	Latency   *latencyReport `json:"latency"`
+	Hostile   *hostileReport `json:"hostile,omitempty"`
+	Processes []procReport   `json:"proxyProcesses"`
+	Failures  []string       `json:"failures,omitempty"`
 }
+
+// latencyReport compares the well-behaved clients' operations in the
+// quiet phases with those in the hostile tenant's, outside the fault
+// windows and their recovery.
+type latencyReport struct {
+	Quiet   phaseLatency `json:"quiet"`
+	Hostile phaseLatency `json:"hostile"`
+	// Ratio is the hostile phases' p99 over the quiet ones'; the run
+	// fails above Limit.
+	Ratio float64 `json:"p99Ratio"`
+	Limit float64 `json:"p99Limit"`
+}
+
+type phaseLatency struct {
+	Phases     int     `json:"phases"`
+	Seconds    float64 `json:"seconds"`
+	Operations int     `json:"operations"`
+	PerSecond  float64 `json:"operationsPerSecond"`
+	Errors     int     `json:"errors"`
+	P50        float64 `json:"p50Ms"`
+	P99        float64 `json:"p99Ms"`
+}
+
+// p99Limit is how much the hostile tenant may raise the well-behaved
+// clients' p99: beyond twice the quiet one it has taken the instance
+// from them.
+const p99Limit = 2.0
+
+// minSamples is the fewest operations a phase kind needs for its p99
+// to mean something.
+const minSamples = 500
 
 // procReport is one proxy process: how it ended and what it held.
 type procReport struct {
@@ -85,7 +119,7 @@ type windowReport struct {
 const afterWindow = 5 * time.Second
 
 // check compares what the clients saw with what Postgres holds.
-func check(ctx context.Context, e *env, l *load, windows []*window, begin time.Time, elapsed time.Duration) (*report, error) {
+func check(ctx context.Context, e *env, l *load, windows []*window, phases []phase, begin time.Time, elapsed time.Duration) (*report, error) {
 	rep := &report{Seconds: elapsed.Seconds(), Tenants: len(e.tenants), Proxies: len(e.proxies), ErrorSeconds: map[int]int{}, Progress: l.progress.Load()}
 	fail := func(format string, args ...any) { rep.Failures = append(rep.Failures, fmt.Sprintf(format, args...)) }
 
@@ -102,6 +136,14 @@ func check(ctx context.Context, e *env, l *load, windows []*window, begin time.T
 			owner[a.trace] = e.tenants[c.tenant].InstanceID
 		}
 	}
+	hostileInstance := ""
+	if e.hostile != nil {
+		hostileInstance = e.hostile.instance
+		rep.Hostile = e.hostile.report()
+		for t := range e.hostile.traces {
+			owner[t] = hostileInstance
+		}
+	}
 	rowsByTrace := map[[16]byte]int{}
 	rows, err := db.Query(ctx, `SELECT request_id, mcp_server_instance_id::text, count(*) FROM mcp_server_request_logs GROUP BY 1, 2`)
 	if err != nil {
@@ -114,6 +156,11 @@ func check(ctx context.Context, e *env, l *load, windows []*window, begin time.T
 			return nil, err
 		}
 		rep.Rows += n
+		if rep.Hostile != nil && instance == hostileInstance {
+			// Its rows need not be exact (a batch is a row per
+			// message, under the batch's request ID).
+			rep.Hostile.Rows += n
+		}
 		var t [16]byte
 		if b, err := hex.DecodeString(id); err == nil && len(b) == 16 {
 			copy(t[:], b)
@@ -123,7 +170,7 @@ func check(ctx context.Context, e *env, l *load, windows []*window, begin time.T
 			rep.Misattributed += n
 		case ok:
 			rowsByTrace[t] += n
-		default:
+		case instance != hostileInstance:
 			rep.Extra += n
 		}
 	}
@@ -181,6 +228,9 @@ WHERE g.n IS DISTINCT FROM h.request_count OR g.errs IS DISTINCT FROM h.error_co
 	for i, t := range e.tenants {
 		keys[t.KeyID] = fmt.Sprintf("well-behaved tenant %d", i+1)
 	}
+	if e.hostile != nil {
+		keys[e.hostile.keyID] = "the hostile tenant"
+	}
 	for id, name := range keys {
 		var lastUsed, maxCreated *time.Time
 		if err := db.QueryRow(ctx, `
@@ -224,6 +274,10 @@ FROM mcp_api_keys k WHERE k.id = $1`, id).Scan(&lastUsed, &maxCreated); err != n
 	}
 
 	rep.windows(l, windows, begin)
+	rep.Latency = latency(l, rep.Windows, phases)
+	if rep.Hostile != nil {
+		rep.Hostile.Seconds = rep.Latency.Hostile.Seconds
+	}
 
 	if rep.Lost > 0 {
 		fail("%d responded requests have no log row", rep.Lost)
@@ -242,6 +296,25 @@ FROM mcp_api_keys k WHERE k.id = $1`, id).Scan(&lastUsed, &maxCreated); err != n
 	}
 	if quiet := rep.Windows[len(rep.Windows)-1]; sum(quiet.Errors)+sum(quiet.ErrorsAfter) > 0 {
 		fail("the well-behaved clients saw %d errors outside the fault windows", sum(quiet.Errors)+sum(quiet.ErrorsAfter))
+	}
+	if h := rep.Hostile; h != nil {
+		if h.Requests == 0 {
+			fail("the hostile tenant sent nothing")
+		}
+		for _, k := range h.Kinds {
+			if k.Fatal > 0 {
+				fail("hostile %s: %d answers were a 5xx the proxy does not document, or no proxy answered: %v", k.Kind, k.Fatal, k.Outcomes)
+			}
+		}
+		lat := rep.Latency
+		switch {
+		case lat.Quiet.Operations < minSamples || lat.Hostile.Operations < minSamples:
+			fail("%d operations in quiet phases and %d in hostile ones outside the fault windows; want at least %d each to compare p99",
+				lat.Quiet.Operations, lat.Hostile.Operations, minSamples)
+		case lat.Ratio > lat.Limit:
+			fail("the well-behaved clients' p99 is %.1f ms with the hostile tenant, %.1f× the %.1f ms without (at most %.0f×)",
+				lat.Hostile.P99, lat.Ratio, lat.Quiet.P99, lat.Limit)
+		}
 	}
 	if rep.Dropped > 0 {
 		fail("the proxies dropped %d request log entries (buffer full)", rep.Dropped)
@@ -309,6 +382,78 @@ func (rep *report) windows(l *load, windows []*window, begin time.Time) {
 	rep.Windows = append(rep.Windows, outside)
 }
 
+// latency sorts the well-behaved operations into the phases they ran
+// in from start to end, leaving out those that overlap a fault window or
+// the recovery after it, and takes each kind of phase's percentiles.
+func latency(l *load, windows []*windowReport, phases []phase) *latencyReport {
+	rep := &latencyReport{Limit: p99Limit}
+	var quiet, noisy []time.Duration
+	for _, p := range phases {
+		pl := &rep.Quiet
+		if p.Hostile {
+			pl = &rep.Hostile
+		}
+		pl.Phases++
+		pl.Seconds += p.End.Sub(p.Start).Seconds()
+	}
+	for _, c := range l.clients {
+		for _, o := range c.ops {
+			at, end := time.Unix(0, o.start), time.Unix(0, o.end)
+			i := sort.Search(len(phases), func(i int) bool { return !phases[i].End.Before(end) })
+			if i == len(phases) || at.Before(phases[i].Start) {
+				continue // across a phase boundary, or in the warm-up
+			}
+			pl, samples := &rep.Quiet, &quiet
+			if phases[i].Hostile {
+				pl, samples = &rep.Hostile, &noisy
+			}
+			pl.PerSecond++ // counted here, divided below
+			if faulty(windows, at, end) {
+				continue
+			}
+			pl.Operations++
+			if o.err != "" {
+				pl.Errors++
+			}
+			*samples = append(*samples, end.Sub(at))
+		}
+	}
+	for _, x := range []struct {
+		pl *phaseLatency
+		d  []time.Duration
+	}{{&rep.Quiet, quiet}, {&rep.Hostile, noisy}} {
+		if x.pl.Seconds > 0 {
+			x.pl.PerSecond /= x.pl.Seconds
+		}
+		x.pl.P50, x.pl.P99 = percentile(x.d, 0.50), percentile(x.d, 0.99)
+	}
+	if rep.Quiet.P99 > 0 {
+		rep.Ratio = rep.Hostile.P99 / rep.Quiet.P99
+	}
+	return rep
+}
+
+// faulty reports whether an operation overlaps a fault window or the
+// recovery after it.
+func faulty(windows []*windowReport, at, end time.Time) bool {
+	for _, w := range windows {
+		if w.Name != "no fault" && at.Before(w.End.Add(afterWindow)) && end.After(w.Start) {
+			return true
+		}
+	}
+	return false
+}
+
+// percentile is the q-quantile of d in milliseconds (nearest rank).
+func percentile(d []time.Duration, q float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	i := min(len(d)-1, int(q*float64(len(d))))
+	return float64(d[i].Microseconds()) / 1000
+}
+
 func (rep *report) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "run\t%.1f s, %d clients of %d well-behaved tenants, %d proxy processes\n", rep.Seconds, rep.Clients, rep.Tenants, rep.Proxies)
@@ -352,6 +497,8 @@ func (rep *report) print(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+	rep.printPhases(w)
+	fmt.Fprintln(w)
 	rep.printProcesses(w)
 	fmt.Fprintln(w)
 	if len(rep.Failures) == 0 {
@@ -371,7 +518,7 @@ func sum(m map[string]int) int {
 	return n
 }
 
-func merged(a, b map[string]int) []string {
+func merged[V any](a, b map[string]V) []string {
 	seen := map[string]bool{}
 	for k := range a {
 		seen[k] = true
@@ -385,6 +532,42 @@ func merged(a, b map[string]int) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// printPhases prints the latency per kind of phase and the hostile
+// tenant's outcomes.
+func (rep *report) printPhases(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "well-behaved, outside faults\tphases\tseconds\toperations\tops/s\terrors\tp50 ms\tp99 ms\t\n")
+	for _, x := range []struct {
+		name string
+		pl   phaseLatency
+	}{{"without the hostile tenant", rep.Latency.Quiet}, {"with the hostile tenant", rep.Latency.Hostile}} {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%d\t%.0f\t%d\t%.2f\t%.2f\t\n", x.name, x.pl.Phases, x.pl.Seconds, x.pl.Operations, x.pl.PerSecond, x.pl.Errors, x.pl.P50, x.pl.P99)
+	}
+	tw.Flush()
+	if rep.Hostile != nil {
+		fmt.Fprintf(w, "p99 with / without: %.2f× (at most %.0f×)\n", rep.Latency.Ratio, rep.Latency.Limit)
+		h := rep.Hostile
+		fmt.Fprintf(w, "\nhostile tenant: %d attacks, %d requests in %.0f s (%.1f attacks/s, %.1f MiB/s sent, %.1f MiB/s received); %d answered as expected, %d fatal; %d log rows, all on its own instance\n",
+			h.Attacks, h.Requests, h.Seconds, float64(h.Attacks)/h.Seconds, float64(h.BytesSent)/(1<<20)/h.Seconds, float64(h.BytesReceived)/(1<<20)/h.Seconds,
+			h.Expected, h.Fatal, h.Rows)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "attack\trequests\texpected\tother\toutcomes\n")
+		for _, k := range h.Kinds {
+			outcomes := make([]string, 0, len(k.Outcomes))
+			for _, o := range merged(k.Outcomes, nil) {
+				outcomes = append(outcomes, fmt.Sprintf("%s: %d", o, k.Outcomes[o]))
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", k.Kind, k.Requests, k.Expected, k.Requests-k.Expected, strings.Join(outcomes, ", "))
+		}
+		tw.Flush()
+		for _, k := range h.Kinds {
+			for _, o := range merged(k.Unexpected, nil) {
+				fmt.Fprintf(w, "  unexpected: %s: %s: %s\n", k.Kind, o, k.Unexpected[o])
+			}
+		}
+	}
 }
 
 // printProcesses prints how each proxy process ended.

@@ -185,8 +185,8 @@ func (c *child) logStats() *logbuffer.Stats {
 	return c.stats
 }
 
-// wellBehaved is how many tenants share the proxy; the clients are
-// spread over them.
+// wellBehaved is how many well-behaved tenants share the proxy (with
+// the hostile one, when there is one); the clients are spread over them.
 const wellBehaved = 2
 
 // env is what the soak's services are.
@@ -199,7 +199,8 @@ type env struct {
 	// tenants are the well-behaved tenants, each an organization with an
 	// instance in front of the demo upstream and a key its clients use.
 	tenants  []stack.Seeded
-	upAddr   string // the upstream's fixed address
+	hostile  *hostileTenant // nil when the run has none
+	upAddr   string         // the upstream's fixed address
 	upstream *child
 	front    *front
 	proxies  []*child // every proxy started, the current one last
@@ -237,6 +238,11 @@ func startServices(ctx context.Context, c *config, e *env) error {
 	e.upAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	if err := e.startUpstream(ctx); err != nil {
 		return err
+	}
+	if c.hostile {
+		if e.hostile, err = startHostile(); err != nil {
+			return err
+		}
 	}
 	var raw [32]byte
 	rand.Read(raw[:])
@@ -292,6 +298,9 @@ func (e *env) seed(ctx context.Context) error {
 		}
 		e.tenants = append(e.tenants, seeded)
 	}
+	if e.hostile != nil {
+		return e.hostile.seed(ctx, db, e.tenants[0].InstanceID)
+	}
 	return nil
 }
 
@@ -337,6 +346,9 @@ func (e *env) close() {
 	}
 	if e.upstream != nil {
 		e.upstream.stop(syscall.SIGKILL, 5*time.Second)
+	}
+	if e.hostile != nil {
+		e.hostile.close()
 	}
 	if e.fs != nil {
 		e.fs.Close()

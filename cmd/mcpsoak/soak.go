@@ -280,6 +280,12 @@ func soak(ctx context.Context, c *config) (*report, error) {
 	begin := time.Now()
 	var wg sync.WaitGroup
 	wg.Go(func() { l.run(runCtx, c.clients) })
+	var phases []phase
+	if e.hostile != nil {
+		e.hostile.url = l.url
+		c.logf("a hostile tenant attacks in every other phase of %s", phaseLength(c.duration))
+		wg.Go(func() { phases = e.hostile.run(runCtx, begin, phaseLength(c.duration)) })
+	}
 	st := &flushStats{}
 	wg.Go(func() { e.flushLoop(runCtx, min(3*time.Second, c.duration/20), st) })
 
@@ -315,6 +321,9 @@ func soak(ctx context.Context, c *config) (*report, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(begin)
+	if e.hostile == nil {
+		phases = []phase{{Start: begin.Add(phaseWarmup), End: begin.Add(elapsed)}}
+	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -332,7 +341,7 @@ func soak(ctx context.Context, c *config) (*report, error) {
 	if err := e.flushAll(ctx, st); err != nil {
 		return nil, err
 	}
-	rep, err := check(ctx, e, l, windows, begin, elapsed)
+	rep, err := check(ctx, e, l, windows, phases, begin, elapsed)
 	if err != nil {
 		return nil, err
 	}
