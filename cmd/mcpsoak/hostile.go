@@ -389,6 +389,14 @@ func (h *hostileTenant) post(ctx context.Context, r request) answer {
 	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct == "text/event-stream" {
 		msg = lastEvent(a.body)
 	}
+	if len(msg) > 1<<20 {
+		// Only the huge tool's results are this large: decoding them
+		// would cost the soak's process more than the proxy.
+		if bytes.Contains(msg[:64], []byte(`"result":`)) {
+			a.result = msg
+		}
+		return a
+	}
 	var m struct {
 		Result json.RawMessage `json:"result"`
 		Error  *struct {
@@ -455,6 +463,27 @@ func callBody(tool, args, meta string) string {
 	return `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{` + params + `}}`
 }
 
+// filler is what the large bodies and headers are cut from: built once,
+// as building megabytes for each attack would load the soak's own
+// process, which also runs the well-behaved clients being measured.
+type filler struct {
+	open, close, objects string // nested arrays opened, closed; objects opened
+	xs                   string // more than MAX_BODY_BYTES of x
+	junk                 string // random header text
+	batch                string // 50,000 calls
+}
+
+var fill = sync.OnceValue(func() *filler {
+	return &filler{
+		open:    strings.Repeat("[", maxBody),
+		close:   strings.Repeat("]", maxBody/2),
+		objects: strings.Repeat(`{"a":`, maxBody/5),
+		xs:      strings.Repeat("x", maxBody+1<<20),
+		junk:    randomString(900 << 10),
+		batch:   batchOf(50000, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__echo"}}`),
+	}
+})
+
 func batchOf(n int, msg string) string {
 	return "[" + strings.TrimSuffix(strings.Repeat(msg+",", n), ",") + "]"
 }
@@ -476,20 +505,21 @@ func randomString(n int) string {
 var attacks = []attackKind{
 	{"depth bomb (1-4 MiB)", func(ctx context.Context, h *hostileTenant, report func(answer, bool)) {
 		room := maxBody - len(pingHead) - 16
+		f := fill()
 		var body string
 		switch n := randomSize(1<<20, room); h.seq.Load() % 3 {
 		case 0: // closed arrays
-			body = pingHead + strings.Repeat("[", n/2) + strings.Repeat("]", n/2) + "}}"
+			body = pingHead + f.open[:n/2] + f.close[:n/2] + "}}"
 		case 1: // arrays never closed
-			body = pingHead + strings.Repeat("[", n)
+			body = pingHead + f.open[:n]
 		default: // objects never closed
-			body = pingHead + strings.Repeat(`{"a":`, n/5)
+			body = pingHead + f.objects[:n/5*5]
 		}
 		a := h.post(ctx, request{body: body})
 		report(a, refused(400, -32600)(a))
 	}},
 	{"depth bomb in a batch", func(ctx context.Context, h *hostileTenant, report func(answer, bool)) {
-		a := h.post(ctx, request{version: older, body: "[" + pingHead + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "}}]"})
+		a := h.post(ctx, request{version: older, body: "[" + pingHead + fill().open[:5000] + fill().close[:5000] + "}}]"})
 		report(a, refused(400, -32600)(a))
 	}},
 	{"batch of 51", func(ctx context.Context, h *hostileTenant, report func(answer, bool)) {
@@ -497,7 +527,7 @@ var attacks = []attackKind{
 		report(a, refused(400, -32600)(a))
 	}},
 	{"batch of 50,000 calls", func(ctx context.Context, h *hostileTenant, report func(answer, bool)) {
-		a := h.post(ctx, request{version: older, body: batchOf(50000, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__echo"}}`)})
+		a := h.post(ctx, request{version: older, body: fill().batch})
 		report(a, refused(400, -32600)(a))
 	}},
 	{"batch on 2025-11-25", func(ctx context.Context, h *hostileTenant, report func(answer, bool)) {
@@ -505,7 +535,7 @@ var attacks = []attackKind{
 		report(a, refused(400, -32600)(a))
 	}},
 	{"body over MAX_BODY_BYTES", func(ctx context.Context, h *hostileTenant, report func(answer, bool)) {
-		a := h.post(ctx, request{body: pingHead + `"` + strings.Repeat("x", maxBody+randomSize(1, 1<<20)) + `"}}`})
+		a := h.post(ctx, request{body: pingHead + `"` + fill().xs[:maxBody+randomSize(1, 1<<20)] + `"}}`})
 		report(a, refused(http.StatusRequestEntityTooLarge, 0)(a))
 	}},
 	{"malformed keys", func(ctx context.Context, h *hostileTenant, report func(answer, bool)) {
@@ -529,10 +559,10 @@ var attacks = []attackKind{
 	{"huge header", func(ctx context.Context, h *hostileTenant, report func(answer, bool)) {
 		hdr := http.Header{}
 		if h.seq.Load()%2 == 0 {
-			hdr.Set("X-Junk", randomString(randomSize(256<<10, 900<<10)))
+			hdr.Set("X-Junk", fill().junk[:randomSize(256<<10, 900<<10)])
 		} else {
 			for i := range 3000 {
-				hdr.Set(fmt.Sprintf("X-Junk-%d", i), randomString(100))
+				hdr.Set(fmt.Sprintf("X-Junk-%d", i), fill().junk[i*100:(i+1)*100])
 			}
 		}
 		a := h.post(ctx, request{header: hdr, body: ping})

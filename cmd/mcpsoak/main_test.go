@@ -35,6 +35,10 @@ func TestSoakShort(t *testing.T) {
 		t.Fatalf("report is not JSON: %v\n%s", err, out.String())
 	}
 	t.Logf("%d requests, %d rows, %d operations (%d errors)", rep.Requests, rep.Rows, rep.Operations, rep.OpErrors)
+	if lat := rep.Latency; lat != nil {
+		t.Logf("p50/p99 outside faults: %.1f/%.1f ms quiet, %.1f/%.1f ms hostile (p99 %.2f×)",
+			lat.Quiet.P50, lat.Quiet.P99, lat.Hostile.P50, lat.Hostile.P99, lat.Ratio)
+	}
 	if rep.Lost != 0 || rep.Duplicated != 0 || rep.Extra != 0 || rep.Dropped != 0 || rep.AggregateMismatches != 0 {
 		t.Errorf("lost %d, duplicated %d, extra %d, dropped %d, aggregate mismatches %d; want all 0",
 			rep.Lost, rep.Duplicated, rep.Extra, rep.Dropped, rep.AggregateMismatches)
