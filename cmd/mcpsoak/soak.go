@@ -107,6 +107,9 @@ func upstreamKilled(ctx context.Context, e *env, w *window, down time.Duration) 
 // finish its requests and write its buffered log.
 func proxyReplaced(ctx context.Context, e *env, w *window, _ time.Duration) error {
 	old := e.proxies[len(e.proxies)-1]
+	if crashed, at := old.crashed(); crashed {
+		return fmt.Errorf("%s crashed at %s, before its replacement (see its log)", old.name, at.Format(time.TimeOnly))
+	}
 	if err := e.startProxy(ctx); err != nil {
 		return err
 	}
@@ -335,8 +338,11 @@ func soak(ctx context.Context, c *config) (*report, error) {
 	// Firestore holds no batch.
 	last := e.proxies[len(e.proxies)-1]
 	c.logf("load stopped after %.1fs; SIGTERM %s, then flush", elapsed.Seconds(), last.name)
-	if code := last.stop(syscall.SIGTERM, 15*time.Second); code != 0 {
-		return nil, fmt.Errorf("%s exited with %d after SIGTERM (see its log in %s)", last.name, code, e.dir)
+	// A proxy that crashed is not stopped: check reports it.
+	if crashed, _ := last.crashed(); !crashed {
+		if code := last.stop(syscall.SIGTERM, 15*time.Second); code != 0 {
+			return nil, fmt.Errorf("%s exited with %d after SIGTERM (see its log in %s)", last.name, code, e.dir)
+		}
 	}
 	if err := e.flushAll(ctx, st); err != nil {
 		return nil, err
