@@ -97,6 +97,7 @@ type procReport struct {
 	Name    string  `json:"name"`
 	Pid     int     `json:"pid"`
 	Exit    int     `json:"exit"`
+	Status  string  `json:"status"` // how it exited, as the OS tells it
 	Crashed bool    `json:"crashed"`
 	At      float64 `json:"exitedAtSeconds"`
 	PeakRSS int64   `json:"peakRssBytes"`
@@ -253,11 +254,11 @@ FROM mcp_api_keys k WHERE k.id = $1`, id).Scan(&lastUsed, &maxCreated); err != n
 			At: at.Sub(begin).Seconds(), PeakRSS: p.peakRSS, Panics: p.panics}
 		p.mu.Unlock()
 		if st := p.cmd.ProcessState; st != nil {
-			pr.Exit = st.ExitCode()
+			pr.Exit, pr.Status = st.ExitCode(), st.String()
 		}
 		rep.Processes = append(rep.Processes, pr)
 		if crashed {
-			fail("%s (pid %d) exited with %d at %.1f s without being stopped: a crash (see its log)", p.name, pr.Pid, pr.Exit, pr.At)
+			fail("%s (pid %d) exited (%s) at %.1f s without being stopped: a crash (see its log)", p.name, pr.Pid, pr.Status, pr.At)
 		}
 		if pr.Panics > 0 {
 			fail("%s logged %d panics", p.name, pr.Panics)
@@ -301,10 +302,15 @@ FROM mcp_api_keys k WHERE k.id = $1`, id).Scan(&lastUsed, &maxCreated); err != n
 		if h.Requests == 0 {
 			fail("the hostile tenant sent nothing")
 		}
-		for _, k := range h.Kinds {
-			if k.Fatal > 0 {
-				fail("hostile %s: %d answers were a 5xx the proxy does not document, or no proxy answered: %v", k.Kind, k.Fatal, k.Outcomes)
+		if h.Fatal > 0 {
+			var kinds []string
+			for _, k := range h.Kinds {
+				if k.Fatal > 0 {
+					kinds = append(kinds, fmt.Sprintf("%s %d", k.Kind, k.Fatal))
+				}
 			}
+			fail("%d answers to the hostile tenant were a 5xx the proxy does not document, or no proxy answered (%s; outcomes above)",
+				h.Fatal, strings.Join(kinds, ", "))
 		}
 		lat := rep.Latency
 		switch {
@@ -577,7 +583,7 @@ func (rep *report) printProcesses(w io.Writer) {
 	for _, p := range rep.Processes {
 		how := "stopped by the soak"
 		if p.Crashed {
-			how = "CRASHED"
+			how = "CRASHED (" + p.Status + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.0f MiB\t%d\t%s\n", p.Name, p.Pid, p.Exit, p.At, float64(p.PeakRSS)/(1<<20), p.Panics, how)
 	}
