@@ -454,13 +454,16 @@ func ok(a answer) bool { return a.status == http.StatusOK && a.result != nil && 
 // a JSON-RPC error, the process unharmed.
 func failedCall(a answer) bool { return a.status < 500 && a.code != 0 }
 
-// callBody is a tools/call of the hostile upstream's tool.
+// callBody is a tools/call of the hostile upstream's tool. Its ID is a
+// string: the tenant's cancellations name the numeric IDs other clients
+// use, and the proxy applies one to the single call of the key with that
+// ID, which would otherwise be the tenant's own call now and then.
 func callBody(tool, args, meta string) string {
 	params := `"name":"evil__` + tool + `","arguments":` + args
 	if meta != "" {
 		params += `,"_meta":` + meta
 	}
-	return `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{` + params + `}}`
+	return `{"jsonrpc":"2.0","id":"hostile-call","method":"tools/call","params":{` + params + `}}`
 }
 
 // filler is what the large bodies and headers are cut from: built once,
