@@ -145,17 +145,22 @@ func (rc *recorder) errKind(err error) string {
 
 var errToolResult = errors.New("the tool answered isError")
 
-// load is the clients of a run.
+// load is the well-behaved clients of a run, spread over the tenants'
+// keys.
 type load struct {
 	url     string
-	key     string
+	keys    []string
 	clients []*client
 	seq     atomic.Int64 // picks each operation's kind over all clients
+	// progress counts the progress notifications the clients got: they
+	// never ask for any, so each one was forged or misrouted.
+	progress atomic.Int64
 }
 
 type client struct {
-	rec *recorder
-	ops []op
+	tenant int // index in load.keys
+	rec    *recorder
+	ops    []op
 }
 
 // run drives the clients until ctx ends.
@@ -165,7 +170,7 @@ func (l *load) run(ctx context.Context, n int) {
 	l.clients = make([]*client, n)
 	var wg sync.WaitGroup
 	for i := range l.clients {
-		c := &client{rec: &recorder{base: base, key: l.key}}
+		c := &client{tenant: i % len(l.keys), rec: &recorder{base: base, key: l.keys[i%len(l.keys)]}}
 		l.clients[i] = c
 		wg.Go(func() { l.drive(ctx, c) })
 	}
@@ -186,7 +191,9 @@ func (l *load) drive(ctx context.Context, c *client) {
 		start := time.Now()
 		if s == nil {
 			t := &mcp.StreamableClientTransport{Endpoint: l.url, HTTPClient: httpClient, MaxRetries: -1, DisableStandaloneSSE: true}
-			mc := mcp.NewClient(&mcp.Implementation{Name: "mcpsoak", Version: "1"}, nil)
+			mc := mcp.NewClient(&mcp.Implementation{Name: "mcpsoak", Version: "1"}, &mcp.ClientOptions{
+				ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) { l.progress.Add(1) },
+			})
 			var err error
 			// 2025-11-25 as mcpload speaks it: from 2026-07-28 the go-sdk
 			// client answers tools/list from its cache, which would

@@ -1,17 +1,23 @@
 // Command mcpsoak is a soak run through the whole stack: it starts its own
 // Postgres and Firestore emulator, a demo upstream, the proxy (devserver)
 // behind a front that plays Cloud Run's routing, and two FlushLogs
-// processes; drives it with go-sdk MCP clients while it stops and restarts
-// Postgres, the emulator and the upstream and replaces the proxy process;
-// then flushes and checks that every request that got a response was
-// logged exactly once, that the hourly aggregates match the rows and that
-// the key's last_used_at is right. It reports the errors the clients saw
-// in each fault window.
+// processes; drives it with go-sdk MCP clients of two well-behaved
+// tenants while it stops and restarts Postgres, the emulator and the
+// upstream and replaces the proxy process, and while a hostile tenant
+// attacks in every other phase of the run; then flushes and checks that
+// every request of the well-behaved tenants that got a response was
+// logged exactly once on its own tenant's instance, that the hourly
+// aggregates match the rows, that each key's last_used_at is right, that
+// no proxy process crashed and that the hostile phases' p99 is within
+// twice the quiet phases'. It reports the errors the clients saw in each
+// fault window and what the hostile tenant's attacks got back.
 //
-//	mcpsoak [--duration 10m] [--clients 80] [--bin DIR] [--dir DIR] [--keep] [--json]
+//	mcpsoak [--duration 10m] [--clients 80] [--hostile=true] [--bin DIR] [--dir DIR] [--keep] [--json]
 //
-// The exit status is 1 when anything was lost, duplicated or does not
-// match, or a fault could not be shown to have happened; 2 on bad usage.
+// The exit status is 1 when anything was lost, duplicated, misattributed
+// or does not match, a proxy crashed or answered an attack with an
+// undocumented 5xx, the hostile tenant slowed the others beyond the
+// limit, or a fault could not be shown to have happened; 2 on bad usage.
 package main
 
 import (
@@ -43,6 +49,7 @@ type config struct {
 	dir      string // services' data and process logs; "" makes a temporary one
 	keep     bool
 	json     bool
+	hostile  bool
 	progress io.Writer
 }
 
@@ -56,6 +63,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.dir, "dir", "", "folder for the services' data and the process logs (default: a temporary one)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the folder of data and logs (it is kept anyway when the run fails)")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON")
+	fs.BoolVar(&c.hostile, "hostile", true, "add a hostile tenant that attacks in every other phase (false: the well-behaved tenants alone)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

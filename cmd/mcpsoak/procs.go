@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +39,16 @@ type child struct {
 	// stats is the request log's figures from a proxy's "proxy shut
 	// down" line, nil until then.
 	stats *logbuffer.Stats
-	mu    sync.Mutex
+	// panics counts the log lines that say a goroutine panicked: a
+	// recovered panic in a handler, or the runtime's last words.
+	panics int
+	// planned is set when the soak itself stops the process; an exit
+	// without it is a crash.
+	planned  atomic.Bool
+	exitedAt time.Time // when it exited, set before done is closed
+	crash    bool      // it exited before the soak stopped it
+	peakRSS  int64     // VmHWM in bytes, read just before the soak stops it
+	mu       sync.Mutex
 }
 
 // start runs bin with env added to the soak's environment. Its output
@@ -68,6 +79,10 @@ func start(dir, name, bin string, env []string, args ...string) (*child, error) 
 		c.filter(out, logFile)
 		cmd.Wait()
 		logFile.Close()
+		c.mu.Lock()
+		c.exitedAt = time.Now()
+		c.crash = !c.planned.Load()
+		c.mu.Unlock()
 		close(c.done)
 	}()
 	return c, nil
@@ -88,6 +103,11 @@ func (c *child) filter(r io.Reader, w io.Writer) {
 		}
 		w.Write(line)
 		w.Write([]byte{'\n'})
+		if panicLine(line) {
+			c.mu.Lock()
+			c.panics++
+			c.mu.Unlock()
+		}
 		if strings.Contains(string(line), `"proxy shut down`) {
 			var l struct {
 				RequestLog logbuffer.Stats `json:"requestLog"`
@@ -102,9 +122,24 @@ func (c *child) filter(r io.Reader, w io.Writer) {
 	io.Copy(io.Discard, r)
 }
 
-// signal sends sig and waits up to limit for the exit; it reports the
-// exit code, or -1 when the process had to be killed.
+// panicLine tells the lines of a recovered handler panic (the proxy's
+// own and net/http's) and of a panic or fatal error that ends the process.
+func panicLine(line []byte) bool {
+	return bytes.Contains(line, []byte(`"panic in handler"`)) || bytes.Contains(line, []byte("http: panic serving")) ||
+		bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: "))
+}
+
+// stop sends sig and waits up to limit for the exit; it reports the
+// exit code, or -1 when the process had to be killed. The exit is
+// planned: it is not counted as a crash.
 func (c *child) stop(sig syscall.Signal, limit time.Duration) int {
+	if c.planned.CompareAndSwap(false, true) {
+		if rss, err := peakRSS(c.cmd.Process.Pid); err == nil {
+			c.mu.Lock()
+			c.peakRSS = rss
+			c.mu.Unlock()
+		}
+	}
 	c.cmd.Process.Signal(sig)
 	select {
 	case <-c.done:
@@ -116,22 +151,56 @@ func (c *child) stop(sig syscall.Signal, limit time.Duration) int {
 	return c.cmd.ProcessState.ExitCode()
 }
 
+// crashed reports whether the process exited without the soak stopping
+// it, and when.
+func (c *child) crashed() (bool, time.Time) {
+	select {
+	case <-c.done:
+	default:
+		return false, time.Time{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.crash, c.exitedAt
+}
+
+// peakRSS is the high-water mark of a process's resident memory (Linux).
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
 func (c *child) logStats() *logbuffer.Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stats
 }
 
+// wellBehaved is how many well-behaved tenants share the proxy (with
+// the hostile one, when there is one); the clients are spread over them.
+const wellBehaved = 2
+
 // env is what the soak's services are.
 type env struct {
-	dir      string
-	bin      string
-	pg       *stack.Postgres
-	fs       *stack.Firestore
-	encKey   string
-	key      string // the API key the clients use
-	keyID    string
-	upAddr   string // the upstream's fixed address
+	dir    string
+	bin    string
+	pg     *stack.Postgres
+	fs     *stack.Firestore
+	encKey string
+	// tenants are the well-behaved tenants, each an organization with an
+	// instance in front of the demo upstream and a key its clients use.
+	tenants  []stack.Seeded
+	hostile  *hostileTenant // nil when the run has none
+	upAddr   string         // the upstream's fixed address
 	upstream *child
 	front    *front
 	proxies  []*child // every proxy started, the current one last
@@ -169,6 +238,11 @@ func startServices(ctx context.Context, c *config, e *env) error {
 	e.upAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	if err := e.startUpstream(ctx); err != nil {
 		return err
+	}
+	if c.hostile {
+		if e.hostile, err = startHostile(); err != nil {
+			return err
+		}
 	}
 	var raw [32]byte
 	rand.Read(raw[:])
@@ -217,11 +291,16 @@ func (e *env) seed(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	seeded, err := stack.SeedDemo(ctx, db, "Soak", "http://"+e.upAddr+"/mcp")
-	if err != nil {
-		return err
+	for i := range wellBehaved {
+		seeded, err := stack.SeedDemo(ctx, db, fmt.Sprintf("Soak %c", 'A'+i), "http://"+e.upAddr+"/mcp")
+		if err != nil {
+			return err
+		}
+		e.tenants = append(e.tenants, seeded)
 	}
-	e.key, e.keyID = seeded.Key, seeded.KeyID
+	if e.hostile != nil {
+		return e.hostile.seed(ctx, db, e.tenants[0].InstanceID)
+	}
 	return nil
 }
 
@@ -267,6 +346,9 @@ func (e *env) close() {
 	}
 	if e.upstream != nil {
 		e.upstream.stop(syscall.SIGKILL, 5*time.Second)
+	}
+	if e.hostile != nil {
+		e.hostile.close()
 	}
 	if e.fs != nil {
 		e.fs.Close()

@@ -107,6 +107,9 @@ func upstreamKilled(ctx context.Context, e *env, w *window, down time.Duration) 
 // finish its requests and write its buffered log.
 func proxyReplaced(ctx context.Context, e *env, w *window, _ time.Duration) error {
 	old := e.proxies[len(e.proxies)-1]
+	if crashed, at := old.crashed(); crashed {
+		return fmt.Errorf("%s crashed at %s, before its replacement (see its log)", old.name, at.Format(time.TimeOnly))
+	}
 	if err := e.startProxy(ctx); err != nil {
 		return err
 	}
@@ -270,13 +273,22 @@ func soak(ctx context.Context, c *config) (*report, error) {
 		}
 	}
 
-	c.logf("%d clients for %s through %s", c.clients, c.duration, ln.Addr())
-	l := &load{url: "http://" + ln.Addr().String() + "/mcp", key: e.key}
+	c.logf("%d clients of %d tenants for %s through %s", c.clients, len(e.tenants), c.duration, ln.Addr())
+	l := &load{url: "http://" + ln.Addr().String() + "/mcp"}
+	for _, t := range e.tenants {
+		l.keys = append(l.keys, t.Key)
+	}
 	runCtx, stopRun := context.WithTimeout(ctx, c.duration)
 	defer stopRun()
 	begin := time.Now()
 	var wg sync.WaitGroup
 	wg.Go(func() { l.run(runCtx, c.clients) })
+	var phases []phase
+	if e.hostile != nil {
+		e.hostile.url = l.url
+		c.logf("a hostile tenant attacks in every other phase of %s", phaseLength(c.duration))
+		wg.Go(func() { phases = e.hostile.run(runCtx, begin, phaseLength(c.duration)) })
+	}
 	st := &flushStats{}
 	wg.Go(func() { e.flushLoop(runCtx, min(3*time.Second, c.duration/20), st) })
 
@@ -312,6 +324,9 @@ func soak(ctx context.Context, c *config) (*report, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(begin)
+	if e.hostile == nil {
+		phases = []phase{{Start: begin.Add(phaseWarmup), End: begin.Add(elapsed)}}
+	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -323,13 +338,16 @@ func soak(ctx context.Context, c *config) (*report, error) {
 	// Firestore holds no batch.
 	last := e.proxies[len(e.proxies)-1]
 	c.logf("load stopped after %.1fs; SIGTERM %s, then flush", elapsed.Seconds(), last.name)
-	if code := last.stop(syscall.SIGTERM, 15*time.Second); code != 0 {
-		return nil, fmt.Errorf("%s exited with %d after SIGTERM (see its log in %s)", last.name, code, e.dir)
+	// A proxy that crashed is not stopped: check reports it.
+	if crashed, _ := last.crashed(); !crashed {
+		if code := last.stop(syscall.SIGTERM, 15*time.Second); code != 0 {
+			return nil, fmt.Errorf("%s exited with %d after SIGTERM (see its log in %s)", last.name, code, e.dir)
+		}
 	}
 	if err := e.flushAll(ctx, st); err != nil {
 		return nil, err
 	}
-	rep, err := check(ctx, e, l, windows, begin, elapsed)
+	rep, err := check(ctx, e, l, windows, phases, begin, elapsed)
 	if err != nil {
 		return nil, err
 	}
