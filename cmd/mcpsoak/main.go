@@ -50,6 +50,9 @@ type config struct {
 	keep     bool
 	json     bool
 	hostile  bool
+	// p99Limit is how much the hostile phases' p99 may be of the quiet
+	// ones'; 0 reports the ratio without judging it.
+	p99Limit float64
 	progress io.Writer
 }
 
@@ -64,6 +67,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.keep, "keep", false, "keep the folder of data and logs (it is kept anyway when the run fails)")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&c.hostile, "hostile", true, "add a hostile tenant that attacks in every other phase (false: the well-behaved tenants alone)")
+	fs.Float64Var(&c.p99Limit, "p99-limit", 2, "fail when the well-behaved clients' p99 in hostile phases is more than this times the quiet phases' (0: report only)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -347,7 +347,7 @@ func soak(ctx context.Context, c *config) (*report, error) {
 	if err := e.flushAll(ctx, st); err != nil {
 		return nil, err
 	}
-	rep, err := check(ctx, e, l, windows, phases, begin, elapsed)
+	rep, err := check(ctx, e, l, windows, phases, begin, elapsed, c.p99Limit)
 	if err != nil {
 		return nil, err
 	}
