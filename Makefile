@@ -37,10 +37,13 @@ test: tools conformance-tools build
 	MCP_CONFORMANCE_DIR=$(CONFORMANCE_DIR) $(BIN)/devstack -quiet -- $(GO) test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz
 
-# A soak run on its own Postgres and emulator: 80 clients through the
-# whole stack while Postgres, the emulator and the upstream go down and the
-# proxy process is replaced; fails on any lost or duplicated log row. The
-# one-minute version runs in make test (cmd/mcpsoak TestSoakShort).
+# A soak run on its own Postgres and emulator: 80 clients of two tenants
+# through the whole stack while Postgres, the emulator and the upstream go
+# down and the proxy process is replaced, and a hostile tenant attacks in
+# every other phase; fails on any lost, duplicated or misattributed log
+# row, a proxy crash, or a p99 of the others over 2x with the hostile
+# tenant. The one-minute version runs in make test (cmd/mcpsoak
+# TestSoakShort).
 SOAK_DURATION ?= 10m
 SOAK_CLIENTS ?= 80
 soak: tools build
