@@ -71,7 +71,7 @@ fi
 # the binary's pages and what the runtime cannot return at once), and the
 # budget of request and result bytes in flight at a third of what is left
 # above a 64 MiB base: each byte held is about three in the heap (read,
-# decoded, encoded). README, "Memory".
+# decoded, encoded). docs/configuration.md, "Limits and memory".
 PROXY_GOMEMLIMIT=$((proxy_mib * 8 / 10))MiB
 PROXY_INFLIGHT_BYTES=$(((proxy_mib * 8 / 10 - 64) * 1048576 / 3))
 PROXY_GOMAXPROCS=${PROXY_GOMAXPROCS:-$(awk -v c="$PROXY_CPU" 'BEGIN { n = int(c); if (n < c) n++; if (n < 1) n = 1; print n }')}
@@ -293,7 +293,7 @@ common=(--gen2 --region="$REGION" --runtime="$RUNTIME" --source="$source_dir" --
 # The secrets are Secret Manager volumes, one folder each (a volume's
 # folder holds no other), read by the functions through NAME_FILE: a
 # process's environment is one more place its stdio upstreams could look
-# (README: stdio upstreams and the proxy's secrets).
+# (docs/configuration.md: stdio upstreams and the proxy's secrets).
 DB_FILE=/etc/secrets/database/url
 KEY_FILE=/etc/secrets/encryption/key
 db_secret="$DB_FILE=$DB_SECRET:latest"

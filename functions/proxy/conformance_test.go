@@ -29,7 +29,7 @@ import (
 
 // conformanceExceptions are the scenarios (or "scenario/check" for one
 // check of a scenario) that pass against the upstream directly but cannot
-// pass through a stateless proxy, with the reason. README.md lists them;
+// pass through a stateless proxy, with the reason. docs/testing.md lists them;
 // the test fails when one of them starts passing, so the list stays exact.
 var conformanceExceptions = map[string]map[string]string{
 	"2025-11-25": {
@@ -259,7 +259,7 @@ func compareConformance(t *testing.T, version string, direct, proxied map[string
 			for key := range exceptions {
 				scenario, id, ok := strings.Cut(key, "/")
 				if _, stillLost := lost[id]; ok && scenario == name && !stillLost {
-					t.Errorf("%s: %s now passes through the proxy: drop it from the exceptions and the README", version, key)
+					t.Errorf("%s: %s now passes through the proxy: drop it from the exceptions and docs/testing.md", version, key)
 				}
 			}
 			continue
@@ -272,7 +272,7 @@ func compareConformance(t *testing.T, version string, direct, proxied map[string
 		case !ran:
 			t.Errorf("%s: %s passes directly but did not run through the proxy", version, name)
 		case excepted && len(fails) == 0:
-			t.Errorf("%s: %s now passes through the proxy: drop it from the exceptions and the README", version, name)
+			t.Errorf("%s: %s now passes through the proxy: drop it from the exceptions and docs/testing.md", version, name)
 		case !excepted && len(fails) > 0:
 			t.Errorf("%s: %s passes directly but fails through the proxy:\n  %s", version, name, strings.Join(fails, "\n  "))
 		}

@@ -33,7 +33,7 @@ import (
 // own user and can read the files it reads its secrets from; the pool
 // says so in the log once. What holds in each case, and what no process
 // boundary in the container stops (the metadata server), is in the
-// README's "Stdio upstreams and the proxy's secrets".
+// docs/configuration.md, "Stdio upstreams and the proxy's secrets".
 
 // DefaultStdioID is the user and group ID stdio upstreams run as when
 // the proxy runs as root: nobody and nogroup on Debian and Ubuntu.
@@ -83,7 +83,7 @@ func (iso *isolation) prepare() error {
 		}
 		if !iso.asOther {
 			if len(iso.secretFiles) > 0 {
-				iso.log.Warn("stdio upstreams run as the proxy's own user and can read the files it reads its secrets from: run only trusted stdio servers (README: stdio upstreams and the proxy's secrets)",
+				iso.log.Warn("stdio upstreams run as the proxy's own user and can read the files it reads its secrets from: run only trusted stdio servers (docs/configuration.md: stdio upstreams and the proxy's secrets)",
 					"uid", os.Geteuid(), "secretFiles", iso.secretFiles)
 			}
 			return

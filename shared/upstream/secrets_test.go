@@ -195,7 +195,7 @@ func TestStdioUserRefusals(t *testing.T) {
 // Functions' images do (uid 33): its stdio upstreams then run as that
 // same user. Being non-dumpable still keeps them out of its environment
 // and memory; the files it reads its secrets from, it shares with them
-// (README), and the pool warns of it.
+// (docs/configuration.md), and the pool warns of it.
 func TestStdioNonRootProxy(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start the proxy process as another user")
@@ -230,7 +230,7 @@ func TestStdioNonRootProxy(t *testing.T) {
 	}
 	// What remains: the secret file is the proxy's, so its child's too.
 	if !strings.Contains(report, "== "+keyFile+": read") {
-		t.Errorf("the probe could not read %s; the README says it can:\n%s", keyFile, report)
+		t.Errorf("the probe could not read %s; docs/configuration.md says it can:\n%s", keyFile, report)
 	}
 	if !strings.Contains(report, "can read the files it reads its secrets from") {
 		t.Errorf("the pool did not warn that the stdio upstreams can read the secret files:\n%s", report)
