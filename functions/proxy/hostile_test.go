@@ -486,3 +486,23 @@ func TestForgedCancel(t *testing.T) {
 		})
 	}
 }
+
+// TestEndlessLists: an upstream whose every list page names another
+// drops out of the lists after 100 pages instead of holding the loader
+// and growing its list for ever; the instance's other upstream is listed.
+func TestEndlessLists(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	endless, _ := hostileUpstream(t, hostile.Endless)
+	good, _ := hostileUpstream(t, hostile.Good)
+	key := e.instanceWith(t, "endless", []postgres.Server{
+		{Name: "Endless", Transport: tenant.TransportStreamableHTTP, URL: endless.URL},
+		{Name: "Good", Transport: tenant.TransportStreamableHTTP, URL: good.URL},
+	}, []string{"echo"})
+	s := e.client(t, "/mcp", key, "2025-11-25")
+	if got := toolNames(t, s); !slices.Equal(got, []string{"good__echo"}) {
+		t.Errorf("tools = %v; want the good upstream's alone", got)
+	}
+	if !strings.Contains(e.logs.String(), "past 100 pages") {
+		t.Errorf("no log line says why the endless upstream was left out:\n%s", e.logs)
+	}
+}

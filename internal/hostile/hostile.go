@@ -49,6 +49,8 @@ const (
 	Nulls Mode = "nulls"
 	// Malformed lists hold entries of the wrong type and without names.
 	Malformed Mode = "malformed"
+	// Endless lists are good, but every page says there is another.
+	Endless Mode = "endless"
 )
 
 // Tools are the tools a server lists, in Good mode.
@@ -124,11 +126,11 @@ func (s *Server) answer(req *request) []byte {
 		for _, t := range Tools {
 			entries = append(entries, `{"name":`+quote(t)+`,"inputSchema":{"type":"object"}}`)
 		}
-		return result(req.ID, `{"tools":`+s.list(entries, `{"inputSchema":{"type":"object"}}`)+`}`)
+		return result(req.ID, `{"tools":`+s.list(entries, `{"inputSchema":{"type":"object"}}`)+s.next()+`}`)
 	case "prompts/list":
-		return result(req.ID, `{"prompts":`+s.list([]string{`{"name":"greet"}`}, `{"description":"no name"}`)+`}`)
+		return result(req.ID, `{"prompts":`+s.list([]string{`{"name":"greet"}`}, `{"description":"no name"}`)+s.next()+`}`)
 	case "resources/list":
-		return result(req.ID, `{"resources":`+s.list([]string{`{"uri":"hostile://a","name":"a"}`}, `{"name":"no uri"}`)+`}`)
+		return result(req.ID, `{"resources":`+s.list([]string{`{"uri":"hostile://a","name":"a"}`}, `{"name":"no uri"}`)+s.next()+`}`)
 	case "resources/read":
 		// hostile://huge/N reads N bytes of text; anything else a little.
 		n := 1
@@ -137,7 +139,7 @@ func (s *Server) answer(req *request) []byte {
 		}
 		return result(req.ID, `{"contents":[{"uri":`+quote(req.Params.URI)+`,"text":`+quote(strings.Repeat("r", n))+`}]}`)
 	case "resources/templates/list":
-		return result(req.ID, `{"resourceTemplates":`+s.list([]string{`{"uriTemplate":"hostile://{x}","name":"x"}`}, `{"name":"no template"}`)+`}`)
+		return result(req.ID, `{"resourceTemplates":`+s.list([]string{`{"uriTemplate":"hostile://{x}","name":"x"}`}, `{"name":"no template"}`)+s.next()+`}`)
 	}
 	return []byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"error":{"code":-32601,"message":"method not found"}}`)
 }
@@ -151,6 +153,15 @@ func (s *Server) list(good []string, unnamed string) string {
 		good = append([]string{"null", "7", `"text"`, "[]", unnamed}, good...)
 	}
 	return "[" + strings.Join(good, ",") + "]"
+}
+
+// next is a list result's cursor field: in Endless mode, always one more
+// page.
+func (s *Server) next() string {
+	if s.Mode == Endless {
+		return `,"nextCursor":"more"`
+	}
+	return ""
 }
 
 // call answers a tools/call as its tool's name says.

@@ -2,7 +2,7 @@ package upstream
 
 import (
 	"context"
-	"iter"
+	"fmt"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -53,37 +53,82 @@ func valid[T any](items []*T, ok func(*T) bool) []*T {
 	return out
 }
 
-// collect follows a list's pagination and keeps its valid entries.
-func collect[T any](pages iter.Seq2[*T, error], ok func(*T) bool) ([]*T, error) {
+// maxListPages and maxListEntries bound what the proxy follows of an
+// upstream's list: ending the pagination is the upstream's to do, and one
+// that never does (the same cursor again, or empty pages without end)
+// would hold the loader and grow its list without bound.
+const (
+	maxListPages   = 100
+	maxListEntries = 10000
+)
+
+// collect follows a list's pagination, page by page with list, and keeps
+// its valid entries, within maxListPages and maxListEntries.
+func collect[T any](ctx context.Context, list func(ctx context.Context, cursor string) ([]*T, string, error), ok func(*T) bool) ([]*T, error) {
 	var out []*T
-	for it, err := range pages {
+	cursor := ""
+	for range maxListPages {
+		items, next, err := list(ctx, cursor)
 		if err != nil {
 			return nil, err
 		}
-		if it != nil && ok(it) {
-			out = append(out, it)
+		for _, it := range items {
+			if it != nil && ok(it) {
+				out = append(out, it)
+			}
 		}
+		if len(out) > maxListEntries {
+			return nil, fmt.Errorf("the upstream lists more than %d entries", maxListEntries)
+		}
+		if next == "" {
+			return out, nil
+		}
+		cursor = next
 	}
-	return out, nil
+	return nil, fmt.Errorf("the upstream's list goes on past %d pages", maxListPages)
 }
 
 // ListTools asks a session for all its valid tools.
 func ListTools(ctx context.Context, s *mcp.ClientSession) ([]*mcp.Tool, error) {
-	return collect(s.Tools(ctx, nil), namedTool)
+	return collect(ctx, func(ctx context.Context, cursor string) ([]*mcp.Tool, string, error) {
+		r, err := s.ListTools(ctx, &mcp.ListToolsParams{Cursor: cursor})
+		if err != nil {
+			return nil, "", err
+		}
+		return r.Tools, r.NextCursor, nil
+	}, namedTool)
 }
 
 // ListPrompts asks a session for all its valid prompts.
 func ListPrompts(ctx context.Context, s *mcp.ClientSession) ([]*mcp.Prompt, error) {
-	return collect(s.Prompts(ctx, nil), namedPrompt)
+	return collect(ctx, func(ctx context.Context, cursor string) ([]*mcp.Prompt, string, error) {
+		r, err := s.ListPrompts(ctx, &mcp.ListPromptsParams{Cursor: cursor})
+		if err != nil {
+			return nil, "", err
+		}
+		return r.Prompts, r.NextCursor, nil
+	}, namedPrompt)
 }
 
 // ListResources asks a session for all its valid resources.
 func ListResources(ctx context.Context, s *mcp.ClientSession) ([]*mcp.Resource, error) {
-	return collect(s.Resources(ctx, nil), namedResource)
+	return collect(ctx, func(ctx context.Context, cursor string) ([]*mcp.Resource, string, error) {
+		r, err := s.ListResources(ctx, &mcp.ListResourcesParams{Cursor: cursor})
+		if err != nil {
+			return nil, "", err
+		}
+		return r.Resources, r.NextCursor, nil
+	}, namedResource)
 }
 
 // ListResourceTemplates asks a session for all its valid resource
 // templates.
 func ListResourceTemplates(ctx context.Context, s *mcp.ClientSession) ([]*mcp.ResourceTemplate, error) {
-	return collect(s.ResourceTemplates(ctx, nil), namedTemplate)
+	return collect(ctx, func(ctx context.Context, cursor string) ([]*mcp.ResourceTemplate, string, error) {
+		r, err := s.ListResourceTemplates(ctx, &mcp.ListResourceTemplatesParams{Cursor: cursor})
+		if err != nil {
+			return nil, "", err
+		}
+		return r.ResourceTemplates, r.NextCursor, nil
+	}, namedTemplate)
 }
