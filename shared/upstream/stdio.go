@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/time/rate"
 
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
@@ -41,11 +42,19 @@ type stderrLog struct {
 	namespace string
 	mu        sync.Mutex
 	buf       []byte
+	lines     *rate.Limiter
+	leftOut   int // lines not logged since the last one logged (under mu)
 }
 
 func newStderrLog(log *slog.Logger, up tenant.Upstream) *stderrLog {
-	return &stderrLog{log: log, namespace: tenant.Namespace(up.Name)}
+	return &stderrLog{log: log, namespace: tenant.Namespace(up.Name), lines: rate.NewLimiter(stderrLines, 2*stderrLines)}
 }
+
+// stderrLines is how many stderr lines a second one stdio upstream may
+// write to the proxy's log (twice that at once): a process that floods
+// its stderr would otherwise flood the log every tenant shares, and the
+// bill. The next line written says how many were left out.
+const stderrLines = 50
 
 func (w *stderrLog) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -86,7 +95,12 @@ func (w *stderrLog) emit(line []byte) {
 	if len(line) == 0 {
 		return
 	}
-	w.log.Info("upstream stderr", "upstream", w.namespace, "line", string(line))
+	if !w.lines.Allow() {
+		w.leftOut++
+		return
+	}
+	w.log.Info("upstream stderr", "upstream", w.namespace, "line", string(line), "leftOutBefore", w.leftOut)
+	w.leftOut = 0
 }
 
 // stdioCommand makes the command of a stdio upstream: in its own process
