@@ -54,7 +54,7 @@ type catalog struct {
 func (h *Handler) catalog(ctx context.Context, u *upstreamView) (*catalog, error) {
 	c, _, err := h.catalogCache.Get(ctx, u.key, func(ctx context.Context) (*catalog, error) {
 		var c *catalog
-		err := h.pool.Do(ctx, u.up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+		err := h.pool.Do(ctx, u.up, upstream.Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
 			var err error
 			c, err = loadCatalog(ctx, s)
 			return err
@@ -384,7 +384,7 @@ func (h *Handler) setLevelAll(ctx context.Context, x *exchange, params json.RawM
 		}
 		u := x.view.ups[i]
 		wg.Go(func() {
-			err := h.pool.Do(ctx, u.up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+			err := h.pool.Do(ctx, u.up, upstream.Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
 				return s.SetLoggingLevel(ctx, p)
 			})
 			if err != nil {

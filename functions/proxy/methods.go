@@ -137,7 +137,7 @@ type toolList struct {
 func (h *Handler) upstreamTools(ctx context.Context, u *upstreamView) (*toolList, error) {
 	list, _, err := h.tools.Get(ctx, u.key, func(ctx context.Context) (*toolList, error) {
 		var tools []*mcp.Tool
-		err := h.pool.Do(ctx, u.up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+		err := h.pool.Do(ctx, u.up, upstream.Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
 			var err error
 			tools, err = upstream.ListTools(ctx, s)
 			return err
@@ -281,7 +281,7 @@ func (h *Handler) callDirect(ctx context.Context, x *exchange, u *upstreamView, 
 	}
 	var result json.RawMessage
 	// A call that reached the upstream is never sent twice.
-	err := h.pool.Do(ctx, u.up, false, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := h.pool.Do(ctx, u.up, upstream.Once, func(ctx context.Context, s *mcp.ClientSession) error {
 		modern := upstream.Modern(s)
 		call.Header = nil
 		if modern {
@@ -353,7 +353,7 @@ func (h *Handler) callSDK(ctx context.Context, x *exchange, u *upstreamView, too
 		meta[k] = value
 	}
 	var result *mcp.CallToolResult
-	err := h.pool.Do(ctx, u.up, false, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := h.pool.Do(ctx, u.up, upstream.Once, func(ctx context.Context, s *mcp.ClientSession) error {
 		meta, stop := h.relayProgress(x, s, meta)
 		defer stop()
 		var err error

@@ -69,7 +69,7 @@ func relayTo[P mcp.Params, R any](ctx context.Context, h *Handler, x *exchange, 
 	p.SetMeta(forwardedMeta(p.GetMeta()))
 	x.upstream = u.ns
 	var result R
-	err := h.pool.Do(ctx, u.up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := h.pool.Do(ctx, u.up, upstream.Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
 		result, err = call(s, ctx, p)
 		return err
@@ -95,7 +95,7 @@ func (h *Handler) capabilities(ctx context.Context, x *exchange) (*mcp.ServerCap
 	}
 	caps := &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}}
 	var declared *mcp.ServerCapabilities
-	err := h.pool.Do(ctx, x.only.up, true, func(_ context.Context, s *mcp.ClientSession) error {
+	err := h.pool.Do(ctx, x.only.up, upstream.Idempotent, func(_ context.Context, s *mcp.ClientSession) error {
 		if r := s.InitializeResult(); r != nil {
 			declared = r.Capabilities
 		}

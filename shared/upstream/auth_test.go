@@ -38,21 +38,21 @@ func newTestPool(t *testing.T, opts PoolOptions) *Pool {
 }
 
 func listTools(p *Pool, up tenant.Upstream) error {
-	return p.Do(context.Background(), up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+	return p.Do(context.Background(), up, Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
 		_, err := ListTools(ctx, s)
 		return err
 	})
 }
 
 func callDirect(p *Pool, up tenant.Upstream) error {
-	return p.Do(context.Background(), up, false, func(ctx context.Context, s *mcp.ClientSession) error {
+	return p.Do(context.Background(), up, Once, func(ctx context.Context, s *mcp.ClientSession) error {
 		_, err := p.CallTool(ctx, up, s, ToolCall{Name: "echo", Arguments: json.RawMessage(`{"text":"x"}`)})
 		return err
 	})
 }
 
 func callSDK(p *Pool, up tenant.Upstream) error {
-	return p.Do(context.Background(), up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+	return p.Do(context.Background(), up, Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
 		_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
 		return err
 	})

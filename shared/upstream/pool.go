@@ -441,13 +441,26 @@ func (p *Pool) Close() {
 	}
 }
 
+// Retry says what Do may do with a call whose session broke under it.
+type Retry int
+
+const (
+	// Idempotent calls (lists, reads, completions) run once more on a
+	// new session.
+	Idempotent Retry = iota
+	// Once: a call that may have reached the upstream (tools/call) is
+	// never sent twice; it runs again only when the upstream cannot have
+	// run it.
+	Once
+)
+
 // Do runs call with the session of up. When the session turns out broken
-// it is dropped, and call is run once more on a new session if it is
-// idempotent, or if the upstream cannot have executed it (the upstream no
+// it is dropped, and call is run once more on a new session if retry is
+// Idempotent, or if the upstream cannot have executed it (the upstream no
 // longer knew the session, or the connection was refused). A failure to
 // authorise (ErrUnauthorized, no token to be had) is returned at once: a
 // new session would present the same credentials.
-func (p *Pool) Do(ctx context.Context, up tenant.Upstream, idempotent bool, call func(context.Context, *mcp.ClientSession) error) error {
+func (p *Pool) Do(ctx context.Context, up tenant.Upstream, retry Retry, call func(context.Context, *mcp.ClientSession) error) error {
 	for attempt := 0; ; attempt++ {
 		s, err := p.Session(ctx, up)
 		if err != nil {
@@ -459,7 +472,7 @@ func (p *Pool) Do(ctx context.Context, up tenant.Upstream, idempotent bool, call
 			return err
 		}
 		p.Drop(up, s)
-		if attempt > 0 || !(idempotent || notExecuted(err)) {
+		if attempt > 0 || !(retry == Idempotent || notExecuted(err)) {
 			return err
 		}
 	}
@@ -469,7 +482,7 @@ func (p *Pool) Do(ctx context.Context, up tenant.Upstream, idempotent bool, call
 // kind of credential (OAuth, Cloud Run IAM) as a tools/list does.
 func (p *Pool) Discover(ctx context.Context, up tenant.Upstream) ([]*mcp.Tool, error) {
 	var tools []*mcp.Tool
-	err := p.Do(ctx, up, true, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := p.Do(ctx, up, Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
 		tools, err = ListTools(ctx, s)
 		return err

@@ -119,7 +119,7 @@ func TestSecretsProxyProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var res *mcp.CallToolResult
-	err = p.Do(ctx, up, false, func(ctx context.Context, s *mcp.ClientSession) error {
+	err = p.Do(ctx, up, upstream.Once, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
 		res, err = s.CallTool(ctx, &mcp.CallToolParams{Name: "probe", Arguments: map[string]any{"files": files, "marker": secretMarker}})
 		return err

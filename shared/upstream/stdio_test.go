@@ -56,7 +56,7 @@ func newStdioPool(t *testing.T, idle time.Duration) (*upstream.Pool, *logBuffer)
 func callText(t *testing.T, p *upstream.Pool, up tenant.Upstream, tool string, args map[string]any) (string, bool) {
 	t.Helper()
 	var res *mcp.CallToolResult
-	err := p.Do(context.Background(), up, false, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := p.Do(context.Background(), up, upstream.Once, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
 		res, err = s.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
 		return err
