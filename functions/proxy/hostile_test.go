@@ -57,12 +57,13 @@ func TestHostileLists(t *testing.T) {
 		key := e.instanceWith(t, "hostile", []postgres.Server{
 			{Name: "Nulls", Transport: tenant.TransportStreamableHTTP, URL: nulls.URL},
 			{Name: "Malformed", Transport: tenant.TransportStreamableHTTP, URL: malformed.URL},
+			{Name: "Stdio", Transport: tenant.TransportStdio, Command: hostile.Binary(t), Args: []string{"--mode", "nulls"}},
 		}, []string{"echo"})
 		ctx := context.Background()
-		for _, path := range []string{"/mcp", "/mcp/" + instanceOf(t, e, key) + "/nulls"} {
+		for _, path := range []string{"/mcp", "/mcp/" + instanceOf(t, e, key) + "/nulls", "/mcp/" + instanceOf(t, e, key) + "/stdio"} {
 			s := e.client(t, path, key, version)
 			tools := toolNames(t, s)
-			if len(tools) == 0 || !slices.ContainsFunc(tools, func(n string) bool { return n == "echo" || n == "nulls__echo" }) {
+			if len(tools) == 0 || !slices.ContainsFunc(tools, func(n string) bool { return n == "echo" || n == "nulls__echo" || n == "stdio__echo" }) {
 				t.Errorf("%s: tools = %v; want the good echo tool", path, tools)
 			}
 			prompts, err := s.ListPrompts(ctx, nil)
