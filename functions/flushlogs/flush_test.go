@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
@@ -59,7 +59,7 @@ func newWorld(t testing.TB) *world {
 		t.Fatal(err)
 	}
 	w := &world{db: db, user: org.OwnerUserID, org: org.ID, instance: inst.ID,
-		store: &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}}
+		store: &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}}
 	for i := range 3 {
 		row, _, err := db.CreateAPIKey(ctx, inst.ID, org.OwnerUserID, fmt.Sprintf("key %d", i), nil)
 		if err != nil {

@@ -20,11 +20,11 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
-	"mcpproxy.dev/mcpproxy/shared/demo"
-	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/internal/demo"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -69,7 +69,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	defer pool.Close()
 	// The proxy keeps its request log as deployed: entries buffered and
 	// written to Firestore (the emulator) in batches.
-	requestLog := logbuffer.New(&logbuffer.Firestore{Client: fstest.Client(b, fstest.Host(b)), Collection: fstest.Collection(b)},
+	requestLog := logbuffer.New(&logbuffer.Firestore{Client: firestoretest.Client(b, firestoretest.Host(b)), Collection: firestoretest.Collection(b)},
 		logbuffer.Options{})
 	h := proxy.New(db, pool, logging.New(io.Discard, slog.LevelWarn), proxy.Options{RequestLog: requestLog})
 	prx := httptest.NewServer(h)

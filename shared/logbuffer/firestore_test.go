@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 )
 
 // stored reads every entry of a collection on the emulator and fails on a
@@ -37,7 +37,7 @@ func stored(t *testing.T, f *Firestore) map[string]bool {
 
 func TestFirestoreSink(t *testing.T) {
 	ctx := context.Background()
-	f := &Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}
+	f := &Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
 	b := New(f, Options{})
 	for i := range 30 {
 		b.Append(entry(i))
@@ -71,10 +71,10 @@ func TestFirestoreSink(t *testing.T) {
 // every entry accepted while it is down reaches Firestore once it is back,
 // and what the bound refused is exactly what the drop counter says.
 func TestFirestoreOutage(t *testing.T) {
-	host := fstest.Host(t)
-	relay := fstest.NewRelay(t, host)
-	coll := fstest.Collection(t)
-	f := &Firestore{Client: fstest.Client(t, relay.Addr()), Collection: coll}
+	host := firestoretest.Host(t)
+	relay := firestoretest.NewRelay(t, host)
+	coll := firestoretest.Collection(t)
+	f := &Firestore{Client: firestoretest.Client(t, relay.Addr()), Collection: coll}
 	line, _ := encode(ptr(entry(0)))
 	const bound = 300
 	b := New(f, Options{BatchEntries: 50, MaxAge: 50 * time.Millisecond, MaxBytes: bound * (len(line) + 1),
@@ -110,7 +110,7 @@ func TestFirestoreOutage(t *testing.T) {
 	relay.Restore()
 	waitFor(t, "the backlog to be written after the outage", func() bool { return b.Stats().Depth == 0 })
 
-	check := &Firestore{Client: fstest.Client(t, host), Collection: coll}
+	check := &Firestore{Client: firestoretest.Client(t, host), Collection: coll}
 	got := stored(t, check)
 	for id := range accepted {
 		if !got[id] {

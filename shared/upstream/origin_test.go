@@ -13,8 +13,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/internal/demo"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
-	"mcpproxy.dev/mcpproxy/shared/demo"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 

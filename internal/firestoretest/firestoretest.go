@@ -1,8 +1,8 @@
-// Package fstest gives integration tests the real Firestore emulator named
+// Package firestoretest gives integration tests the real Firestore emulator named
 // by FIRESTORE_EMULATOR_HOST (make test starts one), a collection of their
 // own in it, and a relay that cuts the connection to it on demand. A test
 // that cannot reach the emulator fails; it never skips.
-package fstest
+package firestoretest
 
 import (
 	"context"
