@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mcpproxy.dev/mcpproxy/internal/relay"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 )
 
 // FirestoreOptions configure StartFirestore.
@@ -111,7 +112,7 @@ func (f *Firestore) Start(ctx context.Context) error {
 		return fmt.Errorf("start the firestore emulator: %w", err)
 	}
 	client := http.Client{Timeout: time.Second}
-	if err := WaitFor(ctx, 60*time.Second, func() bool {
+	if err := wait.Until(ctx, 60*time.Second, func() bool {
 		if f.proc.exited() {
 			return false
 		}

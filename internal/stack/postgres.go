@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"mcpproxy.dev/mcpproxy/internal/wait"
 )
 
 // PostgresOptions configure StartPostgres.
@@ -187,7 +189,7 @@ func (p *Postgres) Start(ctx context.Context) error {
 	if p.proc, err = startProcess(cmd); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
-	if err := WaitFor(ctx, 30*time.Second, func() bool {
+	if err := wait.Until(ctx, 30*time.Second, func() bool {
 		return !p.proc.exited() && exec.Command(filepath.Join(p.bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(p.port)).Run() == nil
 	}); err != nil {
 		return fmt.Errorf("postgres did not become ready (log: %s): %w", p.log, err)

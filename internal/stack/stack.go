@@ -5,8 +5,6 @@
 package stack
 
 import (
-	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -32,23 +30,6 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// WaitFor polls ready every 100 ms until it reports true, limit passes or
-// ctx ends.
-func WaitFor(ctx context.Context, limit time.Duration, ready func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !ready() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s", limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 // waitOrKill waits for a process group's leader, killing the group if it

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 )
 
 // stored reads every entry of a collection on the emulator and fails on a
@@ -94,7 +95,7 @@ func TestFirestoreOutage(t *testing.T) {
 		}
 	}
 	send(0, 100)
-	waitFor(t, "the first entries to be written", func() bool { return b.Stats().Written == 100 })
+	wait.For(t, "the first entries to be written", 10*time.Second, func() bool { return b.Stats().Written == 100 })
 
 	relay.Cut()
 	send(100, 250) // fewer than the bound: all must survive
@@ -102,13 +103,13 @@ func TestFirestoreOutage(t *testing.T) {
 		t.Fatalf("dropped %d below the bound", s.Dropped)
 	}
 	send(250, 600) // past the bound
-	waitFor(t, "failed writes", func() bool { return b.Stats().Failures > 0 })
+	wait.For(t, "failed writes", 10*time.Second, func() bool { return b.Stats().Failures > 0 })
 	dropped := b.Stats().Dropped
 	if dropped == 0 {
 		t.Fatal("nothing dropped past the bound")
 	}
 	relay.Restore()
-	waitFor(t, "the backlog to be written after the outage", func() bool { return b.Stats().Depth == 0 })
+	wait.For(t, "the backlog to be written after the outage", 10*time.Second, func() bool { return b.Stats().Depth == 0 })
 
 	check := &Firestore{Client: firestoretest.Client(t, host), Collection: coll}
 	got := stored(t, check)
