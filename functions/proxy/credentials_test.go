@@ -21,6 +21,7 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/demo"
 	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -51,7 +52,7 @@ type authEnv struct {
 func newAuthEnv(t *testing.T, auth tenant.AuthType, creds tenant.Credentials, opts upstream.PoolOptions) *authEnv {
 	t.Helper()
 	ctx := context.Background()
-	e := &authEnv{env: &env{counter: &pgtest.Counter{}, logs: &syncBuffer{}}}
+	e := &authEnv{env: &env{counter: &pgtest.Counter{}, logs: &logcapture.Buffer{}}}
 	e.db = pgtest.Open(t, e.counter)
 	server := demo.NewServer("gamma")
 	e.gate = &demotest.Gate{Next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)}

@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/demo"
+	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -80,28 +80,16 @@ type env struct {
 	key       string
 	proxy     *httptest.Server
 	handler   *proxy.Handler
-	logs      *syncBuffer
+	logs      *logcapture.Buffer
 	alphaCfg  postgres.Config
 	betaCfg   postgres.Config
 	betaSrvID string
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
-
 func newEnv(t *testing.T, opts proxy.Options) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{counter: &pgtest.Counter{}, logs: &syncBuffer{}}
+	e := &env{counter: &pgtest.Counter{}, logs: &logcapture.Buffer{}}
 	e.db = pgtest.Open(t, e.counter)
 	e.alpha = startUpstream(t, "alpha")
 	e.beta = startUpstream(t, "beta")
@@ -199,7 +187,7 @@ func (e *env) startProxyWith(t *testing.T, opts proxy.Options, poolOpts upstream
 // cache that sees what the first one cached before.
 func newEnvSharing(t *testing.T, e *env) *env {
 	e2 := *e
-	e2.logs = &syncBuffer{}
+	e2.logs = &logcapture.Buffer{}
 	e2.startProxy(t, proxy.Options{})
 	return &e2
 }

@@ -19,6 +19,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 )
 
@@ -43,7 +44,7 @@ func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	ln.Close()
 
 	cmd := exec.Command(bin)
-	var stderr syncBuffer
+	var stderr logcapture.Buffer
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(),
 		"HOST=127.0.0.1", "PORT="+port,
