@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -19,7 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
-	"mcpproxy.dev/mcpproxy/internal/demo"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/logging"
@@ -28,53 +27,12 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
-// upstreamServer is a demo MCP server on a fixed address that can be
-// stopped and started again, losing its sessions as a real restart does.
-type upstreamServer struct {
-	t    *testing.T
-	name string
-	addr string
-	srv  *httptest.Server
-}
-
-func startUpstream(t *testing.T, name string) *upstreamServer {
-	u := &upstreamServer{t: t, name: name}
-	u.start()
-	t.Cleanup(u.stop)
-	return u
-}
-
-func (u *upstreamServer) start() {
-	server := demo.NewServer(u.name)
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
-	u.srv = httptest.NewUnstartedServer(h)
-	if u.addr != "" {
-		l, err := net.Listen("tcp", u.addr)
-		if err != nil {
-			u.t.Fatalf("restart upstream on %s: %v", u.addr, err)
-		}
-		u.srv.Listener = l
-	}
-	u.srv.Start()
-	u.addr = u.srv.Listener.Addr().String()
-}
-
-func (u *upstreamServer) stop() {
-	if u.srv != nil {
-		u.srv.CloseClientConnections()
-		u.srv.Close()
-		u.srv = nil
-	}
-}
-
-func (u *upstreamServer) url() string { return "http://" + u.addr }
-
 // env is a proxy in front of two upstreams, with its database seeded.
 type env struct {
 	db        *postgres.DB
 	counter   *pgtest.Counter
-	alpha     *upstreamServer
-	beta      *upstreamServer
+	alpha     *demotest.Upstream
+	beta      *demotest.Upstream
 	org       postgres.Organization
 	inst      postgres.Instance
 	key       string
@@ -91,14 +49,14 @@ func newEnv(t *testing.T, opts proxy.Options) *env {
 	ctx := context.Background()
 	e := &env{counter: &pgtest.Counter{}, logs: &logcapture.Buffer{}}
 	e.db = pgtest.Open(t, e.counter)
-	e.alpha = startUpstream(t, "alpha")
-	e.beta = startUpstream(t, "beta")
+	e.alpha = demotest.StartUpstream(t, "alpha")
+	e.beta = demotest.StartUpstream(t, "beta")
 	var err error
 	if e.org, err = e.db.CreateOrganization(ctx, "Acme", "", ""); err != nil {
 		t.Fatal(err)
 	}
-	register := func(name string, u *upstreamServer) (postgres.Server, postgres.Config) {
-		tools, err := upstream.Discover(ctx, tenant.Upstream{Name: name, Transport: tenant.TransportStreamableHTTP, URL: u.url()})
+	register := func(name string, u *demotest.Upstream) (postgres.Server, postgres.Config) {
+		tools, err := upstream.Discover(ctx, tenant.Upstream{Name: name, Transport: tenant.TransportStreamableHTTP, URL: u.URL()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +65,7 @@ func newEnv(t *testing.T, opts proxy.Options) *env {
 			rows = append(rows, postgres.Tool{Name: tl.Name})
 		}
 		s, err := e.db.CreateServer(ctx, postgres.Server{OrganizationID: e.org.ID, Name: name,
-			Transport: tenant.TransportStreamableHTTP, URL: u.url()}, rows)
+			Transport: tenant.TransportStreamableHTTP, URL: u.URL()}, rows)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,7 +297,7 @@ func TestUpstreamDownLeavesTheRest(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, version string) {
 		e := newEnv(t, proxy.Options{})
 		s := e.client(t, "/mcp", e.key, version)
-		e.beta.stop()
+		e.beta.Stop()
 		if got, want := toolNames(t, s), []string{"alpha__add", "alpha__echo"}; !slices.Equal(got, want) {
 			t.Errorf("tools with beta down = %v; want %v", got, want)
 		}
@@ -366,7 +324,7 @@ func TestUpstreamRestartRecovered(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The restarted upstream no longer knows the proxy's session.
-		e.alpha.stop()
+		e.alpha.Stop()
 		// A real restart takes longer than the proxy's HTTP transport
 		// needs to see its idle keep-alive connections closed; without
 		// this pause a call can be written to a just-closed connection,
@@ -374,7 +332,7 @@ func TestUpstreamRestartRecovered(t *testing.T) {
 		// (a tools/call that may have reached the upstream is never sent
 		// twice).
 		time.Sleep(200 * time.Millisecond)
-		e.alpha.start()
+		e.alpha.Start()
 		if err := call(); err != nil {
 			t.Fatalf("call after the upstream restarted: %v", err)
 		}

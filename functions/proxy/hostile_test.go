@@ -20,7 +20,6 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/flushlogs"
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
-	"mcpproxy.dev/mcpproxy/internal/demo"
 	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
@@ -411,8 +410,7 @@ func TestCredentialsStayHome(t *testing.T) {
 	thief := &hostile.Thief{}
 	thiefSrv := httptest.NewServer(thief)
 	t.Cleanup(thiefSrv.Close)
-	sseServer := demo.NewServer("sse")
-	sse := httptest.NewServer(hostile.EndpointElsewhere(mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return sseServer }, nil), thiefSrv.URL))
+	sse := httptest.NewServer(hostile.EndpointElsewhere(demotest.SSEHandler("sse"), thiefSrv.URL))
 	t.Cleanup(func() { sse.CloseClientConnections(); sse.Close() })
 	redirecting := &hostile.Redirector{To: thiefSrv.URL, Next: http.NotFoundHandler()}
 	redirecting.On.Store(true)

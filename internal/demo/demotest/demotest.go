@@ -1,6 +1,8 @@
-// Package demotest builds the demo upstream (cmd/demo-upstream) for tests
-// that need it as a real process: a stdio upstream, or a server of its
-// own.
+// Package demotest runs the demo upstream (internal/demo) for tests: as
+// a real process (Binary, cmd/demo-upstream), or over Streamable HTTP in
+// the test's process behind a Gate that refuses on demand
+// (StartUpstream), with the OAuth token endpoint an upstream's
+// credentials name (StartTokenEndpoint).
 package demotest
 
 import (
