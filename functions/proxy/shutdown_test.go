@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 	"mcpproxy.dev/mcpproxy/internal/logcapture"
+	"mcpproxy.dev/mcpproxy/internal/testbin"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 )
 
@@ -31,11 +31,7 @@ import (
 func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	e := newEnv(t, proxy.Options{})
 	coll := firestoretest.Collection(t)
-	bin := filepath.Join(t.TempDir(), "devserver")
-	build := exec.Command("go", "build", "-o", bin, "mcpproxy.dev/mcpproxy/cmd/devserver")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build devserver: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, "mcpproxy.dev/mcpproxy/cmd/devserver")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
