@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"mcpproxy.dev/mcpproxy/internal/procgroup"
 	"mcpproxy.dev/mcpproxy/internal/relay"
 	"mcpproxy.dev/mcpproxy/internal/wait"
 )
@@ -42,7 +43,7 @@ type Firestore struct {
 	host    string // what clients dial: the relay's address when Restartable
 	emuHost string // the emulator's own address
 	log     string
-	proc    *process
+	proc    *procgroup.Process
 	relay   *relay.Relay
 	export  string // the .overall_export_metadata file of the last Stop
 	exports int
@@ -92,7 +93,7 @@ func (f *Firestore) Host() string { return f.host }
 // Start starts the emulator, with the documents of the last Stop when
 // Restartable, and lets clients reach it.
 func (f *Firestore) Start(ctx context.Context) error {
-	if f.proc != nil && !f.proc.exited() {
+	if f.proc != nil && !f.proc.Exited() {
 		return errors.New("the emulator is running")
 	}
 	logFile, err := os.OpenFile(f.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -106,14 +107,14 @@ func (f *Firestore) Start(ctx context.Context) error {
 	}
 	cmd := exec.Command(f.gcloud, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Its own process group (startProcess): killing the gcloud wrapper
-	// alone would leave the emulator's Java process running.
-	if f.proc, err = startProcess(cmd); err != nil {
+	// Its own process group: killing the gcloud wrapper alone would leave
+	// the emulator's Java process running.
+	if f.proc, err = procgroup.Start(cmd); err != nil {
 		return fmt.Errorf("start the firestore emulator: %w", err)
 	}
 	client := http.Client{Timeout: time.Second}
 	if err := wait.Until(ctx, 60*time.Second, func() bool {
-		if f.proc.exited() {
+		if f.proc.Exited() {
 			return false
 		}
 		resp, err := client.Get("http://" + f.emuHost + "/")
@@ -138,7 +139,7 @@ func (f *Firestore) Start(ctx context.Context) error {
 // documents first, then shuts it down. It fails when the export did not
 // happen: a restart would then lose documents.
 func (f *Firestore) Stop(ctx context.Context) error {
-	if f.proc == nil || f.proc.exited() {
+	if f.proc == nil || f.proc.Exited() {
 		return errors.New("the emulator is not running")
 	}
 	if f.relay != nil {
@@ -194,8 +195,7 @@ func (f *Firestore) stopProcess() {
 	if resp, err := c.Post("http://"+f.emuHost+"/shutdown", "text/plain", nil); err == nil {
 		resp.Body.Close()
 	}
-	syscall.Kill(-f.proc.cmd.Process.Pid, syscall.SIGTERM)
-	waitOrKill(f.proc.cmd, f.proc.done, 5*time.Second)
+	f.proc.Stop(syscall.SIGTERM, 5*time.Second)
 }
 
 // Close stops the emulator (without export) and its relay.
@@ -203,7 +203,7 @@ func (f *Firestore) Close() {
 	if f.relay != nil {
 		f.relay.Close()
 	}
-	if f.proc != nil && !f.proc.exited() {
+	if f.proc != nil && !f.proc.Exited() {
 		f.stopProcess()
 	}
 }
