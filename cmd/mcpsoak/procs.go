@@ -300,7 +300,7 @@ func (e *env) seed(ctx context.Context) error {
 		e.tenants = append(e.tenants, seeded)
 	}
 	if e.hostile != nil {
-		return e.hostile.seed(ctx, db, e.tenants[0].InstanceID)
+		return e.hostile.seed(ctx, db, e.tenants[0].Instance.ID)
 	}
 	return nil
 }

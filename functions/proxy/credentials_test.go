@@ -21,6 +21,7 @@ import (
 	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
@@ -54,28 +55,14 @@ func newAuthEnv(t *testing.T, auth tenant.AuthType, creds tenant.Credentials, op
 	e.db = pgtest.Open(t, e.counter)
 	gamma := demotest.StartUpstream(t, "gamma")
 	e.gate, e.url = gamma.Gate, gamma.URL()+"/mcp"
-	var err error
-	if e.org, err = e.db.CreateOrganization(ctx, "Acme", "", ""); err != nil {
+	seeded, err := stack.Seed(ctx, e.db, stack.Tenant{Organization: "Acme", Instance: "main", Key: "test", Servers: []stack.Server{{
+		Server: postgres.Server{Name: "Gamma", Transport: tenant.TransportStreamableHTTP, URL: e.url, AuthType: auth},
+		Tools:  []postgres.Tool{{Name: "echo"}, {Name: "add"}}, Credentials: creds}}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if e.server, err = e.db.CreateServer(ctx, postgres.Server{OrganizationID: e.org.ID, Name: "Gamma", Transport: tenant.TransportStreamableHTTP,
-		URL: e.url, AuthType: auth}, []postgres.Tool{{Name: "echo"}, {Name: "add"}}); err != nil {
-		t.Fatal(err)
-	}
-	if e.cfg, err = e.db.CreateConfig(ctx, e.org.ID, e.server.ID, "", tenant.Credentials{Env: creds.Env, Headers: creds.Headers}); err != nil {
-		t.Fatal(err)
-	}
-	if creds.OAuth != nil {
-		if _, err := e.db.SetOAuth(ctx, e.cfg.ID, e.server.ID, *creds.OAuth); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if e.inst, err = e.db.CreateInstance(ctx, e.org.ID, "", "main", []postgres.Selection{{ConfigID: e.cfg.ID}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, e.key, err = e.db.CreateAPIKey(ctx, e.inst.ID, "", "test", nil); err != nil {
-		t.Fatal(err)
-	}
+	e.org, e.inst, e.key = seeded.Organization, seeded.Instance, seeded.Key
+	e.server, e.cfg = seeded.Servers[0], seeded.Configs[0]
 	logger := logging.New(e.logs, slog.LevelDebug)
 	if opts.SaveToken == nil {
 		opts.SaveToken = e.db.SaveOAuthToken

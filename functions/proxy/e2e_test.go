@@ -21,6 +21,7 @@ import (
 	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
@@ -51,43 +52,18 @@ func newEnv(t *testing.T, opts proxy.Options) *env {
 	e.db = pgtest.Open(t, e.counter)
 	e.alpha = demotest.StartUpstream(t, "alpha")
 	e.beta = demotest.StartUpstream(t, "beta")
-	var err error
-	if e.org, err = e.db.CreateOrganization(ctx, "Acme", "", ""); err != nil {
+	headers := tenant.Credentials{Headers: map[string]string{"X-Upstream-Key": "upstream-secret"}}
+	seeded, err := stack.Seed(ctx, e.db, stack.Tenant{Organization: "Acme", Instance: "main", Key: "test", Servers: []stack.Server{
+		{Server: postgres.Server{Name: "Alpha", Transport: tenant.TransportStreamableHTTP, URL: e.alpha.URL()},
+			Credentials: headers, Select: []string{"echo", "add"}},
+		{Server: postgres.Server{Name: "Beta", Transport: tenant.TransportStreamableHTTP, URL: e.beta.URL()},
+			Credentials: headers, Select: []string{"echo", "slow", "fail"}},
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	register := func(name string, u *demotest.Upstream) (postgres.Server, postgres.Config) {
-		tools, err := upstream.Discover(ctx, tenant.Upstream{Name: name, Transport: tenant.TransportStreamableHTTP, URL: u.URL()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rows []postgres.Tool
-		for _, tl := range tools {
-			rows = append(rows, postgres.Tool{Name: tl.Name})
-		}
-		s, err := e.db.CreateServer(ctx, postgres.Server{OrganizationID: e.org.ID, Name: name,
-			Transport: tenant.TransportStreamableHTTP, URL: u.URL()}, rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := e.db.CreateConfig(ctx, e.org.ID, s.ID, "", tenant.Credentials{Headers: map[string]string{"X-Upstream-Key": "upstream-secret"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s, c
-	}
-	_, e.alphaCfg = register("Alpha", e.alpha)
-	var betaSrv postgres.Server
-	betaSrv, e.betaCfg = register("Beta", e.beta)
-	e.betaSrvID = betaSrv.ID
-	if e.inst, err = e.db.CreateInstance(ctx, e.org.ID, "", "main", []postgres.Selection{
-		{ConfigID: e.alphaCfg.ID, Tools: []string{"echo", "add"}},
-		{ConfigID: e.betaCfg.ID, Tools: []string{"echo", "slow", "fail"}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, e.key, err = e.db.CreateAPIKey(ctx, e.inst.ID, "", "test", nil); err != nil {
-		t.Fatal(err)
-	}
+	e.org, e.inst, e.key = seeded.Organization, seeded.Instance, seeded.Key
+	e.alphaCfg, e.betaCfg, e.betaSrvID = seeded.Configs[0], seeded.Configs[1], seeded.Servers[1].ID
 	e.startProxy(t, opts)
 	return e
 }
