@@ -28,9 +28,6 @@ func Start(cmd *exec.Cmd) (*Process, error) {
 	return p, nil
 }
 
-// Done is closed when the leader has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
 // Exited reports whether the leader has exited.
 func (p *Process) Exited() bool {
 	select {
