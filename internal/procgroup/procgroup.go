@@ -38,8 +38,8 @@ func (p *Process) Exited() bool {
 	}
 }
 
-// Signal sends sig to every process of the group.
-func (p *Process) Signal(sig syscall.Signal) error {
+// signal sends sig to every process of the group.
+func (p *Process) signal(sig syscall.Signal) error {
 	// The group's ID is the leader's PID (Setpgid).
 	return syscall.Kill(-p.cmd.Process.Pid, sig)
 }
@@ -49,15 +49,15 @@ func (p *Process) Signal(sig syscall.Signal) error {
 // children that outlived it. It reports whether the leader exited within
 // limit.
 func (p *Process) Stop(sig syscall.Signal, limit time.Duration) bool {
-	p.Signal(sig)
+	p.signal(sig)
 	inTime := true
 	select {
 	case <-p.done:
 	case <-time.After(limit):
 		inTime = false
-		p.Signal(syscall.SIGKILL)
+		p.signal(syscall.SIGKILL)
 		<-p.done
 	}
-	p.Signal(syscall.SIGKILL)
+	p.signal(syscall.SIGKILL)
 	return inTime
 }
