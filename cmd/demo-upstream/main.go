@@ -1,4 +1,4 @@
-// Command demo-upstream serves the demo MCP server (shared/demo) over
+// Command demo-upstream serves the demo MCP server (internal/demo) over
 // Streamable HTTP, SSE or stdio, as an upstream for the proxy in demos,
 // tests and benchmarks.
 //
@@ -20,7 +20,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/internal/demo"
 )
 
 func main() {

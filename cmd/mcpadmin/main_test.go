@@ -16,12 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"mcpproxy.dev/mcpproxy/shared/demo"
-	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/demo"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
@@ -54,14 +52,6 @@ func adminJSON(t *testing.T, into any, args ...string) {
 	}
 }
 
-func demoUpstream(t *testing.T) *httptest.Server {
-	t.Helper()
-	s := demo.NewServer("")
-	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 func setupEnv(t *testing.T) string {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
@@ -75,7 +65,7 @@ func setupEnv(t *testing.T) string {
 
 func TestEndToEnd(t *testing.T) {
 	url := setupEnv(t)
-	upstream := demoUpstream(t)
+	upstream := demotest.StartUpstream(t, "")
 
 	var org struct{ ID, OwnerUserID string }
 	var orgOut map[string]any
@@ -87,7 +77,7 @@ func TestEndToEnd(t *testing.T) {
 		Tools []string `json:"tools"`
 	}
 	adminJSONIn(t, `{"headers": {"X-Demo-Key": "discovery-only"}}`, &server, "server", "create", "--org", org.ID, "--name", "Demo",
-		"--transport", "streamable-http", "--url", upstream.URL, "--auth", "api-key", "--header", "X-Demo-Key", "--secrets-file", "-")
+		"--transport", "streamable-http", "--url", upstream.URL(), "--auth", "api-key", "--header", "X-Demo-Key", "--secrets-file", "-")
 	if !slices.Equal(server.Tools, demo.ToolNames) {
 		t.Errorf("discovered tools = %v; want %v", server.Tools, demo.ToolNames)
 	}
@@ -176,7 +166,7 @@ func TestEndToEnd(t *testing.T) {
 
 func TestSyncTools(t *testing.T) {
 	setupEnv(t)
-	upstream := demoUpstream(t)
+	upstream := demotest.StartUpstream(t, "")
 	var org map[string]any
 	adminJSON(t, &org, "org", "create", "--name", "Acme")
 	var server struct {
@@ -184,7 +174,7 @@ func TestSyncTools(t *testing.T) {
 		Tools []string `json:"tools"`
 	}
 	adminJSON(t, &server, "server", "create", "--org", org["id"].(string), "--name", "late", "--transport", "streamable-http",
-		"--url", upstream.URL, "--no-discover")
+		"--url", upstream.URL(), "--no-discover")
 	if len(server.Tools) != 0 {
 		t.Errorf("tools with --no-discover = %v; want none", server.Tools)
 	}
@@ -484,8 +474,8 @@ func TestConfigOAuthErrors(t *testing.T) {
 // tokens are missing.
 func TestSyncToolsWithOAuth(t *testing.T) {
 	setupEnv(t)
-	inner := demoUpstream(t)
-	target, _ := neturl.Parse(inner.URL)
+	inner := demotest.StartUpstream(t, "")
+	target, _ := neturl.Parse(inner.URL())
 	guarded := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer s3cret-access" {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -529,19 +519,19 @@ func TestSyncToolsWithOAuth(t *testing.T) {
 // values come as JSON on stdin or from --secrets-file.
 func TestSecretsStayOutOfArgv(t *testing.T) {
 	url := setupEnv(t)
-	upstream := demoUpstream(t)
+	upstream := demotest.StartUpstream(t, "")
 	var org, server map[string]any
 	adminJSON(t, &org, "org", "create", "--name", "Acme")
 	orgID := org["id"].(string)
 	adminJSONIn(t, `{"headers": {"X-Demo-Key": "k-discovery"}, "env": {"DEMO_TOKEN": "t-discovery"}}`, &server, "server", "create",
-		"--org", orgID, "--name", "Demo", "--transport", "streamable-http", "--url", upstream.URL, "--auth", "api-key",
+		"--org", orgID, "--name", "Demo", "--transport", "streamable-http", "--url", upstream.URL(), "--auth", "api-key",
 		"--header", "X-Demo-Key", "--env", "DEMO_TOKEN", "--secrets-file", "-")
 	serverID := server["id"].(string)
 
 	for _, args := range [][]string{
 		{"config", "create", "--server", serverID, "--org", orgID, "--header", "X-Demo-Key=argv-secret-1"},
 		{"config", "create", "--server", serverID, "--org", orgID, "--env", "DEMO_TOKEN=argv-secret-1"},
-		{"server", "create", "--org", orgID, "--name", "x", "--transport", "streamable-http", "--url", upstream.URL,
+		{"server", "create", "--org", orgID, "--name", "x", "--transport", "streamable-http", "--url", upstream.URL(),
 			"--header", "X-Demo-Key=argv-secret-1"},
 	} {
 		code, out, errOut := admin(t, args...)

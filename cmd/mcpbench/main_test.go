@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"mcpproxy.dev/mcpproxy/internal/testbin"
 )
 
 func TestReplaceSection(t *testing.T) {
@@ -65,12 +67,8 @@ func TestBench(t *testing.T) {
 			t.Fatalf("%s is not set: run the tests under devstack (make test)", name)
 		}
 	}
-	bin := t.TempDir()
-	for _, cmd := range []string{"mcpbench", "mcpload", "devserver", "demo-upstream"} {
-		if out, err := exec.Command("go", "build", "-o", bin, "mcpproxy.dev/mcpproxy/cmd/"+cmd).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", cmd, err, out)
-		}
-	}
+	bin := testbin.Dir(t, "mcpproxy.dev/mcpproxy/cmd/mcpbench", "mcpproxy.dev/mcpproxy/cmd/mcpload",
+		"mcpproxy.dev/mcpproxy/cmd/devserver", "mcpproxy.dev/mcpproxy/cmd/demo-upstream")
 	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	os.WriteFile(out, []byte("# Benchmarks\n\n"+sectionBegin+"\nold\n"+sectionEnd+"\n\n## Kept\n"), 0o644)
 	chart := filepath.Join(t.TempDir(), "docs", "chart.svg")
@@ -122,12 +120,8 @@ func TestMemory(t *testing.T) {
 			t.Fatalf("%s is not set: run the tests under devstack (make test)", name)
 		}
 	}
-	bin := t.TempDir()
-	for _, pkg := range []string{"cmd/mcpbench", "cmd/devserver", "internal/hostile/hostile-upstream"} {
-		if out, err := exec.Command("go", "build", "-o", bin, "mcpproxy.dev/mcpproxy/"+pkg).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, out)
-		}
-	}
+	bin := testbin.Dir(t, "mcpproxy.dev/mcpproxy/cmd/mcpbench", "mcpproxy.dev/mcpproxy/cmd/devserver",
+		"mcpproxy.dev/mcpproxy/internal/hostile/hostile-upstream")
 	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	os.WriteFile(out, []byte("# Benchmarks\n"), 0o644)
 	cmd := exec.Command(filepath.Join(bin, "mcpbench"), "memory", "-bin", bin, "-out", out)

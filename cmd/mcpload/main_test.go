@@ -16,9 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 )
 
 func TestHistogram(t *testing.T) {
@@ -53,8 +51,7 @@ func TestHistogram(t *testing.T) {
 
 // upstream serves the demo server, counting requests that carry the key.
 func upstream(t *testing.T, key string) (*httptest.Server, *atomic.Int64) {
-	server := demo.NewServer("")
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	h := demotest.Handler("")
 	var keyed atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "Bearer "+key {

@@ -129,7 +129,7 @@ func check(ctx context.Context, e *env, l *load, windows []*window, phases []pha
 	owner := map[[16]byte]string{}
 	for _, c := range l.clients {
 		for _, a := range c.rec.attempts {
-			owner[a.trace] = e.tenants[c.tenant].InstanceID
+			owner[a.trace] = e.tenants[c.tenant].Instance.ID
 		}
 	}
 	hostileInstance := ""

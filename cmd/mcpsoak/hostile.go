@@ -20,6 +20,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/internal/hostile"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
@@ -108,36 +109,21 @@ func (h *hostileTenant) close() {
 // the three hostile upstreams, and its key. victim is another tenant's
 // instance, which the hostile key must not reach.
 func (h *hostileTenant) seed(ctx context.Context, db *postgres.DB, victim string) error {
-	org, err := db.CreateOrganization(ctx, "Hostile", "Hostile owner", "hostile@example.com")
-	if err != nil {
-		return err
-	}
-	var sel []postgres.Selection
+	var servers []stack.Server
 	for _, s := range hostileServers {
 		var tools []postgres.Tool
 		for _, t := range s.tools {
 			tools = append(tools, postgres.Tool{Name: t, InputSchema: json.RawMessage(`{"type":"object"}`)})
 		}
-		server, err := db.CreateServer(ctx, postgres.Server{OrganizationID: org.ID, Name: s.name,
-			Transport: tenant.TransportStreamableHTTP, URL: h.urls[s.name], AuthType: tenant.AuthNone}, tools)
-		if err != nil {
-			return fmt.Errorf("hostile server %s: %w", s.name, err)
-		}
-		cfg, err := db.CreateConfig(ctx, org.ID, server.ID, s.name+" config", tenant.Credentials{})
-		if err != nil {
-			return err
-		}
-		sel = append(sel, postgres.Selection{ConfigID: cfg.ID})
+		servers = append(servers, stack.Server{Server: postgres.Server{Name: s.name, Transport: tenant.TransportStreamableHTTP,
+			URL: h.urls[s.name], AuthType: tenant.AuthNone}, Tools: tools, Config: s.name + " config"})
 	}
-	inst, err := db.CreateInstance(ctx, org.ID, org.OwnerUserID, "Hostile instance", sel)
+	seeded, err := stack.Seed(ctx, db, stack.Tenant{Organization: "Hostile", OwnerName: "Hostile owner", OwnerEmail: "hostile@example.com",
+		Instance: "Hostile instance", Key: "Hostile", Owned: true, Servers: servers})
 	if err != nil {
-		return err
+		return fmt.Errorf("seed the hostile tenant: %w", err)
 	}
-	row, key, err := db.CreateAPIKey(ctx, inst.ID, org.OwnerUserID, "Hostile", nil)
-	if err != nil {
-		return err
-	}
-	h.key, h.keyID, h.instance, h.victim = key, row.ID, inst.ID, victim
+	h.key, h.keyID, h.instance, h.victim = seeded.Key, seeded.KeyID, seeded.Instance.ID, victim
 	return nil
 }
 

@@ -5,25 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"mcpproxy.dev/mcpproxy/internal/testbin"
 )
 
 // TestSoakShort is the short soak of make test: a minute through the
 // whole stack with every fault and the hostile tenant, on its own
 // Postgres and emulator.
 func TestSoakShort(t *testing.T) {
-	bin := t.TempDir()
-	for _, cmd := range []string{"devserver", "demo-upstream"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), "mcpproxy.dev/mcpproxy/cmd/"+cmd)
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", cmd, err, out)
-		}
-	}
+	bin := testbin.Dir(t, "mcpproxy.dev/mcpproxy/cmd/devserver", "mcpproxy.dev/mcpproxy/cmd/demo-upstream")
 	var out, progress bytes.Buffer
 	// The p99 comparison is reported, not judged: a one-minute run
 	// shares its two cores with the rest of make test, and a latency goal

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -262,7 +263,7 @@ func (e *env) startUpstream(ctx context.Context) error {
 // waitHTTP waits until url answers anything over HTTP.
 func waitHTTP(ctx context.Context, url string, c *child) error {
 	client := http.Client{Timeout: time.Second}
-	err := stack.WaitFor(ctx, 30*time.Second, func() bool {
+	err := wait.Until(ctx, 30*time.Second, func() bool {
 		resp, err := client.Get(url)
 		if err != nil {
 			return false
@@ -299,7 +300,7 @@ func (e *env) seed(ctx context.Context) error {
 		e.tenants = append(e.tenants, seeded)
 	}
 	if e.hostile != nil {
-		return e.hostile.seed(ctx, db, e.tenants[0].InstanceID)
+		return e.hostile.seed(ctx, db, e.tenants[0].Instance.ID)
 	}
 	return nil
 }

@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
@@ -40,27 +41,17 @@ func newWorld(t testing.TB) *world {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.Open(t, nil)
-	org, err := db.CreateOrganization(ctx, "flush org", "owner", "")
+	seeded, err := stack.Seed(ctx, db, stack.Tenant{Organization: "flush org", OwnerName: "owner", Instance: "flush instance",
+		Key: "key 0", Owned: true, Servers: []stack.Server{{
+			Server: postgres.Server{Name: "demo", Transport: tenant.TransportStreamableHTTP, URL: "http://127.0.0.1:1/mcp"},
+			Tools:  []postgres.Tool{{Name: "echo"}}, Select: []string{"echo"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := db.CreateServer(ctx, postgres.Server{OrganizationID: org.ID, Name: "demo",
-		Transport: tenant.TransportStreamableHTTP, URL: "http://127.0.0.1:1/mcp"}, []postgres.Tool{{Name: "echo"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := db.CreateConfig(ctx, org.ID, srv.ID, "", tenant.Credentials{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, err := db.CreateInstance(ctx, org.ID, org.OwnerUserID, "flush instance",
-		[]postgres.Selection{{ConfigID: cfg.ID, Tools: []string{"echo"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &world{db: db, user: org.OwnerUserID, org: org.ID, instance: inst.ID,
-		store: &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}}
-	for i := range 3 {
+	org, inst := seeded.Organization, seeded.Instance
+	w := &world{db: db, user: org.OwnerUserID, org: org.ID, instance: inst.ID, keys: []string{seeded.KeyID},
+		store: &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}}
+	for i := 1; i < 3; i++ {
 		row, _, err := db.CreateAPIKey(ctx, inst.ID, org.OwnerUserID, fmt.Sprintf("key %d", i), nil)
 		if err != nil {
 			t.Fatal(err)

@@ -16,8 +16,8 @@ import (
 
 	"cloud.google.com/go/firestore"
 
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/logging"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 )
 

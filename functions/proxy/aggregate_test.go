@@ -10,7 +10,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
-	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/internal/demo"
 )
 
 // errCode is the JSON-RPC error code err carries, 0 if none.
@@ -130,7 +130,7 @@ func TestAggregatedResourcesPrompts(t *testing.T) {
 
 		// With alpha down, a new process lists beta's prompts alone and
 		// reads what both offer from beta.
-		e.alpha.stop()
+		e.alpha.Stop()
 		s2 := newEnvSharing(t, e).client(t, "/mcp", e.key, version)
 		if got, want := promptNames(t, s2), []string{"beta__greet"}; !slices.Equal(got, want) {
 			t.Errorf("prompts with alpha down = %v; want %v", got, want)

@@ -20,11 +20,12 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
-	"mcpproxy.dev/mcpproxy/shared/demo"
-	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/internal/demo"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -56,20 +57,17 @@ func BenchmarkToolsCall(b *testing.B) {
 
 	queries := &pgtest.Counter{}
 	db := pgtest.Open(b, queries)
-	org, _ := db.CreateOrganization(ctx, "bench", "", "")
-	srv, err := db.CreateServer(ctx, postgres.Server{OrganizationID: org.ID, Name: "demo", Transport: tenant.TransportStreamableHTTP, URL: up.URL},
-		[]postgres.Tool{{Name: "echo"}})
+	seeded, err := stack.Seed(ctx, db, stack.Tenant{Organization: "bench", Instance: "bench", Servers: []stack.Server{{
+		Server: postgres.Server{Name: "demo", Transport: tenant.TransportStreamableHTTP, URL: up.URL}, Tools: []postgres.Tool{{Name: "echo"}}}}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg, _ := db.CreateConfig(ctx, org.ID, srv.ID, "", tenant.Credentials{})
-	inst, _ := db.CreateInstance(ctx, org.ID, "", "bench", []postgres.Selection{{ConfigID: cfg.ID}})
-	_, key, _ := db.CreateAPIKey(ctx, inst.ID, "", "", nil)
+	key := seeded.Key
 	pool := upstream.NewPool(upstream.PoolOptions{})
 	defer pool.Close()
 	// The proxy keeps its request log as deployed: entries buffered and
 	// written to Firestore (the emulator) in batches.
-	requestLog := logbuffer.New(&logbuffer.Firestore{Client: fstest.Client(b, fstest.Host(b)), Collection: fstest.Collection(b)},
+	requestLog := logbuffer.New(&logbuffer.Firestore{Client: firestoretest.Client(b, firestoretest.Host(b)), Collection: firestoretest.Collection(b)},
 		logbuffer.Options{})
 	h := proxy.New(db, pool, logging.New(io.Discard, slog.LevelWarn), proxy.Options{RequestLog: requestLog})
 	prx := httptest.NewServer(h)

@@ -20,8 +20,9 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/conformance"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/logging"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -75,45 +76,19 @@ func TestConformance(t *testing.T) {
 
 	ctx := context.Background()
 	db := pgtest.Open(t, nil)
-	org, err := db.CreateOrganization(ctx, "Conformance", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var selections []postgres.Selection
+	var servers []stack.Server
 	upstreams := map[string]*httptest.Server{}
 	for _, name := range []string{"stateful", "stateless"} {
 		srv := httptest.NewServer(conformance.Handler(name == "stateless"))
 		t.Cleanup(srv.Close)
 		upstreams[name] = srv
-		up := tenant.Upstream{Name: name, Transport: tenant.TransportStreamableHTTP, URL: srv.URL}
-		tools, err := upstream.Discover(ctx, up)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rows []postgres.Tool
-		var names []string
-		for _, tl := range tools {
-			rows = append(rows, postgres.Tool{Name: tl.Name})
-			names = append(names, tl.Name)
-		}
-		s, err := db.CreateServer(ctx, postgres.Server{OrganizationID: org.ID, Name: name, Transport: up.Transport, URL: up.URL}, rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := db.CreateConfig(ctx, org.ID, s.ID, "", tenant.Credentials{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		selections = append(selections, postgres.Selection{ConfigID: c.ID, Tools: names})
+		servers = append(servers, stack.Server{Server: postgres.Server{Name: name, Transport: tenant.TransportStreamableHTTP, URL: srv.URL}})
 	}
-	inst, err := db.CreateInstance(ctx, org.ID, "", "conformance", selections)
+	seeded, err := stack.Seed(ctx, db, stack.Tenant{Organization: "Conformance", Instance: "conformance", Key: "conformance", Servers: servers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, key, err := db.CreateAPIKey(ctx, inst.ID, "", "conformance", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := seeded.Key
 	pool := upstream.NewPool(upstream.PoolOptions{})
 	t.Cleanup(pool.Close)
 	h := proxy.New(db, pool, logging.New(io.Discard, slog.LevelInfo), proxy.Options{})
@@ -129,7 +104,7 @@ func TestConformance(t *testing.T) {
 	for _, run := range runs {
 		t.Run(run.version, func(t *testing.T) {
 			direct := upstreams[run.upstream].URL + "/"
-			proxied := front.URL + "/mcp/" + inst.ID + "/" + run.upstream
+			proxied := front.URL + "/mcp/" + seeded.Instance.ID + "/" + run.upstream
 			var wg sync.WaitGroup
 			var got [2]map[string][]check
 			var errs [2]error

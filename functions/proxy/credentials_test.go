@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,10 +18,11 @@ import (
 	"golang.org/x/oauth2"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
-	"mcpproxy.dev/mcpproxy/shared/demo"
-	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/logcapture"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/logging"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -51,35 +51,18 @@ type authEnv struct {
 func newAuthEnv(t *testing.T, auth tenant.AuthType, creds tenant.Credentials, opts upstream.PoolOptions) *authEnv {
 	t.Helper()
 	ctx := context.Background()
-	e := &authEnv{env: &env{counter: &pgtest.Counter{}, logs: &syncBuffer{}}}
+	e := &authEnv{env: &env{counter: &pgtest.Counter{}, logs: &logcapture.Buffer{}}}
 	e.db = pgtest.Open(t, e.counter)
-	server := demo.NewServer("gamma")
-	e.gate = &demotest.Gate{Next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)}
-	srv := httptest.NewServer(e.gate)
-	t.Cleanup(srv.Close)
-	e.url = srv.URL + "/mcp"
-	var err error
-	if e.org, err = e.db.CreateOrganization(ctx, "Acme", "", ""); err != nil {
+	gamma := demotest.StartUpstream(t, "gamma")
+	e.gate, e.url = gamma.Gate, gamma.URL()+"/mcp"
+	seeded, err := stack.Seed(ctx, e.db, stack.Tenant{Organization: "Acme", Instance: "main", Key: "test", Servers: []stack.Server{{
+		Server: postgres.Server{Name: "Gamma", Transport: tenant.TransportStreamableHTTP, URL: e.url, AuthType: auth},
+		Tools:  []postgres.Tool{{Name: "echo"}, {Name: "add"}}, Credentials: creds}}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if e.server, err = e.db.CreateServer(ctx, postgres.Server{OrganizationID: e.org.ID, Name: "Gamma", Transport: tenant.TransportStreamableHTTP,
-		URL: e.url, AuthType: auth}, []postgres.Tool{{Name: "echo"}, {Name: "add"}}); err != nil {
-		t.Fatal(err)
-	}
-	if e.cfg, err = e.db.CreateConfig(ctx, e.org.ID, e.server.ID, "", tenant.Credentials{Env: creds.Env, Headers: creds.Headers}); err != nil {
-		t.Fatal(err)
-	}
-	if creds.OAuth != nil {
-		if _, err := e.db.SetOAuth(ctx, e.cfg.ID, e.server.ID, *creds.OAuth); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if e.inst, err = e.db.CreateInstance(ctx, e.org.ID, "", "main", []postgres.Selection{{ConfigID: e.cfg.ID}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, e.key, err = e.db.CreateAPIKey(ctx, e.inst.ID, "", "test", nil); err != nil {
-		t.Fatal(err)
-	}
+	e.org, e.inst, e.key = seeded.Organization, seeded.Instance, seeded.Key
+	e.server, e.cfg = seeded.Servers[0], seeded.Configs[0]
 	logger := logging.New(e.logs, slog.LevelDebug)
 	if opts.SaveToken == nil {
 		opts.SaveToken = e.db.SaveOAuthToken
@@ -107,45 +90,6 @@ func (e *authEnv) assertNoSecrets(t *testing.T, secrets ...string) {
 	}
 }
 
-// tokenEndpoint is an OAuth token endpoint: for client-1 it exchanges a
-// refresh token for numbered new tokens valid for an hour.
-type tokenEndpoint struct {
-	url string
-
-	mu        sync.Mutex
-	refreshes []string // the refresh tokens presented
-}
-
-func startTokenEndpoint(t *testing.T) *tokenEndpoint {
-	te := &tokenEndpoint{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.ParseForm()
-		id, secret, _ := r.BasicAuth()
-		if r.Form.Get("grant_type") != "refresh_token" || id != "client-1" || secret != clientSecret {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			w.Write([]byte(`{"error":"invalid_client"}`))
-			return
-		}
-		te.mu.Lock()
-		te.refreshes = append(te.refreshes, r.Form.Get("refresh_token"))
-		n := len(te.refreshes) + 1
-		te.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"access_token": fmt.Sprintf("access-token-%d", n), "token_type": "Bearer",
-			"expires_in": 3600, "refresh_token": fmt.Sprintf("refresh-token-%d", n)})
-	}))
-	t.Cleanup(srv.Close)
-	te.url = srv.URL + "/token"
-	return te
-}
-
-func (te *tokenEndpoint) presented() []string {
-	te.mu.Lock()
-	defer te.mu.Unlock()
-	return slices.Clone(te.refreshes)
-}
-
 func oauthCreds(tokenURL string, expiry time.Time) tenant.Credentials {
 	return tenant.Credentials{OAuth: &tenant.OAuthCredentials{TokenURL: tokenURL, ClientID: "client-1", ClientSecret: clientSecret,
 		Scopes: []string{"files.read"}, OAuthToken: tenant.OAuthToken{AccessToken: "access-token-1", RefreshToken: "refresh-token-1",
@@ -160,9 +104,9 @@ func oauthCreds(tokenURL string, expiry time.Time) tenant.Credentials {
 func TestOAuthRefreshThroughProxy(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, version string) {
 		ctx := context.Background()
-		te := startTokenEndpoint(t)
+		te := demotest.StartTokenEndpoint(t, "client-1", clientSecret)
 		stored := time.Now().Add(30 * time.Second)
-		e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.url, stored), upstream.PoolOptions{})
+		e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.URL, stored), upstream.PoolOptions{})
 		s := e.client(t, "/mcp", e.key, version)
 		var wg sync.WaitGroup
 		for i := range 50 {
@@ -180,7 +124,7 @@ func TestOAuthRefreshThroughProxy(t *testing.T) {
 		}
 		wg.Wait()
 
-		if got := te.presented(); !slices.Equal(got, []string{"refresh-token-1"}) {
+		if got := te.Presented(); !slices.Equal(got, []string{"refresh-token-1"}) {
 			t.Errorf("refreshes with %v; want exactly one, with refresh-token-1", got)
 		}
 		if got := e.gate.Authorizations(); !slices.Equal(got, []string{"Bearer access-token-2"}) {
@@ -210,8 +154,8 @@ func TestOAuthRefreshThroughProxy(t *testing.T) {
 // TestOAuthSaveFailure: tokens that cannot be stored are logged as such,
 // without a token, and the calls go on with them.
 func TestOAuthSaveFailure(t *testing.T) {
-	te := startTokenEndpoint(t)
-	e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.url, time.Now().Add(-time.Minute)), upstream.PoolOptions{
+	te := demotest.StartTokenEndpoint(t, "client-1", clientSecret)
+	e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.URL, time.Now().Add(-time.Minute)), upstream.PoolOptions{
 		SaveToken: func(context.Context, string, tenant.OAuthToken) error {
 			return errors.New("the database is unreachable")
 		},
@@ -222,7 +166,7 @@ func TestOAuthSaveFailure(t *testing.T) {
 			t.Fatalf("call with a token that could not be stored: %v", err)
 		}
 	}
-	if n := len(te.presented()); n != 1 {
+	if n := len(te.Presented()); n != 1 {
 		t.Errorf("%d refreshes; want 1", n)
 	}
 	if !strings.Contains(e.logs.String(), "refreshed OAuth token not stored") {
@@ -236,14 +180,14 @@ func TestOAuthSaveFailure(t *testing.T) {
 // a request relayed through the SDK session alike. Each call reaches the
 // upstream once; the session stays; tools/list leaves the upstream out.
 func TestUpstreamUnauthorized(t *testing.T) {
-	te := startTokenEndpoint(t)
+	te := demotest.StartTokenEndpoint(t, "client-1", clientSecret)
 	for _, tt := range []struct {
 		auth  tenant.AuthType
 		creds tenant.Credentials
 		fix   string
 	}{
 		{tenant.AuthAPIKey, tenant.Credentials{Headers: map[string]string{"X-API-Key": upstreamKey}}, "update the credentials"},
-		{tenant.AuthOAuth, oauthCreds(te.url, time.Now().Add(time.Hour)), "mcpadmin config oauth"},
+		{tenant.AuthOAuth, oauthCreds(te.URL, time.Now().Add(time.Hour)), "mcpadmin config oauth"},
 	} {
 		t.Run(string(tt.auth), func(t *testing.T) {
 			e := newAuthEnv(t, tt.auth, tt.creds, upstream.PoolOptions{})

@@ -1,13 +1,11 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -20,128 +18,52 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
-	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/logcapture"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/logging"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
-// upstreamServer is a demo MCP server on a fixed address that can be
-// stopped and started again, losing its sessions as a real restart does.
-type upstreamServer struct {
-	t    *testing.T
-	name string
-	addr string
-	srv  *httptest.Server
-}
-
-func startUpstream(t *testing.T, name string) *upstreamServer {
-	u := &upstreamServer{t: t, name: name}
-	u.start()
-	t.Cleanup(u.stop)
-	return u
-}
-
-func (u *upstreamServer) start() {
-	server := demo.NewServer(u.name)
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
-	u.srv = httptest.NewUnstartedServer(h)
-	if u.addr != "" {
-		l, err := net.Listen("tcp", u.addr)
-		if err != nil {
-			u.t.Fatalf("restart upstream on %s: %v", u.addr, err)
-		}
-		u.srv.Listener = l
-	}
-	u.srv.Start()
-	u.addr = u.srv.Listener.Addr().String()
-}
-
-func (u *upstreamServer) stop() {
-	if u.srv != nil {
-		u.srv.CloseClientConnections()
-		u.srv.Close()
-		u.srv = nil
-	}
-}
-
-func (u *upstreamServer) url() string { return "http://" + u.addr }
-
 // env is a proxy in front of two upstreams, with its database seeded.
 type env struct {
 	db        *postgres.DB
 	counter   *pgtest.Counter
-	alpha     *upstreamServer
-	beta      *upstreamServer
+	alpha     *demotest.Upstream
+	beta      *demotest.Upstream
 	org       postgres.Organization
 	inst      postgres.Instance
 	key       string
 	proxy     *httptest.Server
 	handler   *proxy.Handler
-	logs      *syncBuffer
+	logs      *logcapture.Buffer
 	alphaCfg  postgres.Config
 	betaCfg   postgres.Config
 	betaSrvID string
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
-
 func newEnv(t *testing.T, opts proxy.Options) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{counter: &pgtest.Counter{}, logs: &syncBuffer{}}
+	e := &env{counter: &pgtest.Counter{}, logs: &logcapture.Buffer{}}
 	e.db = pgtest.Open(t, e.counter)
-	e.alpha = startUpstream(t, "alpha")
-	e.beta = startUpstream(t, "beta")
-	var err error
-	if e.org, err = e.db.CreateOrganization(ctx, "Acme", "", ""); err != nil {
+	e.alpha = demotest.StartUpstream(t, "alpha")
+	e.beta = demotest.StartUpstream(t, "beta")
+	headers := tenant.Credentials{Headers: map[string]string{"X-Upstream-Key": "upstream-secret"}}
+	seeded, err := stack.Seed(ctx, e.db, stack.Tenant{Organization: "Acme", Instance: "main", Key: "test", Servers: []stack.Server{
+		{Server: postgres.Server{Name: "Alpha", Transport: tenant.TransportStreamableHTTP, URL: e.alpha.URL()},
+			Credentials: headers, Select: []string{"echo", "add"}},
+		{Server: postgres.Server{Name: "Beta", Transport: tenant.TransportStreamableHTTP, URL: e.beta.URL()},
+			Credentials: headers, Select: []string{"echo", "slow", "fail"}},
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	register := func(name string, u *upstreamServer) (postgres.Server, postgres.Config) {
-		tools, err := upstream.Discover(ctx, tenant.Upstream{Name: name, Transport: tenant.TransportStreamableHTTP, URL: u.url()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rows []postgres.Tool
-		for _, tl := range tools {
-			rows = append(rows, postgres.Tool{Name: tl.Name})
-		}
-		s, err := e.db.CreateServer(ctx, postgres.Server{OrganizationID: e.org.ID, Name: name,
-			Transport: tenant.TransportStreamableHTTP, URL: u.url()}, rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := e.db.CreateConfig(ctx, e.org.ID, s.ID, "", tenant.Credentials{Headers: map[string]string{"X-Upstream-Key": "upstream-secret"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s, c
-	}
-	_, e.alphaCfg = register("Alpha", e.alpha)
-	var betaSrv postgres.Server
-	betaSrv, e.betaCfg = register("Beta", e.beta)
-	e.betaSrvID = betaSrv.ID
-	if e.inst, err = e.db.CreateInstance(ctx, e.org.ID, "", "main", []postgres.Selection{
-		{ConfigID: e.alphaCfg.ID, Tools: []string{"echo", "add"}},
-		{ConfigID: e.betaCfg.ID, Tools: []string{"echo", "slow", "fail"}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, e.key, err = e.db.CreateAPIKey(ctx, e.inst.ID, "", "test", nil); err != nil {
-		t.Fatal(err)
-	}
+	e.org, e.inst, e.key = seeded.Organization, seeded.Instance, seeded.Key
+	e.alphaCfg, e.betaCfg, e.betaSrvID = seeded.Configs[0], seeded.Configs[1], seeded.Servers[1].ID
 	e.startProxy(t, opts)
 	return e
 }
@@ -199,7 +121,7 @@ func (e *env) startProxyWith(t *testing.T, opts proxy.Options, poolOpts upstream
 // cache that sees what the first one cached before.
 func newEnvSharing(t *testing.T, e *env) *env {
 	e2 := *e
-	e2.logs = &syncBuffer{}
+	e2.logs = &logcapture.Buffer{}
 	e2.startProxy(t, proxy.Options{})
 	return &e2
 }
@@ -351,7 +273,7 @@ func TestUpstreamDownLeavesTheRest(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, version string) {
 		e := newEnv(t, proxy.Options{})
 		s := e.client(t, "/mcp", e.key, version)
-		e.beta.stop()
+		e.beta.Stop()
 		if got, want := toolNames(t, s), []string{"alpha__add", "alpha__echo"}; !slices.Equal(got, want) {
 			t.Errorf("tools with beta down = %v; want %v", got, want)
 		}
@@ -378,7 +300,7 @@ func TestUpstreamRestartRecovered(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The restarted upstream no longer knows the proxy's session.
-		e.alpha.stop()
+		e.alpha.Stop()
 		// A real restart takes longer than the proxy's HTTP transport
 		// needs to see its idle keep-alive connections closed; without
 		// this pause a call can be written to a just-closed connection,
@@ -386,7 +308,7 @@ func TestUpstreamRestartRecovered(t *testing.T) {
 		// (a tools/call that may have reached the upstream is never sent
 		// twice).
 		time.Sleep(200 * time.Millisecond)
-		e.alpha.start()
+		e.alpha.Start()
 		if err := call(); err != nil {
 			t.Fatalf("call after the upstream restarted: %v", err)
 		}

@@ -20,11 +20,10 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/flushlogs"
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/shared/budget"
-	"mcpproxy.dev/mcpproxy/shared/demo"
-	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
-	"mcpproxy.dev/mcpproxy/shared/fstest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
@@ -107,7 +106,7 @@ func instanceOf(t *testing.T, e *env, key string) string {
 // from the request log.
 func TestHostileClients(t *testing.T) {
 	ctx := context.Background()
-	store := &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}
+	store := &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
 	buf := logbuffer.New(store, logbuffer.Options{BatchEntries: 40, MaxAge: 50 * time.Millisecond})
 	e := newEnv(t, proxy.Options{RequestLog: buf})
 	old := map[string]string{"Authorization": "Bearer " + e.key, "MCP-Protocol-Version": "2025-03-26"}
@@ -412,8 +411,7 @@ func TestCredentialsStayHome(t *testing.T) {
 	thief := &hostile.Thief{}
 	thiefSrv := httptest.NewServer(thief)
 	t.Cleanup(thiefSrv.Close)
-	sseServer := demo.NewServer("sse")
-	sse := httptest.NewServer(hostile.EndpointElsewhere(mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return sseServer }, nil), thiefSrv.URL))
+	sse := httptest.NewServer(hostile.EndpointElsewhere(demotest.SSEHandler("sse"), thiefSrv.URL))
 	t.Cleanup(func() { sse.CloseClientConnections(); sse.Close() })
 	redirecting := &hostile.Redirector{To: thiefSrv.URL, Next: http.NotFoundHandler()}
 	redirecting.On.Store(true)

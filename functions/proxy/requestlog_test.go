@@ -10,7 +10,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/flushlogs"
 	"mcpproxy.dev/mcpproxy/functions/proxy"
-	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 )
@@ -20,7 +20,7 @@ import (
 // aggregates summing to them, last_used_at per key, Firestore emptied.
 func TestRequestLogReachesPostgres(t *testing.T) {
 	ctx := context.Background()
-	store := &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}
+	store := &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
 	buf := logbuffer.New(store, logbuffer.Options{BatchEntries: 40, MaxAge: 50 * time.Millisecond})
 	e := newEnv(t, proxy.Options{RequestLog: buf})
 	_, key2, err := e.db.CreateAPIKey(ctx, e.inst.ID, "", "second", nil)
@@ -119,7 +119,7 @@ WHERE method = $1 AND tool_name = $2 AND response_status = $3`, k.method, k.tool
 // TestProcessFigures checks the periodic figures line: pool, caches,
 // request log, memory.
 func TestProcessFigures(t *testing.T) {
-	store := &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}
+	store := &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
 	var e *env
 	e = newEnv(t, proxy.Options{RequestLog: logbuffer.New(store, logbuffer.Options{}),
 		FiguresInterval: 20 * time.Millisecond, DBStats: func() postgres.Stats { return e.db.Stats() }})

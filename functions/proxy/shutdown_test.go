@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +17,9 @@ import (
 	"time"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
-	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/logcapture"
+	"mcpproxy.dev/mcpproxy/internal/testbin"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 )
 
@@ -29,12 +30,8 @@ import (
 // every entry reaches Firestore through the shutdown drain.
 func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	e := newEnv(t, proxy.Options{})
-	coll := fstest.Collection(t)
-	bin := filepath.Join(t.TempDir(), "devserver")
-	build := exec.Command("go", "build", "-o", bin, "mcpproxy.dev/mcpproxy/cmd/devserver")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build devserver: %v\n%s", err, out)
-	}
+	coll := firestoretest.Collection(t)
+	bin := testbin.Build(t, "mcpproxy.dev/mcpproxy/cmd/devserver")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -43,13 +40,13 @@ func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	ln.Close()
 
 	cmd := exec.Command(bin)
-	var stderr syncBuffer
+	var stderr logcapture.Buffer
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(),
 		"HOST=127.0.0.1", "PORT="+port,
 		"DATABASE_URL="+e.db.Pool.Config().ConnString(),
 		"MCP_ENCRYPTION_KEY=test:"+base64.StdEncoding.EncodeToString([]byte("test-only-key-32-bytes-long-0000")),
-		"FIRESTORE_EMULATOR_HOST="+fstest.Host(t), "GOOGLE_CLOUD_PROJECT="+fstest.Project,
+		"FIRESTORE_EMULATOR_HOST="+firestoretest.Host(t), "GOOGLE_CLOUD_PROJECT="+firestoretest.Project,
 		"REQUEST_LOG_COLLECTION="+coll, "LOG_BATCH_MAX_AGE=1m", "LOG_BATCH_ENTRIES=100000",
 	)
 	if err := cmd.Start(); err != nil {
@@ -138,7 +135,7 @@ func TestSIGTERMDrainsRequestLog(t *testing.T) {
 		t.Errorf("no shutdown line in the log:\n%s", stderr.String())
 	}
 
-	store := &logbuffer.Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: coll}
+	store := &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: coll}
 	batches, _, err := store.Oldest(context.Background(), 1000)
 	if err != nil {
 		t.Fatal(err)

@@ -2,44 +2,19 @@ package proxy_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
-	"mcpproxy.dev/mcpproxy/shared/demo"
-	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/demo"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
-
-// sseUpstream serves the demo server over the 2024-11-05 HTTP+SSE
-// transport only, counting the POSTs it refuses (those without a
-// session: a Streamable HTTP client's).
-func sseUpstream(t *testing.T, name string) (*httptest.Server, *atomic.Int32) {
-	server := demo.NewServer(name)
-	sse := mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return server }, nil)
-	var refused atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Query().Get("sessionid") == "" {
-			refused.Add(1)
-		}
-		sse.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		// The proxy's session holds an SSE stream open: end it, or
-		// Close waits for it.
-		srv.CloseClientConnections()
-		srv.Close()
-	})
-	return srv, &refused
-}
 
 // TestTransports: one instance in front of an SSE upstream, a server
 // registered as Streamable HTTP that speaks only SSE, and a stdio
@@ -49,8 +24,8 @@ func TestTransports(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, version string) {
 		e := newEnv(t, proxy.Options{})
 		ctx := context.Background()
-		legacy, _ := sseUpstream(t, "legacy")
-		fallback, refused := sseUpstream(t, "fallback")
+		legacy, _ := demotest.StartSSEUpstream(t, "legacy")
+		fallback, refused := demotest.StartSSEUpstream(t, "fallback")
 		servers := []postgres.Server{
 			{Name: "Legacy", Transport: tenant.TransportSSE, URL: legacy.URL},
 			{Name: "Fallback", Transport: tenant.TransportStreamableHTTP, URL: fallback.URL},

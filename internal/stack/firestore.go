@@ -7,15 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"mcpproxy.dev/mcpproxy/internal/procgroup"
+	"mcpproxy.dev/mcpproxy/internal/relay"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 )
 
 // FirestoreOptions configure StartFirestore.
@@ -41,8 +43,8 @@ type Firestore struct {
 	host    string // what clients dial: the relay's address when Restartable
 	emuHost string // the emulator's own address
 	log     string
-	proc    *process
-	relay   *relay
+	proc    *procgroup.Process
+	relay   *relay.Relay
 	export  string // the .overall_export_metadata file of the last Stop
 	exports int
 }
@@ -70,10 +72,11 @@ func StartFirestore(ctx context.Context, opts FirestoreOptions) (*Firestore, err
 		log: filepath.Join(abs, fmt.Sprintf("firestore-%d.log", port))}
 	f.host = f.emuHost
 	if opts.Restartable {
-		if f.relay, err = newRelay(f.emuHost); err != nil {
+		if f.relay, err = relay.Listen(f.emuHost); err != nil {
 			return nil, err
 		}
-		f.host = f.relay.addr()
+		f.relay.Cut() // until the emulator answers
+		f.host = f.relay.Addr()
 	}
 	if err := f.Start(ctx); err != nil {
 		f.Close()
@@ -90,7 +93,7 @@ func (f *Firestore) Host() string { return f.host }
 // Start starts the emulator, with the documents of the last Stop when
 // Restartable, and lets clients reach it.
 func (f *Firestore) Start(ctx context.Context) error {
-	if f.proc != nil && !f.proc.exited() {
+	if f.proc != nil && !f.proc.Exited() {
 		return errors.New("the emulator is running")
 	}
 	logFile, err := os.OpenFile(f.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -104,14 +107,14 @@ func (f *Firestore) Start(ctx context.Context) error {
 	}
 	cmd := exec.Command(f.gcloud, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Its own process group (startProcess): killing the gcloud wrapper
-	// alone would leave the emulator's Java process running.
-	if f.proc, err = startProcess(cmd); err != nil {
+	// Its own process group: killing the gcloud wrapper alone would leave
+	// the emulator's Java process running.
+	if f.proc, err = procgroup.Start(cmd); err != nil {
 		return fmt.Errorf("start the firestore emulator: %w", err)
 	}
 	client := http.Client{Timeout: time.Second}
-	if err := WaitFor(ctx, 60*time.Second, func() bool {
-		if f.proc.exited() {
+	if err := wait.Until(ctx, 60*time.Second, func() bool {
+		if f.proc.Exited() {
 			return false
 		}
 		resp, err := client.Get("http://" + f.emuHost + "/")
@@ -127,7 +130,7 @@ func (f *Firestore) Start(ctx context.Context) error {
 		return fmt.Errorf("the firestore emulator did not become ready (log: %s): %w", f.log, err)
 	}
 	if f.relay != nil {
-		f.relay.open()
+		f.relay.Restore()
 	}
 	return nil
 }
@@ -136,11 +139,11 @@ func (f *Firestore) Start(ctx context.Context) error {
 // documents first, then shuts it down. It fails when the export did not
 // happen: a restart would then lose documents.
 func (f *Firestore) Stop(ctx context.Context) error {
-	if f.proc == nil || f.proc.exited() {
+	if f.proc == nil || f.proc.Exited() {
 		return errors.New("the emulator is not running")
 	}
 	if f.relay != nil {
-		f.relay.cut()
+		f.relay.Cut()
 		// gcloud's --export-on-exit fails in this emulator ("Database name
 		// projects/p/databases/ has invalid trailing /"): the export is
 		// asked for through the emulator's API instead.
@@ -192,112 +195,15 @@ func (f *Firestore) stopProcess() {
 	if resp, err := c.Post("http://"+f.emuHost+"/shutdown", "text/plain", nil); err == nil {
 		resp.Body.Close()
 	}
-	syscall.Kill(-f.proc.cmd.Process.Pid, syscall.SIGTERM)
-	waitOrKill(f.proc.cmd, f.proc.done, 5*time.Second)
+	f.proc.Stop(syscall.SIGTERM, 5*time.Second)
 }
 
 // Close stops the emulator (without export) and its relay.
 func (f *Firestore) Close() {
 	if f.relay != nil {
-		f.relay.close()
+		f.relay.Close()
 	}
-	if f.proc != nil && !f.proc.exited() {
+	if f.proc != nil && !f.proc.Exited() {
 		f.stopProcess()
 	}
-}
-
-// relay forwards TCP connections to the emulator while open; cut closes
-// every connection at once and refuses new ones until open.
-type relay struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	up    bool
-	conns map[net.Conn]struct{}
-}
-
-func newRelay(target string) (*relay, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	r := &relay{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	go r.serve() // ends when close closes the listener
-	return r, nil
-}
-
-func (r *relay) addr() string { return r.ln.Addr().String() }
-
-func (r *relay) serve() {
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
-		// Accepted and closed while cut, like a refused connection but
-		// without giving the port up.
-		if !r.track(c) {
-			c.Close()
-			continue
-		}
-		go r.pipe(c) // ends when either side closes or cut closes both
-	}
-}
-
-func (r *relay) pipe(c net.Conn) {
-	defer r.untrack(c)
-	up, err := net.DialTimeout("tcp", r.target, 2*time.Second)
-	if err != nil {
-		return
-	}
-	if !r.track(up) {
-		up.Close()
-		return
-	}
-	defer r.untrack(up)
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(up, c); done <- struct{}{} }() // ends when c or up closes
-	go func() { io.Copy(c, up); done <- struct{}{} }()
-	<-done
-}
-
-// track adds a connection unless the relay is cut.
-func (r *relay) track(c net.Conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.up {
-		return false
-	}
-	r.conns[c] = struct{}{}
-	return true
-}
-
-func (r *relay) untrack(c net.Conn) {
-	r.mu.Lock()
-	delete(r.conns, c)
-	r.mu.Unlock()
-	c.Close()
-}
-
-func (r *relay) open() {
-	r.mu.Lock()
-	r.up = true
-	r.mu.Unlock()
-}
-
-func (r *relay) cut() {
-	r.mu.Lock()
-	r.up = false
-	conns := r.conns
-	r.conns = map[net.Conn]struct{}{}
-	r.mu.Unlock()
-	for c := range conns {
-		c.Close()
-	}
-}
-
-func (r *relay) close() {
-	r.cut()
-	r.ln.Close()
 }

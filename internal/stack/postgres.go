@@ -12,6 +12,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"mcpproxy.dev/mcpproxy/internal/procgroup"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 )
 
 // PostgresOptions configure StartPostgres.
@@ -31,7 +34,7 @@ type Postgres struct {
 	data string
 	port int
 	log  string
-	proc *process
+	proc *procgroup.Process
 }
 
 // StartPostgres creates a data folder with initdb, starts Postgres on a
@@ -165,7 +168,7 @@ func (p *Postgres) Port() int { return p.port }
 // Start starts the server on its data folder and port and waits until it
 // takes connections. It is how a stopped server comes back.
 func (p *Postgres) Start(ctx context.Context) error {
-	if p.proc != nil && !p.proc.exited() {
+	if p.proc != nil && !p.proc.Exited() {
 		return errors.New("postgres is running")
 	}
 	logFile, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -184,11 +187,11 @@ func (p *Postgres) Start(ctx context.Context) error {
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if p.proc, err = startProcess(cmd); err != nil {
+	if p.proc, err = procgroup.Start(cmd); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
-	if err := WaitFor(ctx, 30*time.Second, func() bool {
-		return !p.proc.exited() && exec.Command(filepath.Join(p.bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(p.port)).Run() == nil
+	if err := wait.Until(ctx, 30*time.Second, func() bool {
+		return !p.proc.Exited() && exec.Command(filepath.Join(p.bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(p.port)).Run() == nil
 	}); err != nil {
 		return fmt.Errorf("postgres did not become ready (log: %s): %w", p.log, err)
 	}
@@ -198,26 +201,20 @@ func (p *Postgres) Start(ctx context.Context) error {
 // Stop shuts the server down fast: open transactions roll back, sessions
 // are cut, committed data stays. It returns once the server has exited.
 func (p *Postgres) Stop() error {
-	if p.proc == nil || p.proc.exited() {
+	if p.proc == nil || p.proc.Exited() {
 		return nil
 	}
 	// SIGINT is Postgres's fast shutdown; runuser forwards it.
-	syscall.Kill(-p.proc.cmd.Process.Pid, syscall.SIGINT)
-	select {
-	case <-p.proc.done:
-		return nil
-	case <-time.After(20 * time.Second):
-		syscall.Kill(-p.proc.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.proc.done
+	if !p.proc.Stop(syscall.SIGINT, 20*time.Second) {
 		return errors.New("postgres did not stop within 20 s; killed")
 	}
+	return nil
 }
 
 // Close stops the server and removes its data folder unless Keep.
 func (p *Postgres) Close() {
-	if p.proc != nil && !p.proc.exited() {
-		syscall.Kill(-p.proc.cmd.Process.Pid, syscall.SIGINT)
-		waitOrKill(p.proc.cmd, p.proc.done, 10*time.Second)
+	if p.proc != nil && !p.proc.Exited() {
+		p.proc.Stop(syscall.SIGINT, 10*time.Second)
 	}
 	if !p.opts.Keep {
 		os.RemoveAll(p.data)

@@ -5,14 +5,9 @@
 package stack
 
 import (
-	"context"
-	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
-	"time"
 )
 
 // Logf receives progress lines; nil discards them.
@@ -32,65 +27,6 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// WaitFor polls ready every 100 ms until it reports true, limit passes or
-// ctx ends.
-func WaitFor(ctx context.Context, limit time.Duration, ready func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !ready() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s", limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// waitOrKill waits for a process group's leader, killing the group if it
-// has not stopped in time. done is closed when the leader has been
-// waited for (by whoever called cmd.Wait).
-func waitOrKill(cmd *exec.Cmd, done <-chan struct{}, limit time.Duration) {
-	select {
-	case <-done:
-	case <-time.After(limit):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-	// Children that outlived the leader (the emulator's Java process).
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-}
-
-// process is a started service process with its own process group.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-}
-
-func startProcess(cmd *exec.Cmd) (*process, error) {
-	// Its own process group: signals to the group reach children that a
-	// wrapper (runuser, gcloud) started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }() // ends when the process exits
-	return p, nil
-}
-
-// exited reports whether the process has ended.
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // OpenToOthers makes dir, a folder under the system's temporary folder

@@ -48,6 +48,21 @@ func Build(t testing.TB, pkg string) string {
 	return b.bin
 }
 
+// Dir builds each main package of pkgs (import paths) with Build and
+// returns a folder of the test's holding each command under its own name,
+// for a program that takes a folder of commands (mcpbench -bin, mcpsoak
+// --bin).
+func Dir(t testing.TB, pkgs ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, pkg := range pkgs {
+		if err := os.Symlink(Build(t, pkg), filepath.Join(dir, path.Base(pkg))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 var (
 	reachMu sync.Mutex
 	reached = map[string]string{} // dir → the copy every user may enter

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
@@ -77,17 +78,6 @@ func entry(i int) tenant.LogEntry {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestBatchesByCountAndAge(t *testing.T) {
 	sink := newMemSink()
 	b := New(sink, Options{BatchEntries: 10, MaxAge: 200 * time.Millisecond})
@@ -96,11 +86,11 @@ func TestBatchesByCountAndAge(t *testing.T) {
 	}
 	b.Kick()
 	// Two full batches go at once; the last 5 wait for MaxAge.
-	waitFor(t, "two full batches", func() bool { return b.Stats().Written == 20 })
+	wait.For(t, "two full batches", 10*time.Second, func() bool { return b.Stats().Written == 20 })
 	if got := b.Stats().Depth; got != 5 {
 		t.Errorf("depth = %d; want 5 waiting for their batch to age", got)
 	}
-	waitFor(t, "the timer to write the rest", func() bool { return b.Stats().Written == 25 })
+	wait.For(t, "the timer to write the rest", 10*time.Second, func() bool { return b.Stats().Written == 25 })
 	ids := sink.entries(t)
 	if len(ids) != 25 {
 		t.Fatalf("stored %d entries; want 25", len(ids))
@@ -164,13 +154,13 @@ func TestRetriesKeepEntriesInOrder(t *testing.T) {
 		b.Append(entry(i))
 		b.Kick()
 	}
-	waitFor(t, "failed writes", func() bool { return b.Stats().Failures >= 3 })
+	wait.For(t, "failed writes", 10*time.Second, func() bool { return b.Stats().Failures >= 3 })
 	if s := b.Stats(); s.Depth != 12 || s.Written != 0 || s.Dropped != 0 {
 		t.Errorf("while failing: %+v; want all 12 held", s)
 	}
 	sink.setFailing(false)
 	// The retry timer alone must get them out: no more Kick.
-	waitFor(t, "the batches to be written", func() bool { return b.Stats().Written == 10 })
+	wait.For(t, "the batches to be written", 10*time.Second, func() bool { return b.Stats().Written == 10 })
 	if err := b.Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}

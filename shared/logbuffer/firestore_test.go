@@ -5,7 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"mcpproxy.dev/mcpproxy/shared/fstest"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 )
 
 // stored reads every entry of a collection on the emulator and fails on a
@@ -37,7 +38,7 @@ func stored(t *testing.T, f *Firestore) map[string]bool {
 
 func TestFirestoreSink(t *testing.T) {
 	ctx := context.Background()
-	f := &Firestore{Client: fstest.Client(t, fstest.Host(t)), Collection: fstest.Collection(t)}
+	f := &Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
 	b := New(f, Options{})
 	for i := range 30 {
 		b.Append(entry(i))
@@ -71,10 +72,10 @@ func TestFirestoreSink(t *testing.T) {
 // every entry accepted while it is down reaches Firestore once it is back,
 // and what the bound refused is exactly what the drop counter says.
 func TestFirestoreOutage(t *testing.T) {
-	host := fstest.Host(t)
-	relay := fstest.NewRelay(t, host)
-	coll := fstest.Collection(t)
-	f := &Firestore{Client: fstest.Client(t, relay.Addr()), Collection: coll}
+	host := firestoretest.Host(t)
+	relay := firestoretest.NewRelay(t, host)
+	coll := firestoretest.Collection(t)
+	f := &Firestore{Client: firestoretest.Client(t, relay.Addr()), Collection: coll}
 	line, _ := encode(ptr(entry(0)))
 	const bound = 300
 	b := New(f, Options{BatchEntries: 50, MaxAge: 50 * time.Millisecond, MaxBytes: bound * (len(line) + 1),
@@ -94,7 +95,7 @@ func TestFirestoreOutage(t *testing.T) {
 		}
 	}
 	send(0, 100)
-	waitFor(t, "the first entries to be written", func() bool { return b.Stats().Written == 100 })
+	wait.For(t, "the first entries to be written", 10*time.Second, func() bool { return b.Stats().Written == 100 })
 
 	relay.Cut()
 	send(100, 250) // fewer than the bound: all must survive
@@ -102,15 +103,15 @@ func TestFirestoreOutage(t *testing.T) {
 		t.Fatalf("dropped %d below the bound", s.Dropped)
 	}
 	send(250, 600) // past the bound
-	waitFor(t, "failed writes", func() bool { return b.Stats().Failures > 0 })
+	wait.For(t, "failed writes", 10*time.Second, func() bool { return b.Stats().Failures > 0 })
 	dropped := b.Stats().Dropped
 	if dropped == 0 {
 		t.Fatal("nothing dropped past the bound")
 	}
 	relay.Restore()
-	waitFor(t, "the backlog to be written after the outage", func() bool { return b.Stats().Depth == 0 })
+	wait.For(t, "the backlog to be written after the outage", 10*time.Second, func() bool { return b.Stats().Depth == 0 })
 
-	check := &Firestore{Client: fstest.Client(t, host), Collection: coll}
+	check := &Firestore{Client: firestoretest.Client(t, host), Collection: coll}
 	got := stored(t, check)
 	for id := range accepted {
 		if !got[id] {

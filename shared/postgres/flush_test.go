@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
-	"mcpproxy.dev/mcpproxy/shared/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -15,21 +13,9 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
 
-	"mcpproxy.dev/mcpproxy/shared/demo"
-	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
-
-// startUpstream serves a demo MCP server over Streamable HTTP behind a
-// gate.
-func startUpstream(t *testing.T) (*demotest.Gate, string) {
-	t.Helper()
-	server := demo.NewServer("")
-	g := &demotest.Gate{Next: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)}
-	srv := httptest.NewServer(g)
-	t.Cleanup(srv.Close)
-	return g, srv.URL + "/mcp"
-}
 
 func newTestPool(t *testing.T, opts PoolOptions) *Pool {
 	p := NewPool(opts)
@@ -72,7 +58,8 @@ func TestUnauthorized(t *testing.T) {
 		{"SDK tools/call", callSDK},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			g, url := startUpstream(t)
+			demoUp := demotest.StartUpstream(t, "")
+			g, url := demoUp.Gate, demoUp.URL()+"/mcp"
 			up := tenant.Upstream{ConfigID: "c1", Name: "locked", Transport: tenant.TransportStreamableHTTP, URL: url, AuthType: tenant.AuthAPIKey,
 				Credentials: tenant.Credentials{Headers: map[string]string{"X-API-Key": "k"}}}
 			p := newTestPool(t, PoolOptions{})
@@ -147,7 +134,8 @@ func (f tokenFunc) Token() (*oauth2.Token, error) { return f() }
 // and the direct tools/call, carries a Google ID token whose audience is
 // the upstream's origin, fetched once while it is not about to expire.
 func TestCloudRunIAM(t *testing.T) {
-	g, url := startUpstream(t)
+	demoUp := demotest.StartUpstream(t, "")
+	g, url := demoUp.Gate, demoUp.URL()+"/mcp"
 	ids := &fakeIDTokens{lifetime: time.Hour}
 	p := newTestPool(t, PoolOptions{IDTokenSource: ids.make})
 	up := tenant.Upstream{ConfigID: "c1", Name: "run", Transport: tenant.TransportStreamableHTTP, URL: url, AuthType: tenant.AuthCloudRunIAM}
@@ -182,7 +170,8 @@ func TestCloudRunIAM(t *testing.T) {
 }
 
 func TestCloudRunIAMFailures(t *testing.T) {
-	_, url := startUpstream(t)
+	demoUp := demotest.StartUpstream(t, "")
+	url := demoUp.URL() + "/mcp"
 	up := tenant.Upstream{ConfigID: "c1", Name: "run", Transport: tenant.TransportStreamableHTTP, URL: url, AuthType: tenant.AuthCloudRunIAM}
 	noSource := newTestPool(t, PoolOptions{IDTokenSource: (&fakeIDTokens{fail: errors.New("no credentials found")}).make})
 	noToken := newTestPool(t, PoolOptions{IDTokenSource: func(context.Context, string) (oauth2.TokenSource, error) {
@@ -198,51 +187,6 @@ func TestCloudRunIAMFailures(t *testing.T) {
 	}
 }
 
-// tokenEndpoint is an OAuth token endpoint that hands out numbered tokens
-// for a refresh token, or refuses with invalid_grant.
-type tokenEndpoint struct {
-	url      string
-	lifetime int // expires_in, seconds
-	refuse   bool
-
-	mu       sync.Mutex
-	refreshs []string // refresh tokens presented
-}
-
-func startTokenEndpoint(t *testing.T, lifetime int) *tokenEndpoint {
-	te := &tokenEndpoint{lifetime: lifetime}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.ParseForm()
-		id, secret, _ := r.BasicAuth()
-		if r.Form.Get("grant_type") != "refresh_token" || id != "client-1" || secret != "client-secret" {
-			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
-			return
-		}
-		te.mu.Lock()
-		te.refreshs = append(te.refreshs, r.Form.Get("refresh_token"))
-		n := len(te.refreshs)
-		refuse := te.refuse
-		te.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		if refuse {
-			w.WriteHeader(http.StatusBadRequest)
-			w.Write([]byte(`{"error":"invalid_grant","error_description":"refresh token revoked"}`))
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]any{"access_token": fmt.Sprintf("access-%d", n+1), "token_type": "Bearer",
-			"expires_in": te.lifetime, "refresh_token": fmt.Sprintf("refresh-%d", n+1)})
-	}))
-	t.Cleanup(srv.Close)
-	te.url = srv.URL
-	return te
-}
-
-func (te *tokenEndpoint) presented() []string {
-	te.mu.Lock()
-	defer te.mu.Unlock()
-	return append([]string(nil), te.refreshs...)
-}
-
 func oauthUpstream(url, tokenURL string, tok tenant.OAuthToken) tenant.Upstream {
 	return tenant.Upstream{ConfigID: "cfg-1", Name: "drive", Transport: tenant.TransportStreamableHTTP, URL: url, AuthType: tenant.AuthOAuth,
 		Credentials: tenant.Credentials{OAuth: &tenant.OAuthCredentials{TokenURL: tokenURL, ClientID: "client-1", ClientSecret: "client-secret",
@@ -254,8 +198,9 @@ func oauthUpstream(url, tokenURL string, tok tenant.OAuthToken) tenant.Upstream 
 // survives the instance cache still holding the old tokens; tokens an
 // operator stores replace it without a new session.
 func TestOAuthRefresh(t *testing.T) {
-	g, url := startUpstream(t)
-	te := startTokenEndpoint(t, 3600)
+	demoUp := demotest.StartUpstream(t, "")
+	g, url := demoUp.Gate, demoUp.URL()+"/mcp"
+	te := demotest.StartTokenEndpoint(t, "client-1", "client-secret")
 	var saved []string
 	var mu sync.Mutex
 	p := newTestPool(t, PoolOptions{SaveToken: func(_ context.Context, configID string, tok tenant.OAuthToken) error {
@@ -264,8 +209,8 @@ func TestOAuthRefresh(t *testing.T) {
 		saved = append(saved, configID+" "+tok.AccessToken+" "+tok.RefreshToken)
 		return nil
 	}})
-	stored := tenant.OAuthToken{AccessToken: "access-1", RefreshToken: "refresh-1", TokenType: "Bearer", Expiry: time.Now().Add(30 * time.Second)}
-	up := oauthUpstream(url, te.url, stored)
+	stored := tenant.OAuthToken{AccessToken: "access-token-1", RefreshToken: "refresh-token-1", TokenType: "Bearer", Expiry: time.Now().Add(30 * time.Second)}
+	up := oauthUpstream(url, te.URL, stored)
 	for range 2 {
 		if err := callDirect(p, up); err != nil {
 			t.Fatal(err)
@@ -274,27 +219,27 @@ func TestOAuthRefresh(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := te.presented(); len(got) != 1 || got[0] != "refresh-1" {
-		t.Errorf("refreshes with %v; want one with refresh-1", got)
+	if got := te.Presented(); len(got) != 1 || got[0] != "refresh-token-1" {
+		t.Errorf("refreshes with %v; want one with refresh-token-1", got)
 	}
-	if got := g.Authorizations(); len(got) != 1 || got[0] != "Bearer access-2" {
-		t.Errorf("the upstream got %q; want only the refreshed Bearer access-2", got)
+	if got := g.Authorizations(); len(got) != 1 || got[0] != "Bearer access-token-2" {
+		t.Errorf("the upstream got %q; want only the refreshed Bearer access-token-2", got)
 	}
-	if len(saved) != 1 || saved[0] != "cfg-1 access-2 refresh-2" {
+	if len(saved) != 1 || saved[0] != "cfg-1 access-token-2 refresh-token-2" {
 		t.Errorf("saved %q; want the refreshed tokens of cfg-1", saved)
 	}
 
 	// What the database holds after the save: the same source goes on.
-	up = oauthUpstream(url, te.url, tenant.OAuthToken{AccessToken: "access-2", RefreshToken: "refresh-2", Expiry: time.Now().Add(time.Hour)})
+	up = oauthUpstream(url, te.URL, tenant.OAuthToken{AccessToken: "access-token-2", RefreshToken: "refresh-token-2", Expiry: time.Now().Add(time.Hour)})
 	if err := callDirect(p, up); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(te.presented()); n != 1 {
+	if n := len(te.Presented()); n != 1 {
 		t.Errorf("%d refreshes; want still 1", n)
 	}
 
 	// An operator stores new tokens: used at once, on the same session.
-	up = oauthUpstream(url, te.url, tenant.OAuthToken{AccessToken: "access-op", RefreshToken: "refresh-op", Expiry: time.Now().Add(time.Hour)})
+	up = oauthUpstream(url, te.URL, tenant.OAuthToken{AccessToken: "access-op", RefreshToken: "refresh-op", Expiry: time.Now().Add(time.Hour)})
 	if err := callDirect(p, up); err != nil {
 		t.Fatal(err)
 	}
@@ -307,16 +252,17 @@ func TestOAuthRefresh(t *testing.T) {
 }
 
 func TestOAuthFailures(t *testing.T) {
-	_, url := startUpstream(t)
-	refusing := startTokenEndpoint(t, 3600)
-	refusing.refuse = true
+	demoUp := demotest.StartUpstream(t, "")
+	url := demoUp.URL() + "/mcp"
+	refusing := demotest.StartTokenEndpoint(t, "client-1", "client-secret")
+	refusing.Refuse(true)
 	for _, tt := range []struct {
 		name string
 		up   tenant.Upstream
 		want string
 	}{
-		{"refresh refused", oauthUpstream(url, refusing.url, tenant.OAuthToken{AccessToken: "old", RefreshToken: "revoked", Expiry: time.Now().Add(-time.Minute)}), "refused the refresh"},
-		{"expired without refresh token", oauthUpstream(url, refusing.url, tenant.OAuthToken{AccessToken: "old", Expiry: time.Now().Add(-time.Minute)}), "no refresh token"},
+		{"refresh refused", oauthUpstream(url, refusing.URL, tenant.OAuthToken{AccessToken: "old", RefreshToken: "revoked", Expiry: time.Now().Add(-time.Minute)}), "refused the refresh"},
+		{"expired without refresh token", oauthUpstream(url, refusing.URL, tenant.OAuthToken{AccessToken: "old", Expiry: time.Now().Add(-time.Minute)}), "no refresh token"},
 		{"no OAuth stored", tenant.Upstream{ConfigID: "c", Name: "drive", Transport: tenant.TransportStreamableHTTP, URL: url, AuthType: tenant.AuthOAuth}, "no OAuth tokens"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"mcpproxy.dev/mcpproxy/shared/demo"
+	"mcpproxy.dev/mcpproxy/internal/demo"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
@@ -18,16 +18,7 @@ import (
 // only HTTP+SSE is reached over SSE, and a new session after the first
 // goes to SSE at once; a Streamable HTTP server is not taken for one.
 func TestSSEFallback(t *testing.T) {
-	server := demo.NewServer("old")
-	sse := mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return server }, nil)
-	var refused atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Query().Get("sessionid") == "" {
-			refused.Add(1)
-		}
-		sse.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	srv, refused := demotest.StartSSEUpstream(t, "old")
 	modern := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return demo.NewServer("new") }, nil))
 	t.Cleanup(modern.Close)
 

@@ -11,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
-	"mcpproxy.dev/mcpproxy/shared/demo"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
@@ -50,8 +48,7 @@ func (th *thief) check(t *testing.T) {
 // startHostileSSE serves a demo server over SSE whose endpoint event
 // names a thief serving the same sessions.
 func startHostileSSE(t *testing.T) (*thief, string) {
-	server := demo.NewServer("sse")
-	sse := mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	sse := demotest.SSEHandler("sse")
 	th := startThief(t, sse)
 	srv := httptest.NewServer(hostile.EndpointElsewhere(sse, th.url))
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
@@ -62,8 +59,7 @@ func startHostileSSE(t *testing.T) (*thief, string) {
 // switched on, redirects every request to a thief serving the same
 // sessions.
 func startRedirecting(t *testing.T) (*hostile.Redirector, *thief, string) {
-	server := demo.NewServer("redirecting")
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	h := demotest.Handler("redirecting")
 	th := startThief(t, h)
 	rd := &hostile.Redirector{To: th.url, Next: h}
 	srv := httptest.NewServer(rd)
@@ -193,7 +189,7 @@ func TestRedirectOtherOrigin(t *testing.T) {
 // TestTokenEndpointRedirect: the refresh token and client secret are not
 // sent on to where a token endpoint redirects.
 func TestTokenEndpointRedirect(t *testing.T) {
-	_, url := startUpstream(t)
+	url := demotest.StartUpstream(t, "").URL() + "/mcp"
 	th := startThief(t, nil)
 	var seen atomic.Int32
 	te := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,6 @@
 package upstream_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,34 +9,17 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"mcpproxy.dev/mcpproxy/shared/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
+	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
-
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func stdioUpstream(t *testing.T) tenant.Upstream {
 	return tenant.Upstream{ConfigID: "c1", Name: "Files", Transport: tenant.TransportStdio,
@@ -45,8 +27,8 @@ func stdioUpstream(t *testing.T) tenant.Upstream {
 		Credentials: tenant.Credentials{Env: map[string]string{"DEMO_TOKEN": "from-the-config"}}}
 }
 
-func newStdioPool(t *testing.T, idle time.Duration) (*upstream.Pool, *logBuffer) {
-	logs := &logBuffer{}
+func newStdioPool(t *testing.T, idle time.Duration) (*upstream.Pool, *logcapture.Buffer) {
+	logs := &logcapture.Buffer{}
 	p := upstream.NewPool(upstream.PoolOptions{IdleTimeout: idle, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	t.Cleanup(p.Close)
 	return p, logs

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"mcpproxy.dev/mcpproxy/internal/wait"
 )
 
 // clock is a settable time source.
@@ -79,7 +81,7 @@ func TestFreshStaleRefresh(t *testing.T) {
 	if v, o, _ := c.Get(ctx, "k", load); v != "v1" || o != Stale {
 		t.Fatalf("after TTL = %q %v; want stale v1 served at once", v, o)
 	}
-	waitFor(t, func() bool { v, o, _ := c.Get(ctx, "k", load); return v == "v2" && o == Hit })
+	wait.For(t, "the background refresh to serve v2", 5*time.Second, func() bool { v, o, _ := c.Get(ctx, "k", load); return v == "v2" && o == Hit })
 	if n := version.Load(); n != 2 {
 		t.Errorf("loads = %d; want 2 (one refresh)", n)
 	}
@@ -106,7 +108,7 @@ func TestStaleIfError(t *testing.T) {
 			t.Fatalf("during outage = %q %v %v; want stale v", v, o, err)
 		}
 	}
-	waitFor(t, func() bool { return c.Stats().RefreshErrors >= 1 })
+	wait.For(t, "a refresh error", 5*time.Second, func() bool { return c.Stats().RefreshErrors >= 1 })
 	if n := loads.Load(); n > 3 {
 		t.Errorf("%d loads for 50 requests during an outage; want refreshes spaced out", n)
 	}
@@ -188,17 +190,6 @@ func TestCallerGivingUpDoesNotFailOthers(t *testing.T) {
 	close(release)
 	if v := <-patient; v != "v" {
 		t.Errorf("patient caller got %q; want v", v)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
