@@ -19,7 +19,6 @@ import (
 	"cloud.google.com/go/firestore"
 
 	"mcpproxy.dev/mcpproxy/internal/stack"
-	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 )
@@ -108,37 +107,12 @@ const proxyGOMAXPROCS = "GOMAXPROCS=1"
 const reverseProxy1P = "reverseproxy-1p"
 
 func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) {
-	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "mcpbench: "+format+"\n", args...) }
-	dir, err := os.MkdirTemp("", "mcpbench-")
+	ses, err := newSession(ctx, "mcpbench", stderr)
 	if err != nil {
 		return nil, err
 	}
-	logf("process logs in %s", dir)
-
-	encKey := newEncryptionKey()
-	keys, err := keyring.Parse(encKey)
-	if err != nil {
-		return nil, err
-	}
-	db, err := postgres.Open(ctx, postgres.Options{URL: os.Getenv("DATABASE_URL")}, keys)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-
-	var procs []*proc
-	defer func() {
-		for _, p := range procs {
-			p.stop(10 * time.Second)
-		}
-	}()
-	launch := func(name, path string, args, env []string) (*proc, error) {
-		p, err := start(dir, name, path, args, env)
-		if err == nil {
-			procs = append(procs, p)
-		}
-		return p, err
-	}
+	defer ses.close()
+	logf, dir, encKey, db, launch := ses.logf, ses.dir, ses.encKey, ses.db, ses.launch
 	bin := func(name string) string { return filepath.Join(o.bin, name) }
 
 	// A fast upstream: stateless, JSON answers, the go-sdk server.

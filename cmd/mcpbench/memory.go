@@ -17,9 +17,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/internal/stack"
-	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
-	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
@@ -162,41 +160,24 @@ func memoryLoads() []memoryLoad {
 }
 
 func measureMemory(ctx context.Context, binDir string, stderr io.Writer) ([]memoryRow, error) {
-	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "mcpbench memory: "+format+"\n", args...) }
 	for _, name := range []string{"DATABASE_URL", "FIRESTORE_EMULATOR_HOST"} {
 		if os.Getenv(name) == "" {
 			return nil, fmt.Errorf("%s is not set: run it under devstack (make bench-memory)", name)
 		}
 	}
-	dir, err := os.MkdirTemp("", "mcpbench-memory-")
+	ses, err := newSession(ctx, "mcpbench memory", stderr)
 	if err != nil {
 		return nil, err
 	}
-	logf("process logs in %s", dir)
-	encKey := newEncryptionKey()
-	keys, err := keyring.Parse(encKey)
-	if err != nil {
-		return nil, err
-	}
-	db, err := postgres.Open(ctx, postgres.Options{URL: os.Getenv("DATABASE_URL")}, keys)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
+	defer ses.close()
+	logf, dir, encKey, db := ses.logf, ses.dir, ses.encKey, ses.db
 	// Two tenants, each in front of a hostile upstream of its own: one
 	// whose lists are good, one whose lists hold null entries.
-	var stops []*proc
-	defer func() {
-		for _, p := range stops {
-			p.stop(5 * time.Second)
-		}
-	}()
 	seed := func(name string, mode hostile.Mode) (stack.Seeded, error) {
-		up, err := start(dir, name+"-upstream", filepath.Join(binDir, "hostile-upstream"), []string{"--mode", string(mode), "--addr", "127.0.0.1:0"}, nil)
+		up, err := ses.launch(name+"-upstream", filepath.Join(binDir, "hostile-upstream"), []string{"--mode", string(mode), "--addr", "127.0.0.1:0"}, nil)
 		if err != nil {
 			return stack.Seeded{}, err
 		}
-		stops = append(stops, up)
 		upURL, err := up.url(ctx)
 		if err != nil {
 			return stack.Seeded{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -18,7 +19,57 @@ import (
 	"time"
 
 	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/shared/keyring"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
 )
+
+// session is what a benchmark run stands on: a folder for the process
+// logs, an encryption key, the database (Postgres of devstack), and the
+// processes launch starts, which close stops.
+type session struct {
+	dir    string
+	encKey string
+	db     *postgres.DB
+	procs  []*proc
+	logf   func(format string, args ...any)
+}
+
+// newSession opens a session; the caller must close it. name prefixes
+// its log lines and folder.
+func newSession(ctx context.Context, name string, stderr io.Writer) (*session, error) {
+	s := &session{encKey: newEncryptionKey(),
+		logf: func(format string, args ...any) { fmt.Fprintf(stderr, name+": "+format+"\n", args...) }}
+	var err error
+	if s.dir, err = os.MkdirTemp("", strings.ReplaceAll(name, " ", "-")+"-"); err != nil {
+		return nil, err
+	}
+	s.logf("process logs in %s", s.dir)
+	keys, err := keyring.Parse(s.encKey)
+	if err != nil {
+		return nil, err
+	}
+	if s.db, err = postgres.Open(ctx, postgres.Options{URL: os.Getenv("DATABASE_URL")}, keys); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts a process that close stops.
+func (s *session) launch(name, path string, args, env []string) (*proc, error) {
+	p, err := start(s.dir, name, path, args, env)
+	if err == nil {
+		s.procs = append(s.procs, p)
+	}
+	return p, err
+}
+
+// close stops the session's processes and closes the database.
+func (s *session) close() {
+	for _, p := range s.procs {
+		p.stop(10 * time.Second)
+	}
+	s.db.Close()
+}
 
 // proc is a process the benchmark started, with its output in a file.
 type proc struct {
