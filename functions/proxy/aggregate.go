@@ -42,6 +42,7 @@ const codeResourceNotFound = -32002
 // catalog is what an upstream offers besides tools, kept per process for
 // as long as tool lists are.
 type catalog struct {
+	bytes     int64 // the lists' size as JSON, which the catalog cache weighs
 	caps      *mcp.ServerCapabilities
 	prompts   []*mcp.Prompt
 	resources []*mcp.Resource
@@ -59,6 +60,10 @@ func (h *Handler) catalog(ctx context.Context, u *upstreamView) (*catalog, error
 			c, err = loadCatalog(ctx, s)
 			return err
 		})
+		if err != nil {
+			return nil, err
+		}
+		c.bytes, err = listBytes(u, "prompts, resources and templates", []any{c.prompts, c.resources, c.templates}, h.opts.MaxListBytes)
 		return c, err
 	})
 	return c, err

@@ -65,6 +65,14 @@ type Options struct {
 	Cache configcache.Options
 	// ToolsTTL is how long an upstream's tool list is kept. Default 30 s.
 	ToolsTTL time.Duration
+	// MaxListBytes bounds one upstream's tool list, and its prompts,
+	// resources and templates together, as JSON: a larger one leaves the
+	// upstream out of the lists. Default 4 MiB.
+	MaxListBytes int64
+	// ListCacheBytes bounds the tool lists the process keeps, and
+	// separately the catalogs, the least recently used evicted beyond it.
+	// Default 16 MiB each.
+	ListCacheBytes int64
 	// ProjectID qualifies trace IDs in log lines.
 	ProjectID string
 	// Version is reported as serverInfo.version.
@@ -128,6 +136,12 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	if opts.ToolsTTL <= 0 {
 		opts.ToolsTTL = 30 * time.Second
 	}
+	if opts.MaxListBytes <= 0 {
+		opts.MaxListBytes = 4 << 20
+	}
+	if opts.ListCacheBytes <= 0 {
+		opts.ListCacheBytes = 16 << 20
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -163,9 +177,11 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	// A failing upstream must drop out of the list, so its tool list is
 	// never served stale.
 	h.tools = configcache.New[*toolList](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
-		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now, OnPanic: panicked("tools")})
+		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now, OnPanic: panicked("tools"),
+		Cost: func(v any) int64 { return v.(*toolList).bytes }, MaxCost: opts.ListCacheBytes})
 	h.catalogCache = configcache.New[*catalog](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
-		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now, OnPanic: panicked("catalog")})
+		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now, OnPanic: panicked("catalog"),
+		Cost: func(v any) int64 { return v.(*catalog).bytes }, MaxCost: opts.ListCacheBytes})
 	return h
 }
 

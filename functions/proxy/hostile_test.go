@@ -505,3 +505,24 @@ func TestEndlessLists(t *testing.T) {
 		t.Errorf("no log line says why the endless upstream was left out:\n%s", e.logs)
 	}
 }
+
+// TestBloatedLists: an upstream whose tool list is larger than
+// UPSTREAM_MAX_LIST_BYTES (here 10 tools described in 512 KiB each) is
+// left out of the lists rather than kept for UPSTREAM_TOOLS_TTL; the
+// instance's other upstream is listed.
+func TestBloatedLists(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	bloated, _ := hostileUpstream(t, hostile.Bloated)
+	good, _ := hostileUpstream(t, hostile.Good)
+	key := e.instanceWith(t, "bloated", []postgres.Server{
+		{Name: "Bloated", Transport: tenant.TransportStreamableHTTP, URL: bloated.URL},
+		{Name: "Good", Transport: tenant.TransportStreamableHTTP, URL: good.URL},
+	}, []string{"echo"})
+	s := e.client(t, "/mcp", key, "2025-11-25")
+	if got := toolNames(t, s); !slices.Equal(got, []string{"good__echo"}) {
+		t.Errorf("tools = %v; want the good upstream's alone", got)
+	}
+	if !strings.Contains(e.logs.String(), "UPSTREAM_MAX_LIST_BYTES") {
+		t.Errorf("no log line says why the bloated upstream was left out:\n%.2000s", e.logs)
+	}
+}

@@ -128,6 +128,7 @@ func (h *Handler) listTools(ctx context.Context, x *exchange, params json.RawMes
 // toolList is an upstream's tools as the tools cache keeps them, with
 // the arguments each tool wants repeated in headers.
 type toolList struct {
+	bytes   int64 // the list's size as JSON, which the tools cache weighs
 	tools   []*mcp.Tool
 	headers map[string][]paramHeader // by upstream tool name; only tools that have any
 }
@@ -145,7 +146,11 @@ func (h *Handler) upstreamTools(ctx context.Context, u *upstreamView) (*toolList
 		if err != nil {
 			return nil, err
 		}
-		l := &toolList{tools: tools, headers: map[string][]paramHeader{}}
+		size, err := listBytes(u, "tools", tools, h.opts.MaxListBytes)
+		if err != nil {
+			return nil, err
+		}
+		l := &toolList{tools: tools, headers: map[string][]paramHeader{}, bytes: size}
 		for _, t := range tools {
 			if b := paramHeaders(t); b != nil {
 				l.headers[t.Name] = b
@@ -154,6 +159,20 @@ func (h *Handler) upstreamTools(ctx context.Context, u *upstreamView) (*toolList
 		return l, nil
 	})
 	return list, err
+}
+
+// listBytes is the size of an upstream's list as JSON, refused past max:
+// lists are kept per upstream for UPSTREAM_TOOLS_TTL, and an upstream
+// sizes them, so they are weighed in bytes, not only counted.
+func listBytes(u *upstreamView, what string, list any, max int64) (int64, error) {
+	b, err := json.Marshal(list)
+	if err != nil {
+		return 0, err
+	}
+	if n := int64(len(b)); n > max {
+		return 0, fmt.Errorf("upstream %s lists %d bytes of %s, more than the proxy keeps (UPSTREAM_MAX_LIST_BYTES, %d)", u.ns, n, what, max)
+	}
+	return int64(len(b)), nil
 }
 
 // exposedTools are the tools of u the tool group allows, renamed as the

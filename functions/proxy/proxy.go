@@ -57,6 +57,8 @@ type Config struct {
 	UpstreamListTimeout    time.Duration `env:"UPSTREAM_LIST_TIMEOUT, default=10s"`
 	UpstreamConnectTimeout time.Duration `env:"UPSTREAM_CONNECT_TIMEOUT, default=10s"`
 	UpstreamToolsTTL       time.Duration `env:"UPSTREAM_TOOLS_TTL, default=30s"`
+	UpstreamMaxListBytes   int64         `env:"UPSTREAM_MAX_LIST_BYTES, default=4194304"`
+	UpstreamListCacheBytes int64         `env:"UPSTREAM_LIST_CACHE_BYTES, default=16777216"`
 	UpstreamIdleTimeout    time.Duration `env:"UPSTREAM_IDLE_TIMEOUT, default=10m"`
 	UpstreamConnsPerHost   int           `env:"UPSTREAM_MAX_IDLE_CONNS_PER_HOST, default=100"`
 
@@ -130,6 +132,8 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		Cache: configcache.Options{Size: c.CacheSize, TTL: c.CacheTTL, StaleIfError: c.CacheStaleIfError,
 			NegativeTTL: c.CacheNegativeTTL, LoadTimeout: c.Postgres.ConnectTimeout + c.Postgres.StatementTimeout},
 		ToolsTTL:        c.UpstreamToolsTTL,
+		MaxListBytes:    c.UpstreamMaxListBytes,
+		ListCacheBytes:  c.UpstreamListCacheBytes,
 		ProjectID:       c.ProjectID,
 		Version:         logging.Version(),
 		RequestLog:      requestLog,

@@ -51,6 +51,8 @@ const (
 	Malformed Mode = "malformed"
 	// Endless lists are good, but every page says there is another.
 	Endless Mode = "endless"
+	// Bloated tool lists describe each tool in half a mebibyte.
+	Bloated Mode = "bloated"
 )
 
 // Tools are the tools a server lists, in Good mode.
@@ -123,8 +125,12 @@ func (s *Server) answer(req *request) []byte {
 		return result(req.ID, `{}`)
 	case "tools/list":
 		var entries []string
+		description := ""
+		if s.Mode == Bloated {
+			description = `"description":"` + strings.Repeat("b", 512<<10) + `",`
+		}
 		for _, t := range Tools {
-			entries = append(entries, `{"name":`+quote(t)+`,"inputSchema":{"type":"object"}}`)
+			entries = append(entries, `{"name":`+quote(t)+`,`+description+`"inputSchema":{"type":"object"}}`)
 		}
 		return result(req.ID, `{"tools":`+s.list(entries, `{"inputSchema":{"type":"object"}}`)+s.next()+`}`)
 	case "prompts/list":

@@ -22,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,13 @@ type Options struct {
 	// OnRefreshError is told about a failed background refresh; nil
 	// ignores it.
 	OnRefreshError func(key string, err error)
+	// Cost, when set, weighs a value (in bytes, say), and MaxCost bounds
+	// the sum of the costs the cache holds: the least recently used
+	// values are evicted beyond it, and a value costlier than MaxCost on
+	// its own is returned but not kept. Values an upstream sizes (tool
+	// lists) must be bounded in bytes, not only in count.
+	Cost    func(value any) int64
+	MaxCost int64
 	// OnPanic is told about a loader that panicked, with the panic's
 	// value and stack; the load fails with a *PanicError. Nil ignores it.
 	OnPanic func(key string, value any, stack []byte)
@@ -80,6 +88,7 @@ func (o Outcome) String() string {
 
 type entry[V any] struct {
 	value   V
+	cost    int64 // Cost(value), when the cache weighs its values
 	err     error // a negative answer
 	expires time.Time
 	// refreshing is set while one background refresh runs; nextTry
@@ -123,6 +132,8 @@ type Cache[V any] struct {
 	misses  atomic.Int64
 	stale   atomic.Int64
 	refresh atomic.Int64 // refresh failures
+	cost    atomic.Int64 // of the values held, when Cost is set
+	costMu  sync.Mutex   // one add at a time keeps the sum within MaxCost
 }
 
 // New makes a cache.
@@ -148,7 +159,8 @@ func New[V any](opts Options) *Cache[V] {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c, err := lru.New[string, *entry[V]](opts.Size)
+	cache := &Cache[V]{opts: opts}
+	c, err := lru.NewWithEvict[string, *entry[V]](opts.Size, func(_ string, e *entry[V]) { cache.cost.Add(-e.cost) })
 	if err != nil {
 		panic(fmt.Sprintf("configcache: %v", err)) // only for a non-positive size, excluded above
 	}
@@ -156,7 +168,8 @@ func New[V any](opts Options) *Cache[V] {
 	if err != nil {
 		panic(fmt.Sprintf("configcache: %v", err))
 	}
-	return &Cache[V]{opts: opts, lru: c, neg: neg}
+	cache.lru, cache.neg = c, neg
+	return cache
 }
 
 // Get returns the value for key, loading it with load when it is missing.
@@ -202,7 +215,7 @@ func (c *Cache[V]) load(key string, load func(context.Context) (V, error)) (V, e
 	switch {
 	case err == nil:
 		c.neg.Remove(key)
-		c.lru.Add(key, &entry[V]{value: v, expires: now.Add(c.opts.TTL)})
+		c.add(key, &entry[V]{value: v, expires: now.Add(c.opts.TTL)})
 	case c.negative(err):
 		c.lru.Remove(key)
 		c.neg.Add(key, &entry[V]{err: err, expires: now.Add(c.opts.NegativeTTL)})
@@ -231,6 +244,32 @@ func (c *Cache[V]) safeLoad(ctx context.Context, key string, load func(context.C
 	}()
 	return load(ctx)
 }
+
+// add keeps e under key, within MaxCost when the cache weighs its values.
+func (c *Cache[V]) add(key string, e *entry[V]) {
+	if c.opts.Cost == nil {
+		c.lru.Add(key, e)
+		return
+	}
+	e.cost = c.opts.Cost(e.value)
+	c.costMu.Lock()
+	defer c.costMu.Unlock()
+	// Replacing a value is no eviction: its cost is taken off here.
+	c.lru.Remove(key)
+	if c.opts.MaxCost > 0 && e.cost > c.opts.MaxCost {
+		return
+	}
+	c.cost.Add(e.cost)
+	c.lru.Add(key, e)
+	for c.opts.MaxCost > 0 && c.cost.Load() > c.opts.MaxCost {
+		if _, _, ok := c.lru.RemoveOldest(); !ok {
+			return
+		}
+	}
+}
+
+// Cost is the sum of the costs of the values held (0 without Cost).
+func (c *Cache[V]) Cost() int64 { return c.cost.Load() }
 
 func (c *Cache[V]) negative(err error) bool {
 	return c.opts.IsNegative != nil && c.opts.IsNegative(err)

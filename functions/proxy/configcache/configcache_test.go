@@ -245,3 +245,40 @@ func TestNegativeFloodKeepsValues(t *testing.T) {
 		t.Errorf("latest unknown: %v %v; want a negative hit", o, err)
 	}
 }
+
+// TestMaxCost: values weighed by Cost are held within MaxCost, the least
+// recently used evicted first; a value over MaxCost alone is returned
+// but not kept; a replaced value's cost is not counted twice.
+func TestMaxCost(t *testing.T) {
+	c := New[string](Options{Size: 100, MaxCost: 10, Cost: func(v any) int64 { return int64(len(v.(string))) }})
+	ctx := context.Background()
+	get := func(key, value string) (string, Outcome) {
+		v, o, err := c.Get(ctx, key, func(context.Context) (string, error) { return value, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v, o
+	}
+	get("a", "aaaa")
+	get("b", "bbbb")
+	if c.Cost() != 8 {
+		t.Fatalf("cost %d; want 8", c.Cost())
+	}
+	get("a", "") // a is now the most recently used
+	get("c", "cccc")
+	if _, o := get("b", "r"); o != Miss {
+		t.Errorf("b after c pushed the cost over: %v; want it evicted (a miss)", o)
+	}
+	if v, o := get("a", "x"); v != "aaaa" || o != Hit {
+		t.Errorf("a: %q %v; want the kept value", v, o)
+	}
+	if v, _ := get("big", "01234567890"); v != "01234567890" {
+		t.Errorf("big value not returned: %q", v)
+	}
+	if _, o := get("big", "small"); o != Miss {
+		t.Errorf("a value over MaxCost was kept (%v)", o)
+	}
+	if c.Cost() > 10 {
+		t.Errorf("cost %d over MaxCost 10", c.Cost())
+	}
+}

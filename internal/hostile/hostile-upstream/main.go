@@ -17,7 +17,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", string(hostile.Good), "list behaviour: good, nulls, malformed or endless")
+	mode := flag.String("mode", string(hostile.Good), "list behaviour: good, nulls, malformed, endless or bloated")
 	addr := flag.String("addr", "", "serve Streamable HTTP on this address instead of stdio")
 	flag.Parse()
 	s := &hostile.Server{Mode: hostile.Mode(*mode)}
