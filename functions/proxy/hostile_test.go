@@ -486,43 +486,32 @@ func TestForgedCancel(t *testing.T) {
 	}
 }
 
-// TestEndlessLists: an upstream whose every list page names another
-// drops out of the lists after 100 pages instead of holding the loader
-// and growing its list for ever; the instance's other upstream is listed.
-func TestEndlessLists(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	endless, _ := hostileUpstream(t, hostile.Endless)
-	good, _ := hostileUpstream(t, hostile.Good)
-	key := e.instanceWith(t, "endless", []postgres.Server{
-		{Name: "Endless", Transport: tenant.TransportStreamableHTTP, URL: endless.URL},
-		{Name: "Good", Transport: tenant.TransportStreamableHTTP, URL: good.URL},
-	}, []string{"echo"})
-	s := e.client(t, "/mcp", key, "2025-11-25")
-	if got := toolNames(t, s); !slices.Equal(got, []string{"good__echo"}) {
-		t.Errorf("tools = %v; want the good upstream's alone", got)
-	}
-	if !strings.Contains(e.logs.String(), "past 100 pages") {
-		t.Errorf("no log line says why the endless upstream was left out:\n%s", e.logs)
-	}
-}
 
-// TestBloatedLists: an upstream whose tool list is larger than
-// UPSTREAM_MAX_LIST_BYTES (here 10 tools described in 512 KiB each) is
-// left out of the lists rather than kept for UPSTREAM_TOOLS_TTL; the
-// instance's other upstream is listed.
-func TestBloatedLists(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	bloated, _ := hostileUpstream(t, hostile.Bloated)
-	good, _ := hostileUpstream(t, hostile.Good)
-	key := e.instanceWith(t, "bloated", []postgres.Server{
-		{Name: "Bloated", Transport: tenant.TransportStreamableHTTP, URL: bloated.URL},
-		{Name: "Good", Transport: tenant.TransportStreamableHTTP, URL: good.URL},
-	}, []string{"echo"})
-	s := e.client(t, "/mcp", key, "2025-11-25")
-	if got := toolNames(t, s); !slices.Equal(got, []string{"good__echo"}) {
-		t.Errorf("tools = %v; want the good upstream's alone", got)
-	}
-	if !strings.Contains(e.logs.String(), "UPSTREAM_MAX_LIST_BYTES") {
-		t.Errorf("no log line says why the bloated upstream was left out:\n%.2000s", e.logs)
+// TestListsLeftOut: an upstream whose every list page names another
+// (endless, it used to hold the loader and grow its list for ever), and
+// one whose tool list is larger than UPSTREAM_MAX_LIST_BYTES (bloated: 10
+// tools described in 512 KiB each), are left out of the lists, with a log
+// line that says why; the instance's other upstream is listed.
+func TestListsLeftOut(t *testing.T) {
+	for _, tt := range []struct {
+		mode hostile.Mode
+		why  string
+	}{{hostile.Endless, "past 100 pages"}, {hostile.Bloated, "UPSTREAM_MAX_LIST_BYTES"}} {
+		t.Run(string(tt.mode), func(t *testing.T) {
+			e := newEnv(t, proxy.Options{})
+			bad, _ := hostileUpstream(t, tt.mode)
+			good, _ := hostileUpstream(t, hostile.Good)
+			key := e.instanceWith(t, string(tt.mode), []postgres.Server{
+				{Name: "Bad", Transport: tenant.TransportStreamableHTTP, URL: bad.URL},
+				{Name: "Good", Transport: tenant.TransportStreamableHTTP, URL: good.URL},
+			}, []string{"echo"})
+			s := e.client(t, "/mcp", key, "2025-11-25")
+			if got := toolNames(t, s); !slices.Equal(got, []string{"good__echo"}) {
+				t.Errorf("tools = %v; want the good upstream's alone", got)
+			}
+			if !strings.Contains(e.logs.String(), tt.why) {
+				t.Errorf("no log line says %q:\n%.2000s", tt.why, e.logs)
+			}
+		})
 	}
 }
