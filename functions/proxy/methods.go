@@ -262,124 +262,18 @@ func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMess
 			return nil, e
 		}
 	}
-	var result any
-	var err error
-	if h.pool.Direct(u.up) {
-		result, err = h.callDirect(ctx, x, u, original, args, forwardedMeta(p.Meta), p.Meta["progressToken"])
-	} else {
-		result, err = h.callSDK(ctx, x, u, original, args, forwardedMeta(p.Meta), p.Meta["progressToken"])
+	call := upstream.Call{Name: original, Arguments: args, Meta: forwardedMeta(p.Meta), ProgressToken: p.Meta["progressToken"],
+		Header: func() http.Header { return h.upstreamParamHeaders(ctx, u, original, args) }}
+	if s := x.stream; s != nil {
+		call.Notify = s.send
 	}
+	res, err := h.pool.Call(ctx, u.up, call)
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, x, u, err)
 	}
-	return result, nil
-}
-
-// callDirect relays a call to a Streamable HTTP upstream with the pool's
-// own POST, and its result as the upstream encoded it. The upstream's
-// notifications on the call's stream go on to a client that takes an
-// event stream, unchanged: the stream is this call's alone, so the
-// client's progress token can travel as it is. Progress for any other
-// token is dropped: an upstream may not make up progress the client
-// never asked for.
-func (h *Handler) callDirect(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage, meta map[string]json.RawMessage, progressToken json.RawMessage) (json.RawMessage, error) {
-	call := upstream.ToolCall{Name: tool, Arguments: args, Meta: meta}
-	if s := x.stream; s != nil {
-		if len(progressToken) > 0 {
-			call.Meta = maps.Clone(meta)
-			if call.Meta == nil {
-				call.Meta = map[string]json.RawMessage{}
-			}
-			call.Meta["progressToken"] = progressToken
-		}
-		call.Notify = func(msg []byte) {
-			if progressFor(msg, progressToken) {
-				s.send(msg)
-			}
-		}
-	}
-	var result json.RawMessage
-	// A call that reached the upstream is never sent twice.
-	err := h.pool.Do(ctx, u.up, upstream.Once, func(ctx context.Context, s *mcp.ClientSession) error {
-		modern := upstream.Modern(s)
-		call.Header = nil
-		if modern {
-			call.Header = h.upstreamParamHeaders(ctx, u, tool, args)
-		}
-		var err error
-		result, err = h.pool.CallTool(ctx, u.up, s, call)
-		// A 2026-07-28 upstream's result has its resultType already.
-		x.resultTyped = modern
-		return err
-	})
-	return result, err
-}
-
-// progressFor reports whether an upstream's notification may reach the
-// client whose call sent token: anything but progress, and progress for
-// that token.
-func progressFor(msg []byte, token json.RawMessage) bool {
-	var n struct {
-		Method string `json:"method"`
-		Params struct {
-			ProgressToken json.RawMessage `json:"progressToken"`
-		} `json:"params"`
-	}
-	if err := wire.Unmarshal(msg, &n); err != nil {
-		return false
-	}
-	if n.Method != "notifications/progress" {
-		return true
-	}
-	return len(token) > 0 && sameJSON(n.Params.ProgressToken, token)
-}
-
-// sameJSON reports whether two progress tokens, a string or a number
-// each, are the same value, however written (1 and 1.0, "a" and
-// "\u0061"). Anything else is no token: comparing two decoded objects
-// with == would panic.
-func sameJSON(a, b json.RawMessage) bool {
-	var x, y any
-	if wire.Unmarshal(a, &x) != nil || wire.Unmarshal(b, &y) != nil {
-		return false
-	}
-	switch x.(type) {
-	case string, float64:
-		return x == y
-	}
-	return false
-}
-
-// callSDK relays a call through the SDK client session (SSE and stdio
-// upstreams), with progress notifications routed back by token.
-func (h *Handler) callSDK(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage, raw map[string]json.RawMessage, progressToken json.RawMessage) (*mcp.CallToolResult, error) {
-	var meta mcp.Meta
-	if len(progressToken) > 0 {
-		raw = maps.Clone(raw)
-		if raw == nil {
-			raw = map[string]json.RawMessage{}
-		}
-		raw["progressToken"] = progressToken
-	}
-	for k, v := range raw {
-		var value any
-		if err := json.Unmarshal(v, &value); err != nil {
-			return nil, err
-		}
-		if meta == nil {
-			meta = mcp.Meta{}
-		}
-		meta[k] = value
-	}
-	var result *mcp.CallToolResult
-	err := h.pool.Do(ctx, u.up, upstream.Once, func(ctx context.Context, s *mcp.ClientSession) error {
-		meta, stop := h.relayProgress(x, s, meta)
-		defer stop()
-		var err error
-		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: tool, Arguments: args})
-		return err
-	})
-	return result, err
+	// A 2026-07-28 upstream's result has its resultType already.
+	x.resultTyped = res.Typed
+	return res.Raw, nil
 }
 
 // checkToolHeaders checks the Mcp-Param-* headers of a 2026-07-28 call

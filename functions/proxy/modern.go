@@ -176,7 +176,7 @@ func (h *Handler) discover(ctx context.Context, x *exchange, _ json.RawMessage) 
 // with the upstream has its own version and capabilities, which the
 // proxy adds itself. The client's progress token is left out too: only a
 // call whose progress the proxy relays sends one, its own or the
-// client's on the call's own stream (relayProgress, callDirect).
+// client's on the call's own stream (upstream.Call).
 func forwardedMeta[M ~map[string]V, V any](m M) M {
 	var out M
 	for k, v := range m {

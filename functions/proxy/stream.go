@@ -2,14 +2,9 @@ package proxy
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
-	"time"
-
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/shared/wire"
 )
@@ -23,7 +18,6 @@ type eventStream struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	sent    int // events written
 	bytes   int
 }
 
@@ -74,7 +68,6 @@ func (s *eventStream) write(msg []byte) {
 	}
 	n, _ = s.w.Write([]byte("\n\n"))
 	s.bytes += n
-	s.sent++
 	if f, ok := s.w.(http.Flusher); ok {
 		f.Flush()
 	}
@@ -94,65 +87,4 @@ func (s *eventStream) finish(body []byte) (bool, int) {
 		s.write(body)
 	}
 	return true, s.bytes
-}
-
-// events is how many events were sent so far.
-func (s *eventStream) events() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.sent
-}
-
-// settle waits briefly for notifications still on their way. The SDK
-// hands a session's notifications to their handler on another goroutine
-// than the response, so the last progress notification the upstream sent
-// before its result may be delivered a moment after the result. It waits
-// until no event came for 2 ms, 10 ms at most.
-func (s *eventStream) settle() {
-	for range 5 {
-		n := s.events()
-		time.Sleep(2 * time.Millisecond)
-		if s.events() == n {
-			return
-		}
-	}
-}
-
-// relayProgress prepares the _meta of a tools/call on s, a session the
-// upstream's other callers share: the client's progress token never goes
-// there (two clients may pick the same one). When the client takes an
-// event stream, a token of the proxy's bound to s goes instead, and the
-// upstream's progress for it is sent to the client with the client's
-// token. It returns the function that stops the relay once the call has
-// returned.
-func (h *Handler) relayProgress(x *exchange, s *mcp.ClientSession, meta mcp.Meta) (mcp.Meta, func()) {
-	token, ok := meta["progressToken"]
-	out := mcp.Meta{}
-	for k, v := range meta {
-		if k != "progressToken" {
-			out[k] = v
-		}
-	}
-	if !ok || token == nil || x.stream == nil {
-		return out, func() {}
-	}
-	stream := x.stream
-	proxyToken, stop := h.pool.WatchProgress(s, func(p *mcp.ProgressNotificationParams) {
-		c := *p
-		c.ProgressToken = token
-		params, err := json.Marshal(&c)
-		if err != nil {
-			return
-		}
-		msg, err := wire.Encode(&jsonrpc.Request{Method: "notifications/progress", Params: params})
-		if err != nil {
-			return
-		}
-		stream.send(msg)
-	})
-	out["progressToken"] = proxyToken
-	return out, func() {
-		stream.settle()
-		stop()
-	}
 }

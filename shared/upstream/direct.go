@@ -22,7 +22,7 @@ import (
 // A tools/call is the proxy's hot path. Through the SDK client it would be
 // decoded into the SDK's types and encoded again, with the SDK's decoder
 // allocating a fresh 32 KiB buffer per message (BENCHMARKS.md). For a
-// Streamable HTTP upstream the proxy instead posts the call itself, within
+// Streamable HTTP upstream the pool instead posts the call itself (Call), within
 // the SDK session (its session ID and negotiated protocol version), and
 // relays the upstream's result as the upstream wrote it. Lists, resources
 // and prompts, SSE and stdio upstreams keep going through the SDK client.
@@ -32,8 +32,8 @@ import (
 // closed connection cancels it.
 const statelessVersion = "2026-07-28"
 
-// ToolCall is a tools/call as the proxy sends it on.
-type ToolCall struct {
+// toolPost is a tools/call as the pool posts it itself (Call).
+type toolPost struct {
 	Name      string
 	Arguments json.RawMessage
 	Meta      map[string]json.RawMessage // forwarded as they are
@@ -47,7 +47,7 @@ type ToolCall struct {
 // callParams encodes the params of a tools/call. From 2026-07-28 there is
 // no session: each request says in its _meta who asks and in what
 // version; that part is the same for every call and written as it is.
-func callParams(version string, c ToolCall) ([]byte, error) {
+func callParams(version string, c toolPost) ([]byte, error) {
 	name, err := json.Marshal(c.Name)
 	if err != nil {
 		return nil, err
@@ -85,11 +85,11 @@ func callParams(version string, c ToolCall) ([]byte, error) {
 	return append(append(out, c.Arguments...), '}'), nil
 }
 
-// CallTool sends c to the upstream of s, a session of up, and returns the
+// postTool sends c to the upstream of s, a session of up, and returns the
 // result as the upstream encoded it. An error answer of the upstream is a
 // *jsonrpc.Error (see Answer); an upstream that no longer knows the
 // session yields mcp.ErrSessionMissing, so Do may retry on a new session.
-func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, c ToolCall) (json.RawMessage, error) {
+func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, c toolPost) (json.RawMessage, error) {
 	version := sessionVersion(s)
 	params, err := callParams(version, c)
 	if err != nil {

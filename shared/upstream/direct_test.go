@@ -24,7 +24,7 @@ func TestCallParams(t *testing.T) {
 			"progressToken":7,"trace":{"id":"a"}},
 			"name":"echo \"x\"","arguments":{"text":"héllo \"quoted\"","n":[1,2]}}`},
 	} {
-		got, err := callParams(tt.version, ToolCall{Name: `echo "x"`, Arguments: args, Meta: tt.meta})
+		got, err := callParams(tt.version, toolPost{Name: `echo "x"`, Arguments: args, Meta: tt.meta})
 		if err != nil {
 			t.Fatal(err)
 		}

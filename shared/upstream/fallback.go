@@ -19,7 +19,7 @@ func (p *Pool) legacySSE(url string) bool {
 	return ok
 }
 
-// Direct reports whether CallTool can reach up: a Streamable HTTP upstream
+// Direct reports whether Call posts to up itself: a Streamable HTTP upstream
 // that speaks Streamable HTTP.
 func (p *Pool) Direct(up tenant.Upstream) bool {
 	return up.Transport == tenant.TransportStreamableHTTP && !p.legacySSE(up.URL)
