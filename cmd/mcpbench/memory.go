@@ -156,6 +156,8 @@ func memoryLoads() []memoryLoad {
 	return append(loads,
 		memoryLoad{name: "8 MiB result as one event × 80 at once", calls: 80, body: hugeCall(8<<20, true), want: textOf(8 << 20)},
 		memoryLoad{name: "20 MiB result (over the 16 MiB limit) × 8 at once", calls: 8, body: hugeCall(20<<20, false), overLimit: true},
+		memoryLoad{name: "4 MiB request body echoed back × 80 at once", calls: 80, want: textOf(4<<20 - 200),
+			body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","arguments":{"text":"` + strings.Repeat("e", 4<<20-200) + `"}}}`},
 	)
 }
 

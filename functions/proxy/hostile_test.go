@@ -486,7 +486,6 @@ func TestForgedCancel(t *testing.T) {
 	}
 }
 
-
 // TestListsLeftOut: an upstream whose every list page names another
 // (endless, it used to hold the loader and grow its list for ever), and
 // one whose tool list is larger than UPSTREAM_MAX_LIST_BYTES (bloated: 10
@@ -514,4 +513,27 @@ func TestListsLeftOut(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLargeBodiesTakeTurns: requests with large bodies take all the room
+// they will hold (the body, its copies and one answer) in one step, so
+// that more of them than the budget holds at once take turns instead of
+// each holding a body while waiting for the rest: every call is answered.
+func TestLargeBodiesTakeTurns(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	e.startProxyWith(t, proxy.Options{Budget: budget.New(12<<20, 5*time.Second), MaxAnswerBytes: 2 << 20}, upstream.PoolOptions{MaxMessageBytes: 2 << 20})
+	srv, _ := hostileUpstream(t, hostile.Good)
+	key := e.instanceWith(t, "bodies", []postgres.Server{{Name: "Echo", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"echo"})
+	text := strings.Repeat("e", 1<<20)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			resp, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + key},
+				`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo__echo","arguments":{"text":"`+text+`"}}}`)
+			if resp.StatusCode != 200 || !strings.Contains(fmt.Sprint(out["result"]), "eeee") {
+				t.Errorf("call %d with a 1 MiB body: HTTP %d %.200v", i, resp.StatusCode, out)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -128,6 +128,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		MaxBatch:       c.MaxBatch,
 		KeyLookupRate:  c.KeyLookupRate,
 		Budget:         budget.New(c.InflightBytes, 0),
+		MaxAnswerBytes: c.UpstreamMaxMessage,
 		AllowedOrigins: c.AllowedOrigins,
 		Cache: configcache.Options{Size: c.CacheSize, TTL: c.CacheTTL, StaleIfError: c.CacheStaleIfError,
 			NegativeTTL: c.CacheNegativeTTL, LoadTimeout: c.Postgres.ConnectTimeout + c.Postgres.StatementTimeout},

@@ -68,9 +68,10 @@ func (b *Budget) Size() int64 {
 
 // Account is what one request holds of a budget; Close gives it back.
 type Account struct {
-	b    *Budget
-	mu   sync.Mutex
-	held int64
+	b       *Budget
+	mu      sync.Mutex
+	held    int64 // taken from the budget, prepaid included
+	prepaid int64 // taken by Prepay and not yet drawn by a meter
 }
 
 // Open opens an account; the caller must Close it.
@@ -79,6 +80,18 @@ func (b *Budget) Open() *Account { return &Account{b: b} }
 // acquire takes n more bytes, waiting at most the budget's MaxWait.
 func (a *Account) acquire(ctx context.Context, n int64) error {
 	if a == nil || a.b == nil || n <= 0 {
+		return nil
+	}
+	a.mu.Lock()
+	drawn := min(a.prepaid, n)
+	a.prepaid -= drawn
+	a.mu.Unlock()
+	return a.take(ctx, n-drawn)
+}
+
+// take takes n bytes from the budget.
+func (a *Account) take(ctx context.Context, n int64) error {
+	if n <= 0 {
 		return nil
 	}
 	if n > a.b.size {
@@ -110,6 +123,24 @@ func (a *Account) wait(ctx context.Context, n int64) error {
 	return nil
 }
 
+// Prepay takes n bytes at once, waiting as a meter does, for what the
+// request will hold: its meters draw on them before they take more. A
+// request that knows its needs takes them in one step, so that it never
+// waits for more while it holds part of the budget: two such requests
+// each holding half of what both need would wait on each other.
+func (a *Account) Prepay(ctx context.Context, n int64) error {
+	if a == nil || a.b == nil {
+		return nil
+	}
+	if err := a.take(ctx, n); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.prepaid += n
+	a.mu.Unlock()
+	return nil
+}
+
 // Held is what the account holds now.
 func (a *Account) Held() int64 {
 	if a == nil {
@@ -128,7 +159,7 @@ func (a *Account) Close() {
 	}
 	a.mu.Lock()
 	n := a.held
-	a.held = 0
+	a.held, a.prepaid = 0, 0
 	a.mu.Unlock()
 	if n > 0 {
 		a.b.sem.Release(n)

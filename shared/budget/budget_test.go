@@ -95,3 +95,36 @@ func TestBudgetWaits(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestPrepay: a prepaid account's meters draw on what it prepaid and take
+// nothing more from the budget until it is used up; Close gives all of
+// it back.
+func TestPrepay(t *testing.T) {
+	b := New(4<<20, 100*time.Millisecond)
+	a := b.Open()
+	if err := a.Prepay(context.Background(), 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	other := b.Open()
+	defer other.Close()
+	if err := other.Prepay(context.Background(), 2<<20); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second prepay over the budget: %v; want ErrBusy", err)
+	}
+	body := bytes.Repeat([]byte("x"), 2<<20)
+	if _, err := NewMeter(a, 2<<20, int64(len(body))).ReadAll(context.Background(), bytes.NewReader(body)); err != nil {
+		t.Fatalf("read within the prepaid room: %v", err)
+	}
+	if a.Held() != 3<<20 {
+		t.Errorf("held %d after reading 2 MiB of 3 MiB prepaid; want 3 MiB", a.Held())
+	}
+	if _, err := NewMeter(a, 2<<20, int64(len(body))).ReadAll(context.Background(), bytes.NewReader(body)); err != nil {
+		t.Fatalf("read past the prepaid room: %v", err)
+	}
+	if a.Held() != 4<<20 {
+		t.Errorf("held %d after 4 MiB read on 3 MiB prepaid; want 4 MiB", a.Held())
+	}
+	a.Close()
+	if err := other.Prepay(context.Background(), 4<<20); err != nil {
+		t.Errorf("the whole budget after Close: %v", err)
+	}
+}
