@@ -113,16 +113,16 @@ func (c *catalog) matches(uri string) bool {
 
 // catalogs loads the catalog of every upstream of the instance in
 // parallel; an upstream that fails has a nil entry and is logged.
-func (h *Handler) catalogs(ctx context.Context, x *exchange) []*catalog {
-	ups := x.view.ups
+func (h *Handler) catalogs(ctx context.Context, req *request) []*catalog {
+	ups := req.view.ups
 	out := make([]*catalog, len(ups))
 	var wg sync.WaitGroup
 	for i, u := range ups {
 		wg.Go(func() {
 			c, err := h.catalog(ctx, u)
 			if err != nil {
-				h.log.WarnContext(ctx, "upstream left out of "+x.method, "upstream", u.ns,
-					"instance", x.view.inst.ID, "requestId", x.requestID, "error", err.Error())
+				h.log.WarnContext(ctx, "upstream left out of "+req.method, "upstream", u.ns,
+					"instance", req.view.inst.ID, "requestId", req.requestID, "error", err.Error())
 				return
 			}
 			out[i] = c
@@ -134,9 +134,9 @@ func (h *Handler) catalogs(ctx context.Context, x *exchange) []*catalog {
 
 // aggregatedCapabilities are tools, and each of resources, prompts,
 // completions and logging that some upstream of the instance declares.
-func (h *Handler) aggregatedCapabilities(ctx context.Context, x *exchange) *mcp.ServerCapabilities {
+func (h *Handler) aggregatedCapabilities(ctx context.Context, req *request) *mcp.ServerCapabilities {
 	caps := &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}}
-	for _, c := range h.catalogs(ctx, x) {
+	for _, c := range h.catalogs(ctx, req) {
 		if c != nil {
 			addCapabilities(caps, c.caps)
 		}
@@ -181,40 +181,46 @@ type listParams struct {
 func (p *listParams) cursor() string { return p.Cursor }
 
 // listed completes a list result for the client's protocol version.
-func (h *Handler) listed(x *exchange, meta *mcp.Meta, cache *mcp.Cacheable, setType func()) {
+func (h *Handler) listed(req *request, meta *mcp.Meta, cache *mcp.Cacheable, setType func()) {
 	*cache = h.cacheHint()
-	if x.modern {
+	if req.epoch.stateless {
 		setType()
 		*meta = h.serverMeta()
 	}
 }
 
-func (h *Handler) listPrompts(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
-	if e := wholeList(params, &listParams{}); e != nil {
+func (h *Handler) listPrompts(ctx context.Context, req *request) (*result, *rpcError) {
+	if req.only != nil {
+		return relayOnly(ctx, h, req, (*mcp.ClientSession).ListPrompts, &mcp.ListPromptsParams{}, func(r *mcp.ListPromptsResult) *mcp.Cacheable { return &r.Cacheable })
+	}
+	if e := wholeList(req.params, &listParams{}); e != nil {
 		return nil, e
 	}
 	out := &mcp.ListPromptsResult{Prompts: []*mcp.Prompt{}}
-	for i, c := range h.catalogs(ctx, x) {
+	for i, c := range h.catalogs(ctx, req) {
 		if c == nil {
 			continue
 		}
 		for _, p := range c.prompts {
 			renamed := *p
-			renamed.Name = x.view.ups[i].prefix() + p.Name
+			renamed.Name = req.view.ups[i].prefix() + p.Name
 			out.Prompts = append(out.Prompts, &renamed)
 		}
 	}
-	h.listed(x, &out.Meta, &out.Cacheable, func() { out.ResultType = "complete" })
-	return out, nil
+	h.listed(req, &out.Meta, &out.Cacheable, func() { out.ResultType = "complete" })
+	return valueOf(out)
 }
 
-func (h *Handler) listResources(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
-	if e := wholeList(params, &listParams{}); e != nil {
+func (h *Handler) listResources(ctx context.Context, req *request) (*result, *rpcError) {
+	if req.only != nil {
+		return relayOnly(ctx, h, req, (*mcp.ClientSession).ListResources, &mcp.ListResourcesParams{}, func(r *mcp.ListResourcesResult) *mcp.Cacheable { return &r.Cacheable })
+	}
+	if e := wholeList(req.params, &listParams{}); e != nil {
 		return nil, e
 	}
 	out := &mcp.ListResourcesResult{Resources: []*mcp.Resource{}}
 	seen := map[string]bool{}
-	for _, c := range h.catalogs(ctx, x) {
+	for _, c := range h.catalogs(ctx, req) {
 		if c == nil {
 			continue
 		}
@@ -225,17 +231,20 @@ func (h *Handler) listResources(ctx context.Context, x *exchange, params json.Ra
 			}
 		}
 	}
-	h.listed(x, &out.Meta, &out.Cacheable, func() { out.ResultType = "complete" })
-	return out, nil
+	h.listed(req, &out.Meta, &out.Cacheable, func() { out.ResultType = "complete" })
+	return valueOf(out)
 }
 
-func (h *Handler) listResourceTemplates(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
-	if e := wholeList(params, &listParams{}); e != nil {
+func (h *Handler) listResourceTemplates(ctx context.Context, req *request) (*result, *rpcError) {
+	if req.only != nil {
+		return relayOnly(ctx, h, req, (*mcp.ClientSession).ListResourceTemplates, &mcp.ListResourceTemplatesParams{}, func(r *mcp.ListResourceTemplatesResult) *mcp.Cacheable { return &r.Cacheable })
+	}
+	if e := wholeList(req.params, &listParams{}); e != nil {
 		return nil, e
 	}
 	out := &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}
 	seen := map[string]bool{}
-	for _, c := range h.catalogs(ctx, x) {
+	for _, c := range h.catalogs(ctx, req) {
 		if c == nil {
 			continue
 		}
@@ -246,19 +255,19 @@ func (h *Handler) listResourceTemplates(ctx context.Context, x *exchange, params
 			}
 		}
 	}
-	h.listed(x, &out.Meta, &out.Cacheable, func() { out.ResultType = "complete" })
-	return out, nil
+	h.listed(req, &out.Meta, &out.Cacheable, func() { out.ResultType = "complete" })
+	return valueOf(out)
 }
 
 // resourceOwner is the upstream that serves uri (see the rules at the top
 // of this file).
-func (h *Handler) resourceOwner(ctx context.Context, x *exchange, uri string) (*upstreamView, *rpcError) {
-	cats := h.catalogs(ctx, x)
+func (h *Handler) resourceOwner(ctx context.Context, req *request, uri string) (*upstreamView, *rpcError) {
+	cats := h.catalogs(ctx, req)
 	for i, c := range cats {
 		if c != nil {
 			for _, r := range c.resources {
 				if r.URI == uri {
-					return x.view.ups[i], nil
+					return req.view.ups[i], nil
 				}
 			}
 		}
@@ -266,10 +275,10 @@ func (h *Handler) resourceOwner(ctx context.Context, x *exchange, uri string) (*
 	var serving []*upstreamView
 	for i, c := range cats {
 		if c != nil && c.matches(uri) {
-			return x.view.ups[i], nil
+			return req.view.ups[i], nil
 		}
 		if c != nil && c.caps.Resources != nil {
-			serving = append(serving, x.view.ups[i])
+			serving = append(serving, req.view.ups[i])
 		}
 	}
 	if len(serving) == 1 {
@@ -282,19 +291,19 @@ func (h *Handler) resourceOwner(ctx context.Context, x *exchange, uri string) (*
 
 // templateOwner is the first upstream that lists the template (or a
 // resource with that URI) a completion refers to.
-func (h *Handler) templateOwner(ctx context.Context, x *exchange, uri string) (*upstreamView, *rpcError) {
-	for i, c := range h.catalogs(ctx, x) {
+func (h *Handler) templateOwner(ctx context.Context, req *request, uri string) (*upstreamView, *rpcError) {
+	for i, c := range h.catalogs(ctx, req) {
 		if c == nil {
 			continue
 		}
 		for _, t := range c.templates {
 			if t.URITemplate == uri {
-				return x.view.ups[i], nil
+				return req.view.ups[i], nil
 			}
 		}
 		for _, r := range c.resources {
 			if r.URI == uri {
-				return x.view.ups[i], nil
+				return req.view.ups[i], nil
 			}
 		}
 	}
@@ -302,49 +311,58 @@ func (h *Handler) templateOwner(ctx context.Context, x *exchange, uri string) (*
 }
 
 // promptOwner splits a prompt name as the client sees it.
-func (h *Handler) promptOwner(x *exchange, name string) (*upstreamView, string, *rpcError) {
+func (h *Handler) promptOwner(req *request, name string) (*upstreamView, string, *rpcError) {
 	ns, prompt, ok := splitToolName(name)
-	u := x.view.byNS[ns]
+	u := req.view.byNS[ns]
 	if !ok || u == nil {
 		return nil, "", newError(http.StatusOK, codeInvalidParams, "unknown prompt: "+name)
 	}
 	return u, prompt, nil
 }
 
-func (h *Handler) readResource(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+func (h *Handler) readResource(ctx context.Context, req *request) (*result, *rpcError) {
+	if req.only != nil {
+		return relayOnly(ctx, h, req, (*mcp.ClientSession).ReadResource, &mcp.ReadResourceParams{}, func(r *mcp.ReadResourceResult) *mcp.Cacheable { return &r.Cacheable })
+	}
 	p := &mcp.ReadResourceParams{}
-	if e := decodeParams(params, p); e != nil {
+	if e := decodeParams(req.params, p); e != nil {
 		return nil, e
 	}
 	if p.URI == "" {
 		return nil, newError(http.StatusOK, codeInvalidParams, "resources/read: uri is required")
 	}
-	u, e := h.resourceOwner(ctx, x, p.URI)
+	u, e := h.resourceOwner(ctx, req, p.URI)
 	if e != nil {
 		return nil, e
 	}
-	return relayTo(ctx, h, x, u, (*mcp.ClientSession).ReadResource, p, func(r *mcp.ReadResourceResult) *mcp.Cacheable { return &r.Cacheable })
+	return relayTo(ctx, h, req, u, (*mcp.ClientSession).ReadResource, p, func(r *mcp.ReadResourceResult) *mcp.Cacheable { return &r.Cacheable })
 }
 
-func (h *Handler) getPrompt(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+func (h *Handler) getPrompt(ctx context.Context, req *request) (*result, *rpcError) {
+	if req.only != nil {
+		return relayOnly(ctx, h, req, (*mcp.ClientSession).GetPrompt, &mcp.GetPromptParams{}, nil)
+	}
 	p := &mcp.GetPromptParams{}
-	if e := decodeParams(params, p); e != nil {
+	if e := decodeParams(req.params, p); e != nil {
 		return nil, e
 	}
 	if p.Name == "" {
 		return nil, newError(http.StatusOK, codeInvalidParams, "prompts/get: name is required")
 	}
-	u, name, e := h.promptOwner(x, p.Name)
+	u, name, e := h.promptOwner(req, p.Name)
 	if e != nil {
 		return nil, e
 	}
 	p.Name = name
-	return relayTo(ctx, h, x, u, (*mcp.ClientSession).GetPrompt, p, nil)
+	return relayTo(ctx, h, req, u, (*mcp.ClientSession).GetPrompt, p, nil)
 }
 
-func (h *Handler) complete(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+func (h *Handler) complete(ctx context.Context, req *request) (*result, *rpcError) {
+	if req.only != nil {
+		return relayOnly(ctx, h, req, (*mcp.ClientSession).Complete, &mcp.CompleteParams{}, nil)
+	}
 	p := &mcp.CompleteParams{}
-	if e := decodeParams(params, p); e != nil {
+	if e := decodeParams(req.params, p); e != nil {
 		return nil, e
 	}
 	if p.Ref == nil {
@@ -355,9 +373,9 @@ func (h *Handler) complete(ctx context.Context, x *exchange, params json.RawMess
 	ref := *p.Ref
 	switch ref.Type {
 	case "ref/prompt":
-		u, ref.Name, e = h.promptOwner(x, ref.Name)
+		u, ref.Name, e = h.promptOwner(req, ref.Name)
 	case "ref/resource":
-		u, e = h.templateOwner(ctx, x, ref.URI)
+		u, e = h.templateOwner(ctx, req, ref.URI)
 	default:
 		e = newError(http.StatusOK, codeInvalidParams, "completion/complete: unknown ref type "+ref.Type)
 	}
@@ -365,39 +383,42 @@ func (h *Handler) complete(ctx context.Context, x *exchange, params json.RawMess
 		return nil, e
 	}
 	p.Ref = &ref
-	return relayTo(ctx, h, x, u, (*mcp.ClientSession).Complete, p, nil)
+	return relayTo(ctx, h, req, u, (*mcp.ClientSession).Complete, p, nil)
 }
 
-// setLevelAll sends logging/setLevel to every upstream of the instance
+// setLevel sends logging/setLevel to the route's upstream, or to every upstream of the instance
 // that declares logging. The level is state of the proxy's shared session
 // with each upstream: it holds for every client this process serves with
 // the same upstream config, until set again or the session ends.
-func (h *Handler) setLevelAll(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+func (h *Handler) setLevel(ctx context.Context, req *request) (*result, *rpcError) {
+	if req.only != nil {
+		return relayOnly(ctx, h, req, setLevelOf, &mcp.SetLoggingLevelParams{}, nil)
+	}
 	p := &mcp.SetLoggingLevelParams{}
-	if e := decodeParams(params, p); e != nil {
+	if e := decodeParams(req.params, p); e != nil {
 		return nil, e
 	}
 	if p.Level == "" {
 		return nil, newError(http.StatusOK, codeInvalidParams, "logging/setLevel: level is required")
 	}
 	p.SetMeta(forwardedMeta(p.GetMeta()))
-	cats := h.catalogs(ctx, x)
+	cats := h.catalogs(ctx, req)
 	var wg sync.WaitGroup
 	for i, c := range cats {
 		if c == nil || c.caps.Logging == nil {
 			continue
 		}
-		u := x.view.ups[i]
+		u := req.view.ups[i]
 		wg.Go(func() {
 			err := h.pool.Do(ctx, u.up, upstream.Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
 				return s.SetLoggingLevel(ctx, p)
 			})
 			if err != nil {
 				h.log.WarnContext(ctx, "logging/setLevel not applied", "upstream", u.ns,
-					"instance", x.view.inst.ID, "requestId", x.requestID, "error", err.Error())
+					"instance", req.view.inst.ID, "requestId", req.requestID, "error", err.Error())
 			}
 		})
 	}
 	wg.Wait()
-	return struct{}{}, nil
+	return valueOf(struct{}{})
 }

@@ -74,16 +74,16 @@ func (c *calls) cancel(keyID string, id jsonrpc.ID) bool {
 }
 
 // cancelled handles a client's notifications/cancelled.
-func (h *Handler) cancelled(x *exchange, params json.RawMessage) {
+func (h *Handler) cancelled(c *caller, params json.RawMessage) {
 	var p struct {
 		RequestID any `json:"requestId"`
 	}
-	if x.key == nil || json.Unmarshal(params, &p) != nil {
+	if json.Unmarshal(params, &p) != nil {
 		return
 	}
 	id, err := jsonrpc.MakeID(p.RequestID)
 	if err != nil || !id.IsValid() {
 		return
 	}
-	h.calls.cancel(x.key.ID, id)
+	h.calls.cancel(c.key.ID, id)
 }

@@ -38,6 +38,16 @@ type rpcError struct {
 	message string
 	data    any
 	header  http.Header // extra response headers (WWW-Authenticate)
+	// upstream is the namespace of the upstream the error is of, "" for
+	// none; timeout: the upstream did not answer in time.
+	upstream string
+	timeout  bool
+}
+
+// from says the error is of upstream u.
+func (e *rpcError) from(u *upstreamView) *rpcError {
+	e.upstream = u.ns
+	return e
 }
 
 func (e *rpcError) Error() string { return e.message }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"sync"
 
@@ -14,100 +13,58 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
-	"mcpproxy.dev/mcpproxy/shared/wire"
 )
-
-// methodFunc answers one JSON-RPC request.
-type methodFunc func(h *Handler, ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError)
-
-// methods is the proxy's method table. A method not here is answered
-// -32601; capabilities advertise only what the route serves of it.
-var methods = merge(map[string]methodFunc{
-	"initialize": (*Handler).initialize,
-	"ping":       func(*Handler, context.Context, *exchange, json.RawMessage) (any, *rpcError) { return struct{}{}, nil },
-	"tools/list": (*Handler).listTools,
-	"tools/call": (*Handler).callTool,
-}, relayedMethods, loggingMethods)
-
-// merge makes one method table of several.
-func merge(tables ...map[string]methodFunc) map[string]methodFunc {
-	out := map[string]methodFunc{}
-	for _, t := range tables {
-		maps.Copy(out, t)
-	}
-	return out
-}
-
-// decodeParams unmarshals params into p; absent params leave p as is.
-func decodeParams(params json.RawMessage, p any) *rpcError {
-	if len(params) == 0 || string(params) == "null" {
-		return nil
-	}
-	if err := wire.Unmarshal(params, p); err != nil {
-		return newError(http.StatusOK, codeInvalidParams, "invalid params: "+err.Error())
-	}
-	return nil
-}
 
 func (h *Handler) serverInfo() *mcp.Implementation {
 	return &mcp.Implementation{Name: "mcp-proxy", Title: "mcp-proxy", Version: h.opts.Version}
 }
 
-func (h *Handler) initialize(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+func (h *Handler) initialize(ctx context.Context, req *request) (*result, *rpcError) {
 	var p mcp.InitializeParams
-	if e := decodeParams(params, &p); e != nil {
+	if e := decodeParams(req.params, &p); e != nil {
 		return nil, e
 	}
 	if p.ProtocolVersion == "" {
 		return nil, newError(http.StatusOK, codeInvalidParams, "initialize: protocolVersion is required")
 	}
-	caps, e := h.capabilities(ctx, x)
+	caps, e := h.capabilities(ctx, req)
 	if e != nil {
 		return nil, e
 	}
-	return &mcp.InitializeResult{
+	return valueOf(&mcp.InitializeResult{
 		ProtocolVersion: negotiate(p.ProtocolVersion),
 		Capabilities:    caps,
 		ServerInfo:      h.serverInfo(),
-		Instructions:    h.instructions(x),
-	}, nil
+		Instructions:    instructions(req.caller),
+	})
 }
 
-func (h *Handler) instructions(x *exchange) string {
-	if x.only != nil {
-		return "Tools of the upstream MCP server " + x.only.up.Name + " of instance " + x.view.inst.Name + "."
+func instructions(c *caller) string {
+	if c.only != nil {
+		return "Tools of the upstream MCP server " + c.only.up.Name + " of instance " + c.view.inst.Name + "."
 	}
-	return "Tools of the upstream MCP servers of instance " + x.view.inst.Name + ", named {server}__{tool}."
+	return "Tools of the upstream MCP servers of instance " + c.view.inst.Name + ", named {server}__{tool}."
 }
 
-// targets are the upstreams a request may reach: one on a
-// single-upstream route, else all of the instance.
-func (x *exchange) targets() []*upstreamView {
-	if x.only != nil {
-		return []*upstreamView{x.only}
-	}
-	return x.view.ups
-}
-
-func (h *Handler) listTools(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
+func (h *Handler) listTools(ctx context.Context, req *request) (*result, *rpcError) {
 	var p mcp.ListToolsParams
-	if e := decodeParams(params, &p); e != nil {
+	if e := decodeParams(req.params, &p); e != nil {
 		return nil, e
 	}
 	if p.Cursor != "" {
 		// The whole list is always returned in one page.
 		return nil, newError(http.StatusOK, codeInvalidParams, "invalid cursor")
 	}
-	ups := x.targets()
+	ups := req.targets()
 	lists := make([][]*mcp.Tool, len(ups))
 	var wg sync.WaitGroup
 	for i, u := range ups {
 		wg.Go(func() {
-			tools, _, err := h.exposedTools(ctx, u, x.only == nil)
+			tools, _, err := h.exposedTools(ctx, u, req.only == nil)
 			if err != nil {
 				// One upstream failing never fails the whole list.
 				h.log.WarnContext(ctx, "upstream left out of tools/list", "upstream", u.ns,
-					"instance", x.view.inst.ID, "requestId", x.requestID, "error", err.Error())
+					"instance", req.view.inst.ID, "requestId", req.requestID, "error", err.Error())
 				return
 			}
 			lists[i] = tools
@@ -118,11 +75,11 @@ func (h *Handler) listTools(ctx context.Context, x *exchange, params json.RawMes
 	for _, l := range lists {
 		out.Tools = append(out.Tools, l...)
 	}
-	if x.modern {
+	if req.epoch.stateless {
 		out.ResultType = "complete"
 		out.Meta = h.serverMeta()
 	}
-	return out, nil
+	return valueOf(out)
 }
 
 // toolList is an upstream's tools as the tools cache keeps them, with
@@ -208,16 +165,16 @@ func (h *Handler) exposedTools(ctx context.Context, u *upstreamView, prefixed bo
 // the client named it. A valid name needs no listing: it is exposed as
 // exactly namespace__tool. Only a name the proxy had to rewrite is looked
 // up in the upstream's (cached) list.
-func (h *Handler) resolveTool(ctx context.Context, x *exchange, name string) (*upstreamView, string, *rpcError) {
+func (h *Handler) resolveTool(ctx context.Context, req *request, name string) (*upstreamView, string, *rpcError) {
 	unknown := newError(http.StatusOK, codeInvalidParams, "unknown tool: "+name)
-	if x.only != nil {
-		if !x.only.allowed[name] {
+	if req.only != nil {
+		if !req.only.allowed[name] {
 			return nil, "", unknown
 		}
-		return x.only, name, nil
+		return req.only, name, nil
 	}
 	ns, tool, ok := splitToolName(name)
-	u := x.view.byNS[ns]
+	u := req.view.byNS[ns]
 	if !ok || u == nil {
 		return nil, "", unknown
 	}
@@ -226,7 +183,7 @@ func (h *Handler) resolveTool(ctx context.Context, x *exchange, name string) (*u
 	}
 	exposed, originals, err := h.exposedTools(ctx, u, true)
 	if err != nil {
-		return nil, "", h.upstreamFailure(ctx, x, u, err)
+		return nil, "", h.upstreamFailure(ctx, req, u, err)
 	}
 	for i, t := range exposed {
 		if t.Name == name {
@@ -236,57 +193,50 @@ func (h *Handler) resolveTool(ctx context.Context, x *exchange, name string) (*u
 	return nil, "", unknown
 }
 
-func (h *Handler) callTool(ctx context.Context, x *exchange, params json.RawMessage) (any, *rpcError) {
-	p := x.params // decoded once for the protocol checks
+func (h *Handler) callTool(ctx context.Context, req *request) (*result, *rpcError) {
+	p := req.decoded // decoded once for the protocol checks
 	if p == nil {
 		p = &requestParams{}
-		if e := decodeParams(params, p); e != nil {
+		if e := decodeParams(req.params, p); e != nil {
 			return nil, e
 		}
 	}
 	if p.Name == "" {
 		return nil, newError(http.StatusOK, codeInvalidParams, "tools/call: name is required")
 	}
-	x.tool = p.Name
-	u, original, e := h.resolveTool(ctx, x, p.Name)
+	u, original, e := h.resolveTool(ctx, req, p.Name)
 	if e != nil {
 		return nil, e
 	}
-	x.upstream = u.ns
 	args := p.Arguments
 	if len(args) == 0 || string(args) == "null" {
 		args = json.RawMessage("{}")
 	}
-	if x.modern {
-		if e := h.checkToolHeaders(ctx, x, u, original, args); e != nil {
-			return nil, e
+	if req.epoch.stateless {
+		if e := h.checkToolHeaders(ctx, req, u, original, args); e != nil {
+			return nil, e.from(u)
 		}
 	}
 	call := upstream.Call{Name: original, Arguments: args, Meta: forwardedMeta(p.Meta), ProgressToken: p.Meta["progressToken"],
-		Header: func() http.Header { return h.upstreamParamHeaders(ctx, u, original, args) }}
-	if s := x.stream; s != nil {
-		call.Notify = s.send
-	}
+		Header: func() http.Header { return h.upstreamParamHeaders(ctx, u, original, args) }, Notify: req.notify}
 	res, err := h.pool.Call(ctx, u.up, call)
 	if err != nil {
-		return nil, h.upstreamFailure(ctx, x, u, err)
+		return nil, h.upstreamFailure(ctx, req, u, err)
 	}
-	// A 2026-07-28 upstream's result has its resultType already.
-	x.resultTyped = res.Typed
-	return res.Raw, nil
+	return &result{relayed: &res, upstream: u.ns}, nil
 }
 
 // checkToolHeaders checks the Mcp-Param-* headers of a 2026-07-28 call
 // against the tool's schema in the upstream's (cached) list. When the
 // list cannot be had, the call goes on unchecked: the body is what the
 // upstream acts on, and the call itself reports the upstream's failure.
-func (h *Handler) checkToolHeaders(ctx context.Context, x *exchange, u *upstreamView, tool string, args json.RawMessage) *rpcError {
+func (h *Handler) checkToolHeaders(ctx context.Context, req *request, u *upstreamView, tool string, args json.RawMessage) *rpcError {
 	list, err := h.upstreamTools(ctx, u)
 	if err != nil {
 		return nil
 	}
 	if b := list.headers[tool]; b != nil {
-		return checkParamHeaders(x.header, b, args)
+		return checkParamHeaders(req.header, b, args)
 	}
 	return nil
 }
@@ -295,10 +245,14 @@ func (h *Handler) checkToolHeaders(ctx context.Context, x *exchange, u *upstream
 // upstream's own JSON-RPC error as it is, or an error naming the upstream
 // when it refused the proxy's credentials, could not be reached or did
 // not answer in time.
-func (h *Handler) upstreamFailure(ctx context.Context, x *exchange, u *upstreamView, err error) *rpcError {
+func (h *Handler) upstreamFailure(ctx context.Context, req *request, u *upstreamView, err error) *rpcError {
+	return h.failure(ctx, req, u, err).from(u)
+}
+
+func (h *Handler) failure(ctx context.Context, req *request, u *upstreamView, err error) *rpcError {
 	if errors.Is(err, upstream.ErrUnauthorized) {
 		h.log.WarnContext(ctx, "upstream needs re-authorisation", "upstream", u.ns, "authType", string(u.up.AuthType),
-			"instance", x.view.inst.ID, "requestId", x.requestID, "error", err.Error())
+			"instance", req.view.inst.ID, "requestId", req.requestID, "error", err.Error())
 		fix := "an operator must update the credentials of its config"
 		switch u.up.AuthType {
 		case tenant.AuthOAuth:
@@ -321,18 +275,19 @@ func (h *Handler) upstreamFailure(ctx context.Context, x *exchange, u *upstreamV
 	var tooLarge *budget.TooLargeError
 	switch {
 	case errors.As(err, &tooLarge):
-		h.log.WarnContext(ctx, "upstream message over the limit", "upstream", u.ns, "instance", x.view.inst.ID,
-			"requestId", x.requestID, "limit", tooLarge.Limit)
+		h.log.WarnContext(ctx, "upstream message over the limit", "upstream", u.ns, "instance", req.view.inst.ID,
+			"requestId", req.requestID, "limit", tooLarge.Limit)
 		return newError(http.StatusOK, codeUpstream, fmt.Sprintf("upstream %s sent a message larger than %d bytes, the proxy's limit (UPSTREAM_MAX_MESSAGE_BYTES)", u.ns, tooLarge.Limit))
 	case errors.Is(err, budget.ErrBusy):
 		return busy()
 	}
 	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-		x.status = "timeout"
-		return newError(http.StatusOK, codeUpstream, fmt.Sprintf("upstream %s did not answer within the request deadline", u.ns))
+		e := newError(http.StatusOK, codeUpstream, fmt.Sprintf("upstream %s did not answer within the request deadline", u.ns))
+		e.timeout = true
+		return e
 	}
-	h.log.WarnContext(ctx, "upstream call failed", "upstream", u.ns, "instance", x.view.inst.ID,
-		"requestId", x.requestID, "error", err.Error())
+	h.log.WarnContext(ctx, "upstream call failed", "upstream", u.ns, "instance", req.view.inst.ID,
+		"requestId", req.requestID, "error", err.Error())
 	if errors.Is(err, upstream.ErrCommandNotFound) {
 		return newError(http.StatusOK, codeUpstream, fmt.Sprintf("upstream %s is unavailable: its command is not installed where the proxy runs", u.ns))
 	}

@@ -15,7 +15,7 @@ import (
 // sessions. It returns the request log's error when entries could not be
 // written before ctx ended.
 func (h *Handler) Shutdown(ctx context.Context) error {
-	h.draining.Store(true)
+	h.drain.Store(true)
 	wait := time.Second
 	if deadline, ok := ctx.Deadline(); ok {
 		wait = time.Until(deadline) / 2

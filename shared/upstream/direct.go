@@ -27,11 +27,6 @@ import (
 // relays the upstream's result as the upstream wrote it. Lists, resources
 // and prompts, SSE and stdio upstreams keep going through the SDK client.
 
-// statelessVersion is the first protocol version without sessions: each
-// request carries its version and the client's identity in _meta, and a
-// closed connection cancels it.
-const statelessVersion = "2026-07-28"
-
 // toolPost is a tools/call as the pool posts it itself (Call).
 type toolPost struct {
 	Name      string
@@ -53,7 +48,7 @@ func callParams(version string, c toolPost) ([]byte, error) {
 		return nil, err
 	}
 	var meta []byte
-	if version >= statelessVersion {
+	if wire.Stateless(version) {
 		v, err := json.Marshal(version)
 		if err != nil {
 			return nil, err
@@ -115,7 +110,7 @@ func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 		req.Header[k] = v
 	}
 	result, err := p.post(ctx, up, s, version, id, req, c.Notify)
-	if err != nil && ctx.Err() != nil && version < statelessVersion {
+	if err != nil && ctx.Err() != nil && !wire.Stateless(version) {
 		// The caller gave up: tell the upstream to stop working on it.
 		// (From 2026-07-28, closing the request's connection says so.)
 		go p.cancel(up, s, version, id)
@@ -218,7 +213,7 @@ func sessionVersion(s *mcp.ClientSession) string {
 }
 
 // Modern reports whether s speaks 2026-07-28 or later with its upstream.
-func Modern(s *mcp.ClientSession) bool { return sessionVersion(s) >= statelessVersion }
+func Modern(s *mcp.ClientSession) bool { return wire.Stateless(sessionVersion(s)) }
 
 // readStream reads the upstream's event stream up to the response to id,
 // handing notifications to notify and refusing the upstream's requests

@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// The middleware of the HTTP front, outermost first. Those of methods are
+// in protocol.go, with the epochs that use them.
+func (h *Handler) frontMiddleware() []frontMiddleware {
+	return []frontMiddleware{h.counted, h.draining, h.housekeeping, h.logged, h.recoveredFront}
+}
+
+// chainFront wraps serve in the front's middleware.
+func (h *Handler) chainFront() frontHandler {
+	next := h.serve
+	mw := h.frontMiddleware()
+	for i := len(mw) - 1; i >= 0; i-- {
+		next = mw[i](next)
+	}
+	return next
+}
+
+// counted counts the requests being served, which Shutdown waits for.
+func (h *Handler) counted(next frontHandler) frontHandler {
+	return func(w http.ResponseWriter, r *http.Request) *outcome {
+		h.inflight.Add(1)
+		defer h.inflight.Add(-1)
+		return next(w, r)
+	}
+}
+
+// draining refuses new requests once Shutdown began.
+func (h *Handler) draining(next frontHandler) frontHandler {
+	return func(w http.ResponseWriter, r *http.Request) *outcome {
+		if !h.drain.Load() {
+			return next(w, r)
+		}
+		e := newError(http.StatusServiceUnavailable, codeInternalError, "the proxy is shutting down; retry")
+		e.header = http.Header{"Retry-After": {"1"}}
+		writeError(w, jsonrpc.ID{}, e)
+		return &outcome{err: e, httpStatus: e.status}
+	}
+}
+
+// housekeeping writes a due batch of the request log and the process
+// figures while a request holds the CPU, which Cloud Functions takes away
+// between requests.
+func (h *Handler) housekeeping(next frontHandler) frontHandler {
+	return func(w http.ResponseWriter, r *http.Request) *outcome {
+		if h.opts.RequestLog != nil {
+			h.opts.RequestLog.Kick()
+		}
+		h.maybeLogFigures()
+		return next(w, r)
+	}
+}
+
+// recoveredFront answers 500 to a request whose handling panicked, and
+// logs the panic; the process serves on.
+func (h *Handler) recoveredFront(next frontHandler) frontHandler {
+	return func(w http.ResponseWriter, r *http.Request) (o *outcome) {
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			o = &outcome{start: h.opts.Now(), requestID: requestID(r)}
+			h.log.Error("panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()), "requestId", o.requestID)
+			o.err = newError(http.StatusInternalServerError, codeInternalError, "internal error")
+			o.httpStatus = o.err.status
+			o.outBytes = writeError(w, jsonrpc.ID{}, o.err)
+		}()
+		return next(w, r)
+	}
+}
+
+// recovered answers -32603 to a request whose method panicked, and logs
+// the panic; the other messages of the request, and the process, go on.
+func (h *Handler) recovered() middleware {
+	return func(next methodHandler) methodHandler {
+		return func(ctx context.Context, req *request) (res *result, e *rpcError) {
+			defer func() {
+				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p)
+					}
+					h.log.Error("panic in method", "method", req.method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()), "requestId", req.requestID)
+					res, e = nil, newError(http.StatusInternalServerError, codeInternalError, "internal error")
+				}
+			}()
+			return next(ctx, req)
+		}
+	}
+}
