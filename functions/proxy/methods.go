@@ -60,7 +60,7 @@ func (h *Handler) listTools(ctx context.Context, req *request) (*result, *rpcErr
 	var wg sync.WaitGroup
 	for i, u := range ups {
 		wg.Go(func() {
-			tools, _, err := h.exposedTools(ctx, u, req.only == nil)
+			tools, _, err := h.exposedTools(ctx, u, req.naming())
 			if err != nil {
 				// One upstream failing never fails the whole list.
 				h.log.WarnContext(ctx, "upstream left out of tools/list", "upstream", u.ns,
@@ -135,7 +135,7 @@ func listBytes(u *upstreamView, what string, list any, max int64) (int64, error)
 // exposedTools are the tools of u the tool group allows, renamed as the
 // client sees them (prefixed on the aggregated route, unchanged on a
 // single-upstream route), with their upstream names alongside.
-func (h *Handler) exposedTools(ctx context.Context, u *upstreamView, prefixed bool) (exposed []*mcp.Tool, originals []string, err error) {
+func (h *Handler) exposedTools(ctx context.Context, u *upstreamView, how naming) (exposed []*mcp.Tool, originals []string, err error) {
 	list, err := h.upstreamTools(ctx, u)
 	if err != nil {
 		return nil, nil, err
@@ -148,7 +148,7 @@ func (h *Handler) exposedTools(ctx context.Context, u *upstreamView, prefixed bo
 			names = append(names, t.Name)
 		}
 	}
-	if !prefixed {
+	if how == upstreamNames {
 		return allowed, names, nil
 	}
 	renamed := exposedNames(u.prefix(), names)
@@ -181,7 +181,7 @@ func (h *Handler) resolveTool(ctx context.Context, req *request, name string) (*
 	if u.allowed[tool] && validToolName(name) {
 		return u, tool, nil
 	}
-	exposed, originals, err := h.exposedTools(ctx, u, true)
+	exposed, originals, err := h.exposedTools(ctx, u, prefixed)
 	if err != nil {
 		return nil, "", h.upstreamFailure(ctx, req, u, err)
 	}

@@ -16,7 +16,6 @@ import (
 // 2025-11-25), and from 2026-07-28 the stateless ones. Adding a protocol
 // version is a new table here and, at most, a middleware.
 type epoch struct {
-	name    string
 	methods map[string]methodFunc
 	// middleware wraps every method of the epoch, outermost first.
 	middleware []func(*Handler) middleware
@@ -31,7 +30,6 @@ type epoch struct {
 // sessionEpoch is 2025-03-26 to 2025-11-25: initialize, a session the
 // proxy does not keep, and notifications/cancelled.
 var sessionEpoch = epoch{
-	name: "2025-03-26 to 2025-11-25",
 	methods: map[string]methodFunc{
 		"initialize":               (*Handler).initialize,
 		"ping":                     ping,
@@ -53,7 +51,6 @@ var sessionEpoch = epoch{
 // server/discover instead; each request names its version and the
 // client's capabilities in _meta and repeats its method in headers.
 var statelessEpoch = epoch{
-	name: "2026-07-28",
 	methods: map[string]methodFunc{
 		"server/discover":          (*Handler).discover,
 		"tools/list":               (*Handler).listTools,

@@ -48,6 +48,25 @@ func (c *caller) targets() []*upstreamView {
 	return c.view.ups
 }
 
+// naming is how a route names the tools of an upstream.
+type naming int
+
+const (
+	// prefixed: "{namespace}__{tool}", on the aggregated route.
+	prefixed naming = iota
+	// upstreamNames: as the upstream names them, on a single-upstream
+	// route.
+	upstreamNames
+)
+
+// naming is how the caller's route names tools.
+func (c *caller) naming() naming {
+	if c.only != nil {
+		return upstreamNames
+	}
+	return prefixed
+}
+
 // request is one JSON-RPC request as methods see it. It is made whole by
 // the front and not changed after.
 type request struct {
