@@ -129,7 +129,8 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, o *outcome) 
 		notify = stream.send
 	}
 	rep, m := h.answer(ctx, c, body, notify)
-	o.messages = []message{m}
+	o.one[0] = m
+	o.messages = o.one[:]
 	h.respond(w, stream, rep, o)
 	return nil
 }

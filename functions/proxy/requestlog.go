@@ -32,6 +32,7 @@ type outcome struct {
 	// messages are the requests and notifications of the body, each
 	// logged as a request of its own when the body is a batch.
 	messages []message
+	one      [1]message // messages' room for the usual single message
 	batch    bool
 	// abort: the response was cut off after its first bytes.
 	abort bool
