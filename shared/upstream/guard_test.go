@@ -45,19 +45,23 @@ func callSDK(p *Pool, up tenant.Upstream) error {
 	})
 }
 
+// callPaths are the ways a request reaches an upstream: the pool's own
+// tools/call and the SDK's requests.
+var callPaths = []struct {
+	name string
+	call func(*Pool, tenant.Upstream) error
+}{
+	{"direct tools/call", callDirect},
+	{"SDK tools/list", listTools},
+	{"SDK tools/call", callSDK},
+}
+
 // TestUnauthorized: a 401 is ErrUnauthorized through every path the SDK
 // and the pool wrap it in, is sent once (no retry, no reconnect loop) and
 // leaves the session in the pool, so the upstream is reached again once
 // it accepts the credentials.
 func TestUnauthorized(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		call func(*Pool, tenant.Upstream) error
-	}{
-		{"direct tools/call", callDirect},
-		{"SDK tools/list", listTools},
-		{"SDK tools/call", callSDK},
-	} {
+	for _, tt := range callPaths {
 		t.Run(tt.name, func(t *testing.T) {
 			demoUp := demotest.StartUpstream(t, "")
 			g, url := demoUp.Gate, demoUp.URL()+"/mcp"
@@ -146,9 +150,8 @@ func TestInjectedCredentials(t *testing.T) {
 	fake := &fakeCredentials{}
 	p := newTestPool(t, PoolOptions{Credentials: fake})
 	up := tenant.Upstream{ConfigID: "c1", Name: "faked", Transport: tenant.TransportStreamableHTTP, URL: url}
-	calls := []func(*Pool, tenant.Upstream) error{listTools, callSDK, callDirect}
-	for _, call := range calls {
-		if err := call(p, up); err != nil {
+	for _, path := range callPaths {
+		if err := path.call(p, up); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,8 +159,8 @@ func TestInjectedCredentials(t *testing.T) {
 		t.Errorf("Authorization headers = %q; want only the fake's", got)
 	}
 	// initialize, notifications/initialized and one request per call.
-	if syncs, authorised := fake.counts(); syncs != len(calls) || authorised < len(calls)+2 {
-		t.Errorf("%d syncs, %d requests authorised; want %d syncs and every request", syncs, authorised, len(calls))
+	if syncs, authorised := fake.counts(); syncs != len(callPaths) || authorised < len(callPaths)+2 {
+		t.Errorf("%d syncs, %d requests authorised; want %d syncs and every request", syncs, authorised, len(callPaths))
 	}
 
 	for _, tt := range []struct {
@@ -169,11 +172,11 @@ func TestInjectedCredentials(t *testing.T) {
 		{"authorize", nil, errVaultSealed, errVaultSealed},
 	} {
 		fake.fail(tt.syncErr, tt.authErr)
-		for i, call := range calls {
-			err := call(p, up)
+		for _, path := range callPaths {
+			err := path.call(p, up)
 			cerr, ok := errors.AsType[*credentials.Error](err)
 			if !ok || !errors.Is(err, tt.want) || cerr.Upstream != "faked" || !strings.Contains(err.Error(), "upstream faked") {
-				t.Errorf("%s, call %d: err = %v; want a *credentials.Error for upstream faked wrapping %v", tt.name, i, err, tt.want)
+				t.Errorf("%s, %s: err = %v; want a *credentials.Error for upstream faked wrapping %v", tt.name, path.name, err, tt.want)
 			}
 		}
 		if p.Len() != 1 {

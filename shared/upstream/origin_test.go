@@ -163,14 +163,7 @@ func TestRedirectOtherOrigin(t *testing.T) {
 			checkRefusal(t, err, up, "redirect", th.url)
 			th.check(t)
 		})
-		for _, call := range []struct {
-			name string
-			do   func(*Pool, tenant.Upstream) error
-		}{
-			{"SDK tools/list", listTools},
-			{"SDK tools/call", callSDK},
-			{"direct tools/call", callDirect},
-		} {
+		for _, call := range callPaths {
 			t.Run(kind.name+"/"+call.name, func(t *testing.T) {
 				rd, th, url := startRedirecting(t)
 				up := kind.up(url)
@@ -179,7 +172,7 @@ func TestRedirectOtherOrigin(t *testing.T) {
 					t.Fatal(err)
 				}
 				rd.On.Store(true)
-				checkRefusal(t, call.do(p, up), up, "redirect", th.url)
+				checkRefusal(t, call.call(p, up), up, "redirect", th.url)
 				th.check(t)
 			})
 		}
