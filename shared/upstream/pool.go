@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -92,9 +91,10 @@ type Pool struct {
 	targets sync.Map // url string → *target (origin.go)
 	sseURLs sync.Map // url string → true: registered as Streamable HTTP, speaks only HTTP+SSE (fallback.go)
 
-	// Calls: the IDs of the tools/calls the pool posts itself, and the
-	// routes of progress notifications of every session to the call that
-	// asked for them, by a token unique to the process.
+	// Calls (call.go, direct.go): the IDs of the tools/calls the pool
+	// posts itself, and the routes of every session's progress
+	// notifications to the call that asked for them, by a token unique
+	// to the process.
 	callSeq  atomic.Uint64
 	progress sync.Map // token string → progressWatch
 }
@@ -146,39 +146,6 @@ func NewPool(opts PoolOptions) *Pool {
 		ProgressNotificationHandler: p.onProgress,
 	})
 	return p
-}
-
-// WatchProgress returns a progress token to send on s in place of the
-// client's own, and routes to fn each progress notification for it that
-// arrives on s, until stop is called. The token is random: upstream
-// sessions of every tenant share one client, and an upstream that could
-// guess the token of another session's call, or send on a session that
-// is not the call's, would write into another tenant's stream.
-func (p *Pool) WatchProgress(s *mcp.ClientSession, fn func(*mcp.ProgressNotificationParams)) (token string, stop func()) {
-	var b [16]byte
-	rand.Read(b[:])
-	token = "mcp-proxy-progress-" + hex.EncodeToString(b[:])
-	p.progress.Store(token, progressWatch{session: s, fn: fn})
-	return token, func() { p.progress.Delete(token) }
-}
-
-// progressWatch is the call a progress token belongs to.
-type progressWatch struct {
-	session *mcp.ClientSession
-	fn      func(*mcp.ProgressNotificationParams)
-}
-
-func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
-	if req.Params == nil {
-		return
-	}
-	token, ok := req.Params.ProgressToken.(string)
-	if !ok {
-		return
-	}
-	if w, ok := p.progress.Load(token); ok && w.(progressWatch).session == req.Session {
-		w.(progressWatch).fn(req.Params)
-	}
 }
 
 // Key identifies an upstream config with its exact target and
