@@ -36,7 +36,7 @@ var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 // added to every request, and a 401 is ErrUnauthorized. Requests go only
 // to the origin of up's URL and redirects are refused, whatever
 // httpClient's own CheckRedirect. (The bearer tokens of OAUTH and
-// CLOUD_RUN_IAM come from a Pool.)
+// CLOUD_RUN_IAM come from a Pool's Credentials.)
 func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
 	t, _, err := headersTransport(up, httpClient)
 	return t, err
