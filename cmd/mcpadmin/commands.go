@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -277,7 +278,7 @@ func serverSyncTools(a *app, ctx context.Context, fs *flag.FlagSet, args []strin
 	}
 	// Tokens refreshed on the way are stored, or a rotated refresh token
 	// would be lost.
-	pool := upstream.NewPool(upstream.PoolOptions{SaveToken: db.SaveOAuthToken})
+	pool := upstream.NewPool(upstream.PoolOptions{Credentials: credentials.New(credentials.Options{SaveToken: db.SaveOAuthToken})})
 	defer pool.Close()
 	tools, err := discover(ctx, pool, s, *configID, creds)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
@@ -45,10 +46,10 @@ type authEnv struct {
 	url    string // of the upstream
 }
 
-// newAuthEnv seeds the database and starts the proxy. The pool saves
-// refreshed tokens to the database and logs to the proxy's log, as
-// functions/proxy wires it, unless opts says otherwise.
-func newAuthEnv(t *testing.T, auth tenant.AuthType, creds tenant.Credentials, opts upstream.PoolOptions) *authEnv {
+// newAuthEnv seeds the database and starts the proxy. The pool's
+// credentials save refreshed tokens to the database and log to the
+// proxy's log, as functions/proxy wires them, unless opts says otherwise.
+func newAuthEnv(t *testing.T, auth tenant.AuthType, creds tenant.Credentials, opts credentials.Options) *authEnv {
 	t.Helper()
 	ctx := context.Background()
 	e := &authEnv{env: &env{counter: &pgtest.Counter{}, logs: &logcapture.Buffer{}}}
@@ -68,7 +69,7 @@ func newAuthEnv(t *testing.T, auth tenant.AuthType, creds tenant.Credentials, op
 		opts.SaveToken = e.db.SaveOAuthToken
 	}
 	opts.Logger = logger
-	e.pool = upstream.NewPool(opts)
+	e.pool = upstream.NewPool(upstream.PoolOptions{Credentials: credentials.New(opts), Logger: logger})
 	t.Cleanup(e.pool.Close)
 	e.handler = proxy.New(e.db, e.pool, logger, proxy.Options{})
 	e.proxy = httptest.NewServer(e.handler)
@@ -106,7 +107,7 @@ func TestOAuthRefreshThroughProxy(t *testing.T) {
 		ctx := context.Background()
 		te := demotest.StartTokenEndpoint(t, "client-1", clientSecret)
 		stored := time.Now().Add(30 * time.Second)
-		e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.URL, stored), upstream.PoolOptions{})
+		e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.URL, stored), credentials.Options{})
 		s := e.client(t, "/mcp", e.key, version)
 		var wg sync.WaitGroup
 		for i := range 50 {
@@ -155,7 +156,7 @@ func TestOAuthRefreshThroughProxy(t *testing.T) {
 // without a token, and the calls go on with them.
 func TestOAuthSaveFailure(t *testing.T) {
 	te := demotest.StartTokenEndpoint(t, "client-1", clientSecret)
-	e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.URL, time.Now().Add(-time.Minute)), upstream.PoolOptions{
+	e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.URL, time.Now().Add(-time.Minute)), credentials.Options{
 		SaveToken: func(context.Context, string, tenant.OAuthToken) error {
 			return errors.New("the database is unreachable")
 		},
@@ -190,7 +191,7 @@ func TestUpstreamUnauthorized(t *testing.T) {
 		{tenant.AuthOAuth, oauthCreds(te.URL, time.Now().Add(time.Hour)), "mcpadmin config oauth"},
 	} {
 		t.Run(string(tt.auth), func(t *testing.T) {
-			e := newAuthEnv(t, tt.auth, tt.creds, upstream.PoolOptions{})
+			e := newAuthEnv(t, tt.auth, tt.creds, credentials.Options{})
 			bearer := map[string]string{"Authorization": "Bearer " + e.key}
 			call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gamma__echo","arguments":{"text":"x"}}}`
 			if _, out := e.post(t, "/mcp", bearer, call); out["result"] == nil {
@@ -255,7 +256,7 @@ func (f *idTokens) source(_ context.Context, audience string) (oauth2.TokenSourc
 // a token the call fails naming the upstream.
 func TestCloudRunIAMThroughProxy(t *testing.T) {
 	ids := &idTokens{}
-	e := newAuthEnv(t, tenant.AuthCloudRunIAM, tenant.Credentials{}, upstream.PoolOptions{IDTokenSource: ids.source})
+	e := newAuthEnv(t, tenant.AuthCloudRunIAM, tenant.Credentials{}, credentials.Options{IDTokenSource: ids.source})
 	s := e.client(t, "/mcp", e.key, "2025-11-25")
 	if got := toolNames(t, s); !slices.Equal(got, []string{"gamma__add", "gamma__echo"}) {
 		t.Errorf("tools = %v", got)
@@ -273,7 +274,7 @@ func TestCloudRunIAMThroughProxy(t *testing.T) {
 	}
 	e.assertNoSecrets(t, "id-token-for-", e.key)
 
-	failing := newAuthEnv(t, tenant.AuthCloudRunIAM, tenant.Credentials{}, upstream.PoolOptions{
+	failing := newAuthEnv(t, tenant.AuthCloudRunIAM, tenant.Credentials{}, credentials.Options{
 		IDTokenSource: (&idTokens{fail: errors.New("no default credentials")}).source})
 	_, out := failing.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + failing.key},
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gamma__echo","arguments":{"text":"x"}}}`)

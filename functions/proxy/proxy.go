@@ -23,6 +23,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/shared/budget"
+	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/envfile"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
@@ -110,12 +111,17 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 	requestLog := logbuffer.New(&logbuffer.Firestore{Client: fs, Collection: c.LogCollection}, logbuffer.Options{
 		BatchEntries: c.LogBatchEntries, MaxAge: c.LogBatchMaxAge, MaxBytes: c.LogBufferBytes, Logger: logger,
 	})
+	creds := credentials.New(credentials.Options{
+		Timeout:   c.UpstreamConnectTimeout,
+		SaveToken: db.SaveOAuthToken,
+		Logger:    logger,
+	})
 	pool := upstream.NewPool(upstream.PoolOptions{
 		MaxIdleConnsPerHost: c.UpstreamConnsPerHost,
 		ConnectTimeout:      c.UpstreamConnectTimeout,
 		MaxMessageBytes:     c.UpstreamMaxMessage,
 		IdleTimeout:         c.UpstreamIdleTimeout,
-		SaveToken:           db.SaveOAuthToken,
+		Credentials:         creds,
 		Logger:              logger,
 		StdioUID:            c.StdioUID,
 		StdioGID:            c.StdioGID,

@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -154,6 +156,39 @@ func (p *Pool) relayProgress(s *mcp.ClientSession, meta mcp.Meta, c Call) (mcp.M
 	return out, func() {
 		relayed.settle()
 		stop()
+	}
+}
+
+// WatchProgress returns a progress token to send on s in place of the
+// client's own, and routes to fn each progress notification for it that
+// arrives on s, until stop is called. The token is random: upstream
+// sessions of every tenant share one client, and an upstream that could
+// guess the token of another session's call, or send on a session that
+// is not the call's, would write into another tenant's stream.
+func (p *Pool) WatchProgress(s *mcp.ClientSession, fn func(*mcp.ProgressNotificationParams)) (token string, stop func()) {
+	var b [16]byte
+	rand.Read(b[:])
+	token = "mcp-proxy-progress-" + hex.EncodeToString(b[:])
+	p.progress.Store(token, progressWatch{session: s, fn: fn})
+	return token, func() { p.progress.Delete(token) }
+}
+
+// progressWatch is the call a progress token belongs to.
+type progressWatch struct {
+	session *mcp.ClientSession
+	fn      func(*mcp.ProgressNotificationParams)
+}
+
+func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+	if req.Params == nil {
+		return
+	}
+	token, ok := req.Params.ProgressToken.(string)
+	if !ok {
+		return
+	}
+	if w, ok := p.progress.Load(token); ok && w.(progressWatch).session == req.Session {
+		w.(progressWatch).fn(req.Params)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package upstream connects to upstream MCP servers with the official SDK's
 // client transports: Streamable HTTP, SSE and stdio, presenting the
-// credentials of a config.
+// credentials of a config (package credentials) to its origin only.
 package upstream
 
 import (
@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
@@ -35,25 +36,25 @@ var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 // added to every request, and a 401 is ErrUnauthorized. Requests go only
 // to the origin of up's URL and redirects are refused, whatever
 // httpClient's own CheckRedirect. (The bearer tokens of OAUTH and
-// CLOUD_RUN_IAM come from a Pool.)
+// CLOUD_RUN_IAM come from a Pool's Credentials.)
 func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
 	t, _, err := headersTransport(up, httpClient)
 	return t, err
 }
 
-// headersTransport is Transport with the authTransport of an HTTP
-// upstream (nil for stdio).
-func headersTransport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, *authTransport, error) {
+// headersTransport is Transport with the guard of an HTTP upstream (nil
+// for stdio).
+func headersTransport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, *guard, error) {
 	if up.Transport == tenant.TransportStdio {
 		t, err := transport(up, nil, defaultIsolation())
 		return t, nil, err
 	}
-	c, auth := withHeaders(httpClient, up)
-	if auth.refuse != nil {
-		return nil, nil, auth.refuse
+	c, g := withHeaders(httpClient, up)
+	if g.refuse != nil {
+		return nil, nil, g.refuse
 	}
 	t, err := transport(up, c, defaultIsolation())
-	return t, auth, err
+	return t, g, err
 }
 
 // transport is Transport with client as it is; stdio upstreams start
@@ -101,7 +102,7 @@ func StdioEnv(configEnv map[string]string) []string {
 
 // withHeaders is c sending the headers of up's config, to up's origin
 // only.
-func withHeaders(c *http.Client, up tenant.Upstream) (*http.Client, *authTransport) {
+func withHeaders(c *http.Client, up tenant.Upstream) (*http.Client, *guard) {
 	if c == nil {
 		c = &http.Client{}
 	}
@@ -109,14 +110,14 @@ func withHeaders(c *http.Client, up tenant.Upstream) (*http.Client, *authTranspo
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	t := newAuthTransport(base, up, parseTarget(up.URL))
-	return authClient(c, t), t
+	g := newGuard(base, up, credentials.HeadersOnly{}, parseTarget(up.URL), DefaultMaxMessageBytes)
+	return guardedClient(c, g), g
 }
 
 // Connect opens a client session to up, initialize included, within
 // ConnectTimeout.
 func Connect(ctx context.Context, up tenant.Upstream, httpClient *http.Client) (*mcp.ClientSession, error) {
-	t, auth, err := headersTransport(up, httpClient)
+	t, g, err := headersTransport(up, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
@@ -125,7 +126,7 @@ func Connect(ctx context.Context, up tenant.Upstream, httpClient *http.Client) (
 	defer cancel()
 	session, err := client.Connect(cctx, t, nil)
 	if err != nil {
-		if refused := auth.firstRefusal(); refused != nil {
+		if refused := g.firstRefusal(); refused != nil {
 			err = refused
 		}
 		return nil, fmt.Errorf("upstream %s: connect: %w", up.Name, err)

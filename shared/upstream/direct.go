@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/shared/budget"
+	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/wire"
 )
@@ -122,7 +123,7 @@ func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte)) (json.RawMessage, error) {
 	resp, err := p.roundTrip(up, req)
 	if err != nil {
-		var cerr *credentialError
+		var cerr *credentials.Error
 		if errors.As(err, &cerr) {
 			return nil, err // names the upstream already
 		}
@@ -148,14 +149,18 @@ func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSessio
 	return nil, fmt.Errorf("upstream %s: answered HTTP %d (%s) without a JSON-RPC response", up.Name, resp.StatusCode, mt)
 }
 
-// roundTrip sends req with the pool's transport itself, with up's bearer
-// token: an MCP endpoint answers a POST, it does not redirect it, and
-// http.Client's redirect and deadline bookkeeping would cost more than
-// the rest of a relayed call. A redirect is refused as the SDK's client
-// refuses it (authClient): following it would take the credentials
-// wherever the upstream names.
+// roundTrip sends req, authorised by newRequest, with the pool's
+// transport itself: an MCP endpoint answers a POST, it does not redirect
+// it, and http.Client's redirect and deadline bookkeeping would cost more
+// than the rest of a relayed call. A redirect is refused as the SDK's
+// client refuses it (guardedClient): following it would take the
+// credentials wherever the upstream names.
 func (p *Pool) roundTrip(up tenant.Upstream, req *http.Request) (*http.Response, error) {
-	resp, err := p.auth(up).send(req)
+	g := p.guard(up)
+	if err := g.admit(req); err != nil {
+		return nil, err
+	}
+	resp, err := g.send(req)
 	if err != nil || !isRedirect(resp.StatusCode) {
 		return resp, err
 	}
@@ -165,17 +170,18 @@ func (p *Pool) roundTrip(up tenant.Upstream, req *http.Request) (*http.Response,
 	return nil, redirectRefused(up.Name, to)
 }
 
-// newRequest is a POST to up within s: the config's headers, the session
-// and the protocol version.
+// newRequest is a POST to up within s: the config's credentials, then
+// the session and the protocol version, which a header of the config
+// does not replace.
 func (p *Pool) newRequest(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, body []byte) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, up.URL, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
-	h := req.Header
-	for k, v := range up.Credentials.Headers {
-		h.Set(k, v)
+	if err := p.creds.Authorize(up, req); err != nil {
+		return nil, credentialFailure(up.Name, err)
 	}
+	h := req.Header
 	h.Set("Content-Type", "application/json")
 	h.Set("Accept", "application/json, text/event-stream")
 	if version != "" {

@@ -9,22 +9,24 @@ import (
 	"net/url"
 	"strings"
 
+	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // An upstream's credentials go only to the origin (scheme, host and port)
 // of the URL an operator configured. The SDK's SSE transport posts to
 // whatever URL the upstream's endpoint event names, and http.Client
-// follows redirects with the same headers (authTransport adds them again
+// follows redirects with the same headers (guard adds them again
 // on every hop), so the guard is in the HTTP layer the pool controls:
-// authTransport refuses a request to any other origin, and every client
-// the package builds refuses redirects.
+// guard refuses a request to any other origin, and every client the
+// package builds refuses redirects. (The OAuth token endpoint's client,
+// in package credentials, refuses them too.)
 
 // target is where an upstream's requests may go, parsed once per URL.
 type target struct {
 	scheme, host string // as url.Parse gives them, for the fast comparison
 	canonical    string // lower case scheme://host:port, default port filled in
-	audience     string // scheme://host: the ID token audience Cloud Run expects
+	origin       string // scheme://host, as an error names it
 	loopback     bool
 	err          error // the URL is not an absolute http or https URL
 }
@@ -35,11 +37,11 @@ func parseTarget(rawURL string) *target {
 		return &target{err: errors.New("its URL is not an absolute http or https URL")}
 	}
 	return &target{scheme: u.Scheme, host: u.Host, canonical: canonicalOrigin(u),
-		audience: u.Scheme + "://" + u.Host, loopback: isLoopback(u.Hostname())}
+		origin: u.Scheme + "://" + u.Host, loopback: isLoopback(u.Hostname())}
 }
 
 // target returns the parsed target of rawURL, parsing it only the first
-// time: the pool's own tools/call builds an authTransport per call.
+// time: the pool's own tools/call builds a guard per call.
 func (p *Pool) target(rawURL string) *target {
 	if t, ok := p.targets.Load(rawURL); ok {
 		return t.(*target)
@@ -106,49 +108,40 @@ func originOf(u *url.URL) string {
 
 // foreignOrigin is the refusal of a request to u, another origin than
 // the upstream's.
-func foreignOrigin(upstream string, u *url.URL, t *target) *credentialError {
-	return &credentialError{upstream, fmt.Errorf("refused a request to %s: the upstream's credentials go only to its own origin %s",
-		originOf(u), t.audience)}
+func foreignOrigin(upstream string, u *url.URL, t *target) *credentials.Error {
+	return &credentials.Error{Upstream: upstream, Err: fmt.Errorf("refused a request to %s: the upstream's credentials go only to its own origin %s",
+		originOf(u), t.origin)}
 }
 
-// record keeps err as t's first refusal and returns it.
-func (t *authTransport) record(err *credentialError) error {
-	t.refused.CompareAndSwap(nil, err)
+// record keeps err as g's first refusal and returns it.
+func (g *guard) record(err *credentials.Error) error {
+	g.refused.CompareAndSwap(nil, err)
 	return err
 }
 
-// firstRefusal is the first request t refused for where it was going,
-// or nil (also for a nil t, a stdio upstream's).
-func (t *authTransport) firstRefusal() error {
-	if t == nil {
+// firstRefusal is the first request g refused for where it was going,
+// or nil (also for a nil g, a stdio upstream's).
+func (g *guard) firstRefusal() error {
+	if g == nil {
 		return nil
 	}
-	if err := t.refused.Load(); err != nil {
+	if err := g.refused.Load(); err != nil {
 		return err
 	}
 	return nil
 }
 
-// checkRedirect is the CheckRedirect of a client with t as transport
-// (authClient). A redirect is never followed: http.Client would send the
-// credentials on to wherever the upstream names, and the URL an operator
-// configured is the only place they are meant for. The request it
-// refuses is not sent.
-func (t *authTransport) checkRedirect(req *http.Request, _ []*http.Request) error {
-	return t.record(redirectRefused(t.upstream, req.URL))
+// checkRedirect is the CheckRedirect of a client with g as transport
+// (guardedClient). A redirect is never followed: http.Client would send
+// the credentials on to wherever the upstream names, and the URL an
+// operator configured is the only place they are meant for. The request
+// it refuses is not sent.
+func (g *guard) checkRedirect(req *http.Request, _ []*http.Request) error {
+	return g.record(redirectRefused(g.up.Name, req.URL))
 }
 
-// refuseRedirect is the CheckRedirect of the OAuth token endpoint's
-// client, for the same reason as checkRedirect: there the client secret
-// and the refresh token would follow.
-func refuseRedirect(upstream string) func(*http.Request, []*http.Request) error {
-	return func(req *http.Request, _ []*http.Request) error {
-		return redirectRefused(upstream, req.URL)
-	}
-}
-
-func redirectRefused(upstream string, to *url.URL) *credentialError {
-	return &credentialError{upstream, fmt.Errorf("refused to follow a redirect to %s: credentials go only to the configured URL; configure the URL it redirects to instead",
+func redirectRefused(upstream string, to *url.URL) *credentials.Error {
+	return &credentials.Error{Upstream: upstream, Err: fmt.Errorf("refused to follow a redirect to %s: credentials go only to the configured URL; configure the URL it redirects to instead",
 		originOf(to))}
 }
 

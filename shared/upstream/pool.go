@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -20,9 +19,9 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 
+	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
@@ -32,8 +31,8 @@ type PoolOptions struct {
 	// host to the proxy's concurrency. Go's default of 2 makes most
 	// concurrent calls open a new connection. Default 100.
 	MaxIdleConnsPerHost int
-	// ConnectTimeout bounds dialing, the initialize handshake and an
-	// OAuth token refresh. Default 10 s.
+	// ConnectTimeout bounds dialing and the initialize handshake, and
+	// an OAuth token refresh of the default Credentials. Default 10 s.
 	ConnectTimeout time.Duration
 	// IdleTimeout closes a session nobody used for this long (a stdio
 	// upstream's process is stopped). Default 10 min.
@@ -44,22 +43,15 @@ type PoolOptions struct {
 	MaxMessageBytes int64
 	// HTTPClient, when set, replaces the pool's HTTP client (tests).
 	HTTPClient *http.Client
-	// IDTokenSource makes the source of Google ID tokens for an
-	// audience, for CLOUD_RUN_IAM upstreams; ctx is the source's for all
-	// its fetches. The pool makes one per audience and keeps each token
-	// until shortly before it expires. nil means idtoken.NewTokenSource
-	// with the application default credentials (on Cloud Run, the
-	// function's service account).
-	IDTokenSource func(ctx context.Context, audience string) (oauth2.TokenSource, error)
-	// SaveToken stores the tokens of an OAUTH config the pool has just
-	// refreshed, so that a new process starts from them and a rotated
-	// refresh token is not lost. It runs within 5 s, before the call
-	// that needed the token goes on. A failure is logged; the call goes
-	// on with the new token. nil stores nothing.
-	SaveToken func(ctx context.Context, configID string, t tenant.OAuthToken) error
+	// Credentials present each upstream config's credentials on the
+	// requests to it. nil means a *credentials.Presenter that reaches
+	// the OAuth token endpoints with the pool's transport within
+	// ConnectTimeout, stores no refreshed token, and gets Google ID
+	// tokens with the application default credentials.
+	Credentials Credentials
 	// Logger receives what the pool cannot report through a call: the
-	// stderr lines of stdio upstreams, a refreshed token that could not
-	// be stored, an upstream found to speak only SSE. nil discards.
+	// stderr lines of stdio upstreams, an upstream found to speak only
+	// SSE. nil discards.
 	Logger *slog.Logger
 
 	// StdioUID and StdioGID are the user and group stdio upstreams run
@@ -77,32 +69,34 @@ type PoolOptions struct {
 // is dropped and the next request opens a new one, so an upstream that
 // restarts is reached again without restarting the proxy.
 type Pool struct {
+	// How upstreams are reached: set by NewPool, never changed.
 	opts   PoolOptions
 	http   *http.Client
-	client *mcp.Client
-	flight singleflight.Group
+	creds  Credentials
+	client *mcp.Client // one for every session; its progress handler is onProgress
+	iso    *isolation  // of the stdio upstreams
 	log    *slog.Logger
-	iso    *isolation // of the stdio upstreams
 
-	oauthMu   sync.Mutex
-	oauth     map[string]*oauthSource // by config ID
-	idMu      sync.Mutex
-	idSources map[string]oauth2.TokenSource // by audience
-
+	// Sessions: the open ones by Key, under mu; connect attempts, one per
+	// key at a time; the idle sweep, by requests and the janitor.
 	mu        sync.Mutex
 	sessions  map[string]*pooled
 	lastSweep time.Time
 	closed    bool
 	stop      chan struct{} // closed by Close: ends the janitor
+	flight    singleflight.Group
 
-	// progress routes the progress notifications of every session to the
-	// request that asked for them, by a token unique to the process.
+	// What the pool learned of upstream URLs, for the life of the
+	// process.
+	targets sync.Map // url string → *target (origin.go)
+	sseURLs sync.Map // url string → true: registered as Streamable HTTP, speaks only HTTP+SSE (fallback.go)
+
+	// Calls (call.go, direct.go): the IDs of the tools/calls the pool
+	// posts itself, and the routes of every session's progress
+	// notifications to the call that asked for them, by a token unique
+	// to the process.
+	callSeq  atomic.Uint64
 	progress sync.Map // token string → progressWatch
-	// sseURLs are the URLs of upstreams registered as Streamable HTTP
-	// that speak only HTTP+SSE (fallback.go).
-	sseURLs sync.Map      // url string → true
-	targets sync.Map      // url string → *target (origin.go)
-	callSeq atomic.Uint64 // IDs of the calls CallTool sends
 }
 
 type pooled struct {
@@ -125,9 +119,6 @@ func NewPool(opts PoolOptions) *Pool {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Minute
 	}
-	if opts.IDTokenSource == nil {
-		opts.IDTokenSource = defaultIDTokenSource
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -145,46 +136,16 @@ func NewPool(opts PoolOptions) *Pool {
 			ExpectContinueTimeout: time.Second,
 		}}
 	}
-	p := &Pool{opts: opts, http: httpClient, log: opts.Logger, iso: newIsolation(opts, opts.Logger), sessions: map[string]*pooled{},
-		oauth: map[string]*oauthSource{}, idSources: map[string]oauth2.TokenSource{}, stop: make(chan struct{})}
+	p := &Pool{opts: opts, http: httpClient, creds: opts.Credentials, log: opts.Logger, iso: newIsolation(opts, opts.Logger),
+		sessions: map[string]*pooled{}, stop: make(chan struct{})}
+	if p.creds == nil {
+		p.creds = credentials.New(credentials.Options{Transport: p.base(), Timeout: opts.ConnectTimeout})
+	}
 	go p.janitor()
 	p.client = mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, &mcp.ClientOptions{
 		ProgressNotificationHandler: p.onProgress,
 	})
 	return p
-}
-
-// WatchProgress returns a progress token to send on s in place of the
-// client's own, and routes to fn each progress notification for it that
-// arrives on s, until stop is called. The token is random: upstream
-// sessions of every tenant share one client, and an upstream that could
-// guess the token of another session's call, or send on a session that
-// is not the call's, would write into another tenant's stream.
-func (p *Pool) WatchProgress(s *mcp.ClientSession, fn func(*mcp.ProgressNotificationParams)) (token string, stop func()) {
-	var b [16]byte
-	rand.Read(b[:])
-	token = "mcp-proxy-progress-" + hex.EncodeToString(b[:])
-	p.progress.Store(token, progressWatch{session: s, fn: fn})
-	return token, func() { p.progress.Delete(token) }
-}
-
-// progressWatch is the call a progress token belongs to.
-type progressWatch struct {
-	session *mcp.ClientSession
-	fn      func(*mcp.ProgressNotificationParams)
-}
-
-func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
-	if req.Params == nil {
-		return
-	}
-	token, ok := req.Params.ProgressToken.(string)
-	if !ok {
-		return
-	}
-	if w, ok := p.progress.Load(token); ok && w.(progressWatch).session == req.Session {
-		w.(progressWatch).fn(req.Params)
-	}
 }
 
 // Key identifies an upstream config with its exact target and
@@ -228,8 +189,8 @@ func Key(up tenant.Upstream) string {
 // Concurrent callers share one connection attempt, which runs detached
 // from their requests within ConnectTimeout.
 func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
-	if err := p.syncOAuth(up); err != nil {
-		return nil, err
+	if err := p.creds.Sync(up); err != nil {
+		return nil, credentialFailure(up.Name, err)
 	}
 	key := Key(up)
 	now := time.Now()
@@ -289,15 +250,15 @@ func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, *stdioProcess, error) {
 	var (
 		httpClient *http.Client
-		auth       *authTransport
+		g          *guard
 		probe      *firstPost
 	)
 	if up.Transport != tenant.TransportStdio {
-		auth = p.auth(up)
-		if auth.refuse != nil {
-			return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, auth.refuse)
+		g = p.guard(up)
+		if g.refuse != nil {
+			return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, g.refuse)
 		}
-		httpClient = authClient(p.http, auth)
+		httpClient = guardedClient(p.http, g)
 	}
 	if up.Transport == tenant.TransportStreamableHTTP {
 		if p.legacySSE(up.URL) {
@@ -314,7 +275,7 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	s, err := p.client.Connect(ctx, t, nil)
 	if err != nil {
 		proc.ended() // a process that started but failed to initialize
-		if refused := auth.firstRefusal(); refused != nil {
+		if refused := g.firstRefusal(); refused != nil {
 			return nil, nil, fmt.Errorf("upstream %s: connect: %w", up.Name, refused)
 		}
 		if proc != nil {
@@ -330,11 +291,11 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	return s, proc, nil
 }
 
-// authClient is c presenting credentials with t, and refusing redirects.
-func authClient(c *http.Client, t *authTransport) *http.Client {
+// guardedClient is c sending through g, and refusing redirects.
+func guardedClient(c *http.Client, g *guard) *http.Client {
 	out := *c
-	out.Transport = t
-	out.CheckRedirect = t.checkRedirect
+	out.Transport = g
+	out.CheckRedirect = g.checkRedirect
 	return &out
 }
 
@@ -342,7 +303,7 @@ func authClient(c *http.Client, t *authTransport) *http.Client {
 // and, when that works, remembers that its URL speaks only SSE.
 func (p *Pool) connectSSE(ctx context.Context, up tenant.Upstream) (*mcp.ClientSession, error) {
 	up.Transport = tenant.TransportSSE
-	t, err := transport(up, authClient(p.http, p.auth(up)), p.iso)
+	t, err := transport(up, guardedClient(p.http, p.guard(up)), p.iso)
 	if err != nil {
 		return nil, err
 	}
@@ -467,7 +428,7 @@ func (p *Pool) Do(ctx context.Context, up tenant.Upstream, retry Retry, call fun
 			return err
 		}
 		err = call(ctx, s)
-		var cerr *credentialError
+		var cerr *credentials.Error
 		if err == nil || errors.As(err, &cerr) || !sessionBroken(ctx, err) {
 			return err
 		}
