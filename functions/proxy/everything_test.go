@@ -88,10 +88,10 @@ func TestEverythingServer(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, version string) {
 		e := newEnv(t, proxy.Options{})
 		ctx := context.Background()
-		key := e.instanceWith(t, "everything", servers, tools)
+		key := e.AddInstance(t, "everything", servers, tools)
 		var mu sync.Mutex
 		progress := map[any]int{}
-		s := e.clientWith(t, "/mcp", key, version, &mcp.ClientOptions{
+		s := e.Client(t, "/mcp", key, version, &mcp.ClientOptions{
 			ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -109,7 +109,7 @@ func TestEverythingServer(t *testing.T) {
 		}
 		slices.Sort(want)
 		if got := toolNames(t, s); !slices.Equal(got, want) {
-			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.logs)
+			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.Logs)
 		}
 		prompts := promptNames(t, s)
 		for _, srv := range servers {

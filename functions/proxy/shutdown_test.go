@@ -44,7 +44,7 @@ func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(),
 		"HOST=127.0.0.1", "PORT="+port,
-		"DATABASE_URL="+e.db.Pool.Config().ConnString(),
+		"DATABASE_URL="+e.DB.Pool.Config().ConnString(),
 		"MCP_ENCRYPTION_KEY=test:"+base64.StdEncoding.EncodeToString([]byte("test-only-key-32-bytes-long-0000")),
 		"FIRESTORE_EMULATOR_HOST="+firestoretest.Host(t), "GOOGLE_CLOUD_PROJECT="+firestoretest.Project,
 		"REQUEST_LOG_COLLECTION="+coll, "LOG_BATCH_MAX_AGE=1m", "LOG_BATCH_ENTRIES=100000",
@@ -61,7 +61,7 @@ func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	send := func(ctx context.Context, trace string) (int, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+e.key)
+		req.Header.Set("Authorization", "Bearer "+e.Key)
 		req.Header.Set("traceparent", "00-"+trace+"-0000000000000001-01")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

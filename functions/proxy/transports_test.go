@@ -31,11 +31,11 @@ func TestTransports(t *testing.T) {
 			{Name: "Fallback", Transport: tenant.TransportStreamableHTTP, URL: fallback.URL},
 			{Name: "Local", Transport: tenant.TransportStdio, Command: demotest.Binary(t), Args: []string{"--transport", "stdio", "--name", "local"}},
 		}
-		key := e.instanceWith(t, "transports", servers, []string{"echo", "slow", "env", "pid"})
+		key := e.AddInstance(t, "transports", servers, []string{"echo", "slow", "env", "pid"})
 
 		var mu sync.Mutex
 		progress := map[any]int{}
-		s := e.clientWith(t, "/mcp", key, version, &mcp.ClientOptions{
+		s := e.Client(t, "/mcp", key, version, &mcp.ClientOptions{
 			ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -48,7 +48,7 @@ func TestTransports(t *testing.T) {
 			}
 		}
 		if got := toolNames(t, s); !slices.Equal(got, want) {
-			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.logs)
+			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.Logs)
 		}
 		// Connecting to the SSE-only server was refused (the SDK client
 		// tries server/discover, then initialize) before the fallback.
