@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
@@ -238,14 +240,11 @@ func TestProgressRelayed(t *testing.T) {
 				}
 				// The SDK client hands notifications to the handler on
 				// another goroutine than the result: let it catch up.
-				for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				wait.Until(context.Background(), 2*time.Second, func() bool {
 					mu.Lock()
-					n := len(got)
-					mu.Unlock()
-					if n >= steps {
-						break
-					}
-				}
+					defer mu.Unlock()
+					return len(got) >= steps
+				})
 				mu.Lock()
 				defer mu.Unlock()
 				want := []float64{1, 2, 3, 4}[:steps]
@@ -256,6 +255,38 @@ func TestProgressRelayed(t *testing.T) {
 		}
 		wg.Wait()
 	})
+}
+
+// progressCounts counts, by token, the progress notifications a go-sdk
+// client receives.
+type progressCounts struct {
+	mu sync.Mutex
+	n  map[any]int
+}
+
+// options are client options that count into p.
+func (p *progressCounts) options() *mcp.ClientOptions {
+	return &mcp.ClientOptions{ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.n == nil {
+			p.n = map[any]int{}
+		}
+		p.n[req.Params.ProgressToken]++
+	}}
+}
+
+// counts waits up to 2 s for notifications of tokens tokens (the SDK
+// client hands them to the handler on another goroutine than results)
+// and returns the counts.
+func (p *progressCounts) counts(tokens int) map[any]int {
+	seen := func() map[any]int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return maps.Clone(p.n)
+	}
+	wait.Until(context.Background(), 2*time.Second, func() bool { return len(seen()) >= tokens })
+	return seen()
 }
 
 func rpcCode(out map[string]any) int {
