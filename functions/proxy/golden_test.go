@@ -28,32 +28,23 @@ var update = flag.Bool("update", false, "rewrite the responses in testdata/*.txt
 
 // TestGolden sends the requests of every testdata/*.txtar to one proxy in
 // front of acme's upstreams and compares each response with the one the
-// file expects. docs/testing.md describes the format; in short, an
-// archive is a sequence of exchanges, each a section named after the case
-// holding the request, then a section named "response":
+// file expects. An archive is a sequence of exchanges, each a section
+// named after the case holding the request, then a section named
+// "response":
 //
-//	-- tools/list on 2025-06-18 --
+//	-- tools/call on 2025-06-18 --
 //	POST /mcp
 //	MCP-Protocol-Version: 2025-06-18
 //
-//	{"jsonrpc":"2.0","id":1,"method":"tools/list"}
+//	{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"beta__echo","arguments":{"text":"hi"}}}
 //	-- response --
 //	200
 //	Content-Type: application/json
+//	Mcp-Session-Id:
 //
-//	{"jsonrpc": "2.0", "id": 1, "result": {"tools": ["<any>"]}}
+//	{"id":3,"jsonrpc":"2.0","result":{"content":"<any>","structuredContent":{"text":"hi"}}}
 //
-// Both sections are text/template templates: {{.Key}} is the tenant's API
-// key, {{.Instance}} its instance ID, {{repeat "[" 1000}} a string
-// repeated and {{list 51 `{...}`}} copies joined by commas. A request
-// carries Content-Type: application/json, Accept: application/json,
-// text/event-stream and the key as a Bearer token unless it names the
-// header (an empty value leaves it out; Host sets the request's host).
-// A response lists the headers compared ("<any>": present; empty:
-// absent) and its body as JSON, compared by value; "<any>" matches any
-// value. An event stream's body is the JSON array of its events' data.
-// With -update, the responses are rewritten, keeping the headers listed
-// and the "<any>" placeholders.
+// docs/testing.md describes the format, the placeholders and -update.
 func TestGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txtar")
 	if err != nil || len(files) == 0 {
