@@ -21,14 +21,18 @@ import (
 	"golang.org/x/tools/txtar"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 var update = flag.Bool("update", false, "rewrite the responses in testdata/*.txtar with what the proxy answers")
 
 // TestGolden sends the requests of every testdata/*.txtar to one proxy in
-// front of acme's upstreams and compares each response with the one the
-// file expects. An archive is a sequence of exchanges, each a section
+// front of acme's upstreams (and, for {{.HostileKey}}, an instance over
+// internal/hostile's upstream, "evil") and compares each response with
+// the one the file expects. An archive is a sequence of exchanges, each a section
 // named after the case holding the request, then a section named
 // "response":
 //
@@ -51,7 +55,10 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("no golden files in testdata (%v)", err)
 	}
 	e := newEnv(t, proxy.Options{AllowedOrigins: []string{"https://app.example.com"}})
-	vars := goldenVars{Key: e.Key, Instance: e.Seeded.Instance.ID}
+	evil, _ := hostileUpstream(t, hostile.Good)
+	hostileKey := e.AddInstance(t, "hostile", []postgres.Server{{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: evil.URL}},
+		[]string{"echo", "invalid", "cut", "deep", "progress"})
+	vars := goldenVars{Key: e.Key, Instance: e.Seeded.Instance.ID, HostileKey: hostileKey}
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
 			runGolden(t, e, file, vars)
@@ -61,7 +68,7 @@ func TestGolden(t *testing.T) {
 
 // goldenVars are what a golden file's templates may name.
 type goldenVars struct {
-	Key, Instance string
+	Key, Instance, HostileKey string
 }
 
 // anyValue in a response matches any value, or any header value.
@@ -233,7 +240,7 @@ func parseResponse(text string) (goldenResponse, error) {
 		if !ok {
 			return w, fmt.Errorf("header line %q", l)
 		}
-		w.headers = append(w.headers, goldenHeader{textproto.CanonicalMIMEHeaderKey(name), strings.TrimSpace(value)})
+		w.headers = append(w.headers, goldenHeader{strings.TrimSpace(name), strings.TrimSpace(value)})
 	}
 	if strings.TrimSpace(body) != "" {
 		if w.body, err = decodeJSON([]byte(body)); err != nil {
@@ -358,7 +365,7 @@ func formatResponse(t *testing.T, resp *http.Response, got any, old goldenRespon
 	fmt.Fprintf(&b, "%d\n", resp.StatusCode)
 	listed := map[string]bool{}
 	for _, h := range old.headers {
-		listed[h.name] = true
+		listed[textproto.CanonicalMIMEHeaderKey(h.name)] = true
 		v := resp.Header.Get(h.name)
 		if h.value == anyValue && v != "" {
 			v = anyValue
@@ -366,7 +373,7 @@ func formatResponse(t *testing.T, resp *http.Response, got any, old goldenRespon
 		fmt.Fprintf(&b, "%s\n", strings.TrimSpace(h.name+": "+v))
 	}
 	for _, name := range keyHeaders {
-		if v := resp.Header.Get(name); v != "" && !listed[name] {
+		if v := resp.Header.Get(name); v != "" && !listed[textproto.CanonicalMIMEHeaderKey(name)] {
 			fmt.Fprintf(&b, "%s: %s\n", name, v)
 		}
 	}
@@ -377,6 +384,7 @@ func formatResponse(t *testing.T, resp *http.Response, got any, old goldenRespon
 	// The values that change from run to run go back to their names.
 	s = strings.ReplaceAll(s, vars.Key, "{{.Key}}")
 	s = strings.ReplaceAll(s, vars.Instance, "{{.Instance}}")
+	s = strings.ReplaceAll(s, vars.HostileKey, "{{.HostileKey}}")
 	return []byte(s)
 }
 

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -190,30 +189,6 @@ func TestProgressTenantLines(t *testing.T) {
 	}
 }
 
-// TestForgedProgressOnTheCallsStream: an upstream that answers a call
-// with progress for tokens the call never sent, besides its own: the
-// client's event stream carries only the progress for its own token.
-func TestForgedProgressOnTheCallsStream(t *testing.T) {
-	srv, _ := hostileUpstream(t, hostile.Good)
-	e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
-		{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"progress"})})
-	req, _ := http.NewRequest(http.MethodPost, e.Proxy.URL+"/mcp", strings.NewReader(
-		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__progress","arguments":{"tokens":["other",7,{"a":1}]},"_meta":{"progressToken":"mine"}}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+e.Key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	progress := strings.Count(string(body), `"notifications/progress"`)
-	if progress != 1 || !strings.Contains(string(body), `"progressToken":"mine"`) || !strings.Contains(string(body), "progress sent") {
-		t.Errorf("stream with %d progress events; want exactly the one for the client's token, then the result:\n%s", progress, body)
-	}
-}
-
 // TestKeyFlood: a flood of made-up keys costs Postgres nothing for values
 // that are not shaped like a key, a bounded rate of lookups for values
 // that are, and never evicts a valid key from the warm cache.
@@ -327,31 +302,24 @@ func TestLargeResults(t *testing.T) {
 	wg.Wait()
 }
 
-// TestHostileCalls: an upstream that answers with invalid or too deeply
-// nested JSON, cuts its answer off, drips it past the deadline, or floods
-// the call with requests to the client: each call fails (or, for the
-// flood, succeeds) with an answer naming the upstream, the flood costs at
-// most 16 refusals, and the process serves on.
+// TestHostileCalls: an upstream that drips its answer past the deadline,
+// or floods the call with requests to the client: the call fails (or,
+// for the flood, succeeds) with an answer naming the upstream, the flood
+// costs at most 16 refusals, and the process serves on. (Invalid, cut
+// and too deep answers are in testdata/hostile.txtar.)
 func TestHostileCalls(t *testing.T) {
 	srv, hs := hostileUpstream(t, hostile.Good)
 	e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
-		{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"echo", "invalid", "cut", "deep", "drip", "flood"}),
+		{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"echo", "drip", "flood"}),
 		Proxy: proxy.Options{RequestTimeout: 2 * time.Second}})
 	call := func(tool, args string) map[string]any {
 		_, out := e.Post(t, "/mcp", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__`+tool+`","arguments":`+args+`}}`)
 		return out
 	}
-	for _, tt := range []struct{ tool, args, want string }{
-		{"invalid", `{}`, "upstream evil"},
-		{"cut", `{}`, "upstream evil"},
-		{"deep", `{"depth":100000}`, "upstream evil"},
-		{"drip", `{"bytes":1000,"delayMs":50}`, "did not answer within the request deadline"},
-	} {
-		out := call(tt.tool, tt.args)
-		msg, _ := out["error"].(map[string]any)["message"].(string)
-		if rpcCode(out) != -32000 || !strings.Contains(msg, tt.want) {
-			t.Errorf("%s: %.300v; want -32000 with %q", tt.tool, out, tt.want)
-		}
+	out := call("drip", `{"bytes":1000,"delayMs":50}`)
+	msg, _ := out["error"].(map[string]any)["message"].(string)
+	if want := "did not answer within the request deadline"; rpcCode(out) != -32000 || !strings.Contains(msg, want) {
+		t.Errorf("drip: %.300v; want -32000 with %q", out, want)
 	}
 	if out := call("flood", `{"count":1000}`); !strings.Contains(fmt.Sprint(out["result"]), "flood sent") {
 		t.Errorf("flood: %.300v; want the result after the flood", out)
