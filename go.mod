@@ -17,6 +17,7 @@ require (
 	golang.org/x/sync v0.24.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/time v0.15.0
+	golang.org/x/tools v0.51.0
 	gonum.org/v1/plot v0.16.0
 	google.golang.org/api v0.289.0
 	google.golang.org/grpc v1.84.0

@@ -11,6 +11,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/demo"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
 )
 
 // errCode is the JSON-RPC error code err carries, 0 if none.
@@ -55,7 +56,7 @@ func readText(t *testing.T, s *mcp.ClientSession, uri string) string {
 func TestAggregatedResourcesPrompts(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, version string) {
 		e := newEnv(t, proxy.Options{})
-		s := e.client(t, "/mcp", e.key, version)
+		s := e.Client(t, "/mcp", e.Key, version, nil)
 		ctx := context.Background()
 
 		caps := s.InitializeResult().Capabilities
@@ -130,8 +131,8 @@ func TestAggregatedResourcesPrompts(t *testing.T) {
 
 		// With alpha down, a new process lists beta's prompts alone and
 		// reads what both offer from beta.
-		e.alpha.Stop()
-		s2 := newEnvSharing(t, e).client(t, "/mcp", e.key, version)
+		e.Demo["alpha"].Stop()
+		s2 := e.Process(t, testenv.Options{}).Client(t, "/mcp", e.Key, version, nil)
 		if got, want := promptNames(t, s2), []string{"beta__greet"}; !slices.Equal(got, want) {
 			t.Errorf("prompts with alpha down = %v; want %v", got, want)
 		}

@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,13 +21,12 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/demo"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
-	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
-	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // BenchmarkToolsCall measures one tools/call (the demo echo tool) straight
@@ -43,7 +41,6 @@ import (
 //
 //	make bench-proxy
 func BenchmarkToolsCall(b *testing.B) {
-	ctx := context.Background()
 	server := demo.NewServer("bench")
 	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
 		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
@@ -55,26 +52,17 @@ func BenchmarkToolsCall(b *testing.B) {
 	bare := httptest.NewServer(rp)
 	defer bare.Close()
 
-	queries := &pgtest.Counter{}
-	db := pgtest.Open(b, queries)
-	seeded, err := stack.Seed(ctx, db, stack.Tenant{Organization: "bench", Instance: "bench", Servers: []stack.Server{{
-		Server: postgres.Server{Name: "demo", Transport: tenant.TransportStreamableHTTP, URL: up.URL}, Tools: []postgres.Tool{{Name: "echo"}}}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	key := seeded.Key
-	pool := upstream.NewPool(upstream.PoolOptions{})
-	defer pool.Close()
 	// The proxy keeps its request log as deployed: entries buffered and
 	// written to Firestore (the emulator) in batches.
 	requestLog := logbuffer.New(&logbuffer.Firestore{Client: firestoretest.Client(b, firestoretest.Host(b)), Collection: firestoretest.Collection(b)},
 		logbuffer.Options{})
-	h := proxy.New(db, pool, logging.New(io.Discard, slog.LevelWarn), proxy.Options{RequestLog: requestLog})
-	prx := httptest.NewServer(h)
-	defer prx.Close()
+	quiet := logging.New(io.Discard, slog.LevelWarn)
+	e := testenv.New(b, testenv.Options{Logger: quiet, Proxy: proxy.Options{RequestLog: requestLog},
+		Tenant: stack.Tenant{Organization: "bench", Instance: "bench", Servers: []stack.Server{{
+			Server: postgres.Server{Name: "demo", Transport: tenant.TransportStreamableHTTP, URL: up.URL}, Tools: []postgres.Tool{{Name: "echo"}}}}}})
+	key, queries, prx := e.Key, e.Queries, e.Proxy
 	// The same proxy without a request log shows what the log costs.
-	nolog := httptest.NewServer(proxy.New(db, pool, logging.New(io.Discard, slog.LevelWarn), proxy.Options{}))
-	defer nolog.Close()
+	nolog := e.Process(b, testenv.Options{Logger: quiet}).Proxy
 
 	// Every target gets the call as a 2026-07-28 client sends it, the
 	// version the proxy itself speaks with this upstream, so that the

@@ -75,12 +75,12 @@ func TestCancellation(t *testing.T) {
 			s.Close()
 		}
 	})
-	key := e.instanceWith(t, "cancel", []postgres.Server{
+	key := e.AddInstance(t, "cancel", []postgres.Server{
 		{Name: "direct", Transport: tenant.TransportStreamableHTTP, URL: direct.URL},
 		{Name: "legacy", Transport: tenant.TransportSSE, URL: sse.URL},
 	}, []string{"block"})
 	post := func(ctx context.Context, body string) (int, string, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.proxy.URL+"/mcp", bytes.NewBufferString(body))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.Proxy.URL+"/mcp", bytes.NewBufferString(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		req.Header.Set("MCP-Protocol-Version", "2025-11-25")

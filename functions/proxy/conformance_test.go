@@ -18,14 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/conformance"
-	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
-	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // conformanceExceptions are the scenarios (or "scenario/check" for one
@@ -74,8 +72,6 @@ func TestConformance(t *testing.T) {
 		}
 	}
 
-	ctx := context.Background()
-	db := pgtest.Open(t, nil)
 	var servers []stack.Server
 	upstreams := map[string]*httptest.Server{}
 	for _, name := range []string{"stateful", "stateless"} {
@@ -84,14 +80,9 @@ func TestConformance(t *testing.T) {
 		upstreams[name] = srv
 		servers = append(servers, stack.Server{Server: postgres.Server{Name: name, Transport: tenant.TransportStreamableHTTP, URL: srv.URL}})
 	}
-	seeded, err := stack.Seed(ctx, db, stack.Tenant{Organization: "Conformance", Instance: "conformance", Key: "conformance", Servers: servers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := seeded.Key
-	pool := upstream.NewPool(upstream.PoolOptions{})
-	t.Cleanup(pool.Close)
-	h := proxy.New(db, pool, logging.New(io.Discard, slog.LevelInfo), proxy.Options{})
+	e := testenv.New(t, testenv.Options{Tenant: stack.Tenant{Organization: "Conformance", Instance: "conformance", Key: "conformance", Servers: servers},
+		Logger: logging.New(io.Discard, slog.LevelInfo)})
+	key, h := e.Key, e.Handler
 	// The suite cannot send a key: this front adds it, as a client's
 	// configuration would.
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -104,7 +95,7 @@ func TestConformance(t *testing.T) {
 	for _, run := range runs {
 		t.Run(run.version, func(t *testing.T) {
 			direct := upstreams[run.upstream].URL + "/"
-			proxied := front.URL + "/mcp/" + seeded.Instance.ID + "/" + run.upstream
+			proxied := front.URL + "/mcp/" + e.Seeded.Instance.ID + "/" + run.upstream
 			var wg sync.WaitGroup
 			var got [2]map[string][]check
 			var errs [2]error

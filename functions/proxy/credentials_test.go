@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -17,16 +15,12 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
 
-	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
-	"mcpproxy.dev/mcpproxy/internal/logcapture"
-	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
 	"mcpproxy.dev/mcpproxy/shared/credentials"
-	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
-	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // Secrets of the credential tests: none may appear in a log line.
@@ -35,12 +29,11 @@ const (
 	clientSecret = "client-secret-of-gamma"
 )
 
-// authEnv is a proxy in front of one upstream, gamma, reached with the
-// given auth type and credentials.
+// authEnv is a proxy in front of one demo upstream, gamma, reached with
+// the given auth type and credentials.
 type authEnv struct {
-	*env
+	*testenv.Env
 	gate   *demotest.Gate
-	pool   *upstream.Pool
 	server postgres.Server
 	cfg    postgres.Config
 	url    string // of the upstream
@@ -51,36 +44,18 @@ type authEnv struct {
 // proxy's log, as functions/proxy wires them, unless opts says otherwise.
 func newAuthEnv(t *testing.T, auth tenant.AuthType, creds tenant.Credentials, opts credentials.Options) *authEnv {
 	t.Helper()
-	ctx := context.Background()
-	e := &authEnv{env: &env{counter: &pgtest.Counter{}, logs: &logcapture.Buffer{}}}
-	e.db = pgtest.Open(t, e.counter)
 	gamma := demotest.StartUpstream(t, "gamma")
-	e.gate, e.url = gamma.Gate, gamma.URL()+"/mcp"
-	seeded, err := stack.Seed(ctx, e.db, stack.Tenant{Organization: "Acme", Instance: "main", Key: "test", Servers: []stack.Server{{
-		Server: postgres.Server{Name: "Gamma", Transport: tenant.TransportStreamableHTTP, URL: e.url, AuthType: auth},
-		Tools:  []postgres.Tool{{Name: "echo"}, {Name: "add"}}, Credentials: creds}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.org, e.inst, e.key = seeded.Organization, seeded.Instance, seeded.Key
-	e.server, e.cfg = seeded.Servers[0], seeded.Configs[0]
-	logger := logging.New(e.logs, slog.LevelDebug)
-	if opts.SaveToken == nil {
-		opts.SaveToken = e.db.SaveOAuthToken
-	}
-	opts.Logger = logger
-	e.pool = upstream.NewPool(upstream.PoolOptions{Credentials: credentials.New(opts), Logger: logger})
-	t.Cleanup(e.pool.Close)
-	e.handler = proxy.New(e.db, e.pool, logger, proxy.Options{})
-	e.proxy = httptest.NewServer(e.handler)
-	t.Cleanup(e.proxy.Close)
-	return e
+	url := gamma.URL() + "/mcp"
+	env := testenv.New(t, testenv.Options{Credentials: opts, Tenant: stack.Tenant{Servers: []stack.Server{{
+		Server: postgres.Server{Name: "Gamma", Transport: tenant.TransportStreamableHTTP, URL: url, AuthType: auth},
+		Tools:  []postgres.Tool{{Name: "echo"}, {Name: "add"}}, Credentials: creds}}}})
+	return &authEnv{Env: env, gate: gamma.Gate, url: url, server: env.Seeded.Servers[0], cfg: env.Seeded.Configs[0]}
 }
 
 // assertNoSecrets fails when a log line holds one of the secrets.
 func (e *authEnv) assertNoSecrets(t *testing.T, secrets ...string) {
 	t.Helper()
-	logs := e.logs.String()
+	logs := e.Logs.String()
 	if logs == "" {
 		t.Fatal("the proxy logged nothing: the check below would prove nothing")
 	}
@@ -108,7 +83,7 @@ func TestOAuthRefreshThroughProxy(t *testing.T) {
 		te := demotest.StartTokenEndpoint(t, "client-1", clientSecret)
 		stored := time.Now().Add(30 * time.Second)
 		e := newAuthEnv(t, tenant.AuthOAuth, oauthCreds(te.URL, stored), credentials.Options{})
-		s := e.client(t, "/mcp", e.key, version)
+		s := e.Client(t, "/mcp", e.Key, version, nil)
 		var wg sync.WaitGroup
 		for i := range 50 {
 			wg.Go(func() {
@@ -131,7 +106,7 @@ func TestOAuthRefreshThroughProxy(t *testing.T) {
 		if got := e.gate.Authorizations(); !slices.Equal(got, []string{"Bearer access-token-2"}) {
 			t.Errorf("the upstream got %q; want only the refreshed Bearer access-token-2", got)
 		}
-		creds, err := e.db.ConfigCredentials(ctx, e.cfg.ID, e.server.ID)
+		creds, err := e.DB.ConfigCredentials(ctx, e.cfg.ID, e.server.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +115,7 @@ func TestOAuthRefreshThroughProxy(t *testing.T) {
 			t.Errorf("stored OAuth credentials after the refresh: %+v", o)
 		}
 		var sealed []byte
-		if err := e.db.Pool.QueryRow(ctx, `SELECT encrypted_credentials FROM user_mcp_server_configs WHERE id = $1`, e.cfg.ID).Scan(&sealed); err != nil {
+		if err := e.DB.Pool.QueryRow(ctx, `SELECT encrypted_credentials FROM user_mcp_server_configs WHERE id = $1`, e.cfg.ID).Scan(&sealed); err != nil {
 			t.Fatal(err)
 		}
 		for _, secret := range []string{"access-token-2", "refresh-token-2", clientSecret} {
@@ -148,7 +123,7 @@ func TestOAuthRefreshThroughProxy(t *testing.T) {
 				t.Errorf("encrypted_credentials hold %q in clear", secret)
 			}
 		}
-		e.assertNoSecrets(t, "access-token-1", "refresh-token-1", "access-token-2", "refresh-token-2", clientSecret, e.key)
+		e.assertNoSecrets(t, "access-token-1", "refresh-token-1", "access-token-2", "refresh-token-2", clientSecret, e.Key)
 	})
 }
 
@@ -161,7 +136,7 @@ func TestOAuthSaveFailure(t *testing.T) {
 			return errors.New("the database is unreachable")
 		},
 	})
-	s := e.client(t, "/mcp", e.key, "2025-11-25")
+	s := e.Client(t, "/mcp", e.Key, "2025-11-25", nil)
 	for range 2 {
 		if _, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "gamma__echo", Arguments: map[string]any{"text": "x"}}); err != nil {
 			t.Fatalf("call with a token that could not be stored: %v", err)
@@ -170,8 +145,8 @@ func TestOAuthSaveFailure(t *testing.T) {
 	if n := len(te.Presented()); n != 1 {
 		t.Errorf("%d refreshes; want 1", n)
 	}
-	if !strings.Contains(e.logs.String(), "refreshed OAuth token not stored") {
-		t.Errorf("the failure to store was not logged:\n%s", e.logs.String())
+	if !strings.Contains(e.Logs.String(), "refreshed OAuth token not stored") {
+		t.Errorf("the failure to store was not logged:\n%s", e.Logs.String())
 	}
 	e.assertNoSecrets(t, "access-token-1", "refresh-token-1", "access-token-2", "refresh-token-2", clientSecret)
 }
@@ -192,19 +167,18 @@ func TestUpstreamUnauthorized(t *testing.T) {
 	} {
 		t.Run(string(tt.auth), func(t *testing.T) {
 			e := newAuthEnv(t, tt.auth, tt.creds, credentials.Options{})
-			bearer := map[string]string{"Authorization": "Bearer " + e.key}
 			call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gamma__echo","arguments":{"text":"x"}}}`
-			if _, out := e.post(t, "/mcp", bearer, call); out["result"] == nil {
+			if _, out := e.Post(t, "/mcp", nil, call); out["result"] == nil {
 				t.Fatalf("call with the upstream accepting: %v", out)
 			}
 			e.gate.Refuse(true)
 			for _, req := range []struct{ path, body string }{
 				{"/mcp", call}, // direct tools/call
 				{"/mcp", call}, // again: no loop, no reconnect
-				{"/mcp/" + e.inst.ID + "/gamma", `{"jsonrpc":"2.0","id":2,"method":"prompts/list"}`}, // through the SDK session
+				{"/mcp/" + e.Seeded.Instance.ID + "/gamma", `{"jsonrpc":"2.0","id":2,"method":"prompts/list"}`}, // through the SDK session
 			} {
 				before := e.gate.Refusals()
-				resp, out := e.post(t, req.path, bearer, req.body)
+				resp, out := e.Post(t, req.path, nil, req.body)
 				e2, _ := out["error"].(map[string]any)
 				data, _ := e2["data"].(map[string]any)
 				msg, _ := e2["message"].(string)
@@ -217,17 +191,17 @@ func TestUpstreamUnauthorized(t *testing.T) {
 					t.Errorf("%s: the upstream was asked %d times; want once", req.body, n)
 				}
 			}
-			if e.pool.Len() != 1 {
-				t.Errorf("%d sessions; want the one session kept", e.pool.Len())
+			if e.Pool.Len() != 1 {
+				t.Errorf("%d sessions; want the one session kept", e.Pool.Len())
 			}
-			_, out := e.post(t, "/mcp", bearer, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)
+			_, out := e.Post(t, "/mcp", nil, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)
 			if res, _ := out["result"].(map[string]any); res == nil || len(res["tools"].([]any)) != 0 {
 				t.Errorf("tools/list = %v; want a result without gamma's tools", out)
 			}
-			if !strings.Contains(e.logs.String(), "upstream needs re-authorisation") {
+			if !strings.Contains(e.Logs.String(), "upstream needs re-authorisation") {
 				t.Error("the refusal was not logged")
 			}
-			e.assertNoSecrets(t, upstreamKey, "access-token-1", "refresh-token-1", clientSecret, e.key)
+			e.assertNoSecrets(t, upstreamKey, "access-token-1", "refresh-token-1", clientSecret, e.Key)
 		})
 	}
 }
@@ -257,7 +231,7 @@ func (f *idTokens) source(_ context.Context, audience string) (oauth2.TokenSourc
 func TestCloudRunIAMThroughProxy(t *testing.T) {
 	ids := &idTokens{}
 	e := newAuthEnv(t, tenant.AuthCloudRunIAM, tenant.Credentials{}, credentials.Options{IDTokenSource: ids.source})
-	s := e.client(t, "/mcp", e.key, "2025-11-25")
+	s := e.Client(t, "/mcp", e.Key, "2025-11-25", nil)
 	if got := toolNames(t, s); !slices.Equal(got, []string{"gamma__add", "gamma__echo"}) {
 		t.Errorf("tools = %v", got)
 	}
@@ -272,17 +246,17 @@ func TestCloudRunIAMThroughProxy(t *testing.T) {
 	if got := e.gate.Authorizations(); !slices.Equal(got, []string{"Bearer id-token-for-" + origin}) {
 		t.Errorf("the upstream got %q; want only the ID token for %s", got, origin)
 	}
-	e.assertNoSecrets(t, "id-token-for-", e.key)
+	e.assertNoSecrets(t, "id-token-for-", e.Key)
 
 	failing := newAuthEnv(t, tenant.AuthCloudRunIAM, tenant.Credentials{}, credentials.Options{
 		IDTokenSource: (&idTokens{fail: errors.New("no default credentials")}).source})
-	_, out := failing.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + failing.key},
+	_, out := failing.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + failing.Key},
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gamma__echo","arguments":{"text":"x"}}}`)
 	rpcErr, _ := out["error"].(map[string]any)
 	if msg, _ := rpcErr["message"].(string); rpcCode(out) != -32000 || !strings.Contains(msg, "gamma") {
 		t.Errorf("call without an ID token = %v; want -32000 naming gamma", out)
 	}
-	if logs := failing.logs.String(); !strings.Contains(logs, "ID token") {
+	if logs := failing.Logs.String(); !strings.Contains(logs, "ID token") {
 		t.Errorf("the missing ID token was not logged:\n%s", logs)
 	}
 }

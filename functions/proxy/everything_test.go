@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +17,9 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/procgroup"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/internal/testbin"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
@@ -46,12 +47,10 @@ func everything(t *testing.T) (node, script string) {
 // serveEverything runs server-everything over an HTTP transport ("sse" or
 // "streamableHttp") on a free port and returns its address.
 func serveEverything(t *testing.T, node, script, transport string) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := stack.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	cmd := exec.Command(node, script, transport)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
 	p, err := procgroup.Start(cmd)
@@ -60,15 +59,16 @@ func serveEverything(t *testing.T, node, script, transport string) string {
 	}
 	t.Cleanup(func() { p.Stop(syscall.SIGKILL, 10*time.Second) })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	if err := wait.Until(context.Background(), 30*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			return addr
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server-everything %s did not listen on %s", transport, addr)
-		}
+		return err == nil
+	}); err != nil {
+		t.Fatalf("server-everything %s did not listen on %s: %v", transport, addr, err)
 	}
+	return addr
 }
 
 // TestEverythingServer puts the reference MCP server from npm behind the
@@ -88,15 +88,9 @@ func TestEverythingServer(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, version string) {
 		e := newEnv(t, proxy.Options{})
 		ctx := context.Background()
-		key := e.instanceWith(t, "everything", servers, tools)
-		var mu sync.Mutex
-		progress := map[any]int{}
-		s := e.clientWith(t, "/mcp", key, version, &mcp.ClientOptions{
-			ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
-				mu.Lock()
-				defer mu.Unlock()
-				progress[req.Params.ProgressToken]++
-			}})
+		key := e.AddInstance(t, "everything", servers, tools)
+		var progress progressCounts
+		s := e.Client(t, "/mcp", key, version, progress.options())
 		caps := s.InitializeResult().Capabilities
 		if caps.Prompts == nil || caps.Resources == nil || caps.Completions == nil {
 			t.Errorf("capabilities = %+v; want prompts, resources and completions", caps)
@@ -109,7 +103,7 @@ func TestEverythingServer(t *testing.T) {
 		}
 		slices.Sort(want)
 		if got := toolNames(t, s); !slices.Equal(got, want) {
-			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.logs)
+			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.Logs)
 		}
 		prompts := promptNames(t, s)
 		for _, srv := range servers {
@@ -160,20 +154,11 @@ func TestEverythingServer(t *testing.T) {
 		if err != nil || len(read.Contents) == 0 || !strings.Contains(read.Contents[0].Text, "3") {
 			t.Errorf("read a templated URI = %+v, %v", read, err)
 		}
-		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			mu.Lock()
-			n := len(progress)
-			mu.Unlock()
-			if n == len(servers) {
-				break
-			}
-		}
-		mu.Lock()
+		counts := progress.counts(len(servers))
 		for _, srv := range servers {
-			if progress["progress-"+srv.Name] == 0 {
+			if counts["progress-"+srv.Name] == 0 {
 				t.Errorf("%s: no progress notification reached the client", srv.Name)
 			}
 		}
-		mu.Unlock()
 	})
 }

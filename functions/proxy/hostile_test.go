@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -23,6 +22,8 @@ import (
 	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
+	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
 	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -50,17 +51,17 @@ func hostileUpstream(t *testing.T, mode hostile.Mode) (*httptest.Server, *hostil
 // singleflight on a goroutine no recover sees.)
 func TestHostileLists(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, version string) {
-		e := newEnv(t, proxy.Options{})
 		nulls, _ := hostileUpstream(t, hostile.Nulls)
 		malformed, _ := hostileUpstream(t, hostile.Malformed)
-		key := e.instanceWith(t, "hostile", []postgres.Server{
+		e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
 			{Name: "Nulls", Transport: tenant.TransportStreamableHTTP, URL: nulls.URL},
 			{Name: "Malformed", Transport: tenant.TransportStreamableHTTP, URL: malformed.URL},
 			{Name: "Stdio", Transport: tenant.TransportStdio, Command: hostile.Binary(t), Args: []string{"--mode", "nulls"}},
-		}, []string{"echo"})
+		}, []string{"echo"})})
 		ctx := context.Background()
-		for _, path := range []string{"/mcp", "/mcp/" + instanceOf(t, e, key) + "/nulls", "/mcp/" + instanceOf(t, e, key) + "/stdio"} {
-			s := e.client(t, path, key, version)
+		inst := e.Seeded.Instance.ID
+		for _, path := range []string{"/mcp", "/mcp/" + inst + "/nulls", "/mcp/" + inst + "/stdio"} {
+			s := e.Client(t, path, e.Key, version, nil)
 			tools := toolNames(t, s)
 			if len(tools) == 0 || !slices.ContainsFunc(tools, func(n string) bool { return n == "echo" || n == "nulls__echo" || n == "stdio__echo" }) {
 				t.Errorf("%s: tools = %v; want the good echo tool", path, tools)
@@ -91,66 +92,30 @@ func TestHostileLists(t *testing.T) {
 	})
 }
 
-// instanceOf is the instance of key.
-func instanceOf(t *testing.T, e *env, key string) string {
-	t.Helper()
-	k, err := e.db.LookupAPIKey(context.Background(), tenant.HashKey(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k.InstanceID
-}
-
-// TestHostileClients: what one tenant's client can send that must cost
-// the process no more than a refusal, and what it can no longer hide
-// from the request log.
-func TestHostileClients(t *testing.T) {
+// TestBatchLogged: a batch cannot hide its calls from the request log.
+// (What a client can send that costs no more than a refusal, depth
+// bombs and oversized batches, is in testdata/input.txtar and
+// batch.txtar.)
+func TestBatchLogged(t *testing.T) {
 	ctx := context.Background()
 	store := &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
 	buf := logbuffer.New(store, logbuffer.Options{BatchEntries: 40, MaxAge: 50 * time.Millisecond})
 	e := newEnv(t, proxy.Options{RequestLog: buf})
-	old := map[string]string{"Authorization": "Bearer " + e.key, "MCP-Protocol-Version": "2025-03-26"}
-	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
-	bomb := func(open, closing string, n int) string {
-		return `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":` + strings.Repeat(open, n) + strings.Repeat(closing, n) + `}}`
-	}
-	batch := func(n int, msg string) string { return "[" + strings.TrimSuffix(strings.Repeat(msg+",", n), ",") + "]" }
-	tests := []struct {
-		name   string
-		body   string
-		status int
-		code   int
-	}{
-		{"4 MiB of nested arrays", bomb("[", "]", 2<<20-40), 400, -32600},
-		{"4 MiB of nested objects, unclosed", bomb(`{"a":`, "", (4<<20-60)/5), 400, -32600},
-		{"nested arrays in a batch", "[" + bomb("[", "]", 5000) + "]", 400, -32600},
-		{"deep but within the limit", bomb("[", "]", 900), 200, 0},
-		{"batch over the limit", batch(51, ping), 400, -32600},
-		{"batch of 50,000 calls", batch(50000, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo"}}`), 400, -32600},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			resp, out := e.post(t, "/mcp", old, tt.body)
-			if resp.StatusCode != tt.status || rpcCode(out) != tt.code {
-				t.Errorf("got HTTP %d code %d (%.200v); want HTTP %d code %d", resp.StatusCode, rpcCode(out), out, tt.status, tt.code)
-			}
-		})
-	}
-
+	old := map[string]string{"Authorization": "Bearer " + e.Key, "MCP-Protocol-Version": "2025-03-26"}
 	// A batch is logged as the requests it holds, each with its tool.
 	const calls = `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"a"}}},` +
 		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__add","arguments":{"a":1,"b":2}}},` +
 		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"beta__echo","arguments":{"text":"b"}}}]`
-	if resp, _ := e.post(t, "/mcp", old, calls); resp.StatusCode != 200 {
+	if resp, _ := e.Post(t, "/mcp", old, calls); resp.StatusCode != 200 {
 		t.Fatalf("batch of three calls: HTTP %d", resp.StatusCode)
 	}
 	if err := buf.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := flushlogs.NewFlusher(e.db, store, flushlogs.Options{}).Run(ctx); err != nil {
+	if _, err := flushlogs.NewFlusher(e.DB, store, flushlogs.Options{}).Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := e.db.Pool.Query(ctx, `SELECT tool_name FROM mcp_server_request_logs WHERE method = 'tools/call' ORDER BY tool_name`)
+	rows, err := e.DB.Pool.Query(ctx, `SELECT tool_name FROM mcp_server_request_logs WHERE method = 'tools/call' ORDER BY tool_name`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,16 +134,16 @@ func TestHostileClients(t *testing.T) {
 func TestProgressTenantLines(t *testing.T) {
 	e := newEnv(t, proxy.Options{})
 	ctx := context.Background()
-	victimKey := e.instanceWith(t, "victim", []postgres.Server{
+	victimKey := e.AddInstance(t, "victim", []postgres.Server{
 		{Name: "Local", Transport: tenant.TransportStdio, Command: demotest.Binary(t), Args: []string{"--transport", "stdio", "--name", "local"}},
 	}, []string{"slow"})
-	attackerKey := e.instanceWith(t, "attacker", []postgres.Server{
+	attackerKey := e.AddInstance(t, "attacker", []postgres.Server{
 		{Name: "Evil", Transport: tenant.TransportStdio, Command: hostile.Binary(t)},
 	}, []string{"guess", "meta"})
 
 	var mu sync.Mutex
 	var forged []string
-	victim := e.clientWith(t, "/mcp", victimKey, "2025-11-25", &mcp.ClientOptions{
+	victim := e.Client(t, "/mcp", victimKey, "2025-11-25", &mcp.ClientOptions{
 		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 			if req.Params.Message == "from hostile" || req.Params.ProgressToken != "victim-token" {
 				mu.Lock()
@@ -186,7 +151,7 @@ func TestProgressTenantLines(t *testing.T) {
 				mu.Unlock()
 			}
 		}})
-	attacker := e.client(t, "/mcp", attackerKey, "2025-11-25")
+	attacker := e.Client(t, "/mcp", attackerKey, "2025-11-25", nil)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -216,35 +181,11 @@ func TestProgressTenantLines(t *testing.T) {
 	// A client's token on a shared stdio session: neither with an event
 	// stream (the proxy's own token goes instead) nor without one.
 	for _, accept := range []string{"application/json, text/event-stream", "application/json"} {
-		_, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + attackerKey, "Accept": accept},
+		_, out := e.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + attackerKey, "Accept": accept},
 			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__meta","arguments":{},"_meta":{"progressToken":"client-token"}}}`)
 		if got := fmt.Sprint(out["result"]); out["result"] == nil || strings.Contains(got, "client-token") {
 			t.Errorf("Accept %s: the upstream saw %s; want a result without the client's token", accept, got)
 		}
-	}
-}
-
-// TestForgedProgressOnTheCallsStream: an upstream that answers a call
-// with progress for tokens the call never sent, besides its own: the
-// client's event stream carries only the progress for its own token.
-func TestForgedProgressOnTheCallsStream(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	srv, _ := hostileUpstream(t, hostile.Good)
-	key := e.instanceWith(t, "forger", []postgres.Server{{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"progress"})
-	req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+"/mcp", strings.NewReader(
-		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__progress","arguments":{"tokens":["other",7,{"a":1}]},"_meta":{"progressToken":"mine"}}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	progress := strings.Count(string(body), `"notifications/progress"`)
-	if progress != 1 || !strings.Contains(string(body), `"progressToken":"mine"`) || !strings.Contains(string(body), "progress sent") {
-		t.Errorf("stream with %d progress events; want exactly the one for the client's token, then the result:\n%s", progress, body)
 	}
 }
 
@@ -254,22 +195,21 @@ func TestForgedProgressOnTheCallsStream(t *testing.T) {
 func TestKeyFlood(t *testing.T) {
 	e := newEnv(t, proxy.Options{Cache: configcache.Options{Size: 50}, KeyLookupRate: 20})
 	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
-	valid := map[string]string{"Authorization": "Bearer " + e.key}
-	if resp, _ := e.post(t, "/mcp", valid, list); resp.StatusCode != 200 {
+	if resp, _ := e.Post(t, "/mcp", nil, list); resp.StatusCode != 200 {
 		t.Fatalf("valid key: HTTP %d", resp.StatusCode)
 	}
 
-	e.counter.Reset()
+	e.Queries.Reset()
 	floodStart := time.Now()
 	for i := range 300 {
 		for _, v := range []string{fmt.Sprintf("not-a-key-%d", i), "Basic dXNlcjpwYXNz", fmt.Sprintf("mcpk_%d", i)} {
-			resp, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + v}, list)
+			resp, out := e.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + v}, list)
 			if resp.StatusCode != 401 || rpcCode(out) != -32001 {
 				t.Fatalf("malformed key %q: HTTP %d %v; want 401", v, resp.StatusCode, out)
 			}
 		}
 	}
-	if n := e.counter.Count(); n != 0 {
+	if n := e.Queries.Count(); n != 0 {
 		t.Errorf("900 malformed keys made %d queries; want 0", n)
 	}
 
@@ -282,7 +222,7 @@ func TestKeyFlood(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + k}, list)
+		resp, out := e.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + k}, list)
 		switch {
 		case resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "":
 			refused++
@@ -292,28 +232,28 @@ func TestKeyFlood(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	maxLookups := int64(20 + 20*elapsed.Seconds() + 1) // the burst, then the rate
-	if n := e.counter.Count(); n > maxLookups || refused == 0 {
+	if n := e.Queries.Count(); n > maxLookups || refused == 0 {
 		t.Errorf("300 unknown keys in %v made %d queries (at most %d) and %d refusals", elapsed, n, maxLookups, refused)
 	}
 
 	// The refusals' log lines are bounded too (20 a second), and say
 	// how many were left out.
-	lines := strings.Count(e.logs.String(), `"authentication failed"`)
-	if most := 20 + int(20*time.Since(floodStart).Seconds()) + 1; lines > most || !strings.Contains(e.logs.String(), `"leftOutBefore":`) {
+	lines := strings.Count(e.Logs.String(), `"authentication failed"`)
+	if most := 20 + int(20*time.Since(floodStart).Seconds()) + 1; lines > most || !strings.Contains(e.Logs.String(), `"leftOutBefore":`) {
 		t.Errorf("%d log lines for 1,200 refused keys; want at most %d, with the count left out", lines, most)
 	}
-	if regexp.MustCompile(`"leftOutBefore":[1-9]`).FindString(e.logs.String()) == "" {
+	if regexp.MustCompile(`"leftOutBefore":[1-9]`).FindString(e.Logs.String()) == "" {
 		t.Error("no log line says how many refusals were left out")
 	}
 
 	// The valid key is still warm: the flood's negative entries did not
 	// evict it.
-	e.counter.Reset()
-	if resp, _ := e.post(t, "/mcp", valid, list); resp.StatusCode != 200 {
+	e.Queries.Reset()
+	if resp, _ := e.Post(t, "/mcp", nil, list); resp.StatusCode != 200 {
 		t.Fatalf("valid key after the flood: HTTP %d", resp.StatusCode)
 	}
-	if n := e.counter.Count(); n != 0 {
-		t.Errorf("the valid key after the flood made %d queries; want 0 (evicted): %q", n, e.counter.Queries())
+	if n := e.Queries.Count(); n != 0 {
+		t.Errorf("the valid key after the flood made %d queries; want 0 (evicted): %q", n, e.Queries.Queries())
 	}
 }
 
@@ -322,16 +262,15 @@ func TestKeyFlood(t *testing.T) {
 // limit; answers within it wait for room in the process's budget and
 // arrive whole, however many are asked for at once.
 func TestLargeResults(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	e.startProxyWith(t, proxy.Options{Budget: budget.New(6<<20, 30*time.Second)}, upstream.PoolOptions{MaxMessageBytes: 2 << 20})
 	srv, _ := hostileUpstream(t, hostile.Good)
-	key := e.instanceWith(t, "large", []postgres.Server{{Name: "Big", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"huge"})
-	header := map[string]string{"Authorization": "Bearer " + key}
+	e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
+		{Name: "Big", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"huge"}),
+		Proxy: proxy.Options{Budget: budget.New(6<<20, 30*time.Second)}, Pool: upstream.PoolOptions{MaxMessageBytes: 2 << 20}})
 	call := func(bytes int, sse bool) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"big__huge","arguments":{"bytes":%d,"sse":%v}}}`, bytes, sse)
 	}
 	for _, sse := range []bool{false, true} {
-		_, out := e.post(t, "/mcp", header, call(3<<20, sse))
+		_, out := e.Post(t, "/mcp", nil, call(3<<20, sse))
 		msg, _ := out["error"].(map[string]any)["message"].(string)
 		if rpcCode(out) != -32000 || !strings.Contains(msg, "big") || !strings.Contains(msg, "2097152") {
 			t.Errorf("3 MiB answer (sse %v): %.300v; want -32000 naming the upstream and the limit", sse, out)
@@ -339,20 +278,20 @@ func TestLargeResults(t *testing.T) {
 	}
 	// Through the SDK client (resources/read on the upstream's own
 	// route): the same bound.
-	path := "/mcp/" + instanceOf(t, e, key) + "/big"
+	path := "/mcp/" + e.Seeded.Instance.ID + "/big"
 	read := func(n int) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"hostile://huge/%d"}}`, n)
 	}
-	if _, out := e.post(t, path, header, read(3<<20)); out["error"] == nil {
+	if _, out := e.Post(t, path, nil, read(3<<20)); out["error"] == nil {
 		t.Errorf("3 MiB resource through the SDK client: %.200v; want an error", out)
 	}
-	if _, out := e.post(t, path, header, read(1<<20)); out["result"] == nil {
+	if _, out := e.Post(t, path, nil, read(1<<20)); out["result"] == nil {
 		t.Errorf("1 MiB resource through the SDK client: %.200v; want it read", out)
 	}
 	var wg sync.WaitGroup
 	for i := range 12 {
 		wg.Go(func() {
-			resp, out := e.post(t, "/mcp", header, call(1800<<10, i%2 == 0))
+			resp, out := e.Post(t, "/mcp", nil, call(1800<<10, i%2 == 0))
 			res, _ := out["result"].(map[string]any)
 			content, _ := res["content"].([]any)
 			if resp.StatusCode != 200 || len(content) != 1 || len(content[0].(map[string]any)["text"].(string)) != 1800<<10 {
@@ -363,33 +302,24 @@ func TestLargeResults(t *testing.T) {
 	wg.Wait()
 }
 
-// TestHostileCalls: an upstream that answers with invalid or too deeply
-// nested JSON, cuts its answer off, drips it past the deadline, or floods
-// the call with requests to the client: each call fails (or, for the
-// flood, succeeds) with an answer naming the upstream, the flood costs at
-// most 16 refusals, and the process serves on.
+// TestHostileCalls: an upstream that drips its answer past the deadline,
+// or floods the call with requests to the client: the call fails (or,
+// for the flood, succeeds) with an answer naming the upstream, the flood
+// costs at most 16 refusals, and the process serves on. (Invalid, cut
+// and too deep answers are in testdata/hostile.txtar.)
 func TestHostileCalls(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	e.startProxy(t, proxy.Options{RequestTimeout: 2 * time.Second})
 	srv, hs := hostileUpstream(t, hostile.Good)
-	key := e.instanceWith(t, "calls", []postgres.Server{{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}},
-		[]string{"echo", "invalid", "cut", "deep", "drip", "flood"})
-	header := map[string]string{"Authorization": "Bearer " + key}
+	e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
+		{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"echo", "drip", "flood"}),
+		Proxy: proxy.Options{RequestTimeout: 2 * time.Second}})
 	call := func(tool, args string) map[string]any {
-		_, out := e.post(t, "/mcp", header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__`+tool+`","arguments":`+args+`}}`)
+		_, out := e.Post(t, "/mcp", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__`+tool+`","arguments":`+args+`}}`)
 		return out
 	}
-	for _, tt := range []struct{ tool, args, want string }{
-		{"invalid", `{}`, "upstream evil"},
-		{"cut", `{}`, "upstream evil"},
-		{"deep", `{"depth":100000}`, "upstream evil"},
-		{"drip", `{"bytes":1000,"delayMs":50}`, "did not answer within the request deadline"},
-	} {
-		out := call(tt.tool, tt.args)
-		msg, _ := out["error"].(map[string]any)["message"].(string)
-		if rpcCode(out) != -32000 || !strings.Contains(msg, tt.want) {
-			t.Errorf("%s: %.300v; want -32000 with %q", tt.tool, out, tt.want)
-		}
+	out := call("drip", `{"bytes":1000,"delayMs":50}`)
+	msg, _ := out["error"].(map[string]any)["message"].(string)
+	if want := "did not answer within the request deadline"; rpcCode(out) != -32000 || !strings.Contains(msg, want) {
+		t.Errorf("drip: %.300v; want -32000 with %q", out, want)
 	}
 	if out := call("flood", `{"count":1000}`); !strings.Contains(fmt.Sprint(out["result"]), "flood sent") {
 		t.Errorf("flood: %.300v; want the result after the flood", out)
@@ -406,8 +336,6 @@ func TestHostileCalls(t *testing.T) {
 // origin, and one that redirects to another origin: the calls through the
 // proxy fail, and the other origin never receives the tenant's key.
 func TestCredentialsStayHome(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	ctx := context.Background()
 	thief := &hostile.Thief{}
 	thiefSrv := httptest.NewServer(thief)
 	t.Cleanup(thiefSrv.Close)
@@ -418,32 +346,18 @@ func TestCredentialsStayHome(t *testing.T) {
 	red := httptest.NewServer(redirecting)
 	t.Cleanup(red.Close)
 
-	var selections []postgres.Selection
+	var servers []stack.Server
 	for _, s := range []postgres.Server{
 		{Name: "Elsewhere", Transport: tenant.TransportSSE, URL: sse.URL},
 		{Name: "Redirecting", Transport: tenant.TransportStreamableHTTP, URL: red.URL},
 	} {
-		s.OrganizationID, s.AuthType = e.org.ID, tenant.AuthAPIKey
-		created, err := e.db.CreateServer(ctx, s, []postgres.Tool{{Name: "echo"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := e.db.CreateConfig(ctx, e.org.ID, created.ID, "", tenant.Credentials{Headers: map[string]string{"X-API-Key": "tenant-secret"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		selections = append(selections, postgres.Selection{ConfigID: cfg.ID, Tools: []string{"echo"}})
+		s.AuthType = tenant.AuthAPIKey
+		servers = append(servers, stack.Server{Server: s, Tools: []postgres.Tool{{Name: "echo"}},
+			Credentials: tenant.Credentials{Headers: map[string]string{"X-API-Key": "tenant-secret"}}})
 	}
-	inst, err := e.db.CreateInstance(ctx, e.org.ID, "", "stay-home", selections)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, key, err := e.db.CreateAPIKey(ctx, inst.ID, "", "k", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testenv.New(t, testenv.Options{Tenant: stack.Tenant{Servers: servers}})
 	for _, tool := range []string{"elsewhere__echo", "redirecting__echo"} {
-		_, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + key},
+		_, out := e.Post(t, "/mcp", nil,
 			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"`+tool+`","arguments":{"text":"x"}}}`)
 		if out["error"] == nil {
 			t.Errorf("%s: %.300v; want an error", tool, out)
@@ -459,7 +373,7 @@ func TestCredentialsStayHome(t *testing.T) {
 // notification with the call's own key cancels it, so the test can tell.
 func TestForgedCancel(t *testing.T) {
 	e := newEnv(t, proxy.Options{})
-	other := e.instanceWith(t, "other", []postgres.Server{
+	other := e.AddInstance(t, "other", []postgres.Server{
 		{Name: "Local", Transport: tenant.TransportStdio, Command: demotest.Binary(t), Args: []string{"--transport", "stdio"}},
 	}, []string{"echo"})
 	old := func(key string) map[string]string {
@@ -469,15 +383,15 @@ func TestForgedCancel(t *testing.T) {
 		name      string
 		canceller string
 		cancelled bool
-	}{{"another tenant's key", other, false}, {"the call's own key", e.key, true}} {
+	}{{"another tenant's key", other, false}, {"the call's own key", e.Key, true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			done := make(chan map[string]any, 1)
 			go func() {
-				_, out := e.post(t, "/mcp", old(e.key), `{"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"name":"beta__slow","arguments":{"ms":1500}}}`)
+				_, out := e.Post(t, "/mcp", old(e.Key), `{"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"name":"beta__slow","arguments":{"ms":1500}}}`)
 				done <- out
 			}()
 			time.Sleep(300 * time.Millisecond)
-			e.post(t, "/mcp", old(tt.canceller), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":77}}`)
+			e.Post(t, "/mcp", old(tt.canceller), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":77}}`)
 			out := <-done
 			if got := out["result"] == nil; got != tt.cancelled {
 				t.Errorf("cancelled by %s: %.300v; want cancelled %v", tt.name, out, tt.cancelled)
@@ -497,19 +411,18 @@ func TestListsLeftOut(t *testing.T) {
 		why  string
 	}{{hostile.Endless, "past 100 pages"}, {hostile.Bloated, "UPSTREAM_MAX_LIST_BYTES"}} {
 		t.Run(string(tt.mode), func(t *testing.T) {
-			e := newEnv(t, proxy.Options{})
 			bad, _ := hostileUpstream(t, tt.mode)
 			good, _ := hostileUpstream(t, hostile.Good)
-			key := e.instanceWith(t, string(tt.mode), []postgres.Server{
+			e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
 				{Name: "Bad", Transport: tenant.TransportStreamableHTTP, URL: bad.URL},
 				{Name: "Good", Transport: tenant.TransportStreamableHTTP, URL: good.URL},
-			}, []string{"echo"})
-			s := e.client(t, "/mcp", key, "2025-11-25")
+			}, []string{"echo"})})
+			s := e.Client(t, "/mcp", e.Key, "2025-11-25", nil)
 			if got := toolNames(t, s); !slices.Equal(got, []string{"good__echo"}) {
 				t.Errorf("tools = %v; want the good upstream's alone", got)
 			}
-			if !strings.Contains(e.logs.String(), tt.why) {
-				t.Errorf("no log line says %q:\n%.2000s", tt.why, e.logs)
+			if !strings.Contains(e.Logs.String(), tt.why) {
+				t.Errorf("no log line says %q:\n%.2000s", tt.why, e.Logs)
 			}
 		})
 	}
@@ -520,15 +433,15 @@ func TestListsLeftOut(t *testing.T) {
 // that more of them than the budget holds at once take turns instead of
 // each holding a body while waiting for the rest: every call is answered.
 func TestLargeBodiesTakeTurns(t *testing.T) {
-	e := newEnv(t, proxy.Options{})
-	e.startProxyWith(t, proxy.Options{Budget: budget.New(12<<20, 5*time.Second), MaxAnswerBytes: 2 << 20}, upstream.PoolOptions{MaxMessageBytes: 2 << 20})
 	srv, _ := hostileUpstream(t, hostile.Good)
-	key := e.instanceWith(t, "bodies", []postgres.Server{{Name: "Echo", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"echo"})
+	e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
+		{Name: "Echo", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"echo"}),
+		Proxy: proxy.Options{Budget: budget.New(12<<20, 5*time.Second), MaxAnswerBytes: 2 << 20}, Pool: upstream.PoolOptions{MaxMessageBytes: 2 << 20}})
 	text := strings.Repeat("e", 1<<20)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			resp, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + key},
+			resp, out := e.Post(t, "/mcp", nil,
 				`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo__echo","arguments":{"text":"`+text+`"}}}`)
 			if resp.StatusCode != 200 || !strings.Contains(fmt.Sprint(out["result"]), "eeee") {
 				t.Errorf("call %d with a 1 MiB body: HTTP %d %.200v", i, resp.StatusCode, out)

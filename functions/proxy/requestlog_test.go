@@ -11,6 +11,7 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/flushlogs"
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 )
@@ -23,11 +24,11 @@ func TestRequestLogReachesPostgres(t *testing.T) {
 	store := &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
 	buf := logbuffer.New(store, logbuffer.Options{BatchEntries: 40, MaxAge: 50 * time.Millisecond})
 	e := newEnv(t, proxy.Options{RequestLog: buf})
-	_, key2, err := e.db.CreateAPIKey(ctx, e.inst.ID, "", "second", nil)
+	_, key2, err := e.DB.CreateAPIKey(ctx, e.Seeded.Instance.ID, "", "second", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := []string{e.key, key2}
+	keys := []string{e.Key, key2}
 
 	type kind struct {
 		body, method, tool, status, code string
@@ -46,7 +47,7 @@ func TestRequestLogReachesPostgres(t *testing.T) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			k := kinds[i%len(kinds)]
-			resp, out := e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + keys[i%2], "User-Agent": "log-test/1"}, k.body)
+			resp, out := e.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + keys[i%2], "User-Agent": "log-test/1"}, k.body)
 			if resp.StatusCode != http.StatusOK || (k.code == "" && out["error"] != nil) {
 				t.Errorf("request %d: %d %v", i, resp.StatusCode, out)
 			}
@@ -55,12 +56,12 @@ func TestRequestLogReachesPostgres(t *testing.T) {
 	wg.Wait()
 	// Refused keys are not charged to anyone: no entry.
 	for range 5 {
-		e.post(t, "/mcp", map[string]string{"Authorization": "Bearer mcp_not-a-key"}, kinds[0].body)
+		e.Post(t, "/mcp", map[string]string{"Authorization": "Bearer mcp_not-a-key"}, kinds[0].body)
 	}
 	if err := buf.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := flushlogs.NewFlusher(e.db, store, flushlogs.Options{}).Run(ctx)
+	rep, err := flushlogs.NewFlusher(e.DB, store, flushlogs.Options{}).Run(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestRequestLogReachesPostgres(t *testing.T) {
 	count := func(sql string, args ...any) int {
 		t.Helper()
 		var c int
-		if err := e.db.Pool.QueryRow(ctx, sql, args...).Scan(&c); err != nil {
+		if err := e.DB.Pool.QueryRow(ctx, sql, args...).Scan(&c); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 		return c
@@ -86,7 +87,7 @@ func TestRequestLogReachesPostgres(t *testing.T) {
 		got := count(`SELECT count(*) FROM mcp_server_request_logs
 WHERE method = $1 AND tool_name = $2 AND response_status = $3 AND coalesce(error_code, '') = $4
   AND mcp_server_instance_id = $5 AND user_agent = 'log-test/1' AND duration_ms >= 0 AND input_bytes = $6`,
-			k.method, k.tool, k.status, k.code, e.inst.ID, len(k.body))
+			k.method, k.tool, k.status, k.code, e.Seeded.Instance.ID, len(k.body))
 		if got != n/len(kinds) {
 			t.Errorf("%s %s %s: %d rows; want %d", k.method, k.tool, k.status, got, n/len(kinds))
 		}
@@ -120,15 +121,15 @@ WHERE method = $1 AND tool_name = $2 AND response_status = $3`, k.method, k.tool
 // request log, memory.
 func TestProcessFigures(t *testing.T) {
 	store := &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
-	var e *env
+	var e *testenv.Env
 	e = newEnv(t, proxy.Options{RequestLog: logbuffer.New(store, logbuffer.Options{}),
-		FiguresInterval: 20 * time.Millisecond, DBStats: func() postgres.Stats { return e.db.Stats() }})
+		FiguresInterval: 20 * time.Millisecond, DBStats: func() postgres.Stats { return e.DB.Stats() }})
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
 	for range 3 {
-		e.post(t, "/mcp", map[string]string{"Authorization": "Bearer " + e.key}, body)
+		e.Post(t, "/mcp", nil, body)
 		time.Sleep(30 * time.Millisecond)
 	}
-	logs := e.logs.String()
+	logs := e.Logs.String()
 	for _, want := range []string{`"message":"process figures"`, `"dbPool":{"acquired":0,`, `"max":`,
 		`"keyCache":{"size":1,`, `"hitRate":`, `"requestLog":{"depth":`, `"heapBytes":`, `"goroutines":`} {
 		if !strings.Contains(logs, want) {

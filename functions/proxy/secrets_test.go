@@ -23,10 +23,10 @@ import (
 func TestStdioProbeThroughProxy(t *testing.T) {
 	const keyMarker = "test-only-key-32" // pgtest.TestKeyring's key starts so
 	e := newEnv(t, proxy.Options{})
-	key := e.instanceWith(t, "probe", []postgres.Server{
+	key := e.AddInstance(t, "probe", []postgres.Server{
 		{Name: "Probe", Transport: tenant.TransportStdio, Command: probetest.Binary(t)},
 	}, []string{"probe"})
-	s := e.client(t, "/mcp", key, protocols[len(protocols)-1])
+	s := e.Client(t, "/mcp", key, protocols[len(protocols)-1], nil)
 	res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "probe__probe",
 		Arguments: map[string]any{"marker": keyMarker}})
 	if err != nil {

@@ -3,10 +3,8 @@ package proxy_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,7 +17,10 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 	"mcpproxy.dev/mcpproxy/internal/logcapture"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/internal/testbin"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 )
 
@@ -32,20 +33,19 @@ func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	e := newEnv(t, proxy.Options{})
 	coll := firestoretest.Collection(t)
 	bin := testbin.Build(t, "mcpproxy.dev/mcpproxy/cmd/devserver")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	free, err := stack.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
+	port := fmt.Sprint(free)
 
 	cmd := exec.Command(bin)
 	var stderr logcapture.Buffer
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(),
 		"HOST=127.0.0.1", "PORT="+port,
-		"DATABASE_URL="+e.db.Pool.Config().ConnString(),
-		"MCP_ENCRYPTION_KEY=test:"+base64.StdEncoding.EncodeToString([]byte("test-only-key-32-bytes-long-0000")),
+		"DATABASE_URL="+e.DB.Pool.Config().ConnString(),
+		"MCP_ENCRYPTION_KEY="+pgtest.KeyringSpec,
 		"FIRESTORE_EMULATOR_HOST="+firestoretest.Host(t), "GOOGLE_CLOUD_PROJECT="+firestoretest.Project,
 		"REQUEST_LOG_COLLECTION="+coll, "LOG_BATCH_MAX_AGE=1m", "LOG_BATCH_ENTRIES=100000",
 	)
@@ -61,7 +61,7 @@ func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	send := func(ctx context.Context, trace string) (int, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+e.key)
+		req.Header.Set("Authorization", "Bearer "+e.Key)
 		req.Header.Set("traceparent", "00-"+trace+"-0000000000000001-01")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -70,16 +70,11 @@ func TestSIGTERMDrainsRequestLog(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	// Wait for the process to serve.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, err := send(context.Background(), newTrace()); err == nil && code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the dev server did not start: %s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := wait.Until(context.Background(), 30*time.Second, func() bool {
+		code, err := send(context.Background(), newTrace())
+		return err == nil && code == http.StatusOK
+	}); err != nil {
+		t.Fatalf("the dev server did not start: %v\n%s", err, stderr.String())
 	}
 
 	var mu sync.Mutex

@@ -3,9 +3,7 @@ package proxy_test
 import (
 	"context"
 	"slices"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -31,16 +29,10 @@ func TestTransports(t *testing.T) {
 			{Name: "Fallback", Transport: tenant.TransportStreamableHTTP, URL: fallback.URL},
 			{Name: "Local", Transport: tenant.TransportStdio, Command: demotest.Binary(t), Args: []string{"--transport", "stdio", "--name", "local"}},
 		}
-		key := e.instanceWith(t, "transports", servers, []string{"echo", "slow", "env", "pid"})
+		key := e.AddInstance(t, "transports", servers, []string{"echo", "slow", "env", "pid"})
 
-		var mu sync.Mutex
-		progress := map[any]int{}
-		s := e.clientWith(t, "/mcp", key, version, &mcp.ClientOptions{
-			ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
-				mu.Lock()
-				defer mu.Unlock()
-				progress[req.Params.ProgressToken]++
-			}})
+		var progress progressCounts
+		s := e.Client(t, "/mcp", key, version, progress.options())
 		var want []string
 		for _, ns := range []string{"fallback", "legacy", "local"} {
 			for _, tool := range []string{"echo", "env", "pid", "slow"} {
@@ -48,7 +40,7 @@ func TestTransports(t *testing.T) {
 			}
 		}
 		if got := toolNames(t, s); !slices.Equal(got, want) {
-			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.logs)
+			t.Fatalf("tools = %v; want %v\nlogs: %s", got, want, e.Logs)
 		}
 		// Connecting to the SSE-only server was refused (the SDK client
 		// tries server/discover, then initialize) before the fallback.
@@ -88,23 +80,13 @@ func TestTransports(t *testing.T) {
 		if got := readText(t, s, "demo://notes/n1"); got != "Note n1 of fallback." {
 			t.Errorf("note = %q; want fallback's", got)
 		}
-		// Progress reached the client for every transport. The SDK client
-		// hands notifications over on another goroutine than results.
-		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			mu.Lock()
-			n := len(progress)
-			mu.Unlock()
-			if n == 3 {
-				break
-			}
-		}
-		mu.Lock()
+		// Progress reached the client for every transport.
+		counts := progress.counts(3)
 		for _, ns := range []string{"fallback", "legacy", "local"} {
-			if progress["progress-"+ns] != 3 {
-				t.Errorf("%s: %d progress notifications; want 3", ns, progress["progress-"+ns])
+			if counts["progress-"+ns] != 3 {
+				t.Errorf("%s: %d progress notifications; want 3", ns, counts["progress-"+ns])
 			}
 		}
-		mu.Unlock()
 		// The fallback was found once and remembered.
 		if n := refused.Load(); n != firstConnect {
 			t.Errorf("the SSE-only server refused %d Streamable HTTP POSTs, %d of them after the fallback was found", n, n-firstConnect)

@@ -6,7 +6,6 @@ package pgtest
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"net/url"
 	"os"
@@ -31,10 +30,15 @@ func URL(t testing.TB) string {
 	return u
 }
 
-// TestKeyring is a fixed keyring for tests; never use its key elsewhere.
+// KeyringSpec is the MCP_ENCRYPTION_KEY of TestKeyring, for a proxy
+// process that a test starts over its database; never use its key
+// elsewhere. The key is "test-only-key-32-bytes-long-0000".
+const KeyringSpec = "test:dGVzdC1vbmx5LWtleS0zMi1ieXRlcy1sb25nLTAwMDA="
+
+// TestKeyring is a fixed keyring for tests (KeyringSpec).
 func TestKeyring(t testing.TB) *keyring.Keyring {
 	t.Helper()
-	k, err := keyring.Parse("test:" + base64.StdEncoding.EncodeToString([]byte("test-only-key-32-bytes-long-0000")))
+	k, err := keyring.Parse(KeyringSpec)
 	if err != nil {
 		t.Fatal(err)
 	}

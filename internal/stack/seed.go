@@ -14,6 +14,9 @@ import (
 // for each of Servers, one instance over all of them, and an API key of
 // that instance.
 type Tenant struct {
+	// OrganizationID seeds into this organization instead of creating
+	// one; Organization, OwnerName, OwnerEmail and Owned are then unused.
+	OrganizationID        string
 	Organization          string // the organization's name
 	OwnerName, OwnerEmail string // its owner; postgres.CreateOrganization's defaults when empty
 	Instance              string // the instance's name
@@ -42,6 +45,7 @@ type Server struct {
 // Seeded is what Seed created, the servers and configs in the order of
 // Tenant.Servers.
 type Seeded struct {
+	// Organization holds only its ID when Tenant.OrganizationID named it.
 	Organization postgres.Organization
 	Servers      []postgres.Server
 	Configs      []postgres.Config
@@ -55,11 +59,13 @@ type Seeded struct {
 func Seed(ctx context.Context, db *postgres.DB, t Tenant) (Seeded, error) {
 	var s Seeded
 	var err error
-	if s.Organization, err = db.CreateOrganization(ctx, t.Organization, t.OwnerName, t.OwnerEmail); err != nil {
+	if t.OrganizationID != "" {
+		s.Organization.ID = t.OrganizationID
+	} else if s.Organization, err = db.CreateOrganization(ctx, t.Organization, t.OwnerName, t.OwnerEmail); err != nil {
 		return s, err
 	}
 	var user string
-	if t.Owned {
+	if t.Owned && t.OrganizationID == "" {
 		user = s.Organization.OwnerUserID
 	}
 	var sel []postgres.Selection

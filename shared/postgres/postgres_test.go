@@ -351,8 +351,7 @@ func TestReencryptAfterRotation(t *testing.T) {
 	f := newFixture(t, db)
 	inst := f.instance(t, db, postgres.Selection{ConfigID: f.alphaCfg.ID})
 
-	oldSpec := "test:" + base64.StdEncoding.EncodeToString([]byte("test-only-key-32-bytes-long-0000"))
-	rotated, err := keyring.Parse("next:" + base64.StdEncoding.EncodeToString([]byte("next-test-key-32-bytes-long-0000")) + "," + oldSpec)
+	rotated, err := keyring.Parse("next:" + base64.StdEncoding.EncodeToString([]byte("next-test-key-32-bytes-long-0000")) + "," + pgtest.KeyringSpec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/internal/logcapture"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
@@ -75,17 +76,6 @@ func procState(pid int) string {
 	return "?"
 }
 
-// eventually polls cond for up to 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting: %s", what)
-}
-
 // TestStdioProcess: one process per config serves every call, gets the
 // config's environment and not the proxy's, logs its stderr with the
 // namespace, carries messages of several MiB, and is restarted after it
@@ -107,7 +97,7 @@ func TestStdioProcess(t *testing.T) {
 	if got, isErr := callText(t, p, up, "env", map[string]any{"name": "DEMO_PROXY_SECRET"}); !isErr {
 		t.Errorf("the proxy's own environment reached the upstream: %q", got)
 	}
-	eventually(t, "the upstream's stderr line in the log", func() bool {
+	wait.For(t, "the upstream's stderr line in the log", 10*time.Second, func() bool {
 		return strings.Contains(logs.String(), fmt.Sprintf(`"msg":"upstream stderr","upstream":"files","line":"demo-upstream: files on stdio, pid %d"`, pid))
 	})
 
@@ -119,8 +109,8 @@ func TestStdioProcess(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the killed process reaped", func() bool { return procState(pid) == "" })
-	eventually(t, "the dead session forgotten", func() bool { return p.Len() == 0 })
+	wait.For(t, "the killed process reaped", 10*time.Second, func() bool { return procState(pid) == "" })
+	wait.For(t, "the dead session forgotten", 10*time.Second, func() bool { return p.Len() == 0 })
 	if again := pidOf(t, p, up); again == pid {
 		t.Errorf("after the kill the call was served by the dead pid %d", pid)
 	}
@@ -133,7 +123,7 @@ func TestStdioIdleAndClose(t *testing.T) {
 	p, _ := newStdioPool(t, 300*time.Millisecond)
 	up := stdioUpstream(t)
 	pid := pidOf(t, p, up)
-	eventually(t, "the idle process stopped and reaped", func() bool { return procState(pid) == "" && p.Len() == 0 })
+	wait.For(t, "the idle process stopped and reaped", 10*time.Second, func() bool { return procState(pid) == "" && p.Len() == 0 })
 
 	// A shell that starts a child in the background, says its PID on
 	// stderr and becomes the demo server.
@@ -143,7 +133,7 @@ func TestStdioIdleAndClose(t *testing.T) {
 	leader := pidOf(t, p2, sh)
 	var child int
 	childLine := regexp.MustCompile(`"line":"child (\d+)"`)
-	eventually(t, "the child's PID on stderr", func() bool {
+	wait.For(t, "the child's PID on stderr", 10*time.Second, func() bool {
 		m := childLine.FindStringSubmatch(logs.String())
 		if m != nil {
 			child, _ = strconv.Atoi(m[1])
@@ -158,7 +148,7 @@ func TestStdioIdleAndClose(t *testing.T) {
 		t.Errorf("after Close the upstream process %d is still there (state %s)", leader, s)
 	}
 	// The child is killed with the group; the init process reaps it.
-	eventually(t, "the background child killed", func() bool { s := procState(child); return s == "" || s == "Z" })
+	wait.For(t, "the background child killed", 10*time.Second, func() bool { s := procState(child); return s == "" || s == "Z" })
 	if _, err := p2.Session(context.Background(), sh); err == nil {
 		t.Error("a closed pool opened a session")
 	}
