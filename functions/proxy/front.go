@@ -299,10 +299,44 @@ func (h *Handler) checkOrigin(w http.ResponseWriter, r *http.Request) *rpcError 
 	hdr.Add("Vary", "Origin")
 	if r.Method == http.MethodOptions {
 		hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-		hdr.Set("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, Accept, MCP-Protocol-Version, Mcp-Method, Mcp-Name")
+		hdr.Set("Access-Control-Allow-Headers", allowedHeaders(r))
 		hdr.Set("Access-Control-Max-Age", "600")
 	}
 	return nil
+}
+
+// allowedHeaders are the request headers a browser may send: the
+// proxy's own, and the Mcp-Param-* headers of a 2026-07-28 tool call the
+// preflight asks for (their names depend on the tool's schema).
+func allowedHeaders(r *http.Request) string {
+	allowed := "Authorization, X-API-Key, Content-Type, Accept, MCP-Protocol-Version, Mcp-Method, Mcp-Name"
+	n := 0
+	for _, v := range r.Header.Values("Access-Control-Request-Headers") {
+		for name := range strings.SplitSeq(v, ",") {
+			name = strings.TrimSpace(name)
+			if n < maxParamHeaders && len(name) > len(paramHeaderPrefix) && len(name) <= 256 &&
+				strings.EqualFold(name[:len(paramHeaderPrefix)], paramHeaderPrefix) && validHeaderName(name) {
+				allowed += ", " + name
+				n++
+			}
+		}
+	}
+	return allowed
+}
+
+// maxParamHeaders bounds the Mcp-Param-* names a preflight is allowed.
+const maxParamHeaders = 64
+
+// validHeaderName reports whether s is an HTTP header name (an RFC 9110
+// token), so that nothing else is echoed into the response.
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // onLoopback reports whether the request reached a loopback address.

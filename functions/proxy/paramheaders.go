@@ -57,6 +57,10 @@ func paramHeaders(t *mcp.Tool) []paramHeader {
 	return out
 }
 
+// paramHeaderPrefix begins the name of each header that repeats a tool
+// argument.
+const paramHeaderPrefix = "Mcp-Param-"
+
 // checkParamHeaders compares a call's Mcp-Param-* headers with its
 // arguments.
 func checkParamHeaders(header http.Header, bindings []paramHeader, args json.RawMessage) *rpcError {
@@ -64,7 +68,7 @@ func checkParamHeaders(header http.Header, bindings []paramHeader, args json.Raw
 		return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, msg)
 	}
 	for _, b := range bindings {
-		name := "Mcp-Param-" + b.header
+		name := paramHeaderPrefix + b.header
 		got := header.Get(name)
 		value, present := argument(args, b.path)
 		if !present {
@@ -157,7 +161,7 @@ func (h *Handler) upstreamParamHeaders(ctx context.Context, u *upstreamView, too
 	for _, b := range list.headers[tool] {
 		if value, ok := argument(args, b.path); ok {
 			if v, ok := encodeHeaderValue(value); ok {
-				out.Set("Mcp-Param-"+b.header, v)
+				out.Set(paramHeaderPrefix+b.header, v)
 			}
 		}
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"reflect"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -153,7 +155,34 @@ func decodeParams(params json.RawMessage, p any) *rpcError {
 		return nil
 	}
 	if err := wire.Unmarshal(params, p); err != nil {
-		return newError(http.StatusOK, codeInvalidParams, "invalid params: "+err.Error())
+		return newError(http.StatusOK, codeInvalidParams, "invalid params: "+paramsError(err))
 	}
 	return nil
+}
+
+// paramsError says what is wrong with params in the protocol's terms, not
+// in the Go types the proxy decodes them into.
+func paramsError(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	if !errors.As(err, &typeErr) {
+		return "not a JSON object of the method's params"
+	}
+	want := "another type"
+	switch typeErr.Type.Kind() {
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
+		reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		want = "a number"
+	case reflect.Map, reflect.Struct:
+		want = "an object"
+	case reflect.Slice, reflect.Array:
+		want = "an array"
+	}
+	if typeErr.Field == "" {
+		return "params must be " + want
+	}
+	return typeErr.Field + " must be " + want
 }
