@@ -42,6 +42,11 @@ type PoolOptions struct {
 	// or one event of a stream. A larger one fails its call with an
 	// error that wraps a *budget.TooLargeError. Default 16 MiB.
 	MaxMessageBytes int64
+	// ProtocolVersion is the version the pool asks for when it opens a
+	// session with an upstream (initialize, or server/discover from
+	// 2026-07-28); the upstream may answer with an older one. Default
+	// DefaultProtocolVersion.
+	ProtocolVersion string
 	// HTTPClient, when set, replaces the pool's HTTP client (tests).
 	HTTPClient *http.Client
 	// IDTokenSource makes the source of Google ID tokens for an
@@ -118,6 +123,9 @@ func NewPool(opts PoolOptions) *Pool {
 	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = ConnectTimeout
+	}
+	if opts.ProtocolVersion == "" {
+		opts.ProtocolVersion = DefaultProtocolVersion
 	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = DefaultMaxMessageBytes
@@ -311,7 +319,7 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 		return nil, nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
 	proc := prepareStdio(t, p.log, up)
-	s, err := p.client.Connect(ctx, t, nil)
+	s, err := p.client.Connect(ctx, t, p.sessionOptions())
 	if err != nil {
 		proc.ended() // a process that started but failed to initialize
 		if refused := auth.firstRefusal(); refused != nil {
@@ -330,6 +338,15 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	return s, proc, nil
 }
 
+// DefaultProtocolVersion is the version a pool asks an upstream for
+// unless told otherwise (BENCHMARKS.md, "The protocol spoken to an
+// upstream").
+const DefaultProtocolVersion = "2026-07-28"
+
+func (p *Pool) sessionOptions() *mcp.ClientSessionOptions {
+	return &mcp.ClientSessionOptions{ProtocolVersion: p.opts.ProtocolVersion}
+}
+
 // authClient is c presenting credentials with t, and refusing redirects.
 func authClient(c *http.Client, t *authTransport) *http.Client {
 	out := *c
@@ -346,7 +363,7 @@ func (p *Pool) connectSSE(ctx context.Context, up tenant.Upstream) (*mcp.ClientS
 	if err != nil {
 		return nil, err
 	}
-	s, err := p.client.Connect(ctx, t, nil)
+	s, err := p.client.Connect(ctx, t, p.sessionOptions())
 	if err != nil {
 		return nil, err
 	}
