@@ -8,7 +8,7 @@
 //
 //	mcpbench [-bin bin] [-duration 10s] [-rounds 3] [-clients 1,80]
 //	         [-protocols 2025-06-18,2026-07-28] [-load raw|sdk]
-//	         [-upstream-protocols 2025-06-18,2026-07-28]
+//	         [-upstream-protocols 2025-11-25,2026-07-28]
 //	         [-large 1,1024,4096] [-large-clients 8] [-cold 5]
 //	         [-out BENCHMARKS.md] [-chart docs/bench-latency.svg]
 //
@@ -90,7 +90,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cold, "cold", 5, "cold starts to time")
 	fs.StringVar(&protocols, "protocols", "2025-06-18,2026-07-28", "protocol versions the clients speak, each measured")
 	fs.StringVar(&load, "load", "raw", "clients: raw (plain HTTP POSTs, no initialize) or sdk (go-sdk sessions)")
-	fs.StringVar(&upstreamProtocols, "upstream-protocols", "2025-06-18,2026-07-28",
+	fs.StringVar(&upstreamProtocols, "upstream-protocols", "2025-11-25,2026-07-28",
 		"versions the proxy asks upstreams for: each but the default adds a proxy process as a target")
 	fs.StringVar(&large, "large", "1,1024,4096", "result sizes in KiB of the large-result part, the first the small reference (\"\" for none)")
 	fs.IntVar(&o.largeClients, "large-clients", 8, "concurrent clients of the large-result part")

@@ -54,7 +54,7 @@ func TestHelpers(t *testing.T) {
 		t.Error("median is wrong")
 	}
 	o, err := parse([]string{"-protocols", "2026-07-28", "-large", "", "-load", "sdk"}, &bytes.Buffer{})
-	if err != nil || !o.sdk || len(o.large) != 0 || fmt.Sprint(o.protocols) != "[2026-07-28]" || fmt.Sprint(o.upstreamProtocols) != "[2025-06-18 2026-07-28]" {
+	if err != nil || !o.sdk || len(o.large) != 0 || fmt.Sprint(o.protocols) != "[2026-07-28]" || fmt.Sprint(o.upstreamProtocols) != "[2025-11-25 2026-07-28]" {
 		t.Errorf("parse = %+v, %v", o, err)
 	}
 	if size(1) != "1 KiB" || size(4096) != "4 MiB" || size(1536) != "1536 KiB" {
@@ -96,9 +96,9 @@ func TestBench(t *testing.T) {
 	if strings.Contains(s, "\nold\n") || !strings.HasSuffix(s, sectionEnd+"\n\n## Kept\n") {
 		t.Errorf("the section was not replaced in place:\n%s", s)
 	}
-	other := proxyFor("2025-06-18")
-	if upstream.DefaultProtocolVersion == "2025-06-18" {
-		other = proxyFor("2026-07-28")
+	other := proxyFor("2026-07-28")
+	if upstream.DefaultProtocolVersion == "2026-07-28" {
+		other = proxyFor("2025-11-25")
 	}
 	var rows []string
 	for _, protocol := range []string{"2025-06-18", "2026-07-28"} {

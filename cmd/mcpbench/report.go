@@ -172,10 +172,13 @@ func (r *results) markdown(o *options, command string) string {
 			cpuOK = cpuOK && cm <= goalCPU
 			addedOK = addedOK && amOK && afOK
 			tput = append(tput, fmt.Sprintf("against `%s` %.2f× (%s vs %s calls/s)", ref, t, thousands(pm.perSecond), thousands(rm.perSecond)))
-			cpu = append(cpu, fmt.Sprintf("against `%s` %.2f× (%.0f vs %.0f µs); at %d client(s), not a goal: %.2f× (%.0f vs %.0f µs)",
-				ref, cm, pm.cpu, rm.cpu, fewest, cf, pf.cpu, rf.cpu))
-			added = append(added, fmt.Sprintf("against `%s`: %d clients %s (%.3f vs %.3f ms), %d client(s) %s (%.3f vs %.3f ms)",
-				ref, most, am, pm.p50-dm.p50, rm.p50-dm.p50, fewest, af, pf.p50-df.p50, rf.p50-df.p50))
+			c := fmt.Sprintf("against `%s` %.2f× (%.0f vs %.0f µs)", ref, cm, pm.cpu, rm.cpu)
+			a := fmt.Sprintf("against `%s`: %d clients %s (%.3f vs %.3f ms)", ref, most, am, pm.p50-dm.p50, rm.p50-dm.p50)
+			if fewest != most {
+				c += fmt.Sprintf("; at %d client(s), not a goal: %.2f× (%.0f vs %.0f µs)", fewest, cf, pf.cpu, rf.cpu)
+				a += fmt.Sprintf(", %d client(s) %s (%.3f vs %.3f ms)", fewest, af, pf.p50-df.p50, rf.p50-df.p50)
+			}
+			cpu, added = append(cpu, c), append(added, a)
 		}
 		p1, r1 := r.cell("proxy", lm), r.cell(reverseProxy1P, lm)
 		w("| %s clients: throughput at %d clients ≥ %.2f× the bare reverse proxy | %s | %s |\n",
