@@ -63,7 +63,9 @@ func BenchmarkToolsCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	key := seeded.Key
-	pool := upstream.NewPool(upstream.PoolOptions{})
+	// The proxy asks this upstream for 2026-07-28, the version every
+	// target's client speaks below (make bench measures the default).
+	pool := upstream.NewPool(upstream.PoolOptions{ProtocolVersion: "2026-07-28"})
 	defer pool.Close()
 	// The proxy keeps its request log as deployed: entries buffered and
 	// written to Firestore (the emulator) in batches.
@@ -77,7 +79,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	defer nolog.Close()
 
 	// Every target gets the call as a 2026-07-28 client sends it, the
-	// version the proxy itself speaks with this upstream, so that the
+	// version the proxy itself speaks with this upstream here, so that the
 	// upstream does the same work per call whoever asks.
 	call := func(name string) []byte {
 		return fmt.Appendf(nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{"text":"hello"},`+
