@@ -120,9 +120,13 @@ func (r *results) markdown(o *options, command string) string {
 		"the targets taking turns within each round; load from `mcpload` with %s of %s, "+
 		"each client sending its next `tools/call` of `echo` when the last is answered).\n\n",
 		r.when.Format("2006-01-02 15:04 MST"), machine(), command, o.rounds, o.duration, r.clientsWord(), strings.Join(r.protocols, " and "))
-	w("Client protocols: a 2025-06-18 client sends a plain POST with `MCP-Protocol-Version` and no session (the proxy needs no "+
-		"initialize); a 2026-07-28 client also sends its version and capabilities in `_meta` and the `Mcp-Method` and `Mcp-Name` headers. "+
-		"Processes: the load tool; the upstream (`demo-upstream --stateless --json`, go-sdk); `reverseproxy`, a bare "+
+	if r.sdk {
+		w("Client protocols: each go-sdk client opens its session first (`initialize`, or `server/discover` for 2026-07-28). ")
+	} else {
+		w("Client protocols: a 2025-06-18 client sends a plain POST with `MCP-Protocol-Version` and no session (the proxy needs no " +
+			"initialize); a 2026-07-28 client also sends its version and capabilities in `_meta` and the `Mcp-Method` and `Mcp-Name` headers. ")
+	}
+	w("Processes: the load tool; the upstream (`demo-upstream --stateless --json`, go-sdk); `reverseproxy`, a bare "+
 		"`httputil.ReverseProxy` with a keep-alive pool of 100 and Go's default GOMAXPROCS (one per core); `%s`, "+
 		"the same with GOMAXPROCS=1; `proxy`, the Functions Framework binary of the "+
 		"functions (`devserver`) with its request log written to the Firestore emulator and a log line per request, "+
