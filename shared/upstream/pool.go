@@ -340,9 +340,9 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 
 // DefaultProtocolVersion is the version a pool asks an upstream for
 // unless told otherwise: the last one with initialize. Asked for
-// 2026-07-28, the go-sdk's server spends about a fifth more CPU time on
-// each tools/call (per-request _meta), and the proxy about a tenth more
-// (BENCHMARKS.md, "The protocol spoken to an upstream").
+// 2026-07-28, the go-sdk's server spent 1.25 to 1.41 times the CPU time
+// per tools/call, and the proxy 1.06 to 1.28 times (BENCHMARKS.md, "The
+// protocol spoken to an upstream").
 const DefaultProtocolVersion = "2025-11-25"
 
 func (p *Pool) sessionOptions() *mcp.ClientSessionOptions {
