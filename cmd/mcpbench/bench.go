@@ -382,6 +382,11 @@ func (res *results) measure(ctx context.Context, o *options, t target, up *proc,
 	ps := r.Processes
 	if t.proc != nil {
 		rr.cpu, rr.rssMax, rr.rssPeak = ps[0].CPUUsPerRequest, ps[0].RSSMaxMiB, ps[0].RSSPeakMiB
+		if l.kib > 0 && t.name != "proxy" {
+			// A reverse proxy serves every size: its peak since it
+			// started is not this size's.
+			rr.rssPeak = rr.rssMax
+		}
 		ps = ps[1:]
 	}
 	rr.upstreamCPU = ps[0].CPUUsPerRequest
