@@ -57,9 +57,12 @@ fuzz:
 	done
 
 # tools/call straight, through a bare httputil.ReverseProxy and through the
-# proxy, each in a process of its own, at 1 and 80 clients; RSS, CPU per
-# call, Postgres statements, Firestore writes and cold start. Writes the
-# generated section of BENCHMARKS.md and docs/bench-latency.svg.
+# proxy, each in a process of its own, at 1 and 80 plain HTTP clients of
+# 2025-06-18 and of 2026-07-28, with a second proxy asking upstreams for
+# 2026-07-28; then 1 KiB, 1 MiB and 4 MiB results at 8 clients. RSS, CPU
+# per call (the targets' and the upstream's), Postgres statements,
+# Firestore writes and cold start; about 18 minutes. Writes the generated
+# section of BENCHMARKS.md and docs/bench-latency.svg.
 # BENCHFLAGS passes flags to cmd/mcpbench, e.g. BENCHFLAGS='-duration 20s'.
 BENCHFLAGS ?=
 bench: tools build

@@ -21,15 +21,38 @@ import (
 	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
-// target is one way to reach the upstream's echo tool.
+// target is one way to reach the upstream's tools.
 type target struct {
-	name string
-	url  string
-	tool string
-	key  string // the API key the proxy needs; "" for the others
-	proc *proc  // the process between client and upstream; nil for direct
+	name   string
+	url    string
+	prefix string // of the tool names: the proxy's namespace
+	key    string // the API key the proxy needs; "" for the others
+	proc   *proc  // the process between client and upstream; nil for direct
+}
+
+// proxyProc is a proxy process and where its request log goes.
+type proxyProc struct {
+	target
+	collection string
+	// upstreamProtocol is what it asks upstreams for.
+	upstreamProtocol string
+}
+
+// load is what the clients of one run send.
+type load struct {
+	protocol string
+	clients  int
+	kib      int // of the large tool's result; 0: the echo tool
+}
+
+func (l load) tool() (name, args string) {
+	if l.kib > 0 {
+		return "large", fmt.Sprintf(`{"kib":%d}`, l.kib)
+	}
+	return "echo", `{"text":"hello"}`
 }
 
 // loadReport is the part of mcpload's --json report the benchmark reads.
@@ -55,13 +78,13 @@ type loadReport struct {
 
 // run is one measured mcpload run.
 type runResult struct {
-	target  string
-	clients int
-	round   int
-	load    loadReport
+	target string
+	load
+	round  int
+	report loadReport
 	// Figures of the target's own process (zero for direct) and of the
 	// upstream's.
-	cpu, upstreamCPU, rssMax float64
+	cpu, upstreamCPU, rssMax, rssPeak float64
 }
 
 // coldStart is one proxy process timed from exec.
@@ -71,16 +94,26 @@ type coldStart struct {
 
 // results is everything one benchmark run measured.
 type results struct {
-	when     time.Time
-	targets  []string
-	clients  []int
-	runs     []runResult
-	protocol string
+	when      time.Time
+	targets   []string
+	clients   []int
+	protocols []string
+	sdk       bool
+	runs      []runResult
+	// upstreamProtocols: what each proxy target asks upstreams for.
+	upstreamProtocols map[string]string
+	// large are the targets and runs of the large-result part, at
+	// largeClients clients of largeProtocol.
+	largeTargets  []string
+	large         []int
+	largeClients  int
+	largeProtocol string
 
-	// Postgres statements sent while the proxy served the measured runs
-	// (pg_stat_statements, reset after the warm-up), and the requests the
-	// proxy answered over the same span.
+	// Postgres statements sent while the proxies served the measured runs
+	// (pg_stat_statements, reset after the warm-up), and the requests
+	// they answered over the same span.
 	statements      int64
+	proxies         int
 	statementSpan   time.Duration // from the reset to the reading
 	statementTexts  []string
 	proxiedRequests uint64
@@ -95,8 +128,6 @@ type results struct {
 	rssAtMost, rssPeak float64
 	cold               []coldStart
 }
-
-const loadProtocol = "2026-07-28"
 
 // proxyGOMAXPROCS is what deploy.sh gives the proxy with its default
 // PROXY_CPU=1: one P for one vCPU.
@@ -156,38 +187,60 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	// one P as deploy.sh runs it on one vCPU, with K_SERVICE set as Cloud
 	// Run sets it (the framework then writes an empty line to stdout and
 	// stderr after every request).
-	collection := "bench-" + logbuffer.NewID()[:12]
-	proxyEnv := []string{"MCP_ENCRYPTION_KEY=" + encKey, "LOG_LEVEL=INFO", "REQUEST_LOG_COLLECTION=" + collection,
-		proxyGOMAXPROCS, "K_SERVICE=mcp-proxy"}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
+	startProxy := func(name, upstreamProtocol string) (*proxyProc, error) {
+		collection := "bench-" + logbuffer.NewID()[:12]
+		env := append(proxyEnv(encKey, collection), "UPSTREAM_PROTOCOL_VERSION="+upstreamProtocol)
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		host, port, _ := strings.Cut(addr, ":")
+		px, err := launch(name, bin("devserver"), nil, slices.Concat(env, []string{"HOST=" + host, "PORT=" + port}))
+		if err != nil {
+			return nil, err
+		}
+		if err := waitListening(ctx, px, addr); err != nil {
+			return nil, err
+		}
+		return &proxyProc{target: target{name: name, url: "http://" + addr + "/mcp", prefix: "demo__", key: key, proc: px},
+			collection: collection, upstreamProtocol: upstreamProtocol}, nil
 	}
-	host, port, _ := strings.Cut(addr, ":")
-	px, err := launch("proxy", bin("devserver"), nil, slices.Concat(proxyEnv, []string{"HOST=" + host, "PORT=" + port}))
-	if err != nil {
-		return nil, err
-	}
-	if err := waitListening(ctx, px, addr); err != nil {
-		return nil, err
+	// The proxy with the default version, then one per other version
+	// asked of upstreams.
+	proxies := []*proxyProc{}
+	for _, v := range slices.Concat([]string{upstream.DefaultProtocolVersion}, o.upstreamProtocols) {
+		if slices.ContainsFunc(proxies, func(p *proxyProc) bool { return p.upstreamProtocol == v }) {
+			continue
+		}
+		name := "proxy"
+		if len(proxies) > 0 {
+			name = proxyFor(v)
+		}
+		px, err := startProxy(name, v)
+		if err != nil {
+			return nil, err
+		}
+		proxies = append(proxies, px)
 	}
 
-	targets := []target{
-		{name: "direct", url: upURL, tool: "echo"},
-		{name: "reverseproxy", url: rpURL, tool: "echo", proc: rp},
-		{name: reverseProxy1P, url: rp1URL, tool: "echo", proc: rp1},
-		{name: "proxy", url: "http://" + addr + "/mcp", tool: "demo__echo", key: key, proc: px},
+	direct := target{name: "direct", url: upURL}
+	rpT := target{name: "reverseproxy", url: rpURL, proc: rp}
+	rp1T := target{name: reverseProxy1P, url: rp1URL, proc: rp1}
+	targets := []target{direct, rpT, rp1T}
+	res := &results{when: time.Now().UTC(), clients: o.clients, protocols: o.protocols, sdk: o.sdk,
+		upstreamProtocols: map[string]string{}, proxies: len(proxies)}
+	for _, px := range proxies {
+		targets = append(targets, px.target)
+		res.upstreamProtocols[px.name] = px.upstreamProtocol
 	}
-	res := &results{when: time.Now().UTC(), clients: o.clients, protocol: loadProtocol}
 	for _, t := range targets {
 		res.targets = append(res.targets, t.name)
-		// Warm caches, sessions and connections; every target must work.
-		r, err := mcpload(ctx, o, t, 2, "--requests", "200")
-		if err != nil {
-			return nil, fmt.Errorf("warm-up of %s: %w", t.name, err)
-		}
-		if r.Errors > 0 {
-			return nil, fmt.Errorf("warm-up of %s: %d errors, first: %s", t.name, r.Errors, r.SampleError)
+		// Warm caches, sessions and connections; every target must work
+		// with every client protocol.
+		for _, protocol := range o.protocols {
+			if err := warm(ctx, o, t, load{protocol: protocol, clients: 2}, 200); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if _, err := db.Pool.Exec(ctx, "SELECT pg_stat_statements_reset()"); err != nil {
@@ -196,13 +249,15 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	reset := time.Now()
 
 	for round := range o.rounds {
-		for _, clients := range o.clients {
-			for i := range targets {
-				// Each round starts with another target.
-				t := targets[(i+round)%len(targets)]
-				logf("round %d/%d: %d clients → %s", round+1, o.rounds, clients, t.name)
-				if err := res.measure(ctx, o, t, up, clients, round); err != nil {
-					return nil, err
+		for _, protocol := range o.protocols {
+			for _, clients := range o.clients {
+				for i := range targets {
+					// Each round starts with another target.
+					t := targets[(i+round)%len(targets)]
+					logf("round %d/%d: %d clients of %s → %s", round+1, o.rounds, clients, protocol, t.name)
+					if err := res.measure(ctx, o, t, up, load{protocol: protocol, clients: clients}, round); err != nil {
+						return nil, err
+					}
 				}
 			}
 		}
@@ -212,21 +267,34 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 		return nil, err
 	}
 
-	// SIGTERM makes the proxy write what its request log still holds.
-	px.stop(30 * time.Second)
-	if res.batches, res.entries, err = countBatches(ctx, collection); err != nil {
-		return nil, err
+	// SIGTERM makes a proxy write what its request log still holds.
+	for _, px := range proxies {
+		px.proc.stop(30 * time.Second)
+		batches, entries, err := countBatches(ctx, px.collection)
+		if err != nil {
+			return nil, err
+		}
+		st, err := shutdownStats(px.proc.log)
+		if err != nil {
+			return nil, err
+		}
+		if st.Dropped > 0 || st.Written != st.Appended || st.Written != entries {
+			return nil, fmt.Errorf("the request log of %s lost entries: the proxy appended %d, wrote %d, dropped %d; Firestore holds %d",
+				px.name, st.Appended, st.Written, st.Dropped, entries)
+		}
+		res.batches += batches
+		res.entries += entries
+		res.logStats.Appended += st.Appended
+		res.logStats.Written += st.Written
+		res.logStats.Dropped += st.Dropped
 	}
-	if res.logStats, err = shutdownStats(px.log); err != nil {
+
+	if err := res.measureLarge(ctx, o, []target{direct, rpT, rp1T}, up, startProxy, logf); err != nil {
 		return nil, err
-	}
-	if st := res.logStats; st.Dropped > 0 || st.Written != st.Appended || st.Written != res.entries {
-		return nil, fmt.Errorf("the request log lost entries: the proxy appended %d, wrote %d, dropped %d; Firestore holds %d",
-			st.Appended, st.Written, st.Dropped, res.entries)
 	}
 
 	for i := range o.cold {
-		c, err := timeColdStart(ctx, dir, i, bin("devserver"), proxyEnv, key)
+		c, err := timeColdStart(ctx, dir, i, bin("devserver"), proxyEnv(encKey, "bench-cold"), key)
 		if err != nil {
 			return nil, fmt.Errorf("cold start %d: %w", i+1, err)
 		}
@@ -237,31 +305,100 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	return res, nil
 }
 
-// measure runs the load of one target at one client count and keeps its
-// figures.
-func (res *results) measure(ctx context.Context, o *options, t target, up *proc, clients, round int) error {
-	r, err := mcpload(ctx, o, t, clients, "--duration", o.duration.String(), "--warmup", "2",
-		"--watch", watchList(t, up))
+// proxyEnv is the environment of a proxy process as deployed.
+func proxyEnv(encKey, collection string) []string {
+	return []string{"MCP_ENCRYPTION_KEY=" + encKey, "LOG_LEVEL=INFO", "REQUEST_LOG_COLLECTION=" + collection,
+		proxyGOMAXPROCS, "K_SERVICE=mcp-proxy"}
+}
+
+// proxyFor names the proxy target that asks upstreams for version.
+func proxyFor(version string) string { return "proxy-up-" + version }
+
+// measureLarge runs the large-result part: each size against the
+// targets, taking turns, with a new proxy process per size so that its
+// peak RSS is that size's alone.
+func (res *results) measureLarge(ctx context.Context, o *options, targets []target, up *proc,
+	startProxy func(name, upstreamProtocol string) (*proxyProc, error), logf func(string, ...any)) error {
+	if len(o.large) == 0 {
+		return nil
+	}
+	res.large, res.largeClients = o.large, o.largeClients
+	res.largeProtocol = o.protocols[len(o.protocols)-1]
+	for _, t := range targets {
+		res.largeTargets = append(res.largeTargets, t.name)
+	}
+	res.largeTargets = append(res.largeTargets, "proxy")
+	for _, kib := range o.large {
+		px, err := startProxy(fmt.Sprintf("proxy-%dkib", kib), upstream.DefaultProtocolVersion)
+		if err != nil {
+			return err
+		}
+		t := px.target
+		t.name = "proxy"
+		all := append(slices.Clone(targets), t)
+		l := load{protocol: res.largeProtocol, clients: o.largeClients, kib: kib}
+		for _, t := range all {
+			if err := warm(ctx, o, t, l, 4*o.largeClients); err != nil {
+				return err
+			}
+		}
+		for round := range o.rounds {
+			for i := range all {
+				t := all[(i+round)%len(all)]
+				logf("large results, round %d/%d: %d KiB to %d clients of %s → %s", round+1, o.rounds, kib, l.clients, l.protocol, t.name)
+				if err := res.measure(ctx, o, t, up, l, round); err != nil {
+					return err
+				}
+			}
+		}
+		px.proc.stop(30 * time.Second)
+	}
+	return nil
+}
+
+// warm sends n requests of l to t, which must all succeed: caches,
+// sessions and connections warm.
+func warm(ctx context.Context, o *options, t target, l load, n int) error {
+	r, err := mcpload(ctx, o, t, l, "--requests", strconv.Itoa(n))
 	if err != nil {
-		return fmt.Errorf("%s at %d clients: %w", t.name, clients, err)
+		return fmt.Errorf("warm-up of %s (%s): %w", t.name, l.protocol, err)
 	}
 	if r.Errors > 0 {
-		return fmt.Errorf("%s at %d clients: %d of %d requests failed, first: %s", t.name, clients, r.Errors, r.Requests, r.SampleError)
+		return fmt.Errorf("warm-up of %s (%s): %d errors, first: %s", t.name, l.protocol, r.Errors, r.SampleError)
 	}
-	rr := runResult{target: t.name, clients: clients, round: round, load: *r}
+	return nil
+}
+
+// measure runs one load against one target and keeps its figures.
+func (res *results) measure(ctx context.Context, o *options, t target, up *proc, l load, round int) error {
+	r, err := mcpload(ctx, o, t, l, "--duration", o.duration.String(), "--warmup", "2", "--watch", watchList(t, up))
+	if err != nil {
+		return fmt.Errorf("%s at %d clients of %s: %w", t.name, l.clients, l.protocol, err)
+	}
+	if r.Errors > 0 {
+		return fmt.Errorf("%s at %d clients of %s: %d of %d requests failed, first: %s", t.name, l.clients, l.protocol, r.Errors, r.Requests, r.SampleError)
+	}
+	rr := runResult{target: t.name, load: l, round: round, report: *r}
 	ps := r.Processes
 	if t.proc != nil {
-		rr.cpu, rr.rssMax = ps[0].CPUUsPerRequest, ps[0].RSSMaxMiB
+		rr.cpu, rr.rssMax, rr.rssPeak = ps[0].CPUUsPerRequest, ps[0].RSSMaxMiB, ps[0].RSSPeakMiB
+		if l.kib > 0 && t.name != "proxy" {
+			// A reverse proxy serves every size: its peak since it
+			// started is not this size's.
+			rr.rssPeak = rr.rssMax
+		}
 		ps = ps[1:]
 	}
 	rr.upstreamCPU = ps[0].CPUUsPerRequest
 	res.runs = append(res.runs, rr)
-	if t.name == "proxy" {
+	if t.name == "proxy" && l.kib == 0 {
 		res.proxiedRequests += r.Requests
-		if clients == o.clients[len(o.clients)-1] {
+		if l.clients == o.clients[len(o.clients)-1] {
 			res.rssAtMost = max(res.rssAtMost, rr.rssMax)
 		}
-		res.rssPeak = max(res.rssPeak, r.Processes[0].RSSPeakMiB)
+		res.rssPeak = max(res.rssPeak, rr.rssPeak)
+	} else if strings.HasPrefix(t.name, "proxy-up-") {
+		res.proxiedRequests += r.Requests
 	}
 	return nil
 }
@@ -295,9 +432,13 @@ func watchList(t target, up *proc) string {
 }
 
 // mcpload runs the load tool against a target and reads its report.
-func mcpload(ctx context.Context, o *options, t target, clients int, args ...string) (*loadReport, error) {
-	args = append([]string{"--url", t.url, "--clients", strconv.Itoa(clients), "--tool", t.tool,
-		"--protocol", loadProtocol, "--json"}, args...)
+func mcpload(ctx context.Context, o *options, t target, l load, args ...string) (*loadReport, error) {
+	tool, toolArgs := l.tool()
+	args = append([]string{"--url", t.url, "--clients", strconv.Itoa(l.clients), "--tool", t.prefix + tool,
+		"--args", toolArgs, "--protocol", l.protocol, "--json"}, args...)
+	if !o.sdk {
+		args = append(args, "--raw")
+	}
 	cmd := exec.CommandContext(ctx, filepath.Join(o.bin, "mcpload"), args...)
 	// The key goes through the environment, not the process list.
 	cmd.Env = append(os.Environ(), "MCP_PROXY_KEY="+t.key)

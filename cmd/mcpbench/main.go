@@ -1,18 +1,25 @@
 // Command mcpbench measures a tools/call straight to an upstream, through a
 // bare httputil.ReverseProxy and through the proxy, each target and the
-// upstream in a process of its own, at 1 and 80 concurrent clients, and
-// writes the figures to BENCHMARKS.md and a latency chart. It runs under
-// devstack (`make bench`), which provides Postgres and the Firestore
-// emulator; it starts the rest from the built binaries in -bin.
+// upstream in a process of its own, at 1 and 80 concurrent clients of each
+// client protocol, then large results at 8 clients, and writes the figures
+// to BENCHMARKS.md and a latency chart. It runs under devstack (`make
+// bench`), which provides Postgres and the Firestore emulator; it starts
+// the rest from the built binaries in -bin.
 //
-//	mcpbench [-bin bin] [-duration 10s] [-rounds 3] [-clients 1,80] [-cold 5]
+//	mcpbench [-bin bin] [-duration 10s] [-rounds 3] [-clients 1,80]
+//	         [-protocols 2025-06-18,2026-07-28] [-load raw|sdk]
+//	         [-upstream-protocols 2025-11-25,2026-07-28]
+//	         [-large 1,1024,4096] [-large-clients 8] [-cold 5]
 //	         [-out BENCHMARKS.md] [-chart docs/bench-latency.svg]
 //
-// The load comes from mcpload (go-sdk clients), run once per target,
-// client count and round; the targets take turns within each round so
-// that drift on a shared machine hits them alike. mcpload --watch reads
-// the CPU time and resident memory of the target's process and the
-// upstream's from /proc over the measured part of each run.
+// The load comes from mcpload (plain HTTP clients, or go-sdk sessions with
+// -load sdk), run once per target, client protocol, client count and
+// round; the targets take turns within each round so that drift on a
+// shared machine hits them alike. mcpload --watch reads the CPU time and
+// resident memory of the target's process and the upstream's from /proc
+// over the measured part of each run. Each version of
+// -upstream-protocols other than the proxy's default adds a second proxy
+// process, asking upstreams for that version, as a target of its own.
 package main
 
 import (
@@ -25,10 +32,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 func main() {
@@ -55,18 +65,35 @@ type options struct {
 	cold     int
 	out      string
 	chart    string
+	// protocols are the versions the clients speak; sdk: go-sdk
+	// sessions instead of plain HTTP.
+	protocols []string
+	sdk       bool
+	// upstreamProtocols are the versions the proxy asks upstreams for,
+	// one proxy process each.
+	upstreamProtocols []string
+	// large are the result sizes of the large-result part, in KiB, the
+	// first the small reference; largeClients its concurrency.
+	large        []int
+	largeClients int
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("mcpbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
-	var clients string
+	var clients, protocols, upstreamProtocols, large, load string
 	fs.StringVar(&o.bin, "bin", "bin", "folder of the built binaries (make build)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of one measured run")
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every target at every client count once")
 	fs.StringVar(&clients, "clients", "1,80", "concurrent client counts")
 	fs.IntVar(&o.cold, "cold", 5, "cold starts to time")
+	fs.StringVar(&protocols, "protocols", "2025-06-18,2026-07-28", "protocol versions the clients speak, each measured")
+	fs.StringVar(&load, "load", "raw", "clients: raw (plain HTTP POSTs, no initialize) or sdk (go-sdk sessions)")
+	fs.StringVar(&upstreamProtocols, "upstream-protocols", "2025-11-25,2026-07-28",
+		"versions the proxy asks upstreams for: each but the default adds a proxy process as a target")
+	fs.StringVar(&large, "large", "1,1024,4096", "result sizes in KiB of the large-result part, the first the small reference (\"\" for none)")
+	fs.IntVar(&o.largeClients, "large-clients", 8, "concurrent clients of the large-result part")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file whose generated section receives the figures (\"\" prints only)")
 	fs.StringVar(&o.chart, "chart", "docs/bench-latency.svg", "latency chart to write (\"\" for none)")
 	if err := fs.Parse(args); err != nil {
@@ -75,17 +102,57 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	for part := range strings.SplitSeq(clients, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(part))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-clients: %q is not a positive count", part)
-		}
-		o.clients = append(o.clients, n)
+	var err error
+	if o.clients, err = counts("-clients", clients); err != nil {
+		return nil, err
 	}
-	if o.rounds < 1 || o.duration <= 0 || o.cold < 0 {
-		return nil, errors.New("-rounds and -duration must be positive, -cold not negative")
+	if large != "" {
+		if o.large, err = counts("-large", large); err != nil {
+			return nil, err
+		}
+	}
+	supported := mcp.SupportedProtocolVersions()
+	for _, l := range []struct {
+		flag, value string
+		into        *[]string
+	}{{"-protocols", protocols, &o.protocols}, {"-upstream-protocols", upstreamProtocols, &o.upstreamProtocols}} {
+		for part := range strings.SplitSeq(l.value, ",") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			if !slices.Contains(supported, part) {
+				return nil, fmt.Errorf("%s: %q is none of %s", l.flag, part, strings.Join(supported, ", "))
+			}
+			*l.into = append(*l.into, part)
+		}
+	}
+	if len(o.protocols) == 0 {
+		return nil, errors.New("-protocols: name at least one version")
+	}
+	switch load {
+	case "raw":
+	case "sdk":
+		o.sdk = true
+	default:
+		return nil, fmt.Errorf("-load: %q is neither raw nor sdk", load)
+	}
+	if o.rounds < 1 || o.duration <= 0 || o.cold < 0 || o.largeClients < 1 {
+		return nil, errors.New("-rounds, -duration and -large-clients must be positive, -cold not negative")
 	}
 	return o, nil
+}
+
+// counts reads "1,80" into positive counts.
+func counts(flag, s string) ([]int, error) {
+	var out []int
+	for part := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: %q is not a positive count", flag, part)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"mcpproxy.dev/mcpproxy/internal/testbin"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 func TestReplaceSection(t *testing.T) {
@@ -51,16 +53,26 @@ func TestHelpers(t *testing.T) {
 	if median(nil) != 0 || median([]float64{3, 1, 2}) != 2 || median([]float64{4, 1, 2, 3}) != 2.5 {
 		t.Error("median is wrong")
 	}
-	for _, args := range [][]string{{"-clients", "1,x"}, {"-clients", "0"}, {"-rounds", "0"}, {"extra"}} {
+	o, err := parse([]string{"-protocols", "2026-07-28", "-large", "", "-load", "sdk"}, &bytes.Buffer{})
+	if err != nil || !o.sdk || len(o.large) != 0 || fmt.Sprint(o.protocols) != "[2026-07-28]" || fmt.Sprint(o.upstreamProtocols) != "[2025-11-25 2026-07-28]" {
+		t.Errorf("parse = %+v, %v", o, err)
+	}
+	if size(1) != "1 KiB" || size(4096) != "4 MiB" || size(1536) != "1536 KiB" {
+		t.Error("size is wrong")
+	}
+	for _, args := range [][]string{{"-clients", "1,x"}, {"-clients", "0"}, {"-rounds", "0"}, {"extra"},
+		{"-protocols", "2025-06-18,1999-01-01"}, {"-protocols", ""}, {"-upstream-protocols", "x"}, {"-load", "grpc"}, {"-large", "1,-4"}} {
 		if _, err := parse(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("parse(%v) accepted bad flags", args)
 		}
 	}
 }
 
-// TestBench runs the whole benchmark briefly, from the built binaries,
-// against the Postgres and Firestore emulator of the test environment,
-// and checks the section and chart it writes.
+// TestBench runs the whole benchmark briefly (one round, half a second a
+// run), from the built binaries, against the Postgres and Firestore
+// emulator of the test environment, and checks the section and chart it
+// writes: rows of both client protocols, of the proxy asking upstreams
+// for the other version, and of large results.
 func TestBench(t *testing.T) {
 	for _, name := range []string{"DATABASE_URL", "FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"} {
 		if os.Getenv(name) == "" {
@@ -72,8 +84,8 @@ func TestBench(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	os.WriteFile(out, []byte("# Benchmarks\n\n"+sectionBegin+"\nold\n"+sectionEnd+"\n\n## Kept\n"), 0o644)
 	chart := filepath.Join(t.TempDir(), "docs", "chart.svg")
-	cmd := exec.Command(filepath.Join(bin, "mcpbench"), "-bin", bin, "-duration", "500ms", "-rounds", "2",
-		"-clients", "1,4", "-cold", "1", "-out", out, "-chart", chart)
+	cmd := exec.Command(filepath.Join(bin, "mcpbench"), "-bin", bin, "-duration", "500ms", "-rounds", "1",
+		"-clients", "1,4", "-large", "1,256", "-large-clients", "2", "-cold", "1", "-out", out, "-chart", chart)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -84,8 +96,27 @@ func TestBench(t *testing.T) {
 	if strings.Contains(s, "\nold\n") || !strings.HasSuffix(s, sectionEnd+"\n\n## Kept\n") {
 		t.Errorf("the section was not replaced in place:\n%s", s)
 	}
-	for _, row := range []string{"| 1 | direct |", "| 1 | reverseproxy |", "| 1 | reverseproxy-1p |", "| 1 | proxy |",
-		"| 4 | direct |", "| 4 | reverseproxy |", "| 4 | reverseproxy-1p |", "| 4 | proxy |", "against `reverseproxy-1p` "} {
+	other := proxyFor("2026-07-28")
+	if upstream.DefaultProtocolVersion == "2026-07-28" {
+		other = proxyFor("2025-11-25")
+	}
+	var rows []string
+	for _, protocol := range []string{"2025-06-18", "2026-07-28"} {
+		for _, clients := range []string{"1", "4"} {
+			for _, target := range []string{"direct", "reverseproxy", "reverseproxy-1p", "proxy", other} {
+				rows = append(rows, "| "+protocol+" | "+clients+" | "+target+" |")
+			}
+		}
+		rows = append(rows, "| "+protocol+" clients: proxy CPU per call at 4 clients ≤ 1.0× `reverseproxy-1p`'s |")
+	}
+	for _, size := range []string{"1 KiB", "256 KiB"} {
+		for _, target := range []string{"direct", "reverseproxy", "reverseproxy-1p", "proxy"} {
+			rows = append(rows, "| "+size+" | "+target+" |")
+		}
+	}
+	rows = append(rows, "| 256 KiB result at 2 clients: proxy peak RSS ≤ the 1 KiB result's + 4 MiB |",
+		"| "+other+" | "+strings.TrimPrefix(other, "proxy-up-")+" |", "against `reverseproxy-1p` ")
+	for _, row := range rows {
 		if !strings.Contains(s, row) {
 			t.Errorf("no row %q in:\n%s", row, s)
 		}

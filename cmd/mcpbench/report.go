@@ -14,6 +14,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // The generated section of BENCHMARKS.md lies between these lines; each
@@ -23,25 +25,34 @@ const (
 	sectionEnd   = "<!-- make bench: end -->"
 )
 
-// Goals of the benchmarks issue, on this machine.
+// Goals of the benchmarks issues, on this machine.
 const (
 	goalThroughput = 0.95 // × the bare reverse proxy's calls/s at the most clients
 	goalCPU        = 1.2  // × the bare reverse proxy's CPU time per call
+	goalCPU1P      = 1.0  // × the one-P reverse proxy's CPU time per call
 	goalAddedP50   = 1.5  // × the bare reverse proxy's added p50 latency
 	goalWrites     = 0.01 // Firestore writes per request
 	goalRSSMiB     = 48   // peak resident set at the most clients
+	goalLargeCPU   = 1.5  // × the bare reverse proxy's CPU time per call with a large result
+	// goalRSSGrowthMiB is how much more the proxy's peak RSS may be with
+	// a large result than with the small one: less than one result of
+	// 4 MiB, so that holding results whole cannot pass.
+	goalRSSGrowthMiB = 4
 	// cacheTTL is the proxy's default CACHE_TTL: a warm key and config are
 	// each read again once per TTL (stale-while-revalidate), by one request
 	// whose answer does not wait for it.
 	cacheTTL = time.Minute
 )
 
-// cell is the median over the rounds of each figure of one target at one
-// client count.
+// cell is the median over the rounds of each figure of one target under
+// one load.
 type cell struct {
 	perSecond, p50, p90, p99, p999, max float64
 	cpu, upstreamCPU, rssMax            float64
-	requests                            uint64
+	// rssPeak is the highest peak RSS of the target's process over the
+	// rounds.
+	rssPeak  float64
+	requests uint64
 }
 
 func median(xs []float64) float64 {
@@ -56,19 +67,20 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// cell gathers the runs of one target at one client count.
-func (r *results) cell(target string, clients int) cell {
+// cell gathers the runs of one target under one load.
+func (r *results) cell(target string, l load) cell {
 	var f [9][]float64
 	var c cell
 	for _, run := range r.runs {
-		if run.target != target || run.clients != clients {
+		if run.target != target || run.load != l {
 			continue
 		}
-		l := run.load.LatencyMS
-		for i, v := range []float64{run.load.PerSecond, l.P50, l.P90, l.P99, l.P999, l.Max, run.cpu, run.upstreamCPU, run.rssMax} {
+		lat := run.report.LatencyMS
+		for i, v := range []float64{run.report.PerSecond, lat.P50, lat.P90, lat.P99, lat.P999, lat.Max, run.cpu, run.upstreamCPU, run.rssMax} {
 			f[i] = append(f[i], v)
 		}
-		c.requests += run.load.Requests
+		c.requests += run.report.Requests
+		c.rssPeak = max(c.rssPeak, run.rssPeak, run.rssMax)
 	}
 	c.perSecond, c.p50, c.p90, c.p99, c.p999 = median(f[0]), median(f[1]), median(f[2]), median(f[3]), median(f[4])
 	c.max, c.cpu, c.upstreamCPU, c.rssMax = median(f[5]), median(f[6]), median(f[7]), median(f[8])
@@ -83,73 +95,115 @@ func verdict(ok bool) string {
 	return "**missed**"
 }
 
+// ratio is a/b as "1.23×", or "" when b is zero.
+func ratio(a, b float64) string {
+	if b == 0 || a == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+// clientsWord describes the load's clients.
+func (r *results) clientsWord() string {
+	if r.sdk {
+		return "go-sdk clients (one session each)"
+	}
+	return "plain HTTP clients (`mcpload --raw`: no SDK, one keep-alive connection each, no initialize)"
+}
+
 // markdown is the generated section of BENCHMARKS.md.
 func (r *results) markdown(o *options, command string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("%s\n## make bench: each target in a process of its own\n\n", sectionBegin)
-	w("Run of %s on %s. Command: `%s` (`cmd/mcpbench`: %d rounds of %s per target and client count, "+
-		"the targets taking turns within each round; load from `mcpload` with go-sdk clients speaking %s, "+
-		"one session per client, each sending its next `tools/call` of `echo` when the last is answered).\n\n",
-		r.when.Format("2006-01-02 15:04 MST"), machine(), command, o.rounds, o.duration, r.protocol)
+	w("Run of %s on %s. Command: `%s` (`cmd/mcpbench`: %d rounds of %s per target, client protocol and client count, "+
+		"the targets taking turns within each round; load from `mcpload` with %s of %s, "+
+		"each client sending its next `tools/call` of `echo` when the last is answered).\n\n",
+		r.when.Format("2006-01-02 15:04 MST"), machine(), command, o.rounds, o.duration, r.clientsWord(), strings.Join(r.protocols, " and "))
+	if r.sdk {
+		w("Client protocols: each go-sdk client opens its session first (`initialize`, or `server/discover` for 2026-07-28). ")
+	} else {
+		w("Client protocols: a 2025-06-18 client sends a plain POST with `MCP-Protocol-Version` and no session (the proxy needs no " +
+			"initialize); a 2026-07-28 client also sends its version and capabilities in `_meta` and the `Mcp-Method` and `Mcp-Name` headers. ")
+	}
 	w("Processes: the load tool; the upstream (`demo-upstream --stateless --json`, go-sdk); `reverseproxy`, a bare "+
 		"`httputil.ReverseProxy` with a keep-alive pool of 100 and Go's default GOMAXPROCS (one per core); `%s`, "+
 		"the same with GOMAXPROCS=1; `proxy`, the Functions Framework binary of the "+
 		"functions (`devserver`) with its request log written to the Firestore emulator and a log line per request, "+
 		"as deployed (GOMAXPROCS=1, as `deploy.sh` sets it for one vCPU; `K_SERVICE` set, as on Cloud Run, "+
-		"so the framework also writes an empty line to stdout and stderr after each request), warm. All share the machine's cores with "+
+		"so the framework also writes an empty line to stdout and stderr after each request), warm, asking upstreams for %s "+
+		"(its default, `UPSTREAM_PROTOCOL_VERSION`)%s. All share the machine's cores with "+
 		"Postgres and the emulator. CPU µs/call is the CPU time "+
-		"(user + system, all threads, from /proc) of the target's own process per call; RSS is its resident set. "+
-		"Medians over the rounds, per column.\n\n", reverseProxy1P)
-	w("| clients | target | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU µs/call | upstream CPU µs/call | RSS MiB |\n")
-	w("|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, clients := range r.clients {
-		for _, t := range r.targets {
-			c := r.cell(t, clients)
-			cpu, rss := "", ""
-			if t != "direct" {
-				cpu, rss = fmt.Sprintf("%.0f", c.cpu), fmt.Sprintf("%.1f", c.rssMax)
+		"(user + system, all threads, from /proc/PID/stat) of the target's own process per call, upstream CPU the upstream process's; "+
+		"the ÷ 1p columns divide them by `%s`'s under the same load. RSS is the target's resident set. "+
+		"Medians over the rounds, per column.\n\n", reverseProxy1P, upstream.DefaultProtocolVersion, r.otherProxies(), reverseProxy1P)
+	w("| client protocol | clients | target | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU µs/call | ÷ 1p | upstream CPU µs/call | ÷ 1p | RSS MiB |\n")
+	w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, protocol := range r.protocols {
+		for _, clients := range r.clients {
+			l := load{protocol: protocol, clients: clients}
+			ref := r.cell(reverseProxy1P, l)
+			for _, t := range r.targets {
+				c := r.cell(t, l)
+				cpu, rss := "", ""
+				if t != "direct" {
+					cpu, rss = fmt.Sprintf("%.0f", c.cpu), fmt.Sprintf("%.1f", c.rssMax)
+				}
+				w("| %s | %d | %s | %s | %.3f | %.3f | %.3f | %.3f | %.1f | %s | %s | %.0f | %s | %s |\n", protocol, clients, t, thousands(c.perSecond),
+					c.p50, c.p90, c.p99, c.p999, c.max, cpu, ratio(c.cpu, ref.cpu), c.upstreamCPU, ratio(c.upstreamCPU, ref.upstreamCPU), rss)
 			}
-			w("| %d | %s | %s | %.3f | %.3f | %.3f | %.3f | %.1f | %s | %.0f | %s |\n", clients, t, thousands(c.perSecond),
-				c.p50, c.p90, c.p99, c.p999, c.max, cpu, c.upstreamCPU, rss)
 		}
 	}
+	r.upstreamProtocolTable(w)
+	r.largeTable(w)
+
 	most, fewest := r.clients[len(r.clients)-1], r.clients[0]
-	// Each goal is read against both reverse proxies and met only if met
-	// against both.
-	var tput, cpu, added []string
-	tputOK, cpuOK, addedOK := true, true, true
-	for _, ref := range []string{"reverseproxy", reverseProxy1P} {
-		dm, rm, pm := r.cell("direct", most), r.cell(ref, most), r.cell("proxy", most)
-		df, rf, pf := r.cell("direct", fewest), r.cell(ref, fewest), r.cell("proxy", fewest)
-		t := pm.perSecond / rm.perSecond
-		cm, cf := pm.cpu/rm.cpu, pf.cpu/rf.cpu
-		am, amOK := addedRatio(pm.p50-dm.p50, rm.p50-dm.p50)
-		af, afOK := addedRatio(pf.p50-df.p50, rf.p50-df.p50)
-		tputOK = tputOK && t >= goalThroughput
-		cpuOK = cpuOK && cm <= goalCPU
-		addedOK = addedOK && amOK && afOK
-		tput = append(tput, fmt.Sprintf("against `%s` %.2f× (%s vs %s calls/s)", ref, t, thousands(pm.perSecond), thousands(rm.perSecond)))
-		cpu = append(cpu, fmt.Sprintf("against `%s` %.2f× (%.0f vs %.0f µs); at %d client(s), not a goal: %.2f× (%.0f vs %.0f µs)",
-			ref, cm, pm.cpu, rm.cpu, fewest, cf, pf.cpu, rf.cpu))
-		added = append(added, fmt.Sprintf("against `%s`: %d clients %s (%.3f vs %.3f ms), %d client(s) %s (%.3f vs %.3f ms)",
-			ref, most, am, pm.p50-dm.p50, rm.p50-dm.p50, fewest, af, pf.p50-df.p50, rf.p50-df.p50))
+	w("\nAgainst the goals (each met only if met against both reverse proxies, for every client protocol):\n\n| goal | measured | |\n|---|---|---|\n")
+	for _, protocol := range r.protocols {
+		// Each goal is read against both reverse proxies and met only if
+		// met against both.
+		var tput, cpu, added []string
+		tputOK, cpuOK, addedOK := true, true, true
+		lm, lf := load{protocol: protocol, clients: most}, load{protocol: protocol, clients: fewest}
+		for _, ref := range []string{"reverseproxy", reverseProxy1P} {
+			dm, rm, pm := r.cell("direct", lm), r.cell(ref, lm), r.cell("proxy", lm)
+			df, rf, pf := r.cell("direct", lf), r.cell(ref, lf), r.cell("proxy", lf)
+			t := pm.perSecond / rm.perSecond
+			cm, cf := pm.cpu/rm.cpu, pf.cpu/rf.cpu
+			am, amOK := addedRatio(pm.p50-dm.p50, rm.p50-dm.p50)
+			af, afOK := addedRatio(pf.p50-df.p50, rf.p50-df.p50)
+			tputOK = tputOK && t >= goalThroughput
+			cpuOK = cpuOK && cm <= goalCPU
+			addedOK = addedOK && amOK && afOK
+			tput = append(tput, fmt.Sprintf("against `%s` %.2f× (%s vs %s calls/s)", ref, t, thousands(pm.perSecond), thousands(rm.perSecond)))
+			c := fmt.Sprintf("against `%s` %.2f× (%.0f vs %.0f µs)", ref, cm, pm.cpu, rm.cpu)
+			a := fmt.Sprintf("against `%s`: %d clients %s (%.3f vs %.3f ms)", ref, most, am, pm.p50-dm.p50, rm.p50-dm.p50)
+			if fewest != most {
+				c += fmt.Sprintf("; at %d client(s), not a goal: %.2f× (%.0f vs %.0f µs)", fewest, cf, pf.cpu, rf.cpu)
+				a += fmt.Sprintf(", %d client(s) %s (%.3f vs %.3f ms)", fewest, af, pf.p50-df.p50, rf.p50-df.p50)
+			}
+			cpu, added = append(cpu, c), append(added, a)
+		}
+		p1, r1 := r.cell("proxy", lm), r.cell(reverseProxy1P, lm)
+		w("| %s clients: throughput at %d clients ≥ %.2f× the bare reverse proxy | %s | %s |\n",
+			protocol, most, goalThroughput, strings.Join(tput, "; "), verdict(tputOK))
+		w("| %s clients: proxy CPU per call at %d clients ≤ %.1f× the bare reverse proxy's | %s | %s |\n",
+			protocol, most, goalCPU, strings.Join(cpu, "; "), verdict(cpuOK))
+		w("| %s clients: proxy CPU per call at %d clients ≤ %.1f× `%s`'s | %.2f× (%.0f vs %.0f µs) | %s |\n",
+			protocol, most, goalCPU1P, reverseProxy1P, p1.cpu/r1.cpu, p1.cpu, r1.cpu, verdict(p1.cpu <= goalCPU1P*r1.cpu))
+		w("| %s clients: p50 added over direct ≤ %.1f× the reverse proxy's | %s | %s |\n",
+			protocol, goalAddedP50, strings.Join(added, "; "), verdict(addedOK))
 	}
-	// The warm cache's refreshes: one key and one config query per TTL.
-	refreshes := 2 * int64((r.statementSpan+cacheTTL-1)/cacheTTL)
+	r.largeGoals(w)
+	// The warm cache's refreshes: one key and one config query per TTL,
+	// per proxy process.
+	refreshes := 2 * int64((r.statementSpan+cacheTTL-1)/cacheTTL) * int64(max(1, r.proxies))
 	writes := float64(r.batches) / float64(max(1, r.entries))
-	w("\nAgainst the goals (each met only if met against both reverse proxies):\n\n| goal | measured | |\n|---|---|---|\n")
-	w("| throughput at %d clients ≥ %.2f× the bare reverse proxy | %s | %s |\n",
-		most, goalThroughput, strings.Join(tput, "; "), verdict(tputOK))
-	w("| proxy CPU per call at %d clients ≤ %.1f× the bare reverse proxy's | %s | %s |\n",
-		most, goalCPU, strings.Join(cpu, "; "), verdict(cpuOK))
-	w("| p50 added over direct ≤ %.1f× the reverse proxy's | %s | %s |\n",
-		goalAddedP50, strings.Join(added, "; "), verdict(addedOK))
-	w("| 0 Postgres statements per warm request | %d statements over %s measured requests in %.0f s (pg_stat_statements, reset after the warm-up): "+
-		"%.6f per request; the cache's background refreshes allow %d (one key and one config query per CACHE_TTL, 60 s) | %s |\n",
-		r.statements, thousands(float64(r.proxiedRequests)), r.statementSpan.Seconds(),
-		float64(r.statements)/float64(r.proxiedRequests), refreshes, verdict(r.statements <= refreshes))
-	w("| ≤ %.2f Firestore writes per request | %.4f (%d batch documents for %s entries; the proxy logged %s, dropped %d) | %s |\n",
+	w("| 0 Postgres statements per warm request | %d statements over %s measured requests of %d proxy process(es) in %.0f s (pg_stat_statements, reset after the warm-up): "+
+		"%.6f per request; the caches' background refreshes allow %d (one key and one config query per CACHE_TTL, 60 s, per process) | %s |\n",
+		r.statements, thousands(float64(r.proxiedRequests)), r.proxies, r.statementSpan.Seconds(),
+		float64(r.statements)/float64(max(1, r.proxiedRequests)), refreshes, verdict(r.statements <= refreshes))
+	w("| ≤ %.2f Firestore writes per request | %.4f (%d batch documents for %s entries; the proxies logged %s, dropped %d) | %s |\n",
 		goalWrites, writes, r.batches, thousands(float64(r.entries)), thousands(float64(r.logStats.Appended)), r.logStats.Dropped,
 		verdict(writes <= goalWrites))
 	w("| peak RSS ≤ %d MiB at %d clients | %.1f MiB sampled at %d clients; %.1f MiB highest of the process (its VmHWM, or a higher sample) | %s |\n",
@@ -168,9 +222,111 @@ func (r *results) markdown(o *options, command string) string {
 			"upstream session opened, tool list fetched): median %.0f ms, slowest %.0f ms.\n",
 			len(r.cold), median(listen), median(first), slices.Max(first))
 	}
-	w("\n![tools/call latency by percentile](docs/bench-latency.svg)\n%s", sectionEnd)
+	w("\n![tools/call latency by percentile, %s clients](docs/bench-latency.svg)\n%s", r.chartProtocol(), sectionEnd)
 	return b.String()
 }
+
+// otherProxies names the proxy targets that ask upstreams for another
+// version.
+func (r *results) otherProxies() string {
+	var out []string
+	for _, t := range r.targets {
+		if v, ok := r.upstreamProtocols[t]; ok && t != "proxy" {
+			out = append(out, fmt.Sprintf("`%s` is the same asking for %s", t, v))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(out, "; ")
+}
+
+// upstreamProtocolTable compares the proxies that ask upstreams for
+// different versions: what each costs itself and the upstream.
+func (r *results) upstreamProtocolTable(w func(string, ...any)) {
+	if len(r.upstreamProtocols) < 2 {
+		return
+	}
+	w("\nThe protocol the proxy speaks to the upstream, side by side (the same rows as above):\n\n")
+	w("| client protocol | clients | target | asks upstream for | calls/s | proxy CPU µs/call | upstream CPU µs/call | both µs/call |\n|---|---|---|---|---|---|---|---|\n")
+	for _, protocol := range r.protocols {
+		for _, clients := range r.clients {
+			for _, t := range r.targets {
+				v, ok := r.upstreamProtocols[t]
+				if !ok {
+					continue
+				}
+				c := r.cell(t, load{protocol: protocol, clients: clients})
+				w("| %s | %d | %s | %s | %s | %.0f | %.0f | %.0f |\n", protocol, clients, t, v, thousands(c.perSecond), c.cpu, c.upstreamCPU, c.cpu+c.upstreamCPU)
+			}
+		}
+	}
+}
+
+// largeTable is the large-result part's table.
+func (r *results) largeTable(w func(string, ...any)) {
+	if len(r.large) == 0 {
+		return
+	}
+	w("\nLarge results: the upstream's `large` tool returning a text of the given size, %d clients of %s, the same rounds and turns; "+
+		"each size has a new `proxy` process, so that its peak RSS (VmHWM, warm-up included) is that size's alone; "+
+		"for the reverse proxies, which serve every size, RSS is the highest sampled during the size's runs.\n\n",
+		r.largeClients, r.largeProtocol)
+	w("| result | target | calls/s | p50 ms | p99 ms | CPU µs/call | ÷ 1p | upstream CPU µs/call | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, kib := range r.large {
+		l := r.largeLoad(kib)
+		ref := r.cell(reverseProxy1P, l)
+		for _, t := range r.largeTargets {
+			c := r.cell(t, l)
+			cpu, rss := "", ""
+			if t != "direct" {
+				cpu, rss = fmt.Sprintf("%.0f", c.cpu), fmt.Sprintf("%.1f", c.rssPeak)
+			}
+			w("| %s | %s | %s | %.3f | %.3f | %s | %s | %.0f | %s |\n", size(kib), t, thousands(c.perSecond), c.p50, c.p99,
+				cpu, ratio(c.cpu, ref.cpu), c.upstreamCPU, rss)
+		}
+	}
+}
+
+func (r *results) largeLoad(kib int) load {
+	return load{protocol: r.largeProtocol, clients: r.largeClients, kib: kib}
+}
+
+// largeGoals are the rows of the goals about large results: CPU per call
+// and peak RSS, for each size but the small reference.
+func (r *results) largeGoals(w func(string, ...any)) {
+	if len(r.large) < 2 {
+		return
+	}
+	small := r.cell("proxy", r.largeLoad(r.large[0]))
+	for _, kib := range r.large[1:] {
+		l := r.largeLoad(kib)
+		p := r.cell("proxy", l)
+		var cpu []string
+		ok := true
+		for _, ref := range []string{"reverseproxy", reverseProxy1P} {
+			c := r.cell(ref, l)
+			ok = ok && p.cpu <= goalLargeCPU*c.cpu
+			cpu = append(cpu, fmt.Sprintf("against `%s` %.2f× (%.0f vs %.0f µs)", ref, p.cpu/c.cpu, p.cpu, c.cpu))
+		}
+		w("| %s result at %d clients: proxy CPU per call ≤ %.1f× the bare reverse proxy's | %s | %s |\n",
+			size(kib), r.largeClients, goalLargeCPU, strings.Join(cpu, "; "), verdict(ok))
+		w("| %s result at %d clients: proxy peak RSS ≤ the %s result's + %d MiB | %.1f MiB vs %.1f MiB (%+.1f MiB) | %s |\n",
+			size(kib), r.largeClients, size(r.large[0]), goalRSSGrowthMiB, p.rssPeak, small.rssPeak, p.rssPeak-small.rssPeak,
+			verdict(p.rssPeak <= small.rssPeak+goalRSSGrowthMiB))
+	}
+}
+
+// size writes a size in KiB as KiB or MiB.
+func size(kib int) string {
+	if kib >= 1024 && kib%1024 == 0 {
+		return fmt.Sprintf("%d MiB", kib/1024)
+	}
+	return fmt.Sprintf("%d KiB", kib)
+}
+
+// chartProtocol is the client protocol the chart shows.
+func (r *results) chartProtocol() string { return r.protocols[len(r.protocols)-1] }
 
 // addedRatio is the proxy's added latency over the reference's, and
 // whether it meets the goal. A reference that added none (a short, noisy
@@ -253,7 +409,7 @@ func replaceSection(path, sectionBegin, sectionEnd, section string) error {
 // per client count.
 func (r *results) writeChart(path string) error {
 	p := plot.New()
-	p.Title.Text = "tools/call latency by percentile (medians of the rounds)"
+	p.Title.Text = "tools/call latency by percentile, " + r.chartProtocol() + " clients (medians of the rounds)"
 	p.Y.Label.Text = "ms (log scale)"
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
@@ -262,7 +418,7 @@ func (r *results) writeChart(path string) error {
 	highest := 0.0
 	for ci, clients := range r.clients {
 		for ti, t := range r.targets {
-			c := r.cell(t, clients)
+			c := r.cell(t, load{protocol: r.chartProtocol(), clients: clients})
 			pts := make(plotter.XYs, 5)
 			for i, v := range []float64{c.p50, c.p90, c.p99, c.p999, c.max} {
 				pts[i].X, pts[i].Y = float64(i), max(v, 0.001)

@@ -3,10 +3,12 @@
 //
 //	mcpload --url URL [--key-file FILE] [--clients N] [--duration D | --requests N]
 //	        [--mix call=9,list=1] [--tool NAME] [--args JSON]
-//	        [--protocol VERSION] [--warmup N] [--watch PID,...] [--json]
+//	        [--protocol VERSION] [--raw] [--warmup N] [--watch PID,...] [--json]
 //
 // Each client is one MCP session (Streamable HTTP) that sends its
-// requests one after another; N clients run at once. The key, if any, is
+// requests one after another; N clients run at once. With --raw a client
+// is no SDK session but plain HTTP POSTs on one keep-alive connection of
+// its own, without initialize (raw.go). The key, if any, is
 // read from --key-file or MCP_PROXY_KEY (not a flag: flags show in the
 // process list) and sent as "Authorization: Bearer". Latencies go into a
 // log-linear histogram (1.6 % resolution); errors are counted by kind.
@@ -56,7 +58,9 @@ type config struct {
 	mix      []op // one entry per unit of weight, in a fixed order
 	tool     string
 	args     map[string]any
+	rawArgs  string // args as given
 	protocol string
+	raw      bool
 	warmup   int
 	watch    []int
 	json     bool
@@ -84,6 +88,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.tool, "tool", "echo", "tool to call")
 	fs.StringVar(&argsJSON, "args", `{"text":"hello"}`, "arguments of the call, a JSON object")
 	fs.StringVar(&c.protocol, "protocol", "2025-11-25", "MCP protocol version the clients speak")
+	fs.BoolVar(&c.raw, "raw", false, "send plain HTTP POSTs, one connection per client, no SDK and no initialize")
 	fs.IntVar(&c.warmup, "warmup", 1, "requests each client sends before measuring")
 	fs.StringVar(&watch, "watch", "", "process IDs on this machine whose CPU time per request and memory to report")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON")
@@ -115,6 +120,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	if err := json.Unmarshal([]byte(argsJSON), &c.args); err != nil || c.args == nil {
 		return nil, fmt.Errorf("--args must be a JSON object")
 	}
+	c.rawArgs = argsJSON
 	c.key = os.Getenv("MCP_PROXY_KEY")
 	if keyFile != "" {
 		b, err := os.ReadFile(keyFile)
@@ -181,6 +187,7 @@ type report struct {
 	URL         string           `json:"url"`
 	Clients     int              `json:"clients"`
 	Protocol    string           `json:"protocol"`
+	Raw         bool             `json:"raw,omitempty"`
 	Seconds     float64          `json:"seconds"`
 	Requests    uint64           `json:"requests"`
 	Errors      uint64           `json:"errors"`
@@ -205,7 +212,11 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (r *report) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "url\t%s\n", r.URL)
-	fmt.Fprintf(tw, "clients\t%d (protocol %s)\n", r.Clients, r.Protocol)
+	how := "go-sdk sessions"
+	if r.Raw {
+		how = "raw HTTP"
+	}
+	fmt.Fprintf(tw, "clients\t%d (protocol %s, %s)\n", r.Clients, r.Protocol, how)
 	fmt.Fprintf(tw, "requests\t%d in %.2f s: %.1f/s\n", r.Requests, r.Seconds, r.PerSecond)
 	kinds := make([]string, 0, len(r.ByKind))
 	for k, n := range r.ByKind {
@@ -246,44 +257,39 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return b.base.RoundTrip(r)
 }
 
+// requester is one client: an SDK session, or --raw's plain HTTP.
+type requester interface {
+	do(ctx context.Context, o op) error
+	close()
+}
+
+// sdkClient is a client with a go-sdk session.
+type sdkClient struct {
+	c *config
+	s *mcp.ClientSession
+}
+
+func (sc sdkClient) close() { sc.s.Close() }
+
 // load runs the clients and gathers their figures.
 func load(ctx context.Context, c *config) (*report, error) {
-	base := &http.Transport{MaxIdleConnsPerHost: c.clients, MaxIdleConns: c.clients, IdleConnTimeout: 90 * time.Second}
-	var rt http.RoundTripper = base
-	if c.key != "" {
-		rt = bearer{base: base, key: c.key}
-	}
-	httpClient := &http.Client{Transport: rt}
-	defer base.CloseIdleConnections()
-
-	sessions := make([]*mcp.ClientSession, c.clients)
-	var wg sync.WaitGroup
-	errs := make([]error, c.clients)
-	for i := range sessions {
-		wg.Go(func() {
-			t := &mcp.StreamableClientTransport{Endpoint: c.url, HTTPClient: httpClient, MaxRetries: -1, DisableStandaloneSSE: true}
-			client := mcp.NewClient(&mcp.Implementation{Name: "mcpload", Version: "1"}, nil)
-			sessions[i], errs[i] = client.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: c.protocol})
-		})
-	}
-	wg.Wait()
+	sessions, err := connect(ctx, c)
 	defer func() {
 		for _, s := range sessions {
 			if s != nil {
-				s.Close()
+				s.close()
 			}
 		}
 	}()
-	for _, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("connect to %s: %w", c.url, err)
-		}
+	if err != nil {
+		return nil, err
 	}
+	var wg sync.WaitGroup
 
 	w := &workers{c: c, hists: make([]histogram, c.clients), kinds: map[string]int64{}, byKind: map[op]uint64{}}
 	for i, s := range sessions { // warm-up, not measured
 		for range c.warmup {
-			w.do(ctx, s, c.mix[i%len(c.mix)])
+			s.do(ctx, c.mix[i%len(c.mix)])
 		}
 	}
 	runCtx := ctx
@@ -310,7 +316,7 @@ func load(ctx context.Context, c *config) (*report, error) {
 	for i := range w.hists {
 		all.merge(&w.hists[i])
 	}
-	r := &report{URL: c.url, Clients: c.clients, Protocol: c.protocol, Seconds: elapsed.Seconds(),
+	r := &report{URL: c.url, Clients: c.clients, Protocol: c.protocol, Raw: c.raw, Seconds: elapsed.Seconds(),
 		Requests: all.n + uint64(w.errors.Load()), Errors: uint64(w.errors.Load()), ByKind: w.byKind, SampleError: w.sample}
 	if len(w.kinds) > 0 {
 		r.ErrorKinds = w.kinds
@@ -327,6 +333,47 @@ func load(ctx context.Context, c *config) (*report, error) {
 	return r, nil
 }
 
+// connect makes the clients: SDK sessions, connected at once, or --raw's.
+func connect(ctx context.Context, c *config) ([]requester, error) {
+	out := make([]requester, c.clients)
+	if c.raw {
+		for i := range out {
+			rc, err := newRawClient(c)
+			if err != nil {
+				return out, err
+			}
+			out[i] = rc
+		}
+		return out, nil
+	}
+	base := &http.Transport{MaxIdleConnsPerHost: c.clients, MaxIdleConns: c.clients, IdleConnTimeout: 90 * time.Second}
+	var rt http.RoundTripper = base
+	if c.key != "" {
+		rt = bearer{base: base, key: c.key}
+	}
+	httpClient := &http.Client{Transport: rt}
+	var wg sync.WaitGroup
+	errs := make([]error, c.clients)
+	for i := range out {
+		wg.Go(func() {
+			t := &mcp.StreamableClientTransport{Endpoint: c.url, HTTPClient: httpClient, MaxRetries: -1, DisableStandaloneSSE: true}
+			client := mcp.NewClient(&mcp.Implementation{Name: "mcpload", Version: "1"}, nil)
+			s, err := client.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: c.protocol})
+			if err == nil {
+				out[i] = sdkClient{c: c, s: s}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return out, fmt.Errorf("connect to %s: %w", c.url, err)
+		}
+	}
+	return out, nil
+}
+
 // workers is the shared state of a run's clients.
 type workers struct {
 	c      *config
@@ -341,7 +388,7 @@ type workers struct {
 }
 
 // client sends requests one after another until the run ends.
-func (w *workers) client(ctx context.Context, i int, s *mcp.ClientSession) {
+func (w *workers) client(ctx context.Context, i int, s requester) {
 	h := &w.hists[i]
 	counts := map[op]uint64{}
 	defer func() {
@@ -360,7 +407,7 @@ func (w *workers) client(ctx context.Context, i int, s *mcp.ClientSession) {
 		}
 		o := w.c.mix[(n-1)%int64(len(w.c.mix))]
 		start := time.Now()
-		err := w.do(ctx, s, o)
+		err := s.do(ctx, o)
 		took := time.Since(start)
 		if err != nil {
 			if ctx.Err() != nil && w.c.requests == 0 {
@@ -374,13 +421,13 @@ func (w *workers) client(ctx context.Context, i int, s *mcp.ClientSession) {
 	}
 }
 
-func (w *workers) do(ctx context.Context, s *mcp.ClientSession, o op) error {
+func (sc sdkClient) do(ctx context.Context, o op) error {
 	switch o {
 	case opList:
-		_, err := s.ListTools(ctx, nil)
+		_, err := sc.s.ListTools(ctx, nil)
 		return err
 	default:
-		res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: w.c.tool, Arguments: w.c.args})
+		res, err := sc.s.CallTool(ctx, &mcp.CallToolParams{Name: sc.c.tool, Arguments: sc.c.args})
 		if err == nil && res.IsError {
 			return errToolResult
 		}
@@ -395,6 +442,7 @@ func (w *workers) fail(err error) {
 	w.errors.Add(1)
 	kind := "transport"
 	var jerr *jsonrpc.Error
+	var serr *statusError
 	switch {
 	case errors.Is(err, errToolResult):
 		kind = "tool error (isError)"
@@ -402,6 +450,8 @@ func (w *workers) fail(err error) {
 		kind = "timeout"
 	case errors.As(err, &jerr):
 		kind = fmt.Sprintf("json-rpc %d", jerr.Code)
+	case errors.As(err, &serr):
+		kind = fmt.Sprintf("http %d", serr.status)
 	}
 	w.mu.Lock()
 	w.kinds[kind]++

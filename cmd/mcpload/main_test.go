@@ -12,10 +12,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/internal/demo"
 	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 )
 
@@ -165,5 +169,70 @@ func TestWatch(t *testing.T) {
 	run(context.Background(), []string{"--url", srv.URL, "--requests", "10", "--watch", strconv.Itoa(pid)}, &out, &errOut)
 	if !strings.Contains(out.String(), fmt.Sprintf("process %d (", pid)) {
 		t.Errorf("text report lacks the process:\n%s", out.String())
+	}
+}
+
+// TestRaw drives a sessionless upstream with plain HTTP clients of both
+// protocol epochs: no initialize, one connection per client, the
+// 2026-07-28 headers only from a 2026-07-28 client.
+func TestRaw(t *testing.T) {
+	server := demo.NewServer("")
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
+	var mu sync.Mutex
+	seen := map[string]int{} // "version method name" → requests
+	conns := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("MCP-Protocol-Version")+" "+r.Header.Get("Mcp-Method")+" "+r.Header.Get("Mcp-Name")+" "+r.Header.Get("Authorization")]++
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("MCP_PROXY_KEY", "k-9")
+	for _, version := range []string{"2025-06-18", "2026-07-28"} {
+		clear(seen)
+		clear(conns)
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), []string{"--url", srv.URL, "--raw", "--protocol", version, "--clients", "3",
+			"--requests", "120", "--mix", "call=3,list=1", "--warmup", "2", "--json"}, &out, &errOut)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s %s", version, code, errOut.String(), out.String())
+		}
+		var r report
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Requests != 120 || r.Errors != 0 || r.ByKind[opCall] != 90 || r.ByKind[opList] != 30 || !r.Raw {
+			t.Errorf("%s: report = %+v; want 120 requests, 90 calls, 30 lists, no error", version, r)
+		}
+		want := map[string]int{version + "   Bearer k-9": 126} // 3 × 2 warm-up calls too
+		if version == "2026-07-28" {
+			want = map[string]int{version + " tools/call echo Bearer k-9": 96, version + " tools/list  Bearer k-9": 30}
+		}
+		if fmt.Sprint(seen) != fmt.Sprint(want) {
+			t.Errorf("%s: requests by headers = %v; want %v", version, seen, want)
+		}
+		if len(conns) != 3 {
+			t.Errorf("%s: %d connections; want one per client, 3", version, len(conns))
+		}
+	}
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"--url", srv.URL, "--raw", "--protocol", "2026-07-28", "--requests", "4",
+		"--tool", "fail", "--warmup", "0", "--json"}, &out, &errOut)
+	var r report
+	json.Unmarshal(out.Bytes(), &r)
+	if code != 1 || r.ErrorKinds["tool error (isError)"] != 4 {
+		t.Errorf("failing tool: exit %d, report %+v; want 4 tool errors", code, r)
+	}
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notFound.Close)
+	out.Reset()
+	code = run(context.Background(), []string{"--url", notFound.URL, "--raw", "--protocol", "2025-06-18", "--requests", "2",
+		"--warmup", "0", "--json"}, &out, &errOut)
+	r = report{}
+	json.Unmarshal(out.Bytes(), &r)
+	if code != 1 || r.ErrorKinds["http 404"] != 2 {
+		t.Errorf("no JSON-RPC answer: exit %d, report %+v; want 2 errors of kind http 404", code, r)
 	}
 }

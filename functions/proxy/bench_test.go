@@ -27,6 +27,7 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // BenchmarkToolsCall measures one tools/call (the demo echo tool) straight
@@ -57,7 +58,10 @@ func BenchmarkToolsCall(b *testing.B) {
 	requestLog := logbuffer.New(&logbuffer.Firestore{Client: firestoretest.Client(b, firestoretest.Host(b)), Collection: firestoretest.Collection(b)},
 		logbuffer.Options{})
 	quiet := logging.New(io.Discard, slog.LevelWarn)
+	// The proxy asks this upstream for 2026-07-28, the version every
+	// target's client speaks below (make bench measures the default).
 	e := testenv.New(b, testenv.Options{Logger: quiet, Proxy: proxy.Options{RequestLog: requestLog},
+		Pool: upstream.PoolOptions{ProtocolVersion: "2026-07-28"},
 		Tenant: stack.Tenant{Organization: "bench", Instance: "bench", Servers: []stack.Server{{
 			Server: postgres.Server{Name: "demo", Transport: tenant.TransportStreamableHTTP, URL: up.URL}, Tools: []postgres.Tool{{Name: "echo"}}}}}})
 	key, queries, prx := e.Key, e.Queries, e.Proxy
@@ -65,7 +69,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	nolog := e.Process(b, testenv.Options{Logger: quiet}).Proxy
 
 	// Every target gets the call as a 2026-07-28 client sends it, the
-	// version the proxy itself speaks with this upstream, so that the
+	// version the proxy itself speaks with this upstream here, so that the
 	// upstream does the same work per call whoever asks.
 	call := func(name string) []byte {
 		return fmt.Appendf(nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{"text":"hello"},`+

@@ -9,10 +9,13 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"cloud.google.com/go/firestore"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/shared/budget"
@@ -62,6 +66,9 @@ type Config struct {
 	UpstreamListCacheBytes int64         `env:"UPSTREAM_LIST_CACHE_BYTES, default=16777216"`
 	UpstreamIdleTimeout    time.Duration `env:"UPSTREAM_IDLE_TIMEOUT, default=10m"`
 	UpstreamConnsPerHost   int           `env:"UPSTREAM_MAX_IDLE_CONNS_PER_HOST, default=100"`
+	// UpstreamProtocol is the version asked of upstreams; empty:
+	// upstream.DefaultProtocolVersion.
+	UpstreamProtocol string `env:"UPSTREAM_PROTOCOL_VERSION"`
 
 	FirestoreDatabase string        `env:"FIRESTORE_DATABASE, default=(default)"`
 	LogCollection     string        `env:"REQUEST_LOG_COLLECTION, default=requestLogBatches"`
@@ -92,6 +99,9 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		return nil, err
 	}
 	logger := logging.New(os.Stderr, c.LogLevel)
+	if v := c.UpstreamProtocol; v != "" && !slices.Contains(mcp.SupportedProtocolVersions(), v) {
+		return nil, fmt.Errorf("UPSTREAM_PROTOCOL_VERSION %q is none of %s", v, strings.Join(mcp.SupportedProtocolVersions(), ", "))
+	}
 	keys, err := keyring.Parse(c.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -118,6 +128,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 	})
 	pool := upstream.NewPool(upstream.PoolOptions{
 		MaxIdleConnsPerHost: c.UpstreamConnsPerHost,
+		ProtocolVersion:     c.UpstreamProtocol,
 		ConnectTimeout:      c.UpstreamConnectTimeout,
 		MaxMessageBytes:     c.UpstreamMaxMessage,
 		IdleTimeout:         c.UpstreamIdleTimeout,
