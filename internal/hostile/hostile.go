@@ -61,6 +61,9 @@ var Tools = []string{"echo", "meta", "huge", "deep", "invalid", "drip", "progres
 // Server is one hostile upstream.
 type Server struct {
 	Mode Mode
+	// StatelessOnly makes a server of 2026-07-28 alone: initialize is
+	// not found, server/discover answers.
+	StatelessOnly bool
 	// Calls counts the tools/call requests received.
 	Calls atomic.Int64
 	// Responses counts the answers received to its own requests.
@@ -116,11 +119,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) answer(req *request) []byte {
 	switch req.Method {
 	case "initialize":
+		if s.StatelessOnly {
+			break
+		}
 		v := req.Params.Version
 		if v == "" {
 			v = "2025-06-18"
 		}
 		return result(req.ID, `{"protocolVersion":`+quote(v)+`,"capabilities":{"tools":{},"prompts":{},"resources":{}},"serverInfo":{"name":"hostile","version":"1"}}`)
+	case "server/discover":
+		if !s.StatelessOnly {
+			break
+		}
+		return result(req.ID, `{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},`+
+			`"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"hostile","version":"1"}}}`)
 	case "ping":
 		return result(req.ID, `{}`)
 	case "tools/list":

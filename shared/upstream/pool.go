@@ -23,6 +23,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/wire"
 )
 
 // PoolOptions configure a Pool. Zero values take the defaults named.
@@ -281,6 +282,15 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 	}
 	proc := prepareStdio(t, p.log, up)
 	s, err := p.client.Connect(ctx, t, p.sessionOptions())
+	if err != nil && proc == nil && noInitialize(err) && !wire.Stateless(p.opts.ProtocolVersion) {
+		// A server of 2026-07-28 alone has no initialize: asked for
+		// that version, the SDK's client discovers it instead.
+		if t, terr := transport(up, httpClient, p.iso); terr == nil {
+			if s, serr := p.client.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: wire.V20260728}); serr == nil {
+				return s, nil, nil
+			}
+		}
+	}
 	if err != nil {
 		proc.ended() // a process that started but failed to initialize
 		if refused := g.firstRefusal(); refused != nil {
@@ -305,6 +315,13 @@ func (p *Pool) connect(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 // per tools/call, and the proxy 1.06 to 1.28 times (BENCHMARKS.md, "The
 // protocol spoken to an upstream").
 const DefaultProtocolVersion = "2025-11-25"
+
+// noInitialize reports whether an upstream refused initialize as a
+// method it does not have or a version it does not speak.
+func noInitialize(err error) bool {
+	var jerr *jsonrpc.Error
+	return errors.As(err, &jerr) && (jerr.Code == jsonrpc.CodeMethodNotFound || jerr.Code == mcp.CodeUnsupportedProtocolVersion)
+}
 
 func (p *Pool) sessionOptions() *mcp.ClientSessionOptions {
 	return &mcp.ClientSessionOptions{ProtocolVersion: p.opts.ProtocolVersion}
