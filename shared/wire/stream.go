@@ -147,14 +147,21 @@ func (d *Reader) NextByte() (byte, error) {
 	}
 }
 
+// PeekByte skips whitespace and returns the byte after it without
+// reading it: io.EOF when the source ended first, or the source's error.
+func (d *Reader) PeekByte() (byte, error) {
+	c, err := d.NextByte()
+	if err == nil {
+		d.r--
+	}
+	return c, err
+}
+
 // SkipSpace skips whitespace: nil when a byte of something else follows,
 // io.EOF when the source ends, or the source's error.
 func (d *Reader) SkipSpace() error {
-	if _, err := d.NextByte(); err != nil {
-		return err
-	}
-	d.r--
-	return nil
+	_, err := d.PeekByte()
+	return err
 }
 
 // CopyOptions are the limits and changes of one CopyValue.
