@@ -28,7 +28,7 @@ import (
 // startHostileProcess runs the hostile upstream as a process of its own
 // over Streamable HTTP, so that what it allocates is not counted with
 // the test's, and returns its URL.
-func startHostileProcess(t *testing.T) string {
+func startHostileProcess(t testing.TB) string {
 	t.Helper()
 	cmd := exec.Command(hostile.Binary(t), "--addr", "127.0.0.1:0")
 	out, err := cmd.StdoutPipe()
@@ -262,6 +262,14 @@ func TestCallToolAsBefore(t *testing.T) {
 		t.Errorf("flood result %s", out.String())
 	}
 
+	out.Reset()
+	if _, err := relay(ctx, p, up, upstream.Call{Name: "drip", Arguments: args(map[string]any{"bytes": 20, "delayMs": 1})}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"content":[{"type":"text","text":"` + strings.Repeat("d", 20) + `"}]}`; out.String() != want {
+		t.Errorf("drip: %s; want %s", out.String(), want)
+	}
+
 	// Through the SDK client (stdio): the same Result.
 	stdio := tenant.Upstream{ConfigID: "h2", Name: "Stdio", Transport: tenant.TransportStdio, Command: hostile.Binary(t)}
 	out.Reset()
@@ -295,6 +303,9 @@ func envelopeServer(t *testing.T, answers map[string]func(id string) (contentTyp
 		}
 		ct, b := answer(string(req.ID))
 		w.Header().Set("Content-Type", ct)
+		if ct == "application/json" {
+			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		}
 		io.WriteString(w, b)
 	}))
 	t.Cleanup(srv.Close)
@@ -341,6 +352,7 @@ func TestHostileEnvelopes(t *testing.T) {
 		{"a method after the result", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `,"method":"x"}` }, big), false, false},
 		{"trailing garbage", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `} and more` }, big), false, false},
 		{"trailing garbage, small", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `} and more` }, 10), false, true},
+		{"announced over the limit", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `}` }, 2<<20), false, true},
 		{"not an object", json(func(id, r string) string { return `["jsonrpc","2.0",` + r + `]` }, big), false, true},
 		{"result first over lines of an event", events(func(id, r string) string {
 			return "event: message\ndata: {\"result\":\r\ndata: " + r + "\ndata: ,\"jsonrpc\" :\"2.0\",\ndata:\"id\":" + id + "}\n\n"
@@ -372,6 +384,10 @@ func TestHostileEnvelopes(t *testing.T) {
 				if !c.callErr {
 					t.Fatalf("CallTool: %v", err)
 				}
+				var tl *budget.TooLargeError
+				if strings.HasPrefix(c.name, "announced") && !errors.As(err, &tl) {
+					t.Errorf("error %v; want too large", err)
+				}
 				return
 			}
 			defer res.Close()
@@ -393,6 +409,40 @@ func TestHostileEnvelopes(t *testing.T) {
 			}
 			if _, err := res.WriteTo(io.Discard); err == nil {
 				t.Error("a second WriteTo did not fail")
+			}
+		})
+	}
+}
+
+// BenchmarkCallTool: a 1 MiB result relayed from an upstream process,
+// streamed (CallTool and WriteTo) and read whole (Call), as JSON and as
+// an event.
+func BenchmarkCallTool(b *testing.B) {
+	url := startHostileProcess(b)
+	p := upstream.NewPool(upstream.PoolOptions{})
+	b.Cleanup(p.Close)
+	up := hostileUpstream(url)
+	ctx := context.Background()
+	for _, sse := range []bool{false, true} {
+		call := upstream.Call{Name: "huge", Arguments: args(map[string]any{"bytes": 1 << 20, "sse": sse}), ResultType: true}
+		b.Run(fmt.Sprintf("sse=%v/streamed", sse), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(1 << 20)
+			for b.Loop() {
+				if _, err := relay(ctx, p, up, call, io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("sse=%v/whole", sse), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(1 << 20)
+			for b.Loop() {
+				res, err := p.Call(ctx, up, call)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Discard.Write(res.Raw)
 			}
 		})
 	}
