@@ -230,14 +230,15 @@ func captureValue(rd *wire.Reader, max int) ([]byte, error) {
 }
 
 // memberName reads an object member's name and the colon after it. A name
-// too long to be one the pool looks for comes back as "".
+// too long to be one the pool looks for, however escaped (six bytes a
+// letter), comes back as "".
 func memberName(rd *wire.Reader) (string, error) {
 	if c, err := rd.PeekByte(); err != nil {
 		return "", unexpectedEOF(err)
 	} else if c != '"' {
 		return "", fmt.Errorf("the answer has %q where a member's name belongs", c)
 	}
-	raw, err := captureValue(rd, 32)
+	raw, err := captureValue(rd, 64)
 	if err != nil {
 		return "", err
 	}
