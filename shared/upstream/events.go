@@ -114,17 +114,22 @@ func (e *eventReader) Read(p []byte) (int, error) {
 				}
 				return 0, io.EOF
 			case b[0] == '\r':
-				if b, err = e.buffered(2); err != nil {
-					return 0, err
-				}
-				if len(b) >= 2 && b[1] == '\n' {
+				// Blank too when only CRs come before its LF.
+				crs := len(b) - len(bytes.TrimLeft(b, "\r"))
+				switch {
+				case crs < len(b) && b[crs] == '\n':
 					e.mode = evEnded
-					if err := e.consume(2); err != nil {
+					if err := e.consume(crs + 1); err != nil {
 						return 0, err
 					}
 					return 0, io.EOF
+				case crs < len(b) || len(b) == e.br.Size():
+					e.mode = evOther
+				default:
+					if _, err := e.buffered(len(b) + 1); err != nil {
+						return 0, err
+					}
 				}
-				e.mode = evOther
 			case bytes.HasPrefix(b, dataField):
 				e.mode = evDataValue
 				if err := e.consume(len(dataField)); err != nil {
@@ -165,10 +170,12 @@ func (e *eventReader) Read(p []byte) (int, error) {
 			value := b
 			if end >= 0 {
 				value = bytes.TrimRight(b[:end], "\r")
-			} else if v := bytes.TrimRight(b, "\r"); len(v) > 0 || len(b) == e.br.Size() {
+			} else if v := bytes.TrimRight(b, "\r"); len(v) > 0 {
 				// A CR at the end of what is buffered may end the line:
 				// held back until what follows it is known.
 				value = v
+			} else if len(b) == e.br.Size() {
+				value = b // a buffer of CRs, not a line's end
 			} else {
 				if _, err := e.buffered(len(b) + 1); err != nil {
 					return 0, err

@@ -47,6 +47,7 @@ func TestEventReader(t *testing.T) {
 		"retry: 10\n\n\n\ndata: after empty events\n\n",
 		"data: cr\r\r\n\n",
 		"data: unended\n",
+		"data: " + strings.Repeat("\r", 40) + "x\n\n",
 	} {
 		want := eventsByLines(stream)
 		for _, src := range []func() io.Reader{
@@ -95,4 +96,41 @@ func TestEventReader(t *testing.T) {
 			t.Errorf("%.20q: %v; want too large", stream, err)
 		}
 	}
+}
+
+// FuzzEvents: eventReader reads any stream as the line-by-line reading it
+// replaced, however the stream is cut into reads.
+func FuzzEvents(f *testing.F) {
+	f.Add("event: message\nid: 7\ndata: {\"a\":\ndata:  1}\n\n: comment\n\ndata:x\r\n\r\n", 3)
+	f.Add("data: cr\r\r\n\ndata\ndat\ndata:\n\n", 1)
+	f.Fuzz(func(t *testing.T, stream string, chunk int) {
+		want := eventsByLines(stream)
+		var src io.Reader = strings.NewReader(stream)
+		if chunk%3 == 1 {
+			src = iotest.OneByteReader(src)
+		} else if chunk%3 == 2 {
+			src = iotest.HalfReader(src)
+		}
+		e := newEventReader(bufio.NewReaderSize(src, 16), 0)
+		var got []string
+		var err error
+		for {
+			if err = e.next(); err != nil {
+				break
+			}
+			var b []byte
+			if b, err = io.ReadAll(e); err != nil {
+				break
+			}
+			if e.hadData() {
+				got = append(got, string(b))
+			}
+		}
+		if !errors.Is(err, errStreamEnded) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("%q: ended with %v", stream, err)
+		}
+		if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("%q: events %q; want %q", stream, got, want)
+		}
+	})
 }
