@@ -22,9 +22,9 @@ import (
 // A tools/call is the proxy's hot path. Through the SDK client it would be
 // decoded into the SDK's types and encoded again, with the SDK's decoder
 // allocating a fresh 32 KiB buffer per message (BENCHMARKS.md). For a
-// Streamable HTTP upstream the pool instead posts the call itself (Call), within
-// the SDK session (its session ID and negotiated protocol version), and
-// relays the upstream's result as the upstream wrote it. Lists, resources
+// Streamable HTTP upstream the pool instead posts the call itself (CallTool),
+// within the SDK session (its session ID and negotiated protocol version),
+// and relays the upstream's result as it comes (result.go). Lists, resources
 // and prompts, SSE and stdio upstreams keep going through the SDK client.
 
 // statelessVersion is the first protocol version without sessions: each
@@ -86,9 +86,10 @@ func callParams(version string, c toolPost) ([]byte, error) {
 }
 
 // postTool sends c to the upstream of s, a session of up, and returns the
-// result, which may still be on the upstream's connection (Result). An error answer of the upstream is a
-// *jsonrpc.Error (see Answer); an upstream that no longer knows the
-// session yields mcp.ErrSessionMissing, so Do may retry on a new session.
+// result, which may still be on the upstream's connection (Result). An
+// error answer of the upstream is a *jsonrpc.Error (see Answer); an
+// upstream that no longer knows the session yields mcp.ErrSessionMissing,
+// so Do may retry on a new session.
 func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, c toolPost) (*Result, error) {
 	version := sessionVersion(s)
 	params, err := callParams(version, c)
