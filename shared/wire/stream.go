@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -210,12 +211,9 @@ func (d *Reader) CopyValue(w io.Writer, o CopyOptions) (int64, error) {
 		c.maxDepth = MaxDepth
 	}
 	if o.AddKey != "" {
-		key, err := json.Marshal(o.AddKey)
-		if err != nil {
-			return 0, err
-		}
 		c.addKey = o.AddKey
-		c.member = append(append(append([]byte{','}, key...), ':'), o.AddValue...)
+		c.member = member(o.AddKey, o.AddValue)
+		c.name = make([]byte, 0, 6*len(o.AddKey)+2)
 	}
 	return c.run()
 }
@@ -274,12 +272,21 @@ type copier struct {
 	long bool
 }
 
+// member is `,"key":value`, in one allocation when key needs no escape.
+func member(key, value string) []byte {
+	for i := range len(key) {
+		if c := key[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			q, _ := json.Marshal(key)
+			return append(append(append([]byte{','}, q...), ':'), value...)
+		}
+	}
+	m := make([]byte, 0, len(key)+len(value)+4)
+	return append(append(append(append(m, ',', '"'), key...), '"', ':'), value...)
+}
+
 func (c *copier) run() (int64, error) {
 	d := c.d
 	c.os, c.wp, c.seg = d.r, d.r, d.r
-	if c.addKey != "" {
-		c.name = make([]byte, 0, 6*len(c.addKey)+2)
-	}
 	for {
 		done, err := c.scan()
 		if err == nil && c.maxBytes > 0 && d.offset(d.r)-c.start > c.maxBytes {
@@ -719,8 +726,8 @@ func (c *copier) nameEnd() {
 		return
 	}
 	raw := c.name
-	if len(raw)-2 == len(c.addKey) && string(raw[1:len(raw)-1]) == c.addKey {
-		c.has = true
+	if bytes.IndexByte(raw, '\\') < 0 {
+		c.has = string(raw[1:len(raw)-1]) == c.addKey
 		return
 	}
 	var s string
