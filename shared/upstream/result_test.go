@@ -18,6 +18,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/internal/demo"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
@@ -443,6 +446,45 @@ func BenchmarkCallTool(b *testing.B) {
 					b.Fatal(err)
 				}
 				io.Discard.Write(res.Raw)
+			}
+		})
+	}
+}
+
+// TestCallToolSDKServer: a result of the official SDK's server, over an
+// event stream and as JSON, relayed streamed: the same result the SDK's
+// own client decodes, its structured content included.
+func TestCallToolSDKServer(t *testing.T) {
+	text := strings.Repeat("é\"\n", 100<<10) // escapes and UTF-8, past the buffer
+	for _, jsonResponse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("json=%v", jsonResponse), func(t *testing.T) {
+			srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return demo.NewServer("sdk") },
+				&mcp.StreamableHTTPOptions{JSONResponse: jsonResponse}))
+			t.Cleanup(srv.Close)
+			p := upstream.NewPool(upstream.PoolOptions{})
+			t.Cleanup(p.Close)
+			up := tenant.Upstream{ConfigID: "s1", Name: "SDK", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}
+			var out bytes.Buffer
+			if _, err := relay(context.Background(), p, up, upstream.Call{Name: "echo", Arguments: args(map[string]any{"text": text}), ResultType: true}, &out); err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Content []struct {
+					Text string `json:"text"`
+				} `json:"content"`
+				StructuredContent struct {
+					Text string `json:"text"`
+				} `json:"structuredContent"`
+				ResultType string `json:"resultType"`
+			}
+			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Content) != 1 || got.Content[0].Text != text || got.StructuredContent.Text != text || got.ResultType != "complete" {
+				t.Errorf("relayed %.200s…", out.String())
+			}
+			if bytes.IndexByte(out.Bytes(), '\n') >= 0 {
+				t.Error("the relayed result holds a raw newline")
 			}
 		})
 	}
