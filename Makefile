@@ -14,7 +14,7 @@ CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 # exceeded" when a duration ends mid-execution (golang/go#75804, fixed in
 # Go 1.27), which must not fail CI.
 FUZZTIME ?= 50000x
-FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames ./shared/wire:FuzzDecode
+FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames ./shared/wire:FuzzDecode ./shared/wire:FuzzCopyValue ./shared/upstream:FuzzAnswer
 
 .PHONY: all build dev test soak fuzz bench bench-memory bench-proxy bench-wire bench-flush tools conformance-tools clean
 
@@ -81,9 +81,10 @@ bench-proxy: tools build
 	$(BIN)/devstack -quiet -- $(GO) test -run '^$$' -bench ToolsCall -count $(BENCHCOUNT) -benchtime 2s -benchmem ./functions/proxy/
 
 # The JSON work of one proxied tools/call: shared/wire against
-# encoding/json and the SDK's codec (no services needed).
+# encoding/json and the SDK's codec, and a 1 MiB result streamed against
+# json.Valid and json.Compact (no services needed).
 bench-wire:
-	$(GO) test -run '^$$' -bench CallCodec -count $(BENCHCOUNT) -benchmem ./shared/wire/
+	$(GO) test -run '^$$' -bench 'CallCodec|CopyValue' -count $(BENCHCOUNT) -benchmem ./shared/wire/
 
 # FlushLogs from the Firestore emulator into Postgres: entries per second.
 bench-flush: tools build

@@ -131,7 +131,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, o *outcome) 
 	rep, m := h.answer(ctx, c, body, notify)
 	o.one[0] = m
 	o.messages = o.one[:]
-	h.respond(w, stream, rep, o)
+	h.respond(ctx, w, stream, rep, o)
 	return nil
 }
 
@@ -165,10 +165,10 @@ func (h *Handler) serveBatch(ctx context.Context, w http.ResponseWriter, c *call
 	var out []json.RawMessage
 	for _, data := range raw {
 		rep, m := h.answer(ctx, c, data, nil)
-		resp, e := h.encodeReply(rep)
+		resp, e := h.encodeReply(ctx, rep)
 		if e != nil {
-			rep = &reply{id: rep.id, err: e}
-			resp, _ = h.encodeReply(rep)
+			m.err = e
+			resp, _ = h.encodeReply(ctx, &reply{id: rep.id, err: e})
 		}
 		m.outBytes = len(resp)
 		m.took = h.opts.Now().Sub(m.start)
@@ -179,7 +179,7 @@ func (h *Handler) serveBatch(ctx context.Context, w http.ResponseWriter, c *call
 	}
 	// Errors of single members travel inside the batch's 200.
 	if len(out) == 0 {
-		h.respond(w, nil, nil, o)
+		h.respond(ctx, w, nil, nil, o)
 		return nil
 	}
 	batch, _ := json.Marshal(out)
@@ -234,13 +234,14 @@ func (h *Handler) answer(ctx context.Context, c *caller, data []byte, notify fun
 		m.err = newError(http.StatusOK, codeMethodNotFound, "method not found: "+req.Method)
 		return &reply{id: req.ID, err: m.err, status: ep.status(m.err)}, m
 	}
-	res, e := next(ctx, &request{caller: c, id: req.ID, method: req.Method, params: req.Params, decoded: decoded, epoch: ep, notify: notify})
+	rq := &request{caller: c, id: req.ID, method: req.Method, params: req.Params, decoded: decoded, epoch: ep, notify: notify}
+	res, e := next(ctx, rq)
 	if e != nil {
 		m.err, m.upstream = e, e.upstream
-		return &reply{id: req.ID, err: e, status: ep.status(e)}, m
+		return &reply{id: req.ID, req: rq, err: e, status: ep.status(e)}, m
 	}
 	m.upstream = res.upstream
-	return &reply{id: req.ID, res: res, typed: ep.stateless, status: http.StatusOK}, m
+	return &reply{id: req.ID, req: rq, res: res, typed: ep.stateless, status: http.StatusOK}, m
 }
 
 // prepay takes for a request with a large body, in one step, the room it

@@ -257,9 +257,9 @@ func TestKeyFlood(t *testing.T) {
 	}
 }
 
-// TestLargeResults: answers over the message limit, as JSON and as one
-// event, fail their call with an error naming the upstream and the
-// limit; answers within it wait for room in the process's budget and
+// TestLargeResults: an answer over the message limit fails its call with
+// an error naming the upstream and the limit when its length says so, and
+// is abandoned at the limit when it comes as one event; answers within it wait for room in the process's budget and
 // arrive whole, however many are asked for at once.
 func TestLargeResults(t *testing.T) {
 	srv, _ := hostileUpstream(t, hostile.Good)
@@ -269,12 +269,20 @@ func TestLargeResults(t *testing.T) {
 	call := func(bytes int, sse bool) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"big__huge","arguments":{"bytes":%d,"sse":%v}}}`, bytes, sse)
 	}
-	for _, sse := range []bool{false, true} {
-		_, out := e.Post(t, "/mcp", nil, call(3<<20, sse))
-		msg, _ := out["error"].(map[string]any)["message"].(string)
-		if rpcCode(out) != -32000 || !strings.Contains(msg, "big") || !strings.Contains(msg, "2097152") {
-			t.Errorf("3 MiB answer (sse %v): %.300v; want -32000 naming the upstream and the limit", sse, out)
-		}
+	// As JSON, the answer's length says it is over the limit before it
+	// is read: a clean error.
+	_, out := e.Post(t, "/mcp", nil, call(3<<20, false))
+	msg, _ := out["error"].(map[string]any)["message"].(string)
+	if rpcCode(out) != -32000 || !strings.Contains(msg, "big") || !strings.Contains(msg, "2097152") {
+		t.Errorf("3 MiB answer: %.300v; want -32000 naming the upstream and the limit", out)
+	}
+	// As one event, it is relayed as it comes until the limit, then the
+	// response is abandoned: the client never takes it for whole.
+	if resp, out := e.Post(t, "/mcp", nil, call(3<<20, true)); out != nil {
+		t.Errorf("3 MiB event: HTTP %d, %.300v; want the response abandoned", resp.StatusCode, out)
+	}
+	if logs := e.Logs.String(); !strings.Contains(logs, `"relayed result abandoned"`) || !strings.Contains(logs, `"bytesSent":2097`) {
+		t.Errorf("no log line of the abandoned result after 2 MiB: %.2000s", logs)
 	}
 	// Through the SDK client (resources/read on the upstream's own
 	// route): the same bound.

@@ -218,12 +218,13 @@ func (h *Handler) callTool(ctx context.Context, req *request) (*result, *rpcErro
 		}
 	}
 	call := upstream.Call{Name: original, Arguments: args, Meta: forwardedMeta(p.Meta), ProgressToken: p.Meta["progressToken"],
-		Header: func() http.Header { return h.upstreamParamHeaders(ctx, u, original, args) }, Notify: req.notify}
-	res, err := h.pool.Call(ctx, u.up, call)
+		Header: func() http.Header { return h.upstreamParamHeaders(ctx, u, original, args) }, Notify: req.notify,
+		ResultType: req.epoch.stateless}
+	res, err := h.pool.CallTool(ctx, u.up, call)
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, req, u, err)
 	}
-	return &result{relayed: &res, upstream: u.ns}, nil
+	return &result{relayed: res, upstream: u.ns}, nil
 }
 
 // checkToolHeaders checks the Mcp-Param-* headers of a 2026-07-28 call

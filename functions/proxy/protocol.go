@@ -189,8 +189,21 @@ func (h *Handler) cancellable() middleware {
 				return next(ctx, req)
 			}
 			ctx, done := h.calls.track(ctx, req.key.ID, req.id)
-			defer done()
-			return next(ctx, req)
+			res, e := next(ctx, req)
+			if res == nil || res.relayed == nil {
+				done()
+				return res, e
+			}
+			// The result is read from the upstream as it is written: the
+			// call stays cancellable until then.
+			out := *res
+			out.release = func() {
+				if res.release != nil {
+					res.release()
+				}
+				done()
+			}
+			return &out, nil
 		}
 	}
 }

@@ -93,6 +93,23 @@ type result struct {
 	// upstream is the namespace of the upstream that answered, "" for
 	// none or several.
 	upstream string
+	// release, when set, runs once the result is written: a relayed
+	// result is read from its upstream under the method's context, which
+	// must last until then.
+	release func()
+}
+
+// close releases what a result holds once it is written or dropped.
+func (r *result) close() {
+	if r == nil {
+		return
+	}
+	if r.relayed != nil {
+		r.relayed.Close()
+	}
+	if r.release != nil {
+		r.release()
+	}
 }
 
 // methodFunc answers one request.

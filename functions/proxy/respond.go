@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -13,6 +15,7 @@ import (
 // reply is the answer to one JSON-RPC request: a result or an error.
 type reply struct {
 	id  jsonrpc.ID
+	req *request // nil when the message was not a request
 	res *result
 	err *rpcError
 	// typed: the result must carry resultType (2026-07-28).
@@ -23,18 +26,30 @@ type reply struct {
 }
 
 // encodeReply encodes a reply as one JSON-RPC response; nil for none.
-// An upstream's relayed result is read whole here: a batch holds each of
-// its answers.
-func (h *Handler) encodeReply(rep *reply) ([]byte, *rpcError) {
+// An upstream's relayed result is read whole here, within the request's
+// budget: a batch holds each of its answers.
+func (h *Handler) encodeReply(ctx context.Context, rep *reply) ([]byte, *rpcError) {
 	if rep == nil {
 		return nil, nil
 	}
 	if rep.err != nil {
 		return encodeError(rep.id, rep.err), nil
 	}
-	raw, e := h.resultBytes(rep)
-	if e != nil {
-		return nil, e
+	defer rep.res.close()
+	var raw json.RawMessage
+	if rel := rep.res.relayed; rel != nil {
+		var err error
+		if raw, err = h.pool.ReadAll(ctx, rel); err != nil {
+			return nil, h.relayFailure(ctx, rep, err)
+		}
+	} else {
+		var err error
+		if raw, err = json.Marshal(rep.res.value); err != nil {
+			return nil, newError(http.StatusOK, codeInternalError, "cannot encode the result")
+		}
+		if rep.typed {
+			raw = withResultType(raw)
+		}
 	}
 	out, err := wire.Encode(&jsonrpc.Response{ID: rep.id, Result: raw})
 	if err != nil {
@@ -43,34 +58,31 @@ func (h *Handler) encodeReply(rep *reply) ([]byte, *rpcError) {
 	return out, nil
 }
 
-// resultBytes is a reply's result as JSON, with resultType when the
-// client's protocol wants it.
-func (h *Handler) resultBytes(rep *reply) (json.RawMessage, *rpcError) {
-	var raw json.RawMessage
-	typed := false
-	if rel := rep.res.relayed; rel != nil {
-		// A 2026-07-28 upstream's result has its resultType already.
-		raw, typed = rel.Raw, rel.Typed
-	} else {
-		var err error
-		if raw, err = json.Marshal(rep.res.value); err != nil {
-			return nil, newError(http.StatusOK, codeInternalError, "cannot encode the result")
-		}
+// relayFailure is the error answer of a relayed result that could not be
+// read.
+func (h *Handler) relayFailure(ctx context.Context, rep *reply, err error) *rpcError {
+	u := rep.req.view.byNS[rep.res.upstream]
+	if u == nil {
+		return newError(http.StatusOK, codeUpstream, "the upstream's result could not be read")
 	}
-	if rep.typed && !typed {
-		raw = withResultType(raw)
-	}
-	return raw, nil
+	return h.upstreamFailure(ctx, rep.req, u, err)
 }
 
 // respond writes the answer to a request of one message, or 202 Accepted
 // when there is none (the message was a notification or a response). An
-// answer that follows notifications ends their event stream.
-func (h *Handler) respond(w http.ResponseWriter, stream *eventStream, rep *reply, o *outcome) {
-	body, e := h.encodeReply(rep)
+// answer that follows notifications ends their event stream. An
+// upstream's result too large to have been read whole is relayed as it
+// arrives (relay).
+func (h *Handler) respond(ctx context.Context, w http.ResponseWriter, stream *eventStream, rep *reply, o *outcome) {
+	if rep != nil && rep.err == nil && rep.res.relayed != nil && rep.res.relayed.Streaming() {
+		h.relay(w, stream, rep, o)
+		return
+	}
+	body, e := h.encodeReply(ctx, rep)
 	if e != nil {
-		rep = &reply{id: rep.id, err: e, status: e.status}
-		body, _ = h.encodeReply(rep)
+		o.messages[0].err = e
+		rep = &reply{id: rep.id, err: e, status: rep.req.epoch.status(e)}
+		body, _ = h.encodeReply(ctx, rep)
 	}
 	if stream != nil {
 		if streamed, n := stream.finish(body); streamed {
@@ -89,6 +101,53 @@ func (h *Handler) respond(w http.ResponseWriter, stream *eventStream, rep *reply
 	// and log entry, which the middleware writes when this returns. With
 	// the length set, flushing early keeps the response unchunked.
 	http.NewResponseController(w).Flush()
+}
+
+// relay writes a response whose result is copied from the upstream's
+// connection as it arrives: the proxy holds one buffer of it, whatever
+// its size. When the result turns out bad after its first bytes were
+// sent (invalid, too deep, too long, cut off), the response is abandoned:
+// the client sees a broken response, never a whole one that is wrong.
+func (h *Handler) relay(w http.ResponseWriter, stream *eventStream, rep *reply, o *outcome) {
+	defer rep.res.close()
+	head := append(append([]byte(`{"jsonrpc":"2.0","id":`), idJSON(rep.id)...), `,"result":`...)
+	write := func(w io.Writer) (int64, error) {
+		n, err := w.Write(head)
+		if err != nil {
+			return int64(n), err
+		}
+		m, err := rep.res.relayed.WriteTo(w)
+		if err != nil {
+			return int64(n) + m, err
+		}
+		k, err := w.Write([]byte("}"))
+		return int64(n) + m + int64(k), err
+	}
+	var n int64
+	var err error
+	if stream == nil || !stream.finishWith(write, &n, &err) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		n, err = write(w)
+	}
+	o.httpStatus, o.outBytes = http.StatusOK, int(n)
+	if err != nil {
+		o.abort = true
+		e := newError(http.StatusOK, codeUpstream, "upstream "+rep.res.upstream+"'s result could not be relayed whole")
+		e.upstream = rep.res.upstream
+		o.messages[0].err = e
+		h.log.Warn("relayed result abandoned", "upstream", rep.res.upstream, "instance", rep.req.view.inst.ID,
+			"requestId", rep.req.requestID, "bytesSent", n, "error", err.Error())
+	}
+}
+
+// idJSON is a JSON-RPC ID as JSON.
+func idJSON(id jsonrpc.ID) []byte {
+	b, err := json.Marshal(id.Raw())
+	if err != nil {
+		return []byte("null")
+	}
+	return b
 }
 
 // writeJSON writes a JSON body with its length.

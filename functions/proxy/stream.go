@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -87,4 +88,30 @@ func (s *eventStream) finish(body []byte) (bool, int) {
 		s.write(body)
 	}
 	return true, s.bytes
+}
+
+// finishWith ends a started stream with a response that write produces
+// as it goes, one compact JSON message without a line break, and reports
+// whether it did: false when the stream never started. n and err are
+// those of the whole stream and of write.
+func (s *eventStream) finishWith(write func(io.Writer) (int64, error), n *int64, err *error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if !s.started {
+		return false
+	}
+	k, _ := s.w.Write([]byte("event: message\ndata: "))
+	m, werr := write(s.w)
+	if werr == nil {
+		var j int
+		j, werr = s.w.Write([]byte("\n\n"))
+		m += int64(j)
+	}
+	s.bytes += k + int(m)
+	*n, *err = int64(s.bytes), werr
+	if f, ok := s.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return true
 }

@@ -18,12 +18,12 @@
 //	meta      {}                          the call's _meta, as text
 //	huge      {"bytes","sse"}             a text result of that many bytes, as JSON or as one event
 //	deep      {"depth"}                   a result nested depth arrays deep
-//	invalid   {}                          a response that is not JSON
+//	invalid   {"bytes"}                   a response that is not JSON, after text of that many bytes
 //	drip      {"bytes","delayMs"}         a result written one byte per delay
 //	progress  {"tokens":[...]}            progress for each token named and for the call's own, then a result
 //	guess     {"count"}                   progress for the proxy's likely tokens mcp-proxy-progress-1..count
 //	flood     {"count"}                   count elicitation requests on the call's stream, then a result
-//	cut       {}                          half an answer, then the connection closes
+//	cut       {"bytes"}                   half an answer (with text of that many bytes), then the connection closes
 package hostile
 
 import (
@@ -205,7 +205,9 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, req *request) {
 		d := intArg(args, "depth", 100000)
 		writeJSON(w, result(req.ID, `{"content":[],"structuredContent":{"v":`+strings.Repeat("[", d)+strings.Repeat("]", d)+`}}`))
 	case "invalid":
-		writeJSON(w, []byte(`{"jsonrpc":"2.0","id":`+string(req.ID)+`,"result":{"content":[`))
+		// Text of the bytes asked for, then what is not JSON.
+		text := strings.Repeat("i", intArg(args, "bytes", 0))
+		writeJSON(w, []byte(`{"jsonrpc":"2.0","id":`+string(req.ID)+`,"result":{"content":[{"type":"text","text":"`+text+`"}[`))
 	case "drip":
 		msg := textResult(req.ID, strings.Repeat("d", intArg(args, "bytes", 64)))
 		delay := time.Duration(intArg(args, "delayMs", 50)) * time.Millisecond
@@ -246,10 +248,11 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, req *request) {
 		events(w, append(msgs, textResult(req.ID, "flood sent"))...)
 	case "cut":
 		rc := http.NewResponseController(w)
+		n := intArg(args, "bytes", 0)
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", "1000")
+		w.Header().Set("Content-Length", strconv.Itoa(max(1000, 2*n)))
 		w.WriteHeader(http.StatusOK)
-		w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":{"content":[{"type":"text","text":"cut`))
+		w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":{"content":[{"type":"text","text":"cut` + strings.Repeat("c", n)))
 		rc.Flush()
 		if conn, _, err := rc.Hijack(); err == nil {
 			conn.Close()
@@ -310,6 +313,10 @@ func textResult(id json.RawMessage, text string) []byte {
 
 func writeJSON(w http.ResponseWriter, msg []byte) {
 	w.Header().Set("Content-Type", "application/json")
+	// With its length, as many servers send it: a proxy may refuse an
+	// answer over its limit before reading it. Over an event stream
+	// (events) it can only find out as it reads.
+	w.Header().Set("Content-Length", strconv.Itoa(len(msg)))
 	w.Write(msg)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/wire"
 )
@@ -39,31 +40,75 @@ type Call struct {
 	// messages of the call's own stream. Nil relays none, and no progress
 	// token is sent.
 	Notify func(msg []byte)
+	// ResultType makes Result.WriteTo add "resultType":"complete" to a
+	// result object without a resultType at its top level, as a
+	// 2026-07-28 client is to get it.
+	ResultType bool
 }
 
-// Result is a tools/call result as the client is to get it: the
-// upstream's, unchanged. Typed reports that a 2026-07-28 upstream wrote
-// it with its resultType.
-type Result struct {
-	Raw   json.RawMessage
-	Typed bool
-}
-
-// Call sends c to up, posting it itself within the pool's session of a
-// Streamable HTTP upstream, through the SDK client otherwise. A call that
-// may have reached the upstream is never sent twice (Once).
-func (p *Pool) Call(ctx context.Context, up tenant.Upstream, c Call) (Result, error) {
+// CallTool sends c to up, posting it itself within the pool's session of
+// a Streamable HTTP upstream, through the SDK client otherwise. A call
+// that may have reached the upstream is never sent twice (Once).
+//
+// The Result may still be on the upstream's connection, read under ctx:
+// ctx must last until the caller has written it (Result.WriteTo) and
+// closed it (Result.Close, which the caller must call). The notifications
+// the upstream sent before its result have reached c.Notify when CallTool
+// returns.
+func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, c Call) (*Result, error) {
+	var res *Result
+	var err error
 	if p.Direct(up) {
-		return p.callDirect(ctx, up, c)
+		res, err = p.callDirect(ctx, up, c)
+	} else {
+		res, err = p.callSDK(ctx, up, c)
 	}
-	return p.callSDK(ctx, up, c)
+	if err != nil {
+		return nil, err
+	}
+	res.addType = c.ResultType
+	return res, nil
+}
+
+// ReadAll reads res whole and closes it: at most MaxMessageBytes,
+// charged to the request's budget account. For a caller that holds each
+// answer, as a JSON-RPC batch does.
+func (p *Pool) ReadAll(ctx context.Context, res *Result) ([]byte, error) {
+	defer res.Close()
+	if res.stream == nil && !res.addType {
+		return res.held, nil
+	}
+	buf := &meteredBuffer{ctx: ctx, meter: budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)}
+	if _, err := res.WriteTo(buf); err != nil {
+		return nil, err
+	}
+	return buf.data, nil
+}
+
+// meteredBuffer holds what is written to it, charged to its meter first.
+type meteredBuffer struct {
+	ctx   context.Context
+	meter *budget.Meter
+	data  []byte
+}
+
+func (b *meteredBuffer) Write(p []byte) (int, error) {
+	if err := b.meter.Cover(b.ctx, int64(len(b.data)+len(p))); err != nil {
+		return 0, err
+	}
+	if need := len(b.data) + len(p); need > cap(b.data) {
+		// Doubling, as the answer was read before.
+		b.data = append(make([]byte, 0, max(need, 2*cap(b.data))), b.data...)
+	}
+	b.data = append(b.data, p...)
+	return len(p), nil
 }
 
 // callDirect posts c within the session and relays the upstream's
 // notifications on the call's own stream: progress only for the client's
 // token (an upstream may not make up progress the client never asked
 // for), log messages as they are.
-func (p *Pool) callDirect(ctx context.Context, up tenant.Upstream, c Call) (Result, error) {
+func (p *Pool) callDirect(ctx context.Context, up tenant.Upstream, c Call) (*Result, error) {
 	call := toolPost{Name: c.Name, Arguments: c.Arguments, Meta: c.Meta}
 	if c.Notify != nil {
 		if len(c.ProgressToken) > 0 {
@@ -79,28 +124,32 @@ func (p *Pool) callDirect(ctx context.Context, up tenant.Upstream, c Call) (Resu
 			}
 		}
 	}
-	var res Result
+	var res *Result
 	err := p.Do(ctx, up, Once, func(ctx context.Context, s *mcp.ClientSession) error {
-		res.Typed = Modern(s)
+		typed := Modern(s)
 		call.Header = nil
-		if res.Typed && c.Header != nil {
+		if typed && c.Header != nil {
 			call.Header = c.Header()
 		}
-		var err error
-		res.Raw, err = p.postTool(ctx, up, s, call)
-		return err
+		r, err := p.postTool(ctx, up, s, call)
+		if err != nil {
+			return err
+		}
+		r.Typed = typed
+		res = r
+		return nil
 	})
 	return res, err
 }
 
 // callSDK sends c through the SDK client session, with the progress of a
 // token of the pool's relayed to Notify under the client's token.
-func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (Result, error) {
+func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (*Result, error) {
 	var meta mcp.Meta
 	for k, v := range c.Meta {
 		var value any
 		if err := json.Unmarshal(v, &value); err != nil {
-			return Result{}, err
+			return nil, err
 		}
 		if meta == nil {
 			meta = mcp.Meta{}
@@ -116,10 +165,13 @@ func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (Result,
 		return err
 	})
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	raw, err := json.Marshal(result)
-	return Result{Raw: raw}, err
+	if err != nil {
+		return nil, err
+	}
+	return &Result{held: raw, upstream: up.Name}, nil
 }
 
 // relayProgress returns meta with a token of the pool's bound to s when

@@ -23,9 +23,9 @@ import (
 // A tools/call is the proxy's hot path. Through the SDK client it would be
 // decoded into the SDK's types and encoded again, with the SDK's decoder
 // allocating a fresh 32 KiB buffer per message (BENCHMARKS.md). For a
-// Streamable HTTP upstream the pool instead posts the call itself (Call), within
-// the SDK session (its session ID and negotiated protocol version), and
-// relays the upstream's result as the upstream wrote it. Lists, resources
+// Streamable HTTP upstream the pool instead posts the call itself (CallTool),
+// within the SDK session (its session ID and negotiated protocol version),
+// and relays the upstream's result as it comes (result.go). Lists, resources
 // and prompts, SSE and stdio upstreams keep going through the SDK client.
 
 // toolPost is a tools/call as the pool posts it itself (Call).
@@ -82,10 +82,11 @@ func callParams(version string, c toolPost) ([]byte, error) {
 }
 
 // postTool sends c to the upstream of s, a session of up, and returns the
-// result as the upstream encoded it. An error answer of the upstream is a
-// *jsonrpc.Error (see Answer); an upstream that no longer knows the
-// session yields mcp.ErrSessionMissing, so Do may retry on a new session.
-func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, c toolPost) (json.RawMessage, error) {
+// result, which may still be on the upstream's connection (Result). An
+// error answer of the upstream is a *jsonrpc.Error (see Answer); an
+// upstream that no longer knows the session yields mcp.ErrSessionMissing,
+// so Do may retry on a new session.
+func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, c toolPost) (*Result, error) {
 	version := sessionVersion(s)
 	params, err := callParams(version, c)
 	if err != nil {
@@ -119,8 +120,9 @@ func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 	return result, err
 }
 
-// post sends the call and reads its answer.
-func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte)) (json.RawMessage, error) {
+// post sends the call and reads its answer: a Result that may still hold
+// the response's body (its Close closes it), or an error.
+func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte)) (*Result, error) {
 	resp, err := p.roundTrip(up, req)
 	if err != nil {
 		var cerr *credentials.Error
@@ -129,24 +131,56 @@ func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSessio
 		}
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound && s.ID() != "" {
+		resp.Body.Close()
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, mcp.ErrSessionMissing)
 	}
 	mt := wire.MediaType(resp.Header.Get("Content-Type"))
+	var res *Result
 	switch {
 	case mt == "text/event-stream" && resp.StatusCode == http.StatusOK:
-		return p.readStream(ctx, up, s, version, id, resp.Body, notify)
+		res, err = p.readStream(ctx, up, s, version, id, resp.Body, notify)
 	case mt == "application/json":
-		data, err := budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, resp.ContentLength).ReadAll(ctx, resp.Body)
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: read the answer: %w", up.Name, err)
+		res, err = p.readJSON(ctx, up, id, resp)
+		if res == nil && err == nil {
+			err = fmt.Errorf("upstream %s: answered HTTP %d (%s) without a JSON-RPC response", up.Name, resp.StatusCode, mt)
 		}
-		if result, answered, err := answerOf(data, id); answered {
-			return result, err
-		}
+	default:
+		err = fmt.Errorf("upstream %s: answered HTTP %d (%s) without a JSON-RPC response", up.Name, resp.StatusCode, mt)
 	}
-	return nil, fmt.Errorf("upstream %s: answered HTTP %d (%s) without a JSON-RPC response", up.Name, resp.StatusCode, mt)
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	res.upstream = up.Name
+	if res.stream != nil {
+		res.stream.body = resp.Body
+	} else {
+		resp.Body.Close()
+	}
+	return res, nil
+}
+
+// readJSON reads a JSON body as the answer to id: nil, nil when it is
+// another message. A body that says it is larger than MaxMessageBytes is
+// refused before it is read.
+func (p *Pool) readJSON(ctx context.Context, up tenant.Upstream, id jsonrpc.ID, resp *http.Response) (*Result, error) {
+	limit := p.opts.MaxMessageBytes
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("upstream %s: read the answer: %w", up.Name, &budget.TooLargeError{Limit: limit})
+	}
+	rd := answerReaders.Get().(*wire.Reader)
+	rd.Reset(&limitReader{r: resp.Body, left: limit, limit: limit})
+	meter := budget.NewMeter(budget.FromContext(ctx), limit, resp.ContentLength)
+	res, _, _, err := readMessage(ctx, rd, meter, id)
+	if res == nil || res.stream == nil {
+		rd.Reset(nil)
+		answerReaders.Put(rd)
+	}
+	if _, answered := err.(*jsonrpc.Error); err != nil && !answered {
+		return nil, fmt.Errorf("upstream %s: read the answer: %w", up.Name, err)
+	}
+	return res, err
 }
 
 // roundTrip sends req, authorised by newRequest, with the pool's
@@ -193,23 +227,6 @@ func (p *Pool) newRequest(ctx context.Context, up tenant.Upstream, s *mcp.Client
 	return req, nil
 }
 
-// answerOf reads data as the response to id: its result, or its error;
-// answered is false when data is something else.
-func answerOf(data []byte, id jsonrpc.ID) (result json.RawMessage, answered bool, err error) {
-	msg, err := wire.Decode(data)
-	if err != nil {
-		return nil, false, nil
-	}
-	resp, ok := msg.(*jsonrpc.Response)
-	if !ok || resp.ID != id {
-		return nil, false, nil
-	}
-	if resp.Error != nil {
-		return nil, true, resp.Error
-	}
-	return resp.Result, true, nil
-}
-
 // sessionVersion is the protocol version s negotiated with its upstream.
 func sessionVersion(s *mcp.ClientSession) string {
 	if r := s.InitializeResult(); r != nil {
@@ -223,56 +240,45 @@ func Modern(s *mcp.ClientSession) bool { return wire.Stateless(sessionVersion(s)
 
 // readStream reads the upstream's event stream up to the response to id,
 // handing notifications to notify and refusing the upstream's requests
-// to the client, which the proxy does not relay. What it holds of one
-// event is charged to the request's budget account and bounded by
-// MaxMessageBytes.
-func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte)) (json.RawMessage, error) {
-	r := bufio.NewReaderSize(body, 64<<10)
+// to the client, which the proxy does not relay. An event is bounded by
+// MaxMessageBytes; what is held of one is charged to the request's
+// budget account (readMessage).
+func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte)) (*Result, error) {
+	lines := lineReaders.Get().(*bufio.Reader)
+	lines.Reset(body)
+	events := newEventReader(lines, p.opts.MaxMessageBytes)
+	rd := answerReaders.Get().(*wire.Reader)
 	meter := budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)
-	var data, long []byte
+	res, err := p.readEvents(ctx, up, s, version, id, events, rd, meter, notify)
+	if res != nil && res.stream != nil {
+		res.stream.lines = lines
+		return res, nil
+	}
+	rd.Reset(nil)
+	answerReaders.Put(rd)
+	lines.Reset(nil)
+	lineReaders.Put(lines)
+	return res, err
+}
+
+func (p *Pool) readEvents(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, events *eventReader, rd *wire.Reader, meter *budget.Meter, notify func([]byte)) (*Result, error) {
 	refused := 0
 	for {
-		line, err := r.ReadSlice('\n')
-		for errors.Is(err, bufio.ErrBufferFull) {
-			// A long line: gathered within the event's bound.
-			if err := meter.Cover(ctx, int64(len(data)+len(long)+len(line))); err != nil {
-				return nil, fmt.Errorf("upstream %s: an event of its answer: %w", up.Name, err)
-			}
-			long = append(long, line...)
-			line, err = r.ReadSlice('\n')
+		if err := events.next(); err != nil {
+			return nil, p.streamError(ctx, up, err)
 		}
-		if long != nil {
-			line, long = append(long, line...), nil
+		rd.Reset(events)
+		res, other, raw, err := readMessage(ctx, rd, meter, id)
+		if _, answered := err.(*jsonrpc.Error); answered {
+			return nil, err
 		}
-		if err := meter.Cover(ctx, int64(len(data)+len(line))); err != nil {
-			return nil, fmt.Errorf("upstream %s: an event of its answer: %w", up.Name, err)
-		}
-		if len(line) == 0 && err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("upstream %s: the stream ended before the answer: %w", up.Name, err)
-		}
-		text := bytes.TrimRight(line, "\r\n")
-		if v, ok := bytes.CutPrefix(text, []byte("data:")); ok {
-			data = append(data, bytes.TrimPrefix(v, []byte(" "))...)
-			data = append(data, '\n')
-		}
-		if len(text) != 0 || len(data) == 0 {
-			continue
-		}
-		event := bytes.TrimSuffix(data, []byte("\n"))
-		data = nil
-		msg, err := wire.Decode(event)
 		if err != nil {
-			continue // not a JSON-RPC message: nothing of the call's
+			return nil, p.streamError(ctx, up, err)
 		}
-		switch m := msg.(type) {
-		case *jsonrpc.Response:
-			if result, answered, err := answerOf(event, id); answered {
-				return result, err
-			}
-		case *jsonrpc.Request:
+		if res != nil {
+			return res, nil
+		}
+		if m, ok := other.(*jsonrpc.Request); ok {
 			if m.ID.IsValid() {
 				// Each refusal is a POST of the proxy's: a flood of
 				// requests is refused up to a bound, then ignored.
@@ -280,10 +286,21 @@ func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.Client
 					p.refuse(up, s, version, m)
 				}
 			} else if notify != nil {
-				notify(event)
+				notify(raw)
 			}
 		}
 	}
+}
+
+// streamError is the error of a stream that failed before the answer.
+func (p *Pool) streamError(ctx context.Context, up tenant.Upstream, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, errStreamEnded) {
+		return fmt.Errorf("upstream %s: %w: %w", up.Name, errStreamEnded, io.EOF)
+	}
+	return fmt.Errorf("upstream %s: an event of its answer: %w", up.Name, err)
 }
 
 // maxRefusals is how many requests to the client an upstream may send

@@ -33,7 +33,8 @@ func listTools(p *Pool, up tenant.Upstream) error {
 
 func callDirect(p *Pool, up tenant.Upstream) error {
 	return p.Do(context.Background(), up, Once, func(ctx context.Context, s *mcp.ClientSession) error {
-		_, err := p.postTool(ctx, up, s, toolPost{Name: "echo", Arguments: json.RawMessage(`{"text":"x"}`)})
+		res, err := p.postTool(ctx, up, s, toolPost{Name: "echo", Arguments: json.RawMessage(`{"text":"x"}`)})
+		res.Close()
 		return err
 	})
 }

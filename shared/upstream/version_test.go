@@ -47,13 +47,17 @@ func TestStatelessOnlyUpstream(t *testing.T) {
 			}); err != nil || len(tools) != len(hostile.Tools) {
 				t.Fatalf("tools/list: %d tools, %v; want %d", len(tools), err, len(hostile.Tools))
 			}
-			res, err := pool.Call(ctx, up, Call{Name: "echo", Arguments: json.RawMessage(`{"text":"hi"}`)})
+			res, err := pool.CallTool(ctx, up, Call{Name: "echo", Arguments: json.RawMessage(`{"text":"hi"}`)})
 			if err != nil {
 				t.Fatalf("tools/call: %v", err)
 			}
+			raw, err := pool.ReadAll(ctx, res)
+			if err != nil {
+				t.Fatalf("tools/call result: %v", err)
+			}
 			var out mcp.CallToolResult
-			if err := json.Unmarshal(res.Raw, &out); err != nil || len(out.Content) != 1 {
-				t.Fatalf("tools/call result %s: %v", res.Raw, err)
+			if err := json.Unmarshal(raw, &out); err != nil || len(out.Content) != 1 {
+				t.Fatalf("tools/call result %s: %v", raw, err)
 			}
 		})
 	}
