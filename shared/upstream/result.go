@@ -45,7 +45,7 @@ const (
 type Result struct {
 	// Typed reports that a 2026-07-28 upstream wrote it with its
 	// resultType.
-	Typed bool
+	Typed    bool
 	held     []byte        // the whole result, when it was read whole
 	stream   *resultStream // the answer the result is still in, else nil
 	addType  bool
