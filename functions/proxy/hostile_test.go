@@ -296,6 +296,23 @@ func TestLargeResults(t *testing.T) {
 	if _, out := e.Post(t, path, nil, read(1<<20)); out["result"] == nil {
 		t.Errorf("1 MiB resource through the SDK client: %.200v; want it read", out)
 	}
+	// A 2026-07-28 client gets the large result relayed as a stream with
+	// the resultType the upstream's result lacks, under its own ID, and
+	// with the progress it asked for before it.
+	stateless := func(bytes int, sse bool) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":"s-1","method":"tools/call","params":{"name":"big__huge","arguments":{"bytes":%d,"sse":%v},`+
+			`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, bytes, sse)
+	}
+	for _, sse := range []bool{false, true} {
+		resp, out := e.Post(t, "/mcp", map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call",
+			"Mcp-Name": "big__huge", "Accept": "application/json"}, stateless(1<<20, sse))
+		res, _ := out["result"].(map[string]any)
+		content, _ := res["content"].([]any)
+		if resp.StatusCode != 200 || out["id"] != "s-1" || res["resultType"] != "complete" || len(content) != 1 ||
+			len(content[0].(map[string]any)["text"].(string)) != 1<<20 {
+			t.Errorf("1 MiB result to a 2026-07-28 client (sse %v): HTTP %d, id %v, resultType %v, %d content", sse, resp.StatusCode, out["id"], res["resultType"], len(content))
+		}
+	}
 	var wg sync.WaitGroup
 	for i := range 12 {
 		wg.Go(func() {
