@@ -103,8 +103,18 @@ type memoryLoad struct {
 	overLimit bool
 }
 
-func hugeCall(bytes int, sse bool) string {
-	return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__huge","arguments":{"bytes":%d,"sse":%v}}}`, bytes, sse)
+// answerForm is how the hostile upstream sends a result.
+type answerForm int
+
+const (
+	asJSON  answerForm = iota // a JSON body with its length
+	asEvent                   // one event of an event stream
+)
+
+// hugeCall asks the hostile upstream for a result of bytes of text, sent
+// as form says.
+func hugeCall(bytes int, form answerForm) string {
+	return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__huge","arguments":{"bytes":%d,"sse":%v}}}`, bytes, form == asEvent)
 }
 
 // textOf checks a tools/call result of n bytes of text.
@@ -150,12 +160,12 @@ func memoryLoads() []memoryLoad {
 	for _, size := range []int{1 << 20, 8 << 20} {
 		for _, clients := range []int{8, 80} {
 			loads = append(loads, memoryLoad{name: fmt.Sprintf("%d MiB result × %d at once", size>>20, clients),
-				calls: clients, body: hugeCall(size, false), want: textOf(size)})
+				calls: clients, body: hugeCall(size, asJSON), want: textOf(size)})
 		}
 	}
 	return append(loads,
-		memoryLoad{name: "8 MiB result as one event × 80 at once", calls: 80, body: hugeCall(8<<20, true), want: textOf(8 << 20)},
-		memoryLoad{name: "20 MiB result (over the 16 MiB limit) × 8 at once", calls: 8, body: hugeCall(20<<20, false), overLimit: true},
+		memoryLoad{name: "8 MiB result as one event × 80 at once", calls: 80, body: hugeCall(8<<20, asEvent), want: textOf(8 << 20)},
+		memoryLoad{name: "20 MiB result (over the 16 MiB limit) × 8 at once", calls: 8, body: hugeCall(20<<20, asJSON), overLimit: true},
 		memoryLoad{name: "4 MiB request body echoed back × 80 at once", calls: 80, want: textOf(4<<20 - 200),
 			body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","arguments":{"text":"` + strings.Repeat("e", 4<<20-200) + `"}}}`},
 	)
