@@ -54,21 +54,7 @@ func TestEventReader(t *testing.T) {
 			func() io.Reader { return strings.NewReader(stream) },
 			func() io.Reader { return iotest.OneByteReader(strings.NewReader(stream)) },
 		} {
-			e := newEventReader(bufio.NewReaderSize(src(), 16), 1<<20)
-			var got []string
-			var err error
-			for {
-				if err = e.next(); err != nil {
-					break
-				}
-				var b []byte
-				if b, err = io.ReadAll(e); err != nil {
-					break
-				}
-				if e.hadData() {
-					got = append(got, string(b))
-				}
-			}
+			got, err := readEvents(newEventReader(bufio.NewReaderSize(src(), 16), 1<<20))
 			if !errors.Is(err, errStreamEnded) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Errorf("%.40q: ended with %v", stream, err)
 			}
@@ -98,6 +84,24 @@ func TestEventReader(t *testing.T) {
 	}
 }
 
+// readEvents reads every event of e that has data, up to the error that
+// ends the stream.
+func readEvents(e *eventReader) ([]string, error) {
+	var got []string
+	for {
+		if err := e.next(); err != nil {
+			return got, err
+		}
+		b, err := io.ReadAll(e)
+		if err != nil {
+			return got, err
+		}
+		if e.hadData() {
+			got = append(got, string(b))
+		}
+	}
+}
+
 // FuzzEvents: eventReader reads any stream as the line-by-line reading it
 // replaced, however the stream is cut into reads.
 func FuzzEvents(f *testing.F) {
@@ -111,21 +115,7 @@ func FuzzEvents(f *testing.F) {
 		} else if chunk%3 == 2 {
 			src = iotest.HalfReader(src)
 		}
-		e := newEventReader(bufio.NewReaderSize(src, 16), 0)
-		var got []string
-		var err error
-		for {
-			if err = e.next(); err != nil {
-				break
-			}
-			var b []byte
-			if b, err = io.ReadAll(e); err != nil {
-				break
-			}
-			if e.hadData() {
-				got = append(got, string(b))
-			}
-		}
+		got, err := readEvents(newEventReader(bufio.NewReaderSize(src, 16), 0))
 		if !errors.Is(err, errStreamEnded) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("%q: ended with %v", stream, err)
 		}
