@@ -32,8 +32,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if o := h.front(w, r); o.abort {
 		// A relayed result failed after its first bytes were sent: the
 		// client must not take what it got for a whole answer.
-		panic(http.ErrAbortHandler)
+		abort(w)
 	}
+}
+
+// abort breaks off a response whose first bytes were sent. The
+// connection is closed at once where it can be taken over (HTTP/1):
+// the Functions Framework recovers every panic, http.ErrAbortHandler
+// included, writes its own text after what was sent and ends the
+// response cleanly.
+func abort(w http.ResponseWriter) {
+	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		conn.Close()
+		return
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // serve handles an HTTP request once the middleware let it through.

@@ -1,0 +1,58 @@
+package proxy_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"mcpproxy.dev/mcpproxy/internal/hostile"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+)
+
+// TestAbandonedUnderFramework: served by the Functions Framework, as
+// deployed, a relayed result that is cut off after its first bytes
+// still ends the client's response broken. The framework recovers every
+// panic, http.ErrAbortHandler included, writes its own text after what
+// was sent and ends the response cleanly: a client used to get a whole
+// 200 response made of part of the result and that text.
+func TestAbandonedUnderFramework(t *testing.T) {
+	srv, _ := hostileUpstream(t, hostile.Good)
+	e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
+		{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"cut"})})
+	// What the Functions Framework (v1.9.2, wrapHTTPFunction with
+	// recoverPanic) puts around the function; it exposes no handler to
+	// serve in a test.
+	framework := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				w.WriteHeader(http.StatusInternalServerError)
+				fmt.Fprint(w, "A panic occurred during user function execution. Please see logs for more details.\n")
+			}
+		}()
+		e.Handler.ServeHTTP(w, r)
+	})
+	fw := httptest.NewServer(framework)
+	t.Cleanup(fw.Close)
+	for _, accept := range []string{"application/json", "application/json, text/event-stream"} {
+		req, _ := http.NewRequest(http.MethodPost, fw.URL+"/mcp", strings.NewReader(
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__cut","arguments":{"bytes":100000}}}`))
+		req.Header.Set("Authorization", "Bearer "+e.Key)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", accept)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("Accept %s: a cut-off result ended cleanly, HTTP %d, %d bytes ending %q; want the response broken",
+				accept, resp.StatusCode, len(body), body[max(0, len(body)-80):])
+		}
+	}
+}
