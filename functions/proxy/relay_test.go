@@ -1,13 +1,17 @@
 package proxy_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -54,5 +58,38 @@ func TestAbandonedUnderFramework(t *testing.T) {
 			t.Errorf("Accept %s: a cut-off result ended cleanly, HTTP %d, %d bytes ending %q; want the response broken",
 				accept, resp.StatusCode, len(body), body[max(0, len(body)-80):])
 		}
+	}
+}
+
+// TestRelayedResultTimeout: a relayed result whose rest never comes is
+// abandoned at the request deadline and logged as a timeout, as an
+// answer read whole is, not as the upstream's error.
+func TestRelayedResultTimeout(t *testing.T) {
+	srv, _ := hostileUpstream(t, hostile.Good)
+	e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
+		{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"cut"}),
+		Proxy: proxy.Options{RequestTimeout: time.Second}})
+	call := func(bytes int) map[string]any {
+		_, out := e.Post(t, "/mcp", nil, fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__cut","arguments":{"bytes":%d,"hold":true}}}`, bytes))
+		return out
+	}
+	// Within the pool's buffer: read whole, a clean timeout.
+	if out := call(1000); rpcCode(out) != -32000 {
+		t.Errorf("small answer held open: %.300v; want -32000", out)
+	}
+	// Relayed: abandoned.
+	if out := call(100000); out != nil {
+		t.Errorf("large answer held open: %.300v; want the response abandoned", out)
+	}
+	var statuses []string
+	for _, line := range strings.Split(e.Logs.String(), "\n") {
+		if strings.Contains(line, `"message":"mcp request"`) {
+			var entry struct{ Status string }
+			json.Unmarshal([]byte(line), &entry)
+			statuses = append(statuses, entry.Status)
+		}
+	}
+	if want := []string{"timeout", "timeout"}; !slices.Equal(statuses, want) {
+		t.Errorf("logged statuses %v; want %v", statuses, want)
 	}
 }
