@@ -50,8 +50,9 @@ func abort(w http.ResponseWriter) {
 }
 
 // serve handles an HTTP request once the middleware let it through.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *outcome {
-	o := &outcome{start: h.opts.Now(), httpStatus: http.StatusOK, requestID: requestID(r)}
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (o *outcome) {
+	o = &outcome{start: h.opts.Now(), httpStatus: http.StatusOK, requestID: requestID(r)}
+	defer h.recoverServe(w, o)
 	if e := h.serveHTTP(w, r, o); e != nil {
 		o.err, o.httpStatus = e, e.status
 		o.outBytes = writeError(w, jsonrpc.ID{}, e)
