@@ -101,6 +101,11 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, o *outcome) 
 	c.requestID, c.header, c.version = o.requestID, r.Header, version
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
 	defer cancel()
+	// A client that stops reading its answer holds the request (its
+	// goroutine, its budget account) only until its writes fail; net/http
+	// clears the deadline once the request is done.
+	deadline, _ := ctx.Deadline()
+	http.NewResponseController(w).SetWriteDeadline(deadline.Add(h.opts.WriteGrace))
 	// The body and every upstream answer of the request are held within
 	// the process's budget for bytes in flight, until the response is
 	// written.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,8 +15,10 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 // TestAbandonedUnderFramework: served by the Functions Framework, as
@@ -91,5 +94,32 @@ func TestRelayedResultTimeout(t *testing.T) {
 	}
 	if want := []string{"timeout", "timeout"}; !slices.Equal(statuses, want) {
 		t.Errorf("logged statuses %v; want %v", statuses, want)
+	}
+}
+
+// TestStalledClient: a client that stops reading its answer holds the
+// request (its goroutine, its budget account) only until the request
+// deadline and the time given to write an answer: then the response is
+// abandoned and logged. It used to hold them for as long as it kept the
+// connection open.
+func TestStalledClient(t *testing.T) {
+	srv, _ := hostileUpstream(t, hostile.Good)
+	e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
+		{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"huge"}),
+		Proxy: proxy.Options{RequestTimeout: time.Second, WriteGrace: time.Second}, Pool: upstream.PoolOptions{MaxMessageBytes: 64 << 20}})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.Proxy.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// More than the loopback's socket buffers take, never read.
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__huge","arguments":{"bytes":33554432}}}`
+	fmt.Fprintf(conn, "POST /mcp HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		strings.TrimPrefix(e.Proxy.URL, "http://"), e.Key, len(body), body)
+	wait.For(t, "the stalled request to end", 10*time.Second, func() bool {
+		return strings.Contains(e.Logs.String(), `"message":"mcp request"`)
+	})
+	if logs := e.Logs.String(); !strings.Contains(logs, `"relayed result abandoned"`) {
+		t.Errorf("no log line of the abandoned result: %.2000s", logs)
 	}
 }
