@@ -32,13 +32,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if o := h.front(w, r); o.abort {
 		// A relayed result failed after its first bytes were sent: the
 		// client must not take what it got for a whole answer.
-		panic(http.ErrAbortHandler)
+		abort(w)
 	}
 }
 
+// abort breaks off a response whose first bytes were sent. The
+// connection is closed at once where it can be taken over (HTTP/1):
+// the Functions Framework recovers every panic, http.ErrAbortHandler
+// included, writes its own text after what was sent and ends the
+// response cleanly.
+func abort(w http.ResponseWriter) {
+	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		conn.Close()
+		return
+	}
+	panic(http.ErrAbortHandler)
+}
+
 // serve handles an HTTP request once the middleware let it through.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *outcome {
-	o := &outcome{start: h.opts.Now(), httpStatus: http.StatusOK, requestID: requestID(r)}
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (o *outcome) {
+	o = &outcome{start: h.opts.Now(), httpStatus: http.StatusOK, requestID: requestID(r)}
+	defer h.recoverServe(w, o)
 	if e := h.serveHTTP(w, r, o); e != nil {
 		o.err, o.httpStatus = e, e.status
 		o.outBytes = writeError(w, jsonrpc.ID{}, e)
@@ -87,6 +101,11 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, o *outcome) 
 	c.requestID, c.header, c.version = o.requestID, r.Header, version
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
 	defer cancel()
+	// A client that stops reading its answer holds the request (its
+	// goroutine, its budget account) only until its writes fail; net/http
+	// clears the deadline once the request is done.
+	deadline, _ := ctx.Deadline()
+	http.NewResponseController(w).SetWriteDeadline(deadline.Add(h.opts.WriteGrace))
 	// The body and every upstream answer of the request are held within
 	// the process's budget for bytes in flight, until the response is
 	// written.

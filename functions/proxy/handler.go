@@ -35,6 +35,11 @@ type Options struct {
 	// RequestTimeout bounds a whole request, upstream calls included.
 	// Default 120 s.
 	RequestTimeout time.Duration
+	// WriteGrace is how long after RequestTimeout the answer may still
+	// take to be written, so that an answer made at the deadline (its
+	// timeout error) reaches the client; a client that stops reading
+	// holds its request no longer. Default 10 s.
+	WriteGrace time.Duration
 	// ListTimeout bounds asking one upstream for a list, so one slow
 	// upstream drops out of tools/list instead of holding it. Default 10 s.
 	ListTimeout time.Duration
@@ -120,6 +125,9 @@ type Handler struct {
 func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *Handler {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 120 * time.Second
+	}
+	if opts.WriteGrace <= 0 {
+		opts.WriteGrace = 10 * time.Second
 	}
 	if opts.ListTimeout <= 0 {
 		opts.ListTimeout = 10 * time.Second

@@ -10,9 +10,10 @@ import (
 )
 
 // The middleware of the HTTP front, outermost first. Those of methods are
-// in protocol.go, with the epochs that use them.
+// in protocol.go, with the epochs that use them. A panic in serve is
+// recovered there (recoverServe).
 func (h *Handler) frontMiddleware() []frontMiddleware {
-	return []frontMiddleware{h.counted, h.draining, h.housekeeping, h.logged, h.recoveredFront}
+	return []frontMiddleware{h.counted, h.draining, h.housekeeping, h.logged}
 }
 
 // chainFront wraps serve in the front's middleware.
@@ -60,26 +61,22 @@ func (h *Handler) housekeeping(next frontHandler) frontHandler {
 	}
 }
 
-// recoveredFront answers 500 to a request whose handling panicked, and
-// logs the panic; the process serves on.
-func (h *Handler) recoveredFront(next frontHandler) frontHandler {
-	return func(w http.ResponseWriter, r *http.Request) (o *outcome) {
-		defer func() {
-			p := recover()
-			if p == nil {
-				return
-			}
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
-			o = &outcome{start: h.opts.Now(), requestID: requestID(r)}
-			h.log.Error("panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()), "requestId", o.requestID)
-			o.err = newError(http.StatusInternalServerError, codeInternalError, "internal error")
-			o.httpStatus = o.err.status
-			o.outBytes = writeError(w, jsonrpc.ID{}, o.err)
-		}()
-		return next(w, r)
+// recoverServe answers 500 to a request whose handling panicked, and
+// logs the panic; the process serves on. It runs deferred in serve,
+// which owns o: the log line and the request log entry keep what o
+// holds (the key and instance it is charged to).
+func (h *Handler) recoverServe(w http.ResponseWriter, o *outcome) {
+	p := recover()
+	if p == nil {
+		return
 	}
+	if p == http.ErrAbortHandler {
+		panic(p)
+	}
+	h.log.Error("panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()), "requestId", o.requestID)
+	o.err = newError(http.StatusInternalServerError, codeInternalError, "internal error")
+	o.httpStatus = o.err.status
+	o.outBytes = writeError(w, jsonrpc.ID{}, o.err)
 }
 
 // recovered answers -32603 to a request whose method panicked, and logs

@@ -189,9 +189,16 @@ func (h *Handler) cancellable() middleware {
 				return next(ctx, req)
 			}
 			ctx, done := h.calls.track(ctx, req.key.ID, req.id)
+			handedOn := false
+			defer func() {
+				// Also when next panics: a call left tracked would stay
+				// so for the life of the process.
+				if !handedOn {
+					done()
+				}
+			}()
 			res, e := next(ctx, req)
 			if res == nil || res.relayed == nil {
-				done()
 				return res, e
 			}
 			// The result is read from the upstream as it is written: the
@@ -203,6 +210,7 @@ func (h *Handler) cancellable() middleware {
 				}
 				done()
 			}
+			handedOn = true
 			return &out, nil
 		}
 	}

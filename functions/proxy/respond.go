@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -75,7 +76,7 @@ func (h *Handler) relayFailure(ctx context.Context, rep *reply, err error) *rpcE
 // arrives (relay).
 func (h *Handler) respond(ctx context.Context, w http.ResponseWriter, stream *eventStream, rep *reply, o *outcome) {
 	if rep != nil && rep.err == nil && rep.res.relayed != nil && rep.res.relayed.Streaming() {
-		h.relay(w, stream, rep, o)
+		h.relay(ctx, w, stream, rep, o)
 		return
 	}
 	body, e := h.encodeReply(ctx, rep)
@@ -108,7 +109,7 @@ func (h *Handler) respond(ctx context.Context, w http.ResponseWriter, stream *ev
 // its size. When the result turns out bad after its first bytes were
 // sent (invalid, too deep, too long, cut off), the response is abandoned:
 // the client sees a broken response, never a whole one that is wrong.
-func (h *Handler) relay(w http.ResponseWriter, stream *eventStream, rep *reply, o *outcome) {
+func (h *Handler) relay(ctx context.Context, w http.ResponseWriter, stream *eventStream, rep *reply, o *outcome) {
 	defer rep.res.close()
 	head := append(append([]byte(`{"jsonrpc":"2.0","id":`), idJSON(rep.id)...), `,"result":`...)
 	write := func(w io.Writer) (int64, error) {
@@ -134,6 +135,12 @@ func (h *Handler) relay(w http.ResponseWriter, stream *eventStream, rep *reply, 
 	if err != nil {
 		o.abort = true
 		e := newError(http.StatusOK, codeUpstream, "upstream "+rep.res.upstream+"'s result could not be relayed whole")
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// As for an answer read whole (failure): the request's
+			// deadline, not the upstream's error.
+			e = newError(http.StatusOK, codeUpstream, "upstream "+rep.res.upstream+" did not answer within the request deadline")
+			e.timeout = true
+		}
 		e.upstream = rep.res.upstream
 		o.messages[0].err = e
 		h.log.Warn("relayed result abandoned", "upstream", rep.res.upstream, "instance", rep.req.view.inst.ID,

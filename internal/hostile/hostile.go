@@ -23,7 +23,7 @@
 //	progress  {"tokens":[...]}            progress for each token named and for the call's own, then a result
 //	guess     {"count"}                   progress for the proxy's likely tokens mcp-proxy-progress-1..count
 //	flood     {"count"}                   count elicitation requests on the call's stream, then a result
-//	cut       {"bytes"}                   half an answer (with text of that many bytes), then the connection closes
+//	cut       {"bytes","hold"}            half an answer (with text of that many bytes), then the connection closes (with hold, stays open until the call ends)
 package hostile
 
 import (
@@ -254,6 +254,11 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, req *request) {
 		w.WriteHeader(http.StatusOK)
 		w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":{"content":[{"type":"text","text":"cut` + strings.Repeat("c", n)))
 		rc.Flush()
+		if args["hold"] == true {
+			// Not cut after all: the rest never comes.
+			<-r.Context().Done()
+			return
+		}
 		if conn, _, err := rc.Hijack(); err == nil {
 			conn.Close()
 		}
