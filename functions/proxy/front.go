@@ -146,6 +146,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, o *outcome) 
 	if acceptsEvents(r.Header) {
 		stream = &eventStream{w: w}
 		notify = stream.send
+		o.stream = stream
 	}
 	rep, m := h.answer(ctx, c, body, notify)
 	o.one[0] = m

@@ -75,6 +75,14 @@ func (h *Handler) recoverServe(w http.ResponseWriter, o *outcome) {
 	}
 	h.log.Error("panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()), "requestId", o.requestID)
 	o.err = newError(http.StatusInternalServerError, codeInternalError, "internal error")
+	if o.stream != nil && o.stream.abandon() {
+		// Events were sent: the response can only be broken off, with
+		// no late notification written after it.
+		o.abort = true
+	}
+	if o.abort {
+		return // part of an answer was sent: ServeHTTP breaks it off
+	}
 	o.httpStatus = o.err.status
 	o.outBytes = writeError(w, jsonrpc.ID{}, o.err)
 }

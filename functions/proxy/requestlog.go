@@ -34,8 +34,11 @@ type outcome struct {
 	messages []message
 	one      [1]message // messages' room for the usual single message
 	batch    bool
-	// abort: the response was cut off after its first bytes.
+	// abort: the response is to be broken off: its first bytes were
+	// sent, and what follows them cannot be a whole answer.
 	abort bool
+	// stream is the request's event stream, nil when it has none.
+	stream *eventStream
 }
 
 // message is what happened to one JSON-RPC message of a request.

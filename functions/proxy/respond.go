@@ -126,14 +126,15 @@ func (h *Handler) relay(ctx context.Context, w http.ResponseWriter, stream *even
 	}
 	var n int64
 	var err error
+	// Broken off unless it ends well, should it panic midway too.
+	o.abort = true
 	if stream == nil || !stream.finishWith(write, &n, &err) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		n, err = write(w)
 	}
-	o.httpStatus, o.outBytes = http.StatusOK, int(n)
+	o.httpStatus, o.outBytes, o.abort = http.StatusOK, int(n), err != nil
 	if err != nil {
-		o.abort = true
 		e := newError(http.StatusOK, codeUpstream, "upstream "+rep.res.upstream+"'s result could not be relayed whole")
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			// As for an answer read whole (failure): the request's

@@ -115,3 +115,12 @@ func (s *eventStream) finishWith(write func(io.Writer) (int64, error), n *int64,
 	}
 	return true
 }
+
+// abandon ends the stream without a response, so that no notification is
+// written after it, and reports whether it had started.
+func (s *eventStream) abandon() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return s.started
+}
