@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -94,7 +95,7 @@ func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 	}
 	// A string ID of its own: the SDK numbers its requests in the same
 	// session, and the upstream may refuse an ID already in flight.
-	id, err := jsonrpc.MakeID(fmt.Sprintf("mcp-proxy-%d", p.callSeq.Add(1)))
+	id, err := jsonrpc.MakeID("mcp-proxy-" + strconv.FormatUint(p.callSeq.Add(1), 10))
 	if err != nil {
 		return nil, err
 	}
@@ -102,12 +103,10 @@ func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 	if err != nil {
 		return nil, err
 	}
-	req, err := p.newRequest(ctx, up, s, version, body)
+	req, err := p.newRequest(ctx, up, s, version, body, c.Name)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Mcp-Method", "tools/call")
-	req.Header.Set("Mcp-Name", c.Name)
 	for k, v := range c.Header {
 		req.Header[k] = v
 	}
@@ -206,8 +205,9 @@ func (p *Pool) roundTrip(up tenant.Upstream, req *http.Request) (*http.Response,
 
 // newRequest is a POST to up within s: the config's credentials, then
 // the session and the protocol version, which a header of the config
-// does not replace.
-func (p *Pool) newRequest(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, body []byte) (*http.Request, error) {
+// does not replace, and for a tools/call of tool ("" for none) its
+// Mcp-Method and Mcp-Name.
+func (p *Pool) newRequest(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, body []byte, tool string) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, up.URL, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
@@ -215,14 +215,26 @@ func (p *Pool) newRequest(ctx context.Context, up tenant.Upstream, s *mcp.Client
 	if err := p.creds.Authorize(up, req); err != nil {
 		return nil, credentialFailure(up.Name, err)
 	}
-	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json, text/event-stream")
+	// The values share one array, where Header.Set allocates one each;
+	// each is cut to its length, so that an Add does not write over the
+	// next.
+	h, vals := req.Header, make([]string, 0, 6)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		n := len(vals)
+		h[k] = vals[n-1 : n : n]
+	}
+	set("Content-Type", "application/json")
+	set("Accept", "application/json, text/event-stream")
 	if version != "" {
-		h.Set("Mcp-Protocol-Version", version)
+		set("Mcp-Protocol-Version", version)
 	}
 	if sid := s.ID(); sid != "" {
-		h.Set("Mcp-Session-Id", sid)
+		set("Mcp-Session-Id", sid)
+	}
+	if tool != "" {
+		set("Mcp-Method", "tools/call")
+		set("Mcp-Name", tool)
 	}
 	return req, nil
 }
@@ -331,7 +343,7 @@ func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, ms
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	hreq, err := p.newRequest(ctx, up, s, version, body)
+	hreq, err := p.newRequest(ctx, up, s, version, body, "")
 	if err != nil {
 		return
 	}
