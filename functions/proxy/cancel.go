@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -26,7 +27,12 @@ type calls struct {
 
 type inflightCall struct{ cancel context.CancelFunc }
 
+// callKey is keyID and id as JSON, as the protocol tells a number ID
+// from a string one; a number, the usual ID, without a JSON encoder.
 func callKey(keyID string, id jsonrpc.ID) string {
+	if n, ok := id.Raw().(int64); ok {
+		return keyID + "\x00" + strconv.FormatInt(n, 10)
+	}
 	raw, _ := json.Marshal(id.Raw())
 	return keyID + "\x00" + string(raw)
 }

@@ -166,17 +166,16 @@ func (h *Handler) exposedTools(ctx context.Context, u *upstreamView, how naming)
 // exactly namespace__tool. Only a name the proxy had to rewrite is looked
 // up in the upstream's (cached) list.
 func (h *Handler) resolveTool(ctx context.Context, req *request, name string) (*upstreamView, string, *rpcError) {
-	unknown := newError(http.StatusOK, codeInvalidParams, "unknown tool: "+name)
 	if req.only != nil {
 		if !req.only.allowed[name] {
-			return nil, "", unknown
+			return nil, "", unknownTool(name)
 		}
 		return req.only, name, nil
 	}
 	ns, tool, ok := splitToolName(name)
 	u := req.view.byNS[ns]
 	if !ok || u == nil {
-		return nil, "", unknown
+		return nil, "", unknownTool(name)
 	}
 	if u.allowed[tool] && validToolName(name) {
 		return u, tool, nil
@@ -190,7 +189,11 @@ func (h *Handler) resolveTool(ctx context.Context, req *request, name string) (*
 			return u, originals[i], nil
 		}
 	}
-	return nil, "", unknown
+	return nil, "", unknownTool(name)
+}
+
+func unknownTool(name string) *rpcError {
+	return newError(http.StatusOK, codeInvalidParams, "unknown tool: "+name)
 }
 
 func (h *Handler) callTool(ctx context.Context, req *request) (*result, *rpcError) {

@@ -82,3 +82,15 @@ func TestEncodeHeaderValue(t *testing.T) {
 		t.Error("an object became a header value")
 	}
 }
+
+// TestJSONString checks the decoder-free path against encoding/json.
+func TestJSONString(t *testing.T) {
+	for _, raw := range []string{`"2026-07-28"`, ` "2025-06-18" `, `""`, `"a\"b"`, `"\u0032026"`, `"é"`, "\"\xff\"",
+		`"tab	in"`, `123`, `null`, `{"v":"x"}`, ``, `"`} {
+		var want string
+		json.Unmarshal([]byte(raw), &want)
+		if got := jsonString(json.RawMessage(raw)); got != want {
+			t.Errorf("jsonString(%s) = %q; want %q", raw, got, want)
+		}
+	}
+}

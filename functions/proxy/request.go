@@ -133,6 +133,9 @@ type requestParams struct {
 	URI       string                     `json:"uri"`
 	Arguments json.RawMessage            `json:"arguments"`
 	Meta      map[string]json.RawMessage `json:"_meta"`
+	// version is _meta's protocol version, decoded once: the epoch and
+	// the header checks both ask for it.
+	version string
 }
 
 // decodeRequestParams reads params; nil when they are absent or do not
@@ -144,15 +147,36 @@ func decodeRequestParams(params json.RawMessage) *requestParams {
 	if len(params) == 0 || wire.Unmarshal(params, &p) != nil {
 		return nil
 	}
+	p.version = jsonString(p.Meta[mcp.MetaKeyProtocolVersion])
 	return &p
 }
 
 // protocolVersion is the version params._meta names, "" for none.
 func (p *requestParams) protocolVersion() string {
-	var v string
-	if p != nil {
-		json.Unmarshal(p.Meta[mcp.MetaKeyProtocolVersion], &v)
+	if p == nil {
+		return ""
 	}
+	return p.version
+}
+
+// jsonString is the string a JSON value holds, "" when it holds none.
+// A plain ASCII string, as versions are, is read without a decoder.
+func jsonString(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' {
+		plain := true
+		for _, c := range raw[1 : n-1] {
+			if c < 0x20 || c > 0x7e || c == '\\' || c == '"' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return string(raw[1 : n-1])
+		}
+	}
+	var v string
+	json.Unmarshal(raw, &v)
 	return v
 }
 

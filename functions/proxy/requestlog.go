@@ -91,7 +91,10 @@ func (o *outcome) summary() message {
 func (h *Handler) logLine(r *http.Request, o *outcome) {
 	took := h.opts.Now().Sub(o.start)
 	m := o.summary()
-	attrs := []slog.Attr{
+	// Room for every attribute: the record copies them, so this array
+	// stays on the stack.
+	var room [18]slog.Attr
+	attrs := append(room[:0],
 		slog.String("method", m.method),
 		slog.String("status", status(m.err)),
 		slog.Int("httpStatus", o.httpStatus),
@@ -100,7 +103,7 @@ func (h *Handler) logLine(r *http.Request, o *outcome) {
 		slog.Int("inputBytes", o.inBytes),
 		slog.Int("outputBytes", o.outBytes),
 		slog.String("keyCache", o.keyCache.String()),
-	}
+	)
 	if o.key != nil {
 		attrs = append(attrs, slog.String("instance", o.key.InstanceID), slog.String("apiKeyId", o.key.ID))
 	}

@@ -52,7 +52,7 @@ func (h *Handler) encodeReply(ctx context.Context, rep *reply) ([]byte, *rpcErro
 			raw = withResultType(raw)
 		}
 	}
-	out, err := wire.Encode(&jsonrpc.Response{ID: rep.id, Result: raw})
+	out, err := wire.EncodeResult(rep.id, raw)
 	if err != nil {
 		return nil, newError(http.StatusOK, codeInternalError, "cannot encode the result")
 	}

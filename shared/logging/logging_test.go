@@ -2,10 +2,13 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestCloudLoggingShape(t *testing.T) {
@@ -99,4 +102,65 @@ func TestClientIP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCloudLoggingLine checks whole lines: the keys renamed are slog's own
+// level and message, wherever the time is and whatever the attributes.
+func TestCloudLoggingLine(t *testing.T) {
+	at := time.Date(2026, 11, 29, 23, 5, 1, 2e6, time.UTC)
+	for _, tt := range []struct {
+		name  string
+		level slog.Level
+		time  time.Time
+		msg   string
+		attrs []slog.Attr
+		want  string
+	}{
+		{"info", slog.LevelInfo, at, "mcp request", []slog.Attr{slog.String("method", "tools/call"), slog.Int("httpStatus", 200)},
+			`{"time":"2026-11-29T23:05:01.002Z","severity":"INFO","message":"mcp request","method":"tools/call","httpStatus":200}`},
+		{"offset level", slog.LevelInfo + 2, at, "m", nil, `{"time":"2026-11-29T23:05:01.002Z","severity":"INFO","message":"m"}`},
+		{"warn", slog.LevelWarn, at, "w", nil, `{"time":"2026-11-29T23:05:01.002Z","severity":"WARNING","message":"w"}`},
+		{"below debug", slog.LevelDebug - 4, at, "d", nil, `{"time":"2026-11-29T23:05:01.002Z","severity":"DEBUG","message":"d"}`},
+		{"error", slog.LevelError + 4, at, "e", nil, `{"time":"2026-11-29T23:05:01.002Z","severity":"ERROR","message":"e"}`},
+		{"no time", slog.LevelInfo, time.Time{}, "no time", nil, `{"severity":"INFO","message":"no time"}`},
+		{"quoted message", slog.LevelInfo, at, `say "msg":"x" \ ok`, nil,
+			`{"time":"2026-11-29T23:05:01.002Z","severity":"INFO","message":"say \"msg\":\"x\" \\ ok"}`},
+		{"keys of slog's names", slog.LevelError, at, "k", []slog.Attr{slog.String("level", "mine"), slog.String("msg", "mine"), slog.Group("g", slog.String("level", "x"))},
+			`{"time":"2026-11-29T23:05:01.002Z","severity":"ERROR","message":"k","level":"mine","msg":"mine","g":{"level":"x"}}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			h := New(&buf, slog.LevelDebug-8).Handler()
+			rec := slog.NewRecord(tt.time, tt.level, tt.msg, 0)
+			rec.AddAttrs(tt.attrs...)
+			if err := h.Handle(context.Background(), rec); err != nil {
+				t.Fatal(err)
+			}
+			if got := buf.String(); got != tt.want+"\n" {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCloudLoggingWrites checks that every line is one Write, made
+// before Handle returns, from loggers derived with With as well.
+func TestCloudLoggingWrites(t *testing.T) {
+	var w countingWriter
+	l := New(&w, slog.LevelInfo)
+	l.Info("a")
+	l.With("k", "v").Warn("b")
+	if w.writes != 2 || strings.Count(w.buf.String(), "\n") != 2 {
+		t.Errorf("%d writes of %q; want 2 lines in 2 writes", w.writes, w.buf.String())
+	}
+}
+
+type countingWriter struct {
+	buf    bytes.Buffer
+	writes int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.buf.Write(p)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -40,45 +41,82 @@ type toolPost struct {
 	Notify func(raw []byte)
 }
 
-// callParams encodes the params of a tools/call. From 2026-07-28 there is
-// no session: each request says in its _meta who asks and in what
-// version; that part is the same for every call and written as it is.
+// callParams encodes the params of a tools/call.
 func callParams(version string, c toolPost) ([]byte, error) {
-	name, err := json.Marshal(c.Name)
-	if err != nil {
-		return nil, err
-	}
-	var meta []byte
+	return appendCallParams(nil, version, c)
+}
+
+// appendCallParams appends the params of a tools/call to out. From
+// 2026-07-28 there is no session: each request says in its _meta who
+// asks and in what version; that part is the same for every call and
+// written as it is.
+func appendCallParams(out []byte, version string, c toolPost) ([]byte, error) {
+	var err error
+	out = append(out, '{')
+	meta := false
 	if wire.Stateless(version) {
-		v, err := json.Marshal(version)
-		if err != nil {
+		out = append(out, `"_meta":{"`+mcp.MetaKeyProtocolVersion+`":`...)
+		if out, err = appendJSONString(out, version); err != nil {
 			return nil, err
 		}
-		meta = append(meta, `"`+mcp.MetaKeyProtocolVersion+`":`...)
-		meta = append(meta, v...)
-		meta = append(meta, `,"`+mcp.MetaKeyClientCapabilities+`":{},"`+mcp.MetaKeyClientInfo+`":{"name":"`+ClientName+`","version":"1"}`...)
+		out = append(out, `,"`+mcp.MetaKeyClientCapabilities+`":{},"`+mcp.MetaKeyClientInfo+`":{"name":"`+ClientName+`","version":"1"}`...)
+		meta = true
 	}
 	for k, v := range c.Meta {
-		key, err := json.Marshal(k)
-		if err != nil {
+		if meta {
+			out = append(out, ',')
+		} else {
+			out = append(out, `"_meta":{`...)
+			meta = true
+		}
+		if out, err = appendJSONString(out, k); err != nil {
 			return nil, err
 		}
-		if len(meta) > 0 {
-			meta = append(meta, ',')
-		}
-		meta = append(append(append(meta, key...), ':'), v...)
+		out = append(append(out, ':'), v...)
 	}
-	out := make([]byte, 0, len(meta)+len(name)+len(c.Arguments)+40)
-	out = append(out, '{')
-	if len(meta) > 0 {
-		out = append(out, `"_meta":{`...)
-		out = append(out, meta...)
+	if meta {
 		out = append(out, "},"...)
 	}
 	out = append(out, `"name":`...)
-	out = append(out, name...)
+	if out, err = appendJSONString(out, c.Name); err != nil {
+		return nil, err
+	}
 	out = append(out, `,"arguments":`...)
 	return append(append(out, c.Arguments...), '}'), nil
+}
+
+// appendJSONString appends s as encoding/json writes it: a string of
+// printable ASCII that it does not escape (a version, most names) as it
+// is, any other through encoding/json.
+func appendJSONString(out []byte, s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, err := json.Marshal(s)
+			return append(out, q...), err
+		}
+	}
+	return append(append(append(out, '"'), s...), '"'), nil
+}
+
+// toolMessage is a tools/call with the ID mcp-proxy-<seq> as wire.Encode
+// writes it, made in one buffer: the ID is the pool's and needs no
+// escaping, the params are appended in place.
+func toolMessage(seq, version string, c toolPost) ([]byte, error) {
+	size := 128 + len(seq) + len(c.Name) + len(c.Arguments)
+	if wire.Stateless(version) {
+		size += 192
+	}
+	for k, v := range c.Meta {
+		size += len(k) + len(v) + 4
+	}
+	out := append(make([]byte, 0, size), `{"jsonrpc":"2.0","id":"mcp-proxy-`...)
+	out = append(out, seq...)
+	out = append(out, `","method":"tools/call","params":`...)
+	out, err := appendCallParams(out, version, c)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '}'), nil
 }
 
 // postTool sends c to the upstream of s, a session of up, and returns the
@@ -88,26 +126,21 @@ func callParams(version string, c toolPost) ([]byte, error) {
 // so Do may retry on a new session.
 func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, c toolPost) (*Result, error) {
 	version := sessionVersion(s)
-	params, err := callParams(version, c)
-	if err != nil {
-		return nil, err
-	}
 	// A string ID of its own: the SDK numbers its requests in the same
 	// session, and the upstream may refuse an ID already in flight.
-	id, err := jsonrpc.MakeID(fmt.Sprintf("mcp-proxy-%d", p.callSeq.Add(1)))
+	seq := strconv.FormatUint(p.callSeq.Add(1), 10)
+	id, err := jsonrpc.MakeID("mcp-proxy-" + seq)
 	if err != nil {
 		return nil, err
 	}
-	body, err := wire.Encode(&jsonrpc.Request{ID: id, Method: "tools/call", Params: params})
+	body, err := toolMessage(seq, version, c)
 	if err != nil {
 		return nil, err
 	}
-	req, err := p.newRequest(ctx, up, s, version, body)
+	req, err := p.newRequest(ctx, up, s, version, body, c.Name)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Mcp-Method", "tools/call")
-	req.Header.Set("Mcp-Name", c.Name)
 	for k, v := range c.Header {
 		req.Header[k] = v
 	}
@@ -206,8 +239,9 @@ func (p *Pool) roundTrip(up tenant.Upstream, req *http.Request) (*http.Response,
 
 // newRequest is a POST to up within s: the config's credentials, then
 // the session and the protocol version, which a header of the config
-// does not replace.
-func (p *Pool) newRequest(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, body []byte) (*http.Request, error) {
+// does not replace, and for a tools/call of tool ("" for none) its
+// Mcp-Method and Mcp-Name.
+func (p *Pool) newRequest(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, body []byte, tool string) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, up.URL, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", up.Name, err)
@@ -215,14 +249,26 @@ func (p *Pool) newRequest(ctx context.Context, up tenant.Upstream, s *mcp.Client
 	if err := p.creds.Authorize(up, req); err != nil {
 		return nil, credentialFailure(up.Name, err)
 	}
-	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json, text/event-stream")
+	// The values share one array, where Header.Set allocates one each;
+	// each is cut to its length, so that an Add does not write over the
+	// next.
+	h, vals := req.Header, make([]string, 0, 6)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		n := len(vals)
+		h[k] = vals[n-1 : n : n]
+	}
+	set("Content-Type", "application/json")
+	set("Accept", "application/json, text/event-stream")
 	if version != "" {
-		h.Set("Mcp-Protocol-Version", version)
+		set("Mcp-Protocol-Version", version)
 	}
 	if sid := s.ID(); sid != "" {
-		h.Set("Mcp-Session-Id", sid)
+		set("Mcp-Session-Id", sid)
+	}
+	if tool != "" {
+		set("Mcp-Method", "tools/call")
+		set("Mcp-Name", tool)
 	}
 	return req, nil
 }
@@ -331,7 +377,7 @@ func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, ms
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	hreq, err := p.newRequest(ctx, up, s, version, body)
+	hreq, err := p.newRequest(ctx, up, s, version, body, "")
 	if err != nil {
 		return
 	}

@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"mcpproxy.dev/mcpproxy/shared/wire"
 )
 
 // TestCallParams checks the hand-assembled params of a tools/call against
@@ -35,6 +39,49 @@ func TestCallParams(t *testing.T) {
 		json.Unmarshal([]byte(tt.want), &w)
 		if !reflect.DeepEqual(g, w) {
 			t.Errorf("%s: params = %s; want %s", tt.version, got, tt.want)
+		}
+	}
+}
+
+// TestToolMessage checks the message of a posted tools/call, made in one
+// buffer, against wire.Encode of the same request.
+func TestToolMessage(t *testing.T) {
+	args := json.RawMessage(`{"text":"héllo <\"quoted\">","n":[1,2]}`)
+	for _, tt := range []struct {
+		version string
+		meta    map[string]json.RawMessage
+	}{
+		{"2025-11-25", nil},
+		{"2025-11-25", map[string]json.RawMessage{"progressToken": json.RawMessage(`"p-1"`)}},
+		{"2026-07-28", map[string]json.RawMessage{"trace": json.RawMessage(`{"id":"a"}`)}},
+	} {
+		c := toolPost{Name: "echo <\"x\"> \u2028 \xff", Arguments: args, Meta: tt.meta}
+		got, err := toolMessage("42", tt.version, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		params, err := callParams(tt.version, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := jsonrpc.MakeID("mcp-proxy-42")
+		want, err := wire.Encode(&jsonrpc.Request{ID: id, Method: "tools/call", Params: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s: message\n%s\nwant\n%s", tt.version, got, want)
+		}
+	}
+}
+
+// TestAppendJSONString checks the unescaped path against encoding/json.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "echo", "2026-07-28", "a b~", `a"b`, `a\b`, "<>&", "tab\t", "é", "\u2028", "\xff", "\x7f"} {
+		got, err := appendJSONString([]byte("x"), s)
+		want, _ := json.Marshal(s)
+		if err != nil || string(got) != "x"+string(want) {
+			t.Errorf("appendJSONString(%q) = %s, %v; want x%s", s, got, err, want)
 		}
 	}
 }

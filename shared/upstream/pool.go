@@ -163,36 +163,45 @@ func NewPool(opts PoolOptions) *Pool {
 // be reopened after every refresh; the OAuth client settings are in. It
 // is a hash, so it can be logged or kept without holding a secret.
 func Key(up tenant.Upstream) string {
-	b := make([]byte, 0, 256)
-	field := func(s string) { b = append(append(b, s...), 0) }
-	field(up.ConfigID)
-	field(string(up.Transport))
-	field(up.URL)
-	field(strconv.FormatBool(up.AllowHTTP))
-	field(up.Command)
+	// Computed on every call a request makes: on the stack, and no
+	// sorting for the usual config without env or headers.
+	var buf [256]byte
+	b := buf[:0]
+	b = appendField(b, up.ConfigID)
+	b = appendField(b, string(up.Transport))
+	b = appendField(b, up.URL)
+	b = appendField(b, strconv.FormatBool(up.AllowHTTP))
+	b = appendField(b, up.Command)
 	for _, a := range up.Args {
-		field(a)
+		b = appendField(b, a)
 	}
-	for _, m := range []map[string]string{up.Credentials.Env, up.Credentials.Headers} {
-		field("|")
+	for _, m := range [...]map[string]string{up.Credentials.Env, up.Credentials.Headers} {
+		b = appendField(b, "|")
+		if len(m) == 0 {
+			continue
+		}
 		for _, k := range slices.Sorted(maps.Keys(m)) {
-			field(k)
-			field(m[k])
+			b = appendField(appendField(b, k), m[k])
 		}
 	}
-	field("|")
-	field(string(up.AuthType))
+	b = appendField(b, "|")
+	b = appendField(b, string(up.AuthType))
 	if o := up.Credentials.OAuth; o != nil {
-		field(o.TokenURL)
-		field(o.ClientID)
-		field(o.ClientSecret)
+		b = appendField(b, o.TokenURL)
+		b = appendField(b, o.ClientID)
+		b = appendField(b, o.ClientSecret)
 		for _, s := range o.Scopes {
-			field(s)
+			b = appendField(b, s)
 		}
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:])
 }
+
+// appendField appends s to a Key's input, ended by a NUL.
+func appendField(b []byte, s string) []byte { return append(append(b, s...), 0) }
 
 // Session returns the pooled session of up, connecting when there is none.
 // Concurrent callers share one connection attempt, which runs detached

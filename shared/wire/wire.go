@@ -175,6 +175,21 @@ func Encode(msg jsonrpc.Message) ([]byte, error) {
 	return data, nil
 }
 
+// EncodeResult writes the response with id and result as Encode does,
+// without its encoder: the envelope around the result in one buffer.
+func EncodeResult(id jsonrpc.ID, result json.RawMessage) ([]byte, error) {
+	if !id.IsValid() || len(result) == 0 {
+		return Encode(&jsonrpc.Response{ID: id, Result: result})
+	}
+	out := append(make([]byte, 0, 48+len(result)), `{"jsonrpc":"2.0","id":`...)
+	out, err := sjson.Append(out, id.Raw(), sjson.TrustRawMessage)
+	if err != nil {
+		return nil, fmt.Errorf("encoding a JSON-RPC message: %w", err)
+	}
+	out = append(out, `,"result":`...)
+	return append(append(out, result...), '}'), nil
+}
+
 // wireError is the error object of a response, as the SDK makes it: an
 // error that is not a *jsonrpc.Error keeps its text and the code of the
 // *jsonrpc.Error it wraps, if any.

@@ -209,3 +209,24 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestEncodeResult checks EncodeResult against Encode.
+func TestEncodeResult(t *testing.T) {
+	ids := []jsonrpc.ID{{}}
+	for _, raw := range []any{float64(0), float64(-7), float64(1 << 53), "a", `<q"&\>`, "é\u2028"} {
+		id, err := jsonrpc.MakeID(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		for _, result := range []json.RawMessage{nil, json.RawMessage(`{"content":[{"type":"text","text":"<hi>"}]}`), json.RawMessage(`1`)} {
+			got, err := EncodeResult(id, result)
+			want, werr := Encode(&jsonrpc.Response{ID: id, Result: result})
+			if string(got) != string(want) || (err == nil) != (werr == nil) {
+				t.Errorf("EncodeResult(%v, %s) = %s, %v; want %s, %v", id.Raw(), result, got, err, want, werr)
+			}
+		}
+	}
+}
