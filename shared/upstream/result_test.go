@@ -180,7 +180,8 @@ func TestCallToolBadResults(t *testing.T) {
 		{"invalid, large", "invalid", map[string]any{"bytes": 200000}, false, func(err error) bool { var s *wire.SyntaxError; return errors.As(err, &s) }, ""},
 		{"cut, small", "cut", nil, true, nil, "read the answer"},
 		{"cut, large", "cut", map[string]any{"bytes": 200000}, false, nil, "unexpected EOF"},
-		{"over the limit", "huge", map[string]any{"bytes": 2 << 20}, false, func(err error) bool { return errors.As(err, &tooLarge) }, ""},
+		// A JSON answer says its length: refused before it is read.
+		{"over the limit", "huge", map[string]any{"bytes": 2 << 20}, true, func(err error) bool { return errors.As(err, &tooLarge) }, ""},
 		{"event over the limit", "huge", map[string]any{"bytes": 2 << 20, "sse": true}, false, func(err error) bool { return errors.As(err, &tooLarge) }, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
