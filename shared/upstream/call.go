@@ -58,7 +58,7 @@ type Call struct {
 func (p *Pool) CallTool(ctx context.Context, up tenant.Upstream, c Call) (*Result, error) {
 	var res *Result
 	var err error
-	if p.Direct(up) {
+	if p.direct(up) {
 		res, err = p.callDirect(ctx, up, c)
 	} else {
 		res, err = p.callSDK(ctx, up, c)
@@ -126,7 +126,7 @@ func (p *Pool) callDirect(ctx context.Context, up tenant.Upstream, c Call) (*Res
 	}
 	var res *Result
 	err := p.Do(ctx, up, Once, func(ctx context.Context, s *mcp.ClientSession) error {
-		typed := Modern(s)
+		typed := stateless(s)
 		call.Header = nil
 		if typed && c.Header != nil {
 			call.Header = c.Header()
@@ -186,7 +186,7 @@ func (p *Pool) relayProgress(s *mcp.ClientSession, meta mcp.Meta, c Call) (mcp.M
 		return meta, func() {}
 	}
 	relayed := &counter{}
-	proxyToken, stop := p.WatchProgress(s, func(n *mcp.ProgressNotificationParams) {
+	proxyToken, stop := p.watchProgress(s, func(n *mcp.ProgressNotificationParams) {
 		cp := *n
 		cp.ProgressToken = token
 		params, err := json.Marshal(&cp)
@@ -211,13 +211,13 @@ func (p *Pool) relayProgress(s *mcp.ClientSession, meta mcp.Meta, c Call) (mcp.M
 	}
 }
 
-// WatchProgress returns a progress token to send on s in place of the
+// watchProgress returns a progress token to send on s in place of the
 // client's own, and routes to fn each progress notification for it that
 // arrives on s, until stop is called. The token is random: upstream
 // sessions of every tenant share one client, and an upstream that could
 // guess the token of another session's call, or send on a session that
 // is not the call's, would write into another tenant's stream.
-func (p *Pool) WatchProgress(s *mcp.ClientSession, fn func(*mcp.ProgressNotificationParams)) (token string, stop func()) {
+func (p *Pool) watchProgress(s *mcp.ClientSession, fn func(*mcp.ProgressNotificationParams)) (token string, stop func()) {
 	var b [16]byte
 	rand.Read(b[:])
 	token = "mcp-proxy-progress-" + hex.EncodeToString(b[:])

@@ -281,8 +281,8 @@ func sessionVersion(s *mcp.ClientSession) string {
 	return ""
 }
 
-// Modern reports whether s speaks 2026-07-28 or later with its upstream.
-func Modern(s *mcp.ClientSession) bool { return wire.Stateless(sessionVersion(s)) }
+// stateless reports whether s speaks 2026-07-28 or later with its upstream.
+func stateless(s *mcp.ClientSession) bool { return wire.Stateless(sessionVersion(s)) }
 
 // readStream reads the upstream's event stream up to the response to id,
 // handing notifications to notify and refusing the upstream's requests

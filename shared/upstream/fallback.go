@@ -19,9 +19,9 @@ func (p *Pool) legacySSE(url string) bool {
 	return ok
 }
 
-// Direct reports whether Call posts to up itself: a Streamable HTTP upstream
+// direct reports whether CallTool posts to up itself: a Streamable HTTP upstream
 // that speaks Streamable HTTP.
-func (p *Pool) Direct(up tenant.Upstream) bool {
+func (p *Pool) direct(up tenant.Upstream) bool {
 	return up.Transport == tenant.TransportStreamableHTTP && !p.legacySSE(up.URL)
 }
 
