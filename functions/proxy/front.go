@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -157,7 +158,8 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, o *outcome) 
 
 // isBatch reports whether a body is a JSON array: a JSON-RPC batch.
 func isBatch(body []byte) bool {
-	return strings.HasPrefix(strings.TrimLeft(string(body[:min(len(body), 64)]), " \t\r\n"), "[")
+	rest := bytes.TrimLeft(body, " \t\r\n")
+	return len(rest) > 0 && rest[0] == '['
 }
 
 // serveBatch answers a JSON-RPC batch (2025-03-26 only) with a batch of

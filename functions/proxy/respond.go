@@ -128,7 +128,11 @@ func (h *Handler) relay(ctx context.Context, w http.ResponseWriter, stream *even
 	var err error
 	// Broken off unless it ends well, should it panic midway too.
 	o.abort = true
-	if stream == nil || !stream.finishWith(write, &n, &err) {
+	finished := false
+	if stream != nil {
+		finished, n, err = stream.finishWith(write)
+	}
+	if !finished {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		n, err = write(w)

@@ -92,14 +92,14 @@ func (s *eventStream) finish(body []byte) (bool, int) {
 
 // finishWith ends a started stream with a response that write produces
 // as it goes, one compact JSON message without a line break, and reports
-// whether it did: false when the stream never started. n and err are
-// those of the whole stream and of write.
-func (s *eventStream) finishWith(write func(io.Writer) (int64, error), n *int64, err *error) bool {
+// whether it did: false when the stream never started. n is the bytes of
+// the whole stream, err that of write.
+func (s *eventStream) finishWith(write func(io.Writer) (int64, error)) (finished bool, n int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
 	if !s.started {
-		return false
+		return false, 0, nil
 	}
 	k, _ := s.w.Write([]byte("event: message\ndata: "))
 	m, werr := write(s.w)
@@ -109,11 +109,10 @@ func (s *eventStream) finishWith(write func(io.Writer) (int64, error), n *int64,
 		m += int64(j)
 	}
 	s.bytes += k + int(m)
-	*n, *err = int64(s.bytes), werr
 	if f, ok := s.w.(http.Flusher); ok {
 		f.Flush()
 	}
-	return true
+	return true, int64(s.bytes), werr
 }
 
 // abandon ends the stream without a response, so that no notification is
