@@ -31,19 +31,13 @@ const ConnectTimeout = 10 * time.Second
 // which no upstream may see.
 var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 
-// Transport returns the SDK transport that reaches up. httpClient is used
-// for HTTP upstreams (nil for a default one); the config's headers are
-// added to every request, and a 401 is ErrUnauthorized. Requests go only
-// to the origin of up's URL and redirects are refused, whatever
-// httpClient's own CheckRedirect. (The bearer tokens of OAUTH and
-// CLOUD_RUN_IAM come from a Pool's Credentials.)
-func Transport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, error) {
-	t, _, err := headersTransport(up, httpClient)
-	return t, err
-}
-
-// headersTransport is Transport with the guard of an HTTP upstream (nil
-// for stdio).
+// headersTransport is the SDK transport that reaches up, with the guard
+// of an HTTP upstream (nil for stdio). httpClient is used for HTTP
+// upstreams (nil for a default one); the config's headers are added to
+// every request, and a 401 is ErrUnauthorized. Requests go only to the
+// origin of up's URL and redirects are refused, whatever httpClient's own
+// CheckRedirect. (The bearer tokens of OAUTH and CLOUD_RUN_IAM come from a
+// Pool's Credentials.)
 func headersTransport(up tenant.Upstream, httpClient *http.Client) (mcp.Transport, *guard, error) {
 	if up.Transport == tenant.TransportStdio {
 		t, err := transport(up, nil, defaultIsolation())
@@ -57,7 +51,7 @@ func headersTransport(up tenant.Upstream, httpClient *http.Client) (mcp.Transpor
 	return t, g, err
 }
 
-// transport is Transport with client as it is; stdio upstreams start
+// transport is headersTransport with client as it is; stdio upstreams start
 // under iso.
 func transport(up tenant.Upstream, client *http.Client, iso *isolation) (mcp.Transport, error) {
 	switch up.Transport {
