@@ -162,10 +162,15 @@ func idJSON(id jsonrpc.ID) []byte {
 	return b
 }
 
+// jsonContentType is the Content-Type of JSON answers: shared by all of
+// them, as net/http copies header values when it writes them.
+var jsonContentType = []string{"application/json"}
+
 // writeJSON writes a JSON body with its length.
 func writeJSON(w http.ResponseWriter, status int, body []byte) int {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	n, _ := w.Write(body)
 	return n

@@ -61,7 +61,14 @@ type guard struct {
 }
 
 func newGuard(base http.RoundTripper, up tenant.Upstream, creds Credentials, t *target, maxMessage int64) *guard {
-	return &guard{base: base, up: up, creds: creds, target: t, refuse: t.refusal(up), maxMessage: maxMessage}
+	g := guardOf(base, up, creds, t, maxMessage)
+	return &g
+}
+
+// guardOf is a guard as a value: the pool's own tools/call keeps it on
+// its stack.
+func guardOf(base http.RoundTripper, up tenant.Upstream, creds Credentials, t *target, maxMessage int64) guard {
+	return guard{base: base, up: up, creds: creds, target: t, refuse: t.refusal(up), maxMessage: maxMessage}
 }
 
 func (g *guard) RoundTrip(r *http.Request) (*http.Response, error) {

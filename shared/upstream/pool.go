@@ -224,7 +224,14 @@ func (p *Pool) Session(ctx context.Context, up tenant.Upstream) (*mcp.ClientSess
 		return e.session, nil
 	}
 	p.mu.Unlock()
+	return p.open(ctx, key, &up)
+}
 
+// open connects to up, or waits for the connection another caller makes
+// to it. up is a pointer, so that Session's copy of it stays on the
+// stack when a session is pooled, as on nearly every call.
+func (p *Pool) open(ctx context.Context, key string, upp *tenant.Upstream) (*mcp.ClientSession, error) {
+	up := *upp
 	ch := p.flight.DoChan(key, func() (any, error) {
 		cctx, cancel := context.WithTimeout(context.Background(), p.opts.ConnectTimeout)
 		defer cancel()
