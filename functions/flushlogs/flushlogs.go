@@ -75,7 +75,7 @@ var flusher = sync.OnceValues(func() (*Flusher, error) {
 func FlushLogs(w http.ResponseWriter, r *http.Request) {
 	f, err := flusher()
 	if err != nil {
-		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("flushlogs misconfigured", "error", err.Error())
+		logging.New(os.Stderr, slog.LevelInfo).Error("flushlogs misconfigured", "error", err.Error())
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "the flush is misconfigured; see its logs"})
 		return
 	}

@@ -196,7 +196,7 @@ func onSignal(logger *slog.Logger, timeout time.Duration, shutdown func(context.
 func Proxy(w http.ResponseWriter, r *http.Request) {
 	h, err := handler()
 	if err != nil {
-		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("proxy misconfigured", "error", err.Error())
+		logging.New(os.Stderr, slog.LevelInfo).Error("proxy misconfigured", "error", err.Error())
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusInternalServerError)
 		json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": nil,

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/slogtest"
 	"time"
 )
 
@@ -163,4 +166,61 @@ type countingWriter struct {
 func (c *countingWriter) Write(p []byte) (int, error) {
 	c.writes++
 	return c.buf.Write(p)
+}
+
+// TestHandlerConformance runs the standard library's tests of a
+// slog.Handler's rules (groups, empty attributes, With) on the handler.
+func TestHandlerConformance(t *testing.T) {
+	var buf bytes.Buffer
+	err := slogtest.TestHandler(New(&buf, slog.LevelDebug).Handler(), func() []map[string]any {
+		var out []map[string]any
+		for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal(line, &m); err != nil {
+				t.Fatalf("not JSON: %s", line)
+			}
+			// slogtest knows slog's key names.
+			m[slog.LevelKey], m[slog.MessageKey] = m["severity"], m["message"]
+			delete(m, "severity")
+			delete(m, "message")
+			out = append(out, m)
+		}
+		return out
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// TestValues checks each kind of value against slog's JSONHandler's
+// encoding of it.
+func TestValues(t *testing.T) {
+	type point struct{ X, Y int }
+	attrs := []slog.Attr{
+		slog.String("s", "a \"q\" \\ \n\t\x01 é \u2028 <&>"), slog.String("bad", "\xff\xfe"),
+		slog.Int("i", -3), slog.Uint64("u", 7), slog.Float64("f", 1.5), slog.Bool("b", true),
+		slog.Duration("d", 1500*time.Millisecond), slog.Time("t", time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)),
+		slog.Any("err", io.ErrUnexpectedEOF), slog.Any("p", point{1, 2}), slog.Any("nil", nil),
+		slog.Group("g", slog.Int("a", 1), slog.Group("empty")), slog.Group("", slog.Int("inl", 2)),
+	}
+	var mine, theirs bytes.Buffer
+	New(&mine, slog.LevelInfo).LogAttrs(context.Background(), slog.LevelInfo, "m", attrs...)
+	slog.New(slog.NewJSONHandler(&theirs, nil)).LogAttrs(context.Background(), slog.LevelInfo, "m", attrs...)
+	var a, b map[string]any
+	if err := json.Unmarshal(mine.Bytes(), &a); err != nil {
+		t.Fatalf("not JSON: %s", mine.Bytes())
+	}
+	if err := json.Unmarshal(theirs.Bytes(), &b); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"time", "severity", "message", "level", "msg"} {
+		delete(a, k)
+		delete(b, k)
+	}
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Errorf("values differ from JSONHandler's:\nmine   %v\ntheirs %v", a, b)
+	}
 }
