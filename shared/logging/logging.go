@@ -35,14 +35,16 @@ func severity(l slog.Level) string {
 // TraceID is the trace ID of a request, from the W3C traceparent header or
 // Google's X-Cloud-Trace-Context; "" when it has neither.
 func TraceID(r *http.Request) string {
-	if tp := r.Header.Get("traceparent"); tp != "" {
+	// The keys in canonical form: Header.Get would make each so, with
+	// an allocation, on every request.
+	if tp := first(r.Header["Traceparent"]); tp != "" {
 		// version-traceid-spanid-flags
 		parts := strings.Split(tp, "-")
 		if len(parts) == 4 && len(parts[1]) == 32 && isHex(parts[1]) && parts[1] != strings.Repeat("0", 32) {
 			return parts[1]
 		}
 	}
-	if xc := r.Header.Get("X-Cloud-Trace-Context"); xc != "" {
+	if xc := first(r.Header["X-Cloud-Trace-Context"]); xc != "" {
 		id, _, _ := strings.Cut(xc, "/")
 		if len(id) == 32 && isHex(id) {
 			return id
@@ -63,6 +65,14 @@ func TraceAttrs(r *http.Request, projectID string) []slog.Attr {
 		trace = "projects/" + projectID + "/traces/" + id
 	}
 	return []slog.Attr{slog.String("logging.googleapis.com/trace", trace)}
+}
+
+// first is a header's first value; "" for none.
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
 }
 
 func isHex(s string) bool {
