@@ -88,6 +88,25 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 	return n, nil
 }
 
+// InputRequired returns the result when a 2026-07-28 upstream answered
+// with an input-required result, which the caller must rewrite before a
+// client gets it; nil for any other result. Such a result is small, read
+// whole: only a held result of a 2026-07-28 upstream that holds the
+// string "input_required" is decoded, so the results of older upstreams
+// and large ones cost nothing more.
+func (r *Result) InputRequired() []byte {
+	if !r.Typed || r.stream != nil || !bytes.Contains(r.held, []byte(`"input_required"`)) {
+		return nil
+	}
+	var top struct {
+		ResultType string `json:"resultType"`
+	}
+	if wire.Unmarshal(r.held, &top) != nil || top.ResultType != "input_required" {
+		return nil
+	}
+	return r.held
+}
+
 // Streaming reports whether the result is still on the upstream's
 // connection, too large to have been read whole: writing it may fail
 // after its first bytes.
