@@ -1,0 +1,286 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+	"mcpproxy.dev/mcpproxy/shared/wire"
+)
+
+// inputEnv is a proxy in front of the go-sdk's everything-server, which
+// it speaks 2026-07-28 to, with a clock the test moves.
+type inputEnv struct {
+	*testenv.Env
+	single, aggregated string // the routes' paths
+	skew               *atomic.Int64
+	upstreamURL        string
+}
+
+const inputTTL = time.Minute
+
+func newInputEnv(t *testing.T) *inputEnv {
+	t.Helper()
+	url := startEverything(t)
+	skew := &atomic.Int64{}
+	e := testenv.New(t, testenv.Options{
+		Tenant: stack.Tenant{Organization: "Tenant A", Instance: "a", Key: "a",
+			Servers: []stack.Server{{Server: postgres.Server{Name: "everything", Transport: tenant.TransportStreamableHTTP, URL: url}}}},
+		Pool:  upstream.PoolOptions{ProtocolVersion: wire.V20260728},
+		Proxy: proxy.Options{StateTTL: inputTTL, Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }},
+	})
+	inst := e.Seeded.Instance.ID
+	return &inputEnv{Env: e, single: "/mcp/" + inst + "/everything", aggregated: "/mcp/" + inst, skew: skew, upstreamURL: url}
+}
+
+// call posts one 2026-07-28 request with key (the env's when ""),
+// declaring caps (a JSON object), and returns the HTTP status, the
+// result or the error, and the body as it came.
+func (e *inputEnv) call(t *testing.T, path, key, method, name string, params map[string]any, caps string) (int, map[string]any, map[string]any) {
+	t.Helper()
+	p := map[string]any{"_meta": map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
+		"io.modelcontextprotocol/clientCapabilities": json.RawMessage(caps),
+		"io.modelcontextprotocol/clientInfo":         map[string]string{"name": "input-test", "version": "1"},
+	}}
+	for k, v := range params {
+		p[k] = v
+	}
+	if method == "resources/read" {
+		p["uri"] = name
+	} else {
+		p["name"] = name
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": time.Now().UnixNano(), "method": method, "params": p})
+	header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method, "Mcp-Name": name}
+	if key != "" {
+		header["Authorization"] = "Bearer " + key
+	}
+	resp, out := e.Post(t, path, header, string(body))
+	res, _ := out["result"].(map[string]any)
+	errObj, _ := out["error"].(map[string]any)
+	return resp.StatusCode, res, errObj
+}
+
+// wantRefused checks an answer is the JSON-RPC error code with a message
+// containing msg, and no result.
+func wantRefused(t *testing.T, status int, res, e map[string]any, code float64, msg string) {
+	t.Helper()
+	if res != nil || e == nil {
+		t.Fatalf("got result %v, error %v; want error %v", res, e, code)
+	}
+	if e["code"] != code || !strings.Contains(fmt.Sprint(e["message"]), msg) {
+		t.Errorf("got error %v %q; want %v containing %q", e["code"], e["message"], code, msg)
+	}
+	if status != http.StatusBadRequest {
+		t.Errorf("got HTTP %d; want 400", status)
+	}
+}
+
+const (
+	elicitCaps   = `{"elicitation":{}}`
+	samplingCaps = `{"sampling":{}}`
+	accept       = `{"action":"accept","content":{"%s":"%s"}}`
+)
+
+func answer(key, field, value string) map[string]any {
+	return map[string]any{key: json.RawMessage(fmt.Sprintf(accept, field, value))}
+}
+
+// TestInputRequiredMultiRound answers the upstream's two rounds of
+// elicitation on each route: the upstream's state travels sealed in the
+// proxy's, which hides it, and changes each round.
+func TestInputRequiredMultiRound(t *testing.T) {
+	e := newInputEnv(t)
+	for _, route := range []struct{ path, tool string }{
+		{e.single, "test_input_required_result_multi_round"},
+		{e.aggregated, "everything__test_input_required_result_multi_round"},
+	} {
+		t.Run(route.path, func(t *testing.T) {
+			_, r1, err := e.call(t, route.path, "", "tools/call", route.tool, nil, elicitCaps)
+			if r1 == nil || r1["resultType"] != "input_required" {
+				t.Fatalf("round 1: got %v, error %v; want an input_required result", r1, err)
+			}
+			s1, _ := r1["requestState"].(string)
+			if !strings.HasPrefix(s1, "mcpp1.") || strings.Contains(s1, "round") {
+				t.Errorf("round 1 requestState %q: want the proxy's sealed one, not the upstream's", s1)
+			}
+			if _, ok := r1["inputRequests"].(map[string]any)["step1"]; !ok {
+				t.Fatalf("round 1: inputRequests %v lack step1", r1["inputRequests"])
+			}
+			_, r2, err := e.call(t, route.path, "", "tools/call", route.tool,
+				map[string]any{"inputResponses": answer("step1", "name", "Ada"), "requestState": s1}, elicitCaps)
+			if r2 == nil || r2["resultType"] != "input_required" {
+				t.Fatalf("round 2: got %v, error %v; want input_required", r2, err)
+			}
+			s2, _ := r2["requestState"].(string)
+			if s2 == s1 || !strings.HasPrefix(s2, "mcpp1.") {
+				t.Errorf("round 2 requestState %q: want a new sealed one", s2)
+			}
+			_, r3, err := e.call(t, route.path, "", "tools/call", route.tool,
+				map[string]any{"inputResponses": answer("step2", "color", "blue"), "requestState": s2}, elicitCaps)
+			if got := fmt.Sprint(r3["content"]); r3 == nil || !strings.Contains(got, "Multi-round complete: Ada likes blue") {
+				t.Fatalf("round 3: got %v, error %v; want Ada likes blue", r3, err)
+			}
+			if r3["resultType"] != "complete" {
+				t.Errorf("round 3 resultType %v; want complete", r3["resultType"])
+			}
+		})
+	}
+}
+
+// TestInputRequiredStateRefused presents sealed states where they do not
+// belong: altered, with another tenant's key, for another tool or route,
+// and after they expired. The upstream's own check would not catch any
+// of them (its state is plain text).
+func TestInputRequiredStateRefused(t *testing.T) {
+	e := newInputEnv(t)
+	const tool = "test_input_required_result_request_state"
+	round1 := func(t *testing.T) string {
+		_, r, err := e.call(t, e.single, "", "tools/call", tool, nil, elicitCaps)
+		s, _ := r["requestState"].(string)
+		if s == "" {
+			t.Fatalf("round 1: got %v, error %v; want a requestState", r, err)
+		}
+		return s
+	}
+	retry := map[string]any{"inputResponses": answer("confirm", "ok", "yes")}
+	with := func(state string) map[string]any {
+		return map[string]any{"inputResponses": retry["inputResponses"], "requestState": state}
+	}
+
+	t.Run("as issued", func(t *testing.T) {
+		_, r, err := e.call(t, e.single, "", "tools/call", tool, with(round1(t)), elicitCaps)
+		if !strings.Contains(fmt.Sprint(r["content"]), "state-ok") {
+			t.Fatalf("got %v, error %v; want state-ok", r, err)
+		}
+	})
+	t.Run("tampered", func(t *testing.T) {
+		s := []byte(round1(t))
+		i := len(s) / 2
+		s[i] ^= 1
+		if s[i] == '.' || s[i] > 'z' {
+			s[i] = 'A'
+		}
+		status, r, err := e.call(t, e.single, "", "tools/call", tool, with(string(s)), elicitCaps)
+		wantRefused(t, status, r, err, -32602, "invalid requestState")
+		status, r, err = e.call(t, e.single, "", "tools/call", tool, with(string(round1(t))+"-TAMPERED"), elicitCaps)
+		wantRefused(t, status, r, err, -32602, "invalid requestState")
+		status, r, err = e.call(t, e.single, "", "tools/call", tool, with("request_state"), elicitCaps)
+		wantRefused(t, status, r, err, -32602, "invalid requestState")
+	})
+	t.Run("another tenant", func(t *testing.T) {
+		b, err := stack.Seed(context.Background(), e.DB, stack.Tenant{Organization: "Tenant B", Instance: "b", Key: "b",
+			Servers: []stack.Server{{Server: postgres.Server{Name: "everything", Transport: tenant.TransportStreamableHTTP, URL: e.upstreamURL}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := round1(t)
+		status, r, rpcErr := e.call(t, "/mcp/"+b.Instance.ID+"/everything", b.Key, "tools/call", tool, with(s), elicitCaps)
+		wantRefused(t, status, r, rpcErr, -32602, "another API key")
+		// The same state is still good for tenant A.
+		if _, r, _ := e.call(t, e.single, "", "tools/call", tool, with(s), elicitCaps); !strings.Contains(fmt.Sprint(r["content"]), "state-ok") {
+			t.Errorf("tenant A's own retry: got %v; want state-ok", r)
+		}
+	})
+	t.Run("another tool or route", func(t *testing.T) {
+		s := round1(t)
+		status, r, err := e.call(t, e.single, "", "tools/call", "test_input_required_result_tampered_state", with(s), elicitCaps)
+		wantRefused(t, status, r, err, -32602, "invalid requestState")
+		status, r, err = e.call(t, e.aggregated, "", "tools/call", "everything__"+tool, with(s), elicitCaps)
+		wantRefused(t, status, r, err, -32602, "invalid requestState")
+		status, r, err = e.call(t, e.single, "", "prompts/get", tool, with(s), elicitCaps)
+		wantRefused(t, status, r, err, -32602, "invalid requestState")
+	})
+	t.Run("expired", func(t *testing.T) {
+		s := round1(t)
+		e.skew.Store(int64(inputTTL + 2*time.Second))
+		defer e.skew.Store(0)
+		status, r, err := e.call(t, e.single, "", "tools/call", tool, with(s), elicitCaps)
+		wantRefused(t, status, r, err, -32602, "expired")
+	})
+}
+
+// TestInputRequiredUndeclared: an upstream's input request of a kind the
+// client did not declare never reaches the client; the client gets
+// -32021 naming what it lacks, on every method and route, and a client
+// of a 2025 version, which cannot declare it per request, too.
+func TestInputRequiredUndeclared(t *testing.T) {
+	e := newInputEnv(t)
+	cases := []struct{ path, method, name, caps, lacks string }{
+		{e.single, "tools/call", "test_input_required_result_elicitation", `{}`, "elicitation"},
+		{e.single, "tools/call", "test_input_required_result_elicitation", samplingCaps, "elicitation"},
+		{e.aggregated, "tools/call", "everything__test_input_required_result_sampling", elicitCaps, "sampling"},
+		{e.single, "tools/call", "test_input_required_result_list_roots", `{"elicitation":{},"sampling":{}}`, "roots"},
+		{e.single, "tools/call", "test_input_required_result_multiple_inputs", `{"elicitation":{},"roots":{}}`, "sampling"},
+		{e.single, "prompts/get", "test_input_required_result_prompt", `{}`, "elicitation"},
+		{e.aggregated, "prompts/get", "everything__test_input_required_result_prompt", samplingCaps, "elicitation"},
+	}
+	for _, c := range cases {
+		t.Run(c.name+" "+c.caps, func(t *testing.T) {
+			status, r, err := e.call(t, c.path, "", c.method, c.name, nil, c.caps)
+			wantRefused(t, status, r, err, -32021, c.lacks)
+			data, _ := err["data"].(map[string]any)
+			required, _ := data["requiredCapabilities"].(map[string]any)
+			if _, ok := required[c.lacks]; !ok || len(required) != 1 {
+				t.Errorf("requiredCapabilities %v; want %s alone", data["requiredCapabilities"], c.lacks)
+			}
+		})
+	}
+	t.Run("2025-11-25 client", func(t *testing.T) {
+		asked := false
+		s := e.Client(t, e.single, e.Key, "2025-11-25", &mcp.ClientOptions{
+			ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+				asked = true
+				return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "x"}}, nil
+			}})
+		_, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "test_input_required_result_elicitation"})
+		if err == nil || !strings.Contains(err.Error(), "elicitation") || asked {
+			t.Errorf("got error %v, elicitation handler called %v; want -32021 and no elicitation", err, asked)
+		}
+	})
+}
+
+// TestInputRequiredSDKClient has the go-sdk's own client answer input
+// requests through the aggregated route, as an application would: the
+// tools/call and prompts/get it makes once come back complete.
+func TestInputRequiredSDKClient(t *testing.T) {
+	e := newInputEnv(t)
+	s := e.Client(t, e.aggregated, e.Key, "2026-07-28", &mcp.ClientOptions{
+		ElicitationHandler: func(_ context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada", "context": "tests"}}, nil
+		},
+		CreateMessageHandler: func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			return &mcp.CreateMessageResult{Role: "assistant", Model: "test", Content: &mcp.TextContent{Text: "Hello"}}, nil
+		},
+		Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{}, Sampling: &mcp.SamplingCapabilities{},
+			RootsV2: &mcp.RootCapabilities{}},
+	})
+	res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "everything__test_input_required_result_multiple_inputs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Content[0].(*mcp.TextContent).Text; !strings.Contains(got, "Hello Ada") {
+		t.Errorf("tools/call: got %q; want Hello Ada", got)
+	}
+	prompt, err := s.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "everything__test_input_required_result_prompt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := prompt.Messages[0].Content.(*mcp.TextContent).Text; got != "Context: tests" {
+		t.Errorf("prompts/get: got %q; want Context: tests", got)
+	}
+}
