@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 	"mcpproxy.dev/mcpproxy/shared/wire"
 )
@@ -46,6 +47,10 @@ const (
 	maxStateBytes    = 64 << 10
 	maxUpstreamState = 32 << 10
 )
+
+// StateKey is Options.StateKey as every instance derives it from the
+// deployment's keyring (MCP_ENCRYPTION_KEY).
+func StateKey(k *keyring.Keyring) ([]byte, error) { return k.Derive(stateKeyInfo) }
 
 // newStateAEAD is the AEAD of requestStates under key; a nil key is a
 // random one of the process, which no other process can open.

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
@@ -35,15 +37,42 @@ const inputTTL = time.Minute
 func newInputEnv(t *testing.T) *inputEnv {
 	t.Helper()
 	url := startEverything(t)
+	reader := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return readerServer() },
+		&mcp.StreamableHTTPOptions{Stateless: true}))
+	t.Cleanup(reader.Close)
 	skew := &atomic.Int64{}
 	e := testenv.New(t, testenv.Options{
 		Tenant: stack.Tenant{Organization: "Tenant A", Instance: "a", Key: "a",
-			Servers: []stack.Server{{Server: postgres.Server{Name: "everything", Transport: tenant.TransportStreamableHTTP, URL: url}}}},
+			Servers: []stack.Server{
+				{Server: postgres.Server{Name: "everything", Transport: tenant.TransportStreamableHTTP, URL: url}},
+				{Server: postgres.Server{Name: "reader", Transport: tenant.TransportStreamableHTTP, URL: reader.URL}},
+			}},
 		Pool:  upstream.PoolOptions{ProtocolVersion: wire.V20260728},
 		Proxy: proxy.Options{StateTTL: inputTTL, Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }},
 	})
 	inst := e.Seeded.Instance.ID
 	return &inputEnv{Env: e, single: "/mcp/" + inst + "/everything", aggregated: "/mcp/" + inst, skew: skew, upstreamURL: url}
+}
+
+// readerServer has a resource whose read asks the client to confirm
+// first, which the everything-server has not.
+func readerServer() *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "reader", Version: "1"}, nil)
+	// An instance needs a tool of each server.
+	s.AddTool(&mcp.Tool{Name: "noop", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{}, nil
+		})
+	s.AddResource(&mcp.Resource{URI: "test://needs-input", Name: "needs-input", MIMEType: "text/plain"},
+		func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			if r, ok := req.Params.InputResponses["confirm"].(*mcp.ElicitResult); ok && r.Action == "accept" && req.Params.RequestState == "asked" {
+				return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "test://needs-input", MIMEType: "text/plain", Text: "confirmed"}}}, nil
+			}
+			return &mcp.ReadResourceResult{RequestState: "asked", InputRequests: mcp.InputRequestMap{
+				"confirm": &mcp.ElicitParams{Message: "Read it?", RequestedSchema: &jsonschema.Schema{Type: "object",
+					Properties: map[string]*jsonschema.Schema{"ok": {Type: "boolean"}}}}}}, nil
+		})
+	return s
 }
 
 // call posts one 2026-07-28 request with key (the env's when ""),
@@ -101,16 +130,23 @@ func answer(key, field, value string) map[string]any {
 }
 
 // TestInputRequiredMultiRound answers the upstream's two rounds of
-// elicitation on each route: the upstream's state travels sealed in the
-// proxy's, which hides it, and changes each round.
+// elicitation on each route, and with each round on another proxy
+// process: the upstream's state travels sealed in the proxy's, which
+// hides it, changes each round and opens on every process.
 func TestInputRequiredMultiRound(t *testing.T) {
 	e := newInputEnv(t)
-	for _, route := range []struct{ path, tool string }{
-		{e.single, "test_input_required_result_multi_round"},
-		{e.aggregated, "everything__test_input_required_result_multi_round"},
+	other := &inputEnv{Env: e.Process(t, testenv.Options{Pool: upstream.PoolOptions{ProtocolVersion: wire.V20260728}}),
+		single: e.single, aggregated: e.aggregated, skew: e.skew}
+	for _, c := range []struct {
+		name, path, tool string
+		rounds           [3]*inputEnv
+	}{
+		{"single-upstream route", e.single, "test_input_required_result_multi_round", [3]*inputEnv{e, e, e}},
+		{"aggregated route", e.aggregated, "everything__test_input_required_result_multi_round", [3]*inputEnv{e, e, e}},
+		{"each round on another process", e.single, "test_input_required_result_multi_round", [3]*inputEnv{e, other, e}},
 	} {
-		t.Run(route.path, func(t *testing.T) {
-			_, r1, err := e.call(t, route.path, "", "tools/call", route.tool, nil, elicitCaps)
+		t.Run(c.name, func(t *testing.T) {
+			_, r1, err := c.rounds[0].call(t, c.path, "", "tools/call", c.tool, nil, elicitCaps)
 			if r1 == nil || r1["resultType"] != "input_required" {
 				t.Fatalf("round 1: got %v, error %v; want an input_required result", r1, err)
 			}
@@ -121,7 +157,7 @@ func TestInputRequiredMultiRound(t *testing.T) {
 			if _, ok := r1["inputRequests"].(map[string]any)["step1"]; !ok {
 				t.Fatalf("round 1: inputRequests %v lack step1", r1["inputRequests"])
 			}
-			_, r2, err := e.call(t, route.path, "", "tools/call", route.tool,
+			_, r2, err := c.rounds[1].call(t, c.path, "", "tools/call", c.tool,
 				map[string]any{"inputResponses": answer("step1", "name", "Ada"), "requestState": s1}, elicitCaps)
 			if r2 == nil || r2["resultType"] != "input_required" {
 				t.Fatalf("round 2: got %v, error %v; want input_required", r2, err)
@@ -130,7 +166,7 @@ func TestInputRequiredMultiRound(t *testing.T) {
 			if s2 == s1 || !strings.HasPrefix(s2, "mcpp1.") {
 				t.Errorf("round 2 requestState %q: want a new sealed one", s2)
 			}
-			_, r3, err := e.call(t, route.path, "", "tools/call", route.tool,
+			_, r3, err := c.rounds[2].call(t, c.path, "", "tools/call", c.tool,
 				map[string]any{"inputResponses": answer("step2", "color", "blue"), "requestState": s2}, elicitCaps)
 			if got := fmt.Sprint(r3["content"]); r3 == nil || !strings.Contains(got, "Multi-round complete: Ada likes blue") {
 				t.Fatalf("round 3: got %v, error %v; want Ada likes blue", r3, err)
@@ -282,5 +318,32 @@ func TestInputRequiredSDKClient(t *testing.T) {
 	}
 	if got := prompt.Messages[0].Content.(*mcp.TextContent).Text; got != "Context: tests" {
 		t.Errorf("prompts/get: got %q; want Context: tests", got)
+	}
+}
+
+// TestInputRequiredResourceRead: resources/read of an upstream that asks
+// for input first, on both routes, refused without the capability and
+// with a state of another resource.
+func TestInputRequiredResourceRead(t *testing.T) {
+	e := newInputEnv(t)
+	const uri = "test://needs-input"
+	for _, path := range []string{e.aggregated, "/mcp/" + e.Seeded.Instance.ID + "/reader"} {
+		t.Run(path, func(t *testing.T) {
+			status, r, err := e.call(t, path, "", "resources/read", uri, nil, `{}`)
+			wantRefused(t, status, r, err, -32021, "elicitation")
+			_, r1, err := e.call(t, path, "", "resources/read", uri, nil, elicitCaps)
+			s1, _ := r1["requestState"].(string)
+			if r1["resultType"] != "input_required" || !strings.HasPrefix(s1, "mcpp1.") {
+				t.Fatalf("round 1: got %v, error %v; want input_required with the proxy's requestState", r1, err)
+			}
+			retry := map[string]any{"inputResponses": answer("confirm", "ok", "true"), "requestState": s1}
+			// Another resource, of another upstream on the aggregated route.
+			status, r, err = e.call(t, path, "", "resources/read", "test://static-text", retry, elicitCaps)
+			wantRefused(t, status, r, err, -32602, "invalid requestState")
+			_, r2, err := e.call(t, path, "", "resources/read", uri, retry, elicitCaps)
+			if got := fmt.Sprint(r2["contents"]); r2 == nil || !strings.Contains(got, "confirmed") || r2["resultType"] != "complete" {
+				t.Fatalf("round 2: got %v, error %v; want the contents, complete", r2, err)
+			}
+		})
 	}
 }

@@ -111,7 +111,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 	}
 	// Every instance derives the same key for the requestStates it
 	// seals, from the key they share already.
-	stateKey, err := keys.Derive(stateKeyInfo)
+	stateKey, err := StateKey(keys)
 	if err != nil {
 		return nil, err
 	}
