@@ -128,7 +128,7 @@ func (h *Handler) openState(req *request, name string, u *upstreamView, state st
 	n := h.states.NonceSize()
 	plain, err := h.states.Open(nil, sealed[:n], sealed[n:], stateBinding(req, name))
 	if err != nil {
-		return refused("altered, or issued for another API key, instance, method or name")
+		return refused("altered, or issued for another API key, instance, route, method or name")
 	}
 	var s sealedState
 	if err := json.Unmarshal(plain, &s); err != nil {
@@ -292,32 +292,37 @@ func (h *Handler) relayInputRequired(req *request, u *upstreamView, name string,
 // own requestState out of the proxy's. Other params are left as they are.
 func (h *Handler) prepareInput(req *request, u *upstreamView, params any) *rpcError {
 	var state *string
-	var meta mcp.Meta
+	var responses *mcp.InputResponseMap
 	switch p := params.(type) {
 	case *mcp.GetPromptParams:
-		state, meta = &p.RequestState, p.Meta
+		state, responses = &p.RequestState, &p.InputResponses
 	case *mcp.ReadResourceParams:
-		state, meta = &p.RequestState, p.Meta
+		state, responses = &p.RequestState, &p.InputResponses
 	default:
 		return nil
 	}
+	if !req.epoch.stateless {
+		// Not of these versions: nothing the client makes up reaches
+		// the upstream as a state the proxy did not seal.
+		*state, *responses = "", nil
+		return nil
+	}
 	if *state != "" {
-		if !req.epoch.stateless {
-			return newError(http.StatusOK, codeInvalidParams, "invalid requestState: input-required results are of protocol 2026-07-28")
-		}
 		s, e := h.openState(req, clientName(req), u, *state)
 		if e != nil {
 			return e
 		}
 		*state = s
 	}
-	if req.epoch.stateless && req.decoded != nil {
+	if req.decoded != nil {
 		if caps := declaredInputs(req.decoded.Meta); caps != nil {
+			p := params.(mcp.Params)
+			meta := p.GetMeta()
 			if meta == nil {
-				meta = mcp.Meta{}
-				params.(mcp.Params).SetMeta(meta)
+				meta = map[string]any{}
 			}
 			meta[mcp.MetaKeyClientCapabilities] = caps
+			p.SetMeta(meta)
 		}
 	}
 	return nil
