@@ -63,6 +63,13 @@ func readerServer() *mcp.Server {
 		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return &mcp.CallToolResult{}, nil
 		})
+	// An input-required result larger than the proxy holds of a result
+	// before it relays it as it comes.
+	s.AddTool(&mcp.Tool{Name: "big_ask", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{RequestState: "big", InputRequests: mcp.InputRequestMap{
+				"confirm": &mcp.ElicitParams{Message: strings.Repeat("Really? ", 20000), RequestedSchema: &jsonschema.Schema{Type: "object"}}}}, nil
+		})
 	s.AddResource(&mcp.Resource{URI: "test://needs-input", Name: "needs-input", MIMEType: "text/plain"},
 		func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 			if r, ok := req.Params.InputResponses["confirm"].(*mcp.ElicitResult); ok && r.Action == "accept" && req.Params.RequestState == "asked" {
@@ -345,5 +352,23 @@ func TestInputRequiredResourceRead(t *testing.T) {
 				t.Fatalf("round 2: got %v, error %v; want the contents, complete", r2, err)
 			}
 		})
+	}
+}
+
+// TestInputRequiredLarge: an input-required result too large for the
+// proxy to have read whole before relaying is still examined: refused
+// without the capability, its state sealed with it.
+func TestInputRequiredLarge(t *testing.T) {
+	e := newInputEnv(t)
+	path := "/mcp/" + e.Seeded.Instance.ID + "/reader"
+	status, r, err := e.call(t, path, "", "tools/call", "big_ask", nil, `{}`)
+	wantRefused(t, status, r, err, -32021, "elicitation")
+	_, r, err = e.call(t, path, "", "tools/call", "big_ask", nil, elicitCaps)
+	s, _ := r["requestState"].(string)
+	ask, _ := r["inputRequests"].(map[string]any)["confirm"].(map[string]any)
+	msg, _ := ask["params"].(map[string]any)["message"].(string)
+	if r["resultType"] != "input_required" || !strings.HasPrefix(s, "mcpp1.") || len(msg) != 8*20000 {
+		t.Fatalf("got resultType %v, requestState %.20q, message of %d bytes, error %v; want input_required, the proxy's state, 160000 bytes",
+			r["resultType"], s, len(msg), err)
 	}
 }

@@ -231,6 +231,11 @@ func (h *Handler) callTool(ctx context.Context, req *request) (*result, *rpcErro
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, req, u, err)
 	}
+	if res.MayRequireInput() {
+		if res, err = h.pool.Hold(ctx, res); err != nil {
+			return nil, h.upstreamFailure(ctx, req, u, err)
+		}
+	}
 	if raw := res.InputRequired(); raw != nil {
 		defer res.Close()
 		return h.relayInputRequired(req, u, p.Name, raw)

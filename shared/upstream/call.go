@@ -104,6 +104,24 @@ func (p *Pool) ReadAll(ctx context.Context, res *Result) ([]byte, error) {
 	return buf.data, nil
 }
 
+// Hold reads a result still on the upstream's connection whole, as
+// ReadAll does, and returns it held, to be examined (InputRequired) and
+// written as any held result; it closes res. A held result is returned
+// as it is.
+func (p *Pool) Hold(ctx context.Context, res *Result) (*Result, error) {
+	if res.stream == nil {
+		return res, nil
+	}
+	defer res.Close()
+	addType := res.addType
+	res.addType = false
+	buf := &meteredBuffer{ctx: ctx, meter: budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)}
+	if _, err := res.WriteTo(buf); err != nil {
+		return nil, err
+	}
+	return &Result{Typed: res.Typed, held: buf.data, addType: addType, upstream: res.upstream}, nil
+}
+
 // meteredBuffer holds what is written to it, charged to its meter first.
 type meteredBuffer struct {
 	ctx   context.Context

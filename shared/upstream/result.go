@@ -107,6 +107,19 @@ func (r *Result) InputRequired() []byte {
 	return r.held
 }
 
+// MayRequireInput reports whether a 2026-07-28 upstream's result too
+// large to have been read whole holds the string "input_required" in its
+// first buffer: the caller then reads it whole (Pool.Hold) to find out,
+// so that a large input-required result is not relayed unexamined. Other
+// results, and all of older upstreams, are not looked at.
+func (r *Result) MayRequireInput() bool {
+	if !r.Typed || r.stream == nil {
+		return false
+	}
+	window, _ := r.stream.rd.Peek()
+	return bytes.Contains(window, []byte(`"input_required"`))
+}
+
 // Streaming reports whether the result is still on the upstream's
 // connection, too large to have been read whole: writing it may fail
 // after its first bytes.
