@@ -159,12 +159,14 @@ var inputKinds = map[string]string{
 }
 
 // declaredInputs is the part of a 2026-07-28 request's declared client
-// capabilities that lets an upstream ask the client for input, as a JSON
-// object to send on; nil when it declares none of them. Capabilities
-// without any of the three names are not decoded.
+// capabilities that an upstream may act on through the proxy, as a JSON
+// object to send on: elicitation, sampling and roots, which let it ask
+// the client for input, and the tasks extension; nil when it declares
+// none of them. Capabilities without any of those names are not decoded.
 func declaredInputs(meta map[string]json.RawMessage) json.RawMessage {
 	c := meta[mcp.MetaKeyClientCapabilities]
-	if !bytes.Contains(c, []byte(`"elicitation"`)) && !bytes.Contains(c, []byte(`"sampling"`)) && !bytes.Contains(c, []byte(`"roots"`)) {
+	if !bytes.Contains(c, []byte(`"elicitation"`)) && !bytes.Contains(c, []byte(`"sampling"`)) &&
+		!bytes.Contains(c, []byte(`"roots"`)) && !bytes.Contains(c, []byte(`"`+tasksExtension+`"`)) {
 		return nil
 	}
 	var caps map[string]json.RawMessage
@@ -176,6 +178,9 @@ func declaredInputs(meta map[string]json.RawMessage) json.RawMessage {
 		if v := bytes.TrimSpace(caps[kind]); len(v) > 0 && v[0] == '{' {
 			out[kind] = v
 		}
+	}
+	if declaresTasks(caps) {
+		out["extensions"] = json.RawMessage(`{"` + tasksExtension + `":{}}`)
 	}
 	if len(out) == 0 {
 		return nil

@@ -31,6 +31,7 @@ func (h *Handler) initialize(ctx context.Context, req *request) (*result, *rpcEr
 	if e != nil {
 		return nil, e
 	}
+	caps.Extensions = nil // the tasks extension is of 2026-07-28
 	return valueOf(&mcp.InitializeResult{
 		ProtocolVersion: negotiate(p.ProtocolVersion),
 		Capabilities:    caps,
@@ -231,13 +232,16 @@ func (h *Handler) callTool(ctx context.Context, req *request) (*result, *rpcErro
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, req, u, err)
 	}
-	if res.MayRequireInput() {
+	if res.MayBePending() {
 		if res, err = h.pool.Hold(ctx, res); err != nil {
 			return nil, h.upstreamFailure(ctx, req, u, err)
 		}
 	}
-	if raw := res.InputRequired(); raw != nil {
+	if kind, raw := res.Pending(); raw != nil {
 		defer res.Close()
+		if kind == "task" {
+			return h.relayTaskCreated(req, u, raw)
+		}
 		return h.relayInputRequired(req, u, p.Name, raw)
 	}
 	return &result{relayed: res, upstream: u.ns}, nil

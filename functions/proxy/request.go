@@ -137,6 +137,8 @@ type requestParams struct {
 	// to an input-required result (inputrequired.go).
 	InputResponses json.RawMessage `json:"inputResponses"`
 	RequestState   string          `json:"requestState"`
+	// TaskID is the task of the tasks extension's methods (tasks.go).
+	TaskID string `json:"taskId"`
 	// version is _meta's protocol version, decoded once: the epoch and
 	// the header checks both ask for it.
 	version string
