@@ -194,7 +194,9 @@ func declaredInputs(meta map[string]json.RawMessage) json.RawMessage {
 // lacks, an upstream error for a kind the proxy does not know.
 func missingInputs(req *request, u *upstreamView, methods []string) *rpcError {
 	var declared map[string]json.RawMessage
-	if req.decoded != nil {
+	// A client of an older version declares its capabilities once, in
+	// initialize, which the proxy does not keep: it declares none here.
+	if req.epoch.stateless && req.decoded != nil {
 		if c := declaredInputs(req.decoded.Meta); c != nil {
 			json.Unmarshal(c, &declared)
 		}
