@@ -90,10 +90,11 @@ type Options struct {
 	// FiguresInterval is how often, while requests come, the process
 	// figures are logged. Default 1 minute.
 	FiguresInterval time.Duration
-	// StateKey is the 32-byte AES-256-GCM key of the requestStates the
-	// proxy gives clients (inputrequired.go): the same on every instance,
-	// which any instance may get a retry on. nil is a random key of the
-	// process, which only it can open (tests of one process).
+	// StateKey is the 32-byte XChaCha20-Poly1305 key of the requestStates
+	// and task IDs the proxy gives clients (inputrequired.go, tasks.go):
+	// the same on every instance, which any instance may get a retry on.
+	// nil is a random key of the process, which only it can open (tests
+	// of one process).
 	StateKey []byte
 	// StateTTL is how long a client may take to answer an
 	// input-required result. Default 10 minutes.

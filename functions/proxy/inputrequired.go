@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -30,9 +30,9 @@ import (
 // The proxy relays the input requests only of a kind the client declared
 // in that request's _meta, else answers -32021. The requestState the
 // client gets is the proxy's: the upstream's own, with the upstream it
-// belongs to, sealed with AES-256-GCM under a key every instance derives
-// from the deployment's encryption key, bound to the API key, the
-// instance, the route, the method and the name, and expiring after
+// belongs to, sealed with XChaCha20-Poly1305 under a key every instance
+// derives from the deployment's encryption key, bound to the API key,
+// the instance, the route, the method and the name, and expiring after
 // Options.StateTTL. A state that was altered, that another key or
 // another call presents, or that expired is refused with -32602.
 
@@ -52,20 +52,20 @@ const (
 // deployment's keyring (MCP_ENCRYPTION_KEY).
 func StateKey(k *keyring.Keyring) ([]byte, error) { return k.Derive(stateKeyInfo) }
 
-// newStateAEAD is the AEAD of requestStates under key; a nil key is a
-// random one of the process, which no other process can open.
+// newStateAEAD is the AEAD of requestStates and task IDs under key; a
+// nil key is a random one of the process, which no other process can
+// open. XChaCha20-Poly1305, not the AES-GCM of the keyring: one key
+// seals a value per input-required result or task of every instance for
+// as long as MCP_ENCRYPTION_KEY lasts, and its 192-bit random nonces do
+// not repeat at that count, where GCM's 96-bit ones may after 2^32.
 func newStateAEAD(key []byte) cipher.AEAD {
 	if key == nil {
-		key = make([]byte, 32)
+		key = make([]byte, chacha20poly1305.KeySize)
 		rand.Read(key)
 	}
-	block, err := aes.NewCipher(key)
+	aead, err := chacha20poly1305.NewX(key)
 	if err != nil {
 		panic("proxy: StateKey must be 32 bytes: " + err.Error())
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		panic(err)
 	}
 	return aead
 }
