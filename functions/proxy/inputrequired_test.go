@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,8 +18,14 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/logcapture"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/procgroup"
 	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/internal/testbin"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
@@ -370,5 +379,69 @@ func TestInputRequiredLarge(t *testing.T) {
 	if r["resultType"] != "input_required" || !strings.HasPrefix(s, "mcpp1.") || len(msg) != 8*20000 {
 		t.Fatalf("got resultType %v, requestState %.20q, message of %d bytes, error %v; want input_required, the proxy's state, 160000 bytes",
 			r["resultType"], s, len(msg), err)
+	}
+}
+
+// TestInputRequiredTwoProcesses runs the proxy as two real processes (the
+// dev server binary), each configured from its environment as deployed
+// (MCP_ENCRYPTION_KEY, from which each derives the key of its
+// requestStates), and answers a three-round call with the middle round
+// on the other process.
+func TestInputRequiredTwoProcesses(t *testing.T) {
+	e := newInputEnv(t)
+	bin := testbin.Build(t, "mcpproxy.dev/mcpproxy/cmd/devserver")
+	var procs [2]*inputEnv
+	for i := range procs {
+		free, err := stack.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := fmt.Sprint(free)
+		cmd := exec.Command(bin)
+		var stderr logcapture.Buffer
+		cmd.Stderr = &stderr
+		cmd.Env = append(os.Environ(),
+			"HOST=127.0.0.1", "PORT="+port,
+			"DATABASE_URL="+e.DB.Pool.Config().ConnString(),
+			"MCP_ENCRYPTION_KEY="+pgtest.KeyringSpec,
+			"UPSTREAM_PROTOCOL_VERSION=2026-07-28",
+			"FIRESTORE_EMULATOR_HOST="+firestoretest.Host(t), "GOOGLE_CLOUD_PROJECT="+firestoretest.Project,
+			"REQUEST_LOG_COLLECTION="+firestoretest.Collection(t),
+		)
+		p, err := procgroup.Start(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Stop(syscall.SIGTERM, 10*time.Second) })
+		env := *e.Env
+		env.Proxy = &httptest.Server{URL: "http://127.0.0.1:" + port}
+		procs[i] = &inputEnv{Env: &env, single: e.single, aggregated: e.aggregated}
+		if err := wait.Until(context.Background(), 30*time.Second, func() bool {
+			resp, err := http.Get(env.Proxy.URL + "/mcp")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil
+		}); err != nil {
+			t.Fatalf("dev server %d did not start: %v\n%s", i, err, stderr.String())
+		}
+	}
+	const tool = "test_input_required_result_multi_round"
+	a, b := procs[0], procs[1]
+	_, r1, err := a.call(t, a.single, "", "tools/call", tool, nil, elicitCaps)
+	s1, _ := r1["requestState"].(string)
+	if !strings.HasPrefix(s1, "mcpp1.") {
+		t.Fatalf("round 1 on process A: got %v, error %v; want input_required with the proxy's state", r1, err)
+	}
+	_, r2, err := b.call(t, b.single, "", "tools/call", tool,
+		map[string]any{"inputResponses": answer("step1", "name", "Ada"), "requestState": s1}, elicitCaps)
+	s2, _ := r2["requestState"].(string)
+	if r2["resultType"] != "input_required" || !strings.HasPrefix(s2, "mcpp1.") {
+		t.Fatalf("round 2 on process B: got %v, error %v; want input_required", r2, err)
+	}
+	_, r3, err := a.call(t, a.single, "", "tools/call", tool,
+		map[string]any{"inputResponses": answer("step2", "color", "green"), "requestState": s2}, elicitCaps)
+	if !strings.Contains(fmt.Sprint(r3["content"]), "Ada likes green") {
+		t.Fatalf("round 3 on process A: got %v, error %v; want Ada likes green", r3, err)
 	}
 }
