@@ -160,6 +160,10 @@ func addCapabilities(caps, declared *mcp.ServerCapabilities) {
 	if declared.Logging != nil {
 		caps.Logging = &mcp.LoggingCapabilities{}
 	}
+	if _, ok := declared.Extensions[tasksExtension]; ok {
+		// Its methods are of 2026-07-28: initialize leaves it out.
+		caps.AddExtension(tasksExtension, map[string]any{})
+	}
 }
 
 // wholeList checks the cursor of a list request: the aggregated lists are

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -89,6 +90,15 @@ type Options struct {
 	// FiguresInterval is how often, while requests come, the process
 	// figures are logged. Default 1 minute.
 	FiguresInterval time.Duration
+	// StateKey is the 32-byte XChaCha20-Poly1305 key of the requestStates
+	// and task IDs the proxy gives clients (inputrequired.go, tasks.go):
+	// the same on every instance, which any instance may get a retry on.
+	// nil is a random key of the process, which only it can open (tests
+	// of one process).
+	StateKey []byte
+	// StateTTL is how long a client may take to answer an
+	// input-required result. Default 10 minutes.
+	StateTTL time.Duration
 }
 
 // Handler is the proxy's MCP endpoint. It is safe for concurrent use; one
@@ -111,6 +121,8 @@ type Handler struct {
 	failureLines    *rate.Limiter
 	failuresLeftOut atomic.Int64
 	calls           calls // tools/call in flight, for notifications/cancelled
+	// states seals the requestStates of input-required results.
+	states cipher.AEAD
 	// front is ServeHTTP's chain of middleware around serve; epochs are
 	// the methods of each protocol epoch with theirs (protocol.go).
 	front  frontHandler
@@ -134,6 +146,9 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 4 << 20
+	}
+	if opts.StateTTL <= 0 {
+		opts.StateTTL = 10 * time.Minute
 	}
 	if opts.MaxAnswerBytes <= 0 {
 		opts.MaxAnswerBytes = upstream.DefaultMaxMessageBytes
@@ -162,7 +177,7 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	if opts.FiguresInterval <= 0 {
 		opts.FiguresInterval = time.Minute
 	}
-	h := &Handler{store: store, pool: pool, log: logger, opts: opts, origins: map[string]bool{},
+	h := &Handler{store: store, pool: pool, log: logger, opts: opts, origins: map[string]bool{}, states: newStateAEAD(opts.StateKey),
 		keyLookups:   rate.NewLimiter(rate.Limit(opts.KeyLookupRate), max(1, int(opts.KeyLookupRate))),
 		failureLines: rate.NewLimiter(20, 20)}
 	for _, o := range opts.AllowedOrigins {

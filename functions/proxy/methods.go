@@ -31,6 +31,7 @@ func (h *Handler) initialize(ctx context.Context, req *request) (*result, *rpcEr
 	if e != nil {
 		return nil, e
 	}
+	caps.Extensions = nil // the tasks extension is of 2026-07-28
 	return valueOf(&mcp.InitializeResult{
 		ProtocolVersion: negotiate(p.ProtocolVersion),
 		Capabilities:    caps,
@@ -215,17 +216,33 @@ func (h *Handler) callTool(ctx context.Context, req *request) (*result, *rpcErro
 	if len(args) == 0 || string(args) == "null" {
 		args = json.RawMessage("{}")
 	}
+	var input *upstream.Input
 	if req.epoch.stateless {
 		if e := h.checkToolHeaders(ctx, req, u, original, args); e != nil {
 			return nil, e.from(u)
 		}
+		if input, e = h.callInput(req, u, p); e != nil {
+			return nil, e
+		}
 	}
 	call := upstream.Call{Name: original, Arguments: args, Meta: forwardedMeta(p.Meta), ProgressToken: p.Meta["progressToken"],
 		Header: func() http.Header { return h.upstreamParamHeaders(ctx, u, original, args) }, Notify: req.notify,
-		ResultType: req.epoch.stateless}
+		ResultType: req.epoch.stateless, Input: input}
 	res, err := h.pool.CallTool(ctx, u.up, call)
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, req, u, err)
+	}
+	if res.MayBePending() {
+		if res, err = h.pool.Hold(ctx, res); err != nil {
+			return nil, h.upstreamFailure(ctx, req, u, err)
+		}
+	}
+	if kind, raw := res.Pending(); raw != nil {
+		defer res.Close()
+		if kind == "task" {
+			return h.relayTaskCreated(req, u, raw)
+		}
+		return h.relayInputRequired(req, u, p.Name, raw)
 	}
 	return &result{relayed: res, upstream: u.ns}, nil
 }

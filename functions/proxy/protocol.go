@@ -61,6 +61,9 @@ var statelessEpoch = epoch{
 		"prompts/list":             (*Handler).listPrompts,
 		"prompts/get":              (*Handler).getPrompt,
 		"completion/complete":      (*Handler).complete,
+		"tasks/get":                (*Handler).task,
+		"tasks/update":             (*Handler).task,
+		"tasks/cancel":             (*Handler).task,
 	},
 	middleware: []func(*Handler) middleware{(*Handler).recovered, checkStateless},
 	status:     statelessStatus,
@@ -134,9 +137,9 @@ func statelessHeaders(req *request) *rpcError {
 	headerVersion := req.header.Get("MCP-Protocol-Version")
 	params := req.decoded
 	version := params.protocolVersion()
-	var name, uri string
+	var name, uri, task string
 	if params != nil {
-		name, uri = params.Name, params.URI
+		name, uri, task = params.Name, params.URI, params.TaskID
 	}
 	switch {
 	case headerVersion == "":
@@ -163,6 +166,10 @@ func statelessHeaders(req *request) *rpcError {
 	case "resources/read":
 		if req.header.Get("Mcp-Name") != uri {
 			return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be params.uri")
+		}
+	case "tasks/get", "tasks/update", "tasks/cancel":
+		if req.header.Get("Mcp-Name") != task {
+			return newError(http.StatusBadRequest, mcp.CodeHeaderMismatch, "the Mcp-Name header must be params.taskId")
 		}
 	}
 	return nil

@@ -69,6 +69,9 @@ type Config struct {
 	// UpstreamProtocol is the version asked of upstreams; empty:
 	// upstream.DefaultProtocolVersion.
 	UpstreamProtocol string `env:"UPSTREAM_PROTOCOL_VERSION"`
+	// RequestStateTTL is how long a client may take to answer an
+	// upstream's input-required result (2026-07-28).
+	RequestStateTTL time.Duration `env:"REQUEST_STATE_TTL, default=10m"`
 
 	FirestoreDatabase string        `env:"FIRESTORE_DATABASE, default=(default)"`
 	LogCollection     string        `env:"REQUEST_LOG_COLLECTION, default=requestLogBatches"`
@@ -103,6 +106,12 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		return nil, fmt.Errorf("UPSTREAM_PROTOCOL_VERSION %q is none of %s", v, strings.Join(mcp.SupportedProtocolVersions(), ", "))
 	}
 	keys, err := keyring.Parse(c.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	// Every instance derives the same key for the requestStates it
+	// seals, from the key they share already.
+	stateKey, err := StateKey(keys)
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +166,8 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		RequestLog:      requestLog,
 		DBStats:         db.Stats,
 		FiguresInterval: c.FiguresInterval,
+		StateKey:        stateKey,
+		StateTTL:        c.RequestStateTTL,
 	})
 	onSignal(logger, c.ShutdownTimeout, func(ctx context.Context) error {
 		err := h.Shutdown(ctx)

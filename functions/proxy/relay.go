@@ -28,6 +28,9 @@ func relayOnly[P mcp.Params, R any](ctx context.Context, h *Handler, req *reques
 // 2026-07-28 client reads.
 func relayTo[P mcp.Params, R any](ctx context.Context, h *Handler, req *request, u *upstreamView, call func(*mcp.ClientSession, context.Context, P) (R, error), p P, cache func(R) *mcp.Cacheable) (*result, *rpcError) {
 	p.SetMeta(forwardedMeta(p.GetMeta()))
+	if e := h.prepareInput(req, u, p); e != nil {
+		return nil, e.from(u)
+	}
 	var res R
 	err := h.pool.Do(ctx, u.up, upstream.Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
@@ -36,6 +39,9 @@ func relayTo[P mcp.Params, R any](ctx context.Context, h *Handler, req *request,
 	})
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, req, u, err)
+	}
+	if e := h.sealInputRequired(req, u, res); e != nil {
+		return nil, e
 	}
 	upstream.ValidEntries(res)
 	if cache != nil {

@@ -133,6 +133,12 @@ type requestParams struct {
 	URI       string                     `json:"uri"`
 	Arguments json.RawMessage            `json:"arguments"`
 	Meta      map[string]json.RawMessage `json:"_meta"`
+	// InputResponses and RequestState are a 2026-07-28 retry's answer
+	// to an input-required result (inputrequired.go).
+	InputResponses json.RawMessage `json:"inputResponses"`
+	RequestState   string          `json:"requestState"`
+	// TaskID is the task of the tasks extension's methods (tasks.go).
+	TaskID string `json:"taskId"`
 	// version is _meta's protocol version, decoded once: the epoch and
 	// the header checks both ask for it.
 	version string

@@ -120,6 +120,15 @@ func (e *Env) serve(t testing.TB, opts Options) {
 		}
 		opts.Pool.Credentials = credentials.New(opts.Credentials)
 	}
+	if opts.Proxy.StateKey == nil {
+		// As deployed: every process of the env opens the others'
+		// requestStates.
+		key, err := proxy.StateKey(pgtest.TestKeyring(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Proxy.StateKey = key
+	}
 	e.Pool = upstream.NewPool(opts.Pool)
 	t.Cleanup(e.Pool.Close)
 	e.Handler = proxy.New(e.DB, e.Pool, logger, opts.Proxy)

@@ -14,7 +14,9 @@ package keyring
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -30,6 +32,9 @@ const version = 1
 type Keyring struct {
 	ids   []string
 	aeads map[string]cipher.AEAD
+	// primary is the primary key's bytes, from which Derive makes keys
+	// for other purposes.
+	primary []byte
 }
 
 // ErrNoKey is returned when the keyring is empty.
@@ -66,6 +71,9 @@ func Parse(spec string) (*Keyring, error) {
 		aead, err := newAEAD(raw)
 		if err != nil {
 			return nil, fmt.Errorf("encryption key %q: %w", id, err)
+		}
+		if len(k.ids) == 0 {
+			k.primary = raw
 		}
 		k.ids = append(k.ids, id)
 		k.aeads[id] = aead
@@ -147,4 +155,17 @@ func (k *Keyring) Open(sealed, additionalData []byte) ([]byte, error) {
 		return nil, fmt.Errorf("open: authentication failed with key %q: wrong key, or the value was altered or moved", id)
 	}
 	return plain, nil
+}
+
+// Derive returns a 32-byte key for another purpose than credentials,
+// derived from the primary key with HKDF-SHA256 and info, which names the
+// purpose: every process given the same keyring derives the same key, and
+// a derived key reveals nothing of the primary key or of the keys derived
+// for other purposes. When the primary key is rotated, derived keys
+// change with it.
+func (k *Keyring) Derive(info string) ([]byte, error) {
+	if k == nil || k.primary == nil {
+		return nil, ErrNoKey
+	}
+	return hkdf.Key(sha256.New, k.primary, nil, info, 32)
 }

@@ -120,3 +120,29 @@ func TestParseErrorHidesKey(t *testing.T) {
 		t.Errorf("error %v must exist and must not contain the key", err)
 	}
 }
+
+func TestDerive(t *testing.T) {
+	a, err := Parse("new:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)) + ",old:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Parse(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := a.Derive("purpose x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _ := b.Derive("purpose x")
+	z, _ := a.Derive("purpose z")
+	if len(x) != 32 || !bytes.Equal(x, y) {
+		t.Errorf("the same primary key and info derive %x and %x; want the same 32 bytes", x, y)
+	}
+	if bytes.Equal(x, z) || bytes.Equal(x, bytes.Repeat([]byte{1}, 32)) {
+		t.Errorf("derived key %x equals another purpose's or the primary key", x)
+	}
+	if _, err := (&Keyring{}).Derive("x"); err == nil {
+		t.Error("an empty keyring derived a key")
+	}
+}

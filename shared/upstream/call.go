@@ -44,6 +44,25 @@ type Call struct {
 	// result object without a resultType at its top level, as a
 	// 2026-07-28 client is to get it.
 	ResultType bool
+	// Input is what the client may give an upstream that asks for
+	// input (2026-07-28): its capabilities and, on a retry, its answers;
+	// nil for none.
+	Input *Input
+}
+
+// Input is what a 2026-07-28 request carries for an upstream that
+// answered it with an input-required result before (Result.InputRequired):
+// the client capabilities the upstream may ask input of, and, on a
+// retry, the client's answers and the upstream's requestState.
+type Input struct {
+	// Capabilities replace the empty clientCapabilities the pool sends
+	// in _meta: a JSON object, or nil.
+	Capabilities json.RawMessage
+	// InputResponses is the client's inputResponses as they came (a JSON
+	// object), or nil.
+	InputResponses json.RawMessage
+	// RequestState is the upstream's own requestState, "" for none.
+	RequestState string
 }
 
 // CallTool sends c to up, posting it itself within the pool's session of
@@ -85,6 +104,24 @@ func (p *Pool) ReadAll(ctx context.Context, res *Result) ([]byte, error) {
 	return buf.data, nil
 }
 
+// Hold reads a result still on the upstream's connection whole, as
+// ReadAll does, and returns it held, to be examined (InputRequired) and
+// written as any held result; it closes res. A held result is returned
+// as it is.
+func (p *Pool) Hold(ctx context.Context, res *Result) (*Result, error) {
+	if res.stream == nil {
+		return res, nil
+	}
+	defer res.Close()
+	addType := res.addType
+	res.addType = false
+	buf := &meteredBuffer{ctx: ctx, meter: budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)}
+	if _, err := res.WriteTo(buf); err != nil {
+		return nil, err
+	}
+	return &Result{Typed: res.Typed, held: buf.data, addType: addType, upstream: res.upstream}, nil
+}
+
 // meteredBuffer holds what is written to it, charged to its meter first.
 type meteredBuffer struct {
 	ctx   context.Context
@@ -109,7 +146,7 @@ func (b *meteredBuffer) Write(p []byte) (int, error) {
 // token (an upstream may not make up progress the client never asked
 // for), log messages as they are.
 func (p *Pool) callDirect(ctx context.Context, up tenant.Upstream, c Call) (*Result, error) {
-	call := toolPost{Name: c.Name, Arguments: c.Arguments, Meta: c.Meta}
+	call := toolPost{Name: c.Name, Arguments: c.Arguments, Meta: c.Meta, Input: c.Input}
 	if c.Notify != nil {
 		if len(c.ProgressToken) > 0 {
 			call.Meta = maps.Clone(c.Meta)
@@ -156,12 +193,31 @@ func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (*Result
 		}
 		meta[k] = value
 	}
+	params := &mcp.CallToolParams{Name: c.Name, Arguments: c.Arguments}
+	if r := c.Input; r != nil {
+		if len(r.InputResponses) > 0 {
+			if err := json.Unmarshal(r.InputResponses, &params.InputResponses); err != nil {
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid inputResponses: " + err.Error()}
+			}
+		}
+		params.RequestState = r.RequestState
+		if len(r.Capabilities) > 0 {
+			if meta == nil {
+				meta = mcp.Meta{}
+			}
+			meta[mcp.MetaKeyClientCapabilities] = r.Capabilities
+		}
+	}
 	var result *mcp.CallToolResult
+	typed := false
 	err := p.Do(ctx, up, Once, func(ctx context.Context, s *mcp.ClientSession) error {
 		meta, stop := p.relayProgress(s, meta, c)
 		defer stop()
+		typed = stateless(s)
+		cp := *params
+		cp.Meta = meta
 		var err error
-		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: c.Name, Arguments: c.Arguments})
+		result, err = s.CallTool(ctx, &cp)
 		return err
 	})
 	if err != nil {
@@ -171,7 +227,7 @@ func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (*Result
 	if err != nil {
 		return nil, err
 	}
-	return &Result{held: raw, upstream: up.Name}, nil
+	return &Result{held: raw, upstream: up.Name, Typed: typed}, nil
 }
 
 // relayProgress returns meta with a token of the pool's bound to s when

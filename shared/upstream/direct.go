@@ -39,6 +39,8 @@ type toolPost struct {
 	// Notify receives each notification the upstream sends on the call's
 	// stream (progress, log messages) as raw JSON; nil drops them.
 	Notify func(raw []byte)
+	// Input, for a 2026-07-28 upstream only, or nil (Call.Input).
+	Input *Input
 }
 
 // callParams encodes the params of a tools/call.
@@ -59,7 +61,12 @@ func appendCallParams(out []byte, version string, c toolPost) ([]byte, error) {
 		if out, err = appendJSONString(out, version); err != nil {
 			return nil, err
 		}
-		out = append(out, `,"`+mcp.MetaKeyClientCapabilities+`":{},"`+mcp.MetaKeyClientInfo+`":{"name":"`+ClientName+`","version":"1"}`...)
+		if c.Input != nil && len(c.Input.Capabilities) > 0 {
+			out = append(append(append(out, `,"`+mcp.MetaKeyClientCapabilities+`":`...), c.Input.Capabilities...),
+				`,"`+mcp.MetaKeyClientInfo+`":{"name":"`+ClientName+`","version":"1"}`...)
+		} else {
+			out = append(out, `,"`+mcp.MetaKeyClientCapabilities+`":{},"`+mcp.MetaKeyClientInfo+`":{"name":"`+ClientName+`","version":"1"}`...)
+		}
 		meta = true
 	}
 	for k, v := range c.Meta {
@@ -82,7 +89,19 @@ func appendCallParams(out []byte, version string, c toolPost) ([]byte, error) {
 		return nil, err
 	}
 	out = append(out, `,"arguments":`...)
-	return append(append(out, c.Arguments...), '}'), nil
+	out = append(out, c.Arguments...)
+	if r := c.Input; r != nil && wire.Stateless(version) {
+		if len(r.InputResponses) > 0 {
+			out = append(append(out, `,"inputResponses":`...), r.InputResponses...)
+		}
+		if r.RequestState != "" {
+			out = append(out, `,"requestState":`...)
+			if out, err = appendJSONString(out, r.RequestState); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return append(out, '}'), nil
 }
 
 // appendJSONString appends s as encoding/json writes it: a string of
@@ -108,6 +127,9 @@ func toolMessage(seq, version string, c toolPost) ([]byte, error) {
 	}
 	for k, v := range c.Meta {
 		size += len(k) + len(v) + 4
+	}
+	if r := c.Input; r != nil {
+		size += len(r.Capabilities) + len(r.InputResponses) + len(r.RequestState) + 40
 	}
 	out := append(make([]byte, 0, size), `{"jsonrpc":"2.0","id":"mcp-proxy-`...)
 	out = append(out, seq...)

@@ -153,6 +153,10 @@ func NewPool(opts PoolOptions) *Pool {
 	go p.janitor()
 	p.client = mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, &mcp.ClientOptions{
 		ProgressNotificationHandler: p.onProgress,
+		// An upstream's input-required result goes to the proxy's
+		// client, who answers it (2026-07-28): the pool has no input
+		// to give of its own.
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
 	})
 	return p
 }
