@@ -14,7 +14,9 @@ package keyring
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -30,6 +32,7 @@ const version = 1
 type Keyring struct {
 	ids   []string
 	aeads map[string]cipher.AEAD
+	raw   map[string][]byte // for Derive
 }
 
 // ErrNoKey is returned when the keyring is empty.
@@ -43,7 +46,7 @@ func Parse(spec string) (*Keyring, error) {
 	if spec == "" {
 		return nil, ErrNoKey
 	}
-	k := &Keyring{aeads: map[string]cipher.AEAD{}}
+	k := &Keyring{aeads: map[string]cipher.AEAD{}, raw: map[string][]byte{}}
 	for i, entry := range strings.Split(spec, ",") {
 		entry = strings.TrimSpace(entry)
 		id, b64, found := strings.Cut(entry, ":")
@@ -69,6 +72,7 @@ func Parse(spec string) (*Keyring, error) {
 		}
 		k.ids = append(k.ids, id)
 		k.aeads[id] = aead
+		k.raw[id] = raw
 	}
 	return k, nil
 }
@@ -147,4 +151,17 @@ func (k *Keyring) Open(sealed, additionalData []byte) ([]byte, error) {
 		return nil, fmt.Errorf("open: authentication failed with key %q: wrong key, or the value was altered or moved", id)
 	}
 	return plain, nil
+}
+
+// Derive returns a 32-byte key for purpose, made with HKDF-SHA256 from
+// the primary key's bytes: a secret the deployment already has serves
+// other uses (sealing the proxy's own short-lived tokens) without being
+// used for two things at once. A new primary key derives a new key, so
+// what was sealed under the old one stops opening.
+func (k *Keyring) Derive(purpose string) ([]byte, error) {
+	id := k.PrimaryID()
+	if id == "" {
+		return nil, ErrNoKey
+	}
+	return hkdf.Key(sha256.New, k.raw[id], []byte("mcp-proxy keyring "+id), purpose, 32)
 }

@@ -120,3 +120,27 @@ func TestParseErrorHidesKey(t *testing.T) {
 		t.Errorf("error %v must exist and must not contain the key", err)
 	}
 }
+
+func TestDerive(t *testing.T) {
+	k1, err := Parse("a:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := Parse("b:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32)) + ",a:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := k1.Derive("x")
+	x2, _ := k1.Derive("x")
+	y, _ := k1.Derive("y")
+	z, _ := k2.Derive("x")
+	if len(x) != 32 || !bytes.Equal(x, x2) {
+		t.Fatalf("Derive is not a 32-byte function of its purpose: %x, %x", x, x2)
+	}
+	if bytes.Equal(x, y) || bytes.Equal(x, z) {
+		t.Fatal("two purposes, or two primary keys, derive the same key")
+	}
+	if _, err := (&Keyring{}).Derive("x"); err != ErrNoKey {
+		t.Fatalf("empty keyring: got %v; want ErrNoKey", err)
+	}
+}
