@@ -127,4 +127,3 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	}
 }
-
