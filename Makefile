@@ -23,6 +23,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) ./internal/hostile/hostile-upstream
+	$(GO) build -o $(BIN)/everything-server github.com/modelcontextprotocol/go-sdk/conformance/everything-server
 
 tools:
 	@scripts/ensure-tools.sh

@@ -19,6 +19,7 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/rendezvous"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
@@ -89,6 +90,13 @@ type Options struct {
 	// FiguresInterval is how often, while requests come, the process
 	// figures are logged. Default 1 minute.
 	FiguresInterval time.Duration
+	// Rendezvous, with SealKey, relays the requests an upstream sends a
+	// 2025-era client during a tools/call (elicitation, sampling, roots)
+	// across instances (ask.go); nil refuses them.
+	Rendezvous *rendezvous.Store
+	// SealKey is the 32-byte key that seals the session IDs and relayed
+	// request IDs the proxy hands out (keyring.Derive).
+	SealKey []byte
 }
 
 // Handler is the proxy's MCP endpoint. It is safe for concurrent use; one
@@ -111,6 +119,7 @@ type Handler struct {
 	failureLines    *rate.Limiter
 	failuresLeftOut atomic.Int64
 	calls           calls // tools/call in flight, for notifications/cancelled
+	asks            *asks // nil without Options.Rendezvous
 	// front is ServeHTTP's chain of middleware around serve; epochs are
 	// the methods of each protocol epoch with theirs (protocol.go).
 	front  frontHandler
@@ -193,6 +202,14 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	h.catalogCache = configcache.New[*catalog](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
 		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now, OnPanic: panicked("catalog"),
 		Cost: func(v any) int64 { return v.(*catalog).bytes }, MaxCost: opts.ListCacheBytes})
+	if opts.Rendezvous != nil {
+		a, err := newAsks(opts.SealKey, opts.Rendezvous, opts.Now, logger)
+		if err != nil {
+			// A programming error of the caller's wiring, as a nil store.
+			panic("proxy: Options.SealKey: " + err.Error())
+		}
+		h.asks = a
+	}
 	h.front = h.chainFront()
 	h.epochs = map[*epoch]handlers{&sessionEpoch: h.handlersOf(&sessionEpoch), &statelessEpoch: h.handlersOf(&statelessEpoch)}
 	return h

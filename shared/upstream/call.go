@@ -44,6 +44,9 @@ type Call struct {
 	// result object without a resultType at its top level, as a
 	// 2026-07-28 client is to get it.
 	ResultType bool
+	// Ask, when set, takes the requests the upstream sends to the client
+	// during the call (ask.go); nil refuses them.
+	Ask Asker
 }
 
 // CallTool sends c to up, posting it itself within the pool's session of
@@ -109,7 +112,7 @@ func (b *meteredBuffer) Write(p []byte) (int, error) {
 // token (an upstream may not make up progress the client never asked
 // for), log messages as they are.
 func (p *Pool) callDirect(ctx context.Context, up tenant.Upstream, c Call) (*Result, error) {
-	call := toolPost{Name: c.Name, Arguments: c.Arguments, Meta: c.Meta}
+	call := toolPost{Name: c.Name, Arguments: c.Arguments, Meta: c.Meta, Ask: c.Ask}
 	if c.Notify != nil {
 		if len(c.ProgressToken) > 0 {
 			call.Meta = maps.Clone(c.Meta)
@@ -160,6 +163,7 @@ func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (*Result
 	err := p.Do(ctx, up, Once, func(ctx context.Context, s *mcp.ClientSession) error {
 		meta, stop := p.relayProgress(s, meta, c)
 		defer stop()
+		defer p.track(ctx, s, c.Ask)()
 		var err error
 		result, err = s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: c.Name, Arguments: c.Arguments})
 		return err

@@ -39,6 +39,8 @@ type toolPost struct {
 	// Notify receives each notification the upstream sends on the call's
 	// stream (progress, log messages) as raw JSON; nil drops them.
 	Notify func(raw []byte)
+	// Ask takes the upstream's requests to the client; nil refuses them.
+	Ask Asker
 }
 
 // callParams encodes the params of a tools/call.
@@ -144,7 +146,7 @@ func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 	for k, v := range c.Header {
 		req.Header[k] = v
 	}
-	result, err := p.post(ctx, up, s, version, id, req, c.Notify)
+	result, err := p.post(ctx, up, s, version, id, req, c.Notify, c.Ask)
 	if err != nil && ctx.Err() != nil && !wire.Stateless(version) {
 		// The caller gave up: tell the upstream to stop working on it.
 		// (From 2026-07-28, closing the request's connection says so.)
@@ -155,7 +157,7 @@ func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 
 // post sends the call and reads its answer: a Result that may still hold
 // the response's body (its Close closes it), or an error.
-func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte)) (*Result, error) {
+func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte), ask Asker) (*Result, error) {
 	resp, err := p.roundTrip(up, req)
 	if err != nil {
 		var cerr *credentials.Error
@@ -172,7 +174,7 @@ func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSessio
 	var res *Result
 	switch {
 	case mt == "text/event-stream" && resp.StatusCode == http.StatusOK:
-		res, err = p.readStream(ctx, up, s, version, id, resp.Body, notify)
+		res, err = p.readStream(ctx, up, s, version, id, resp.Body, notify, ask)
 	case mt == "application/json":
 		res, err = p.readJSON(ctx, up, id, resp)
 		if res == nil && err == nil {
@@ -285,17 +287,17 @@ func sessionVersion(s *mcp.ClientSession) string {
 func stateless(s *mcp.ClientSession) bool { return wire.Stateless(sessionVersion(s)) }
 
 // readStream reads the upstream's event stream up to the response to id,
-// handing notifications to notify and refusing the upstream's requests
-// to the client, which the proxy does not relay. An event is bounded by
+// handing notifications to notify and the upstream's requests to the
+// client to ask (refusing them when it is nil). An event is bounded by
 // MaxMessageBytes; what is held of one is charged to the request's
 // budget account (readMessage).
-func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte)) (*Result, error) {
+func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte), ask Asker) (*Result, error) {
 	lines := lineReaders.Get().(*bufio.Reader)
 	lines.Reset(body)
 	events := newEventReader(lines, p.opts.MaxMessageBytes)
 	rd := answerReaders.Get().(*wire.Reader)
 	meter := budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)
-	res, err := p.readEvents(ctx, up, s, version, id, events, rd, meter, notify)
+	res, err := p.readEvents(ctx, up, s, version, id, events, rd, meter, notify, ask)
 	if res != nil && res.stream != nil {
 		res.stream.lines = lines
 		return res, nil
@@ -307,7 +309,7 @@ func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.Client
 	return res, err
 }
 
-func (p *Pool) readEvents(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, events *eventReader, rd *wire.Reader, meter *budget.Meter, notify func([]byte)) (*Result, error) {
+func (p *Pool) readEvents(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, events *eventReader, rd *wire.Reader, meter *budget.Meter, notify func([]byte), ask Asker) (*Result, error) {
 	refused := 0
 	for {
 		if err := events.next(); err != nil {
@@ -326,10 +328,16 @@ func (p *Pool) readEvents(ctx context.Context, up tenant.Upstream, s *mcp.Client
 		}
 		if m, ok := other.(*jsonrpc.Request); ok {
 			if m.ID.IsValid() {
-				// Each refusal is a POST of the proxy's: a flood of
-				// requests is refused up to a bound, then ignored.
+				// Each answer is a POST of the proxy's: a flood of
+				// requests is answered up to a bound, then ignored.
 				if refused++; refused <= maxRefusals {
-					p.refuse(up, s, version, m)
+					if ask != nil && askable(m.Method) {
+						// The read goes on: the result comes after the
+						// client's answer, on this stream.
+						go p.relayAsk(ctx, up, s, version, m, ask) // ends when ask returns
+					} else {
+						p.refuse(up, s, version, m)
+					}
 				}
 			} else if notify != nil {
 				notify(raw)
@@ -356,8 +364,7 @@ const maxRefusals = 16
 // refuse answers an upstream's request to the client (sampling,
 // elicitation, roots) with an error, so the upstream does not wait.
 func (p *Pool) refuse(up tenant.Upstream, s *mcp.ClientSession, version string, req *jsonrpc.Request) {
-	p.send(up, s, version, &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{
-		Code: jsonrpc.CodeMethodNotFound, Message: "mcp-proxy does not relay " + req.Method + " to its clients"}})
+	p.send(up, s, version, &jsonrpc.Response{ID: req.ID, Error: refusal(req.Method)})
 }
 
 // cancel tells the upstream the call id is abandoned.

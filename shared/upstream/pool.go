@@ -103,6 +103,10 @@ type Pool struct {
 	// to the process.
 	callSeq  atomic.Uint64
 	progress sync.Map // token string → progressWatch
+	// inflight are the calls through the SDK client on each session,
+	// to which the session's requests to the client go (ask.go).
+	inflightMu sync.Mutex
+	inflight   map[*mcp.ClientSession]map[*sdkCall]bool
 }
 
 type pooled struct {
@@ -153,7 +157,9 @@ func NewPool(opts PoolOptions) *Pool {
 	go p.janitor()
 	p.client = mcp.NewClient(&mcp.Implementation{Name: ClientName, Version: "1"}, &mcp.ClientOptions{
 		ProgressNotificationHandler: p.onProgress,
+		Capabilities:                clientCapabilities(),
 	})
+	p.client.AddReceivingMiddleware(p.asks)
 	return p
 }
 
