@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -166,6 +167,11 @@ func startProcess(t *testing.T, bin string, args func(port string) []string, env
 	cmd := exec.Command(bin, args(port)...)
 	var stderr logcapture.Buffer
 	cmd.Stderr = &stderr
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s on port %s logged:\n%s", filepath.Base(bin), port, lastLines(stderr.String(), 40))
+		}
+	})
 	cmd.Env = append(os.Environ(), append([]string{"HOST=127.0.0.1", "PORT=" + port}, env...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -184,4 +190,13 @@ func startProcess(t *testing.T, bin string, args func(port string) []string, env
 		return true
 	})
 	return base
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -6,8 +6,8 @@
 //
 // A rendezvous costs, by Firestore's billing: the waiter's listener, one
 // read for its first snapshot (no document yet) and one when the document
-// appears; the answer's create, one write; the waiter's delete, one
-// write. Polling instead of listening (Options.Poll) costs a read per
+// appears; the answer's create, one write; the waiter's mark that it took
+// the answer, one write; the TTL policy's delete, one more. Polling instead of listening (Options.Poll) costs a read per
 // poll. BENCHMARKS.md compares the two on the emulator.
 package rendezvous
 
@@ -76,6 +76,8 @@ type entry struct {
 	// ExpireAt is the field of the collection's TTL policy; Wait also
 	// refuses an answer past it.
 	ExpireAt time.Time `firestore:"expireAt"`
+	// Taken marks an answer its waiter has read.
+	Taken bool `firestore:"taken"`
 }
 
 // Answer stores answer under id for owner, once: a second answer under
@@ -95,7 +97,7 @@ func (s *Store) Answer(ctx context.Context, id, owner string, answer []byte, exp
 	return nil
 }
 
-// Wait returns the answer stored under id, once it is, and deletes it.
+// Wait returns the answer stored under id, once it is, and clears it.
 // It ends with ctx. An answer of another owner than owner, or past its
 // expiry, is refused.
 func (s *Store) Wait(ctx context.Context, id, owner string) ([]byte, error) {
@@ -114,13 +116,17 @@ func (s *Store) Wait(ctx context.Context, id, owner string) ([]byte, error) {
 	if err := snap.DataTo(&e); err != nil {
 		return nil, fmt.Errorf("rendezvous: read the answer: %w", err)
 	}
-	// Taken once: the document goes now, not at its TTL. A failure to
-	// delete leaves it to the TTL policy.
+	if e.Taken {
+		return nil, ErrAnswered
+	}
+	// Taken once: the answer's bytes go now, and the document stays
+	// until its TTL as a mark that refuses a second answer (Answer's
+	// create fails). A failed write leaves the answer to the TTL policy.
 	s.writes.Add(1)
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	go func() { // ends within 5 s
 		defer cancel()
-		doc.Delete(dctx)
+		doc.Set(wctx, entry{Owner: e.Owner, ExpireAt: e.ExpireAt, Taken: true})
 	}()
 	if e.Owner != owner {
 		return nil, ErrForeign

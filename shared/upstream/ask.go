@@ -65,7 +65,9 @@ func (p *Pool) relayAsk(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 	if err != nil {
 		resp = &jsonrpc.Response{ID: req.ID, Error: askError(err)}
 	}
-	p.send(up, s, version, resp)
+	if err := p.send(up, s, version, resp); err != nil {
+		p.log.Warn("the client's answer did not reach the upstream", "upstream", up.Name, "method", req.Method, "error", err.Error())
+	}
 }
 
 // askError is the JSON-RPC error an upstream gets for a request the

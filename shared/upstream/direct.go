@@ -376,20 +376,27 @@ func (p *Pool) cancel(up tenant.Upstream, s *mcp.ClientSession, version string, 
 	p.send(up, s, version, &jsonrpc.Request{Method: "notifications/cancelled", Params: params})
 }
 
-// send posts one message within the session that needs no answer.
-func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, msg jsonrpc.Message) {
+// send posts one message within the session that needs no answer; the
+// error says whether the upstream took it (2xx).
+func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, msg jsonrpc.Message) error {
 	body, err := wire.Encode(msg)
 	if err != nil {
-		return
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hreq, err := p.newRequest(ctx, up, s, version, body, "")
 	if err != nil {
-		return
+		return err
 	}
-	if resp, err := p.roundTrip(up, hreq); err == nil {
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+	resp, err := p.roundTrip(up, hreq)
+	if err != nil {
+		return err
 	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("upstream %s: answered HTTP %d", up.Name, resp.StatusCode)
+	}
+	return nil
 }
