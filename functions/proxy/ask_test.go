@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,6 +34,9 @@ func askingServer() *mcp.Server {
 	text := func(format string, a ...any) *mcp.CallToolResult {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf(format, a...)}}}
 	}
+	mcp.AddTool(s, &mcp.Tool{Name: "plain", Description: "Asks nothing."}, func(context.Context, *mcp.CallToolRequest, any) (*mcp.CallToolResult, any, error) {
+		return text("plain"), nil, nil
+	})
 	mcp.AddTool(s, &mcp.Tool{Name: "ask", Description: "Asks the client for a name."}, func(ctx context.Context, req *mcp.CallToolRequest, _ any) (*mcp.CallToolResult, any, error) {
 		res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "Your name?", RequestedSchema: json.RawMessage(
 			`{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}`)})
@@ -66,7 +70,7 @@ func askingServer() *mcp.Server {
 // askEnv is a proxy with a rendezvous in front of askingServer over
 // Streamable HTTP ("http") and SSE ("sse"), and of the go-sdk's
 // everything-server over stdio ("stdio"); its clock runs ahead by *skew.
-func askEnv(t *testing.T) (e *testenv.Env, httpUpstream string, skew *atomic.Int64) {
+func askEnv(t testing.TB) (e *testenv.Env, httpUpstream string, skew *atomic.Int64, store *rendezvous.Store) {
 	t.Helper()
 	streamable := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return askingServer() }, nil))
 	t.Cleanup(streamable.Close)
@@ -77,37 +81,22 @@ func askEnv(t *testing.T) (e *testenv.Env, httpUpstream string, skew *atomic.Int
 		{Name: "Sse", Transport: tenant.TransportSSE, URL: sse.URL},
 		{Name: "Stdio", Transport: tenant.TransportStdio, Command: testbin.Build(t, everythingServer)},
 	}
-	store := rendezvous.New(firestoretest.Client(t, firestoretest.Host(t)), rendezvous.Options{Collection: firestoretest.Collection(t)})
+	store = rendezvous.New(firestoretest.Client(t, firestoretest.Host(t)), rendezvous.Options{Collection: firestoretest.Collection(t)})
 	skew = &atomic.Int64{}
 	e = testenv.New(t, testenv.Options{
-		Tenant: testenv.Tenant(servers, []string{"ask", "sample", "roots", "test_elicitation", "test_sampling"}),
+		Tenant: testenv.Tenant(servers, []string{"plain", "ask", "sample", "roots", "test_elicitation", "test_sampling"}),
 		Proxy: proxy.Options{Rendezvous: store, SealKey: bytes.Repeat([]byte{7}, 32),
 			Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }},
 	})
-	return e, streamable.URL, skew
+	return e, streamable.URL, skew, store
 }
 
 // TestRelayedRequests calls tools that ask the client, through the proxy,
 // from a go-sdk client that declares elicitation, sampling and roots, over
 // each upstream transport: the client's answers reach the upstream.
 func TestRelayedRequests(t *testing.T) {
-	e, _, _ := askEnv(t)
-	opts := &mcp.ClientOptions{
-		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
-			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada", "username": "ada"}}, nil
-		},
-		CreateMessageHandler: func(_ context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
-			return &mcp.CreateMessageResult{Model: "m1", Role: "assistant", Content: &mcp.TextContent{Text: "4"}}, nil
-		},
-	}
-	client := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, opts)
-	client.AddRoots(&mcp.Root{URI: "file:///work", Name: "work"})
-	s, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: e.Proxy.URL + "/mcp",
-		HTTPClient: &http.Client{Transport: withKey(e.Key)}, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	e, _, _, store := askEnv(t)
+	s := relayingClient(t, e.Proxy.URL+"/mcp", e.Key)
 	for _, c := range []struct{ tool, want string }{
 		{"http__ask", "accept Ada"},
 		{"http__sample", "model m1: 4"},
@@ -136,6 +125,86 @@ func TestRelayedRequests(t *testing.T) {
 			if !strings.Contains(string(got), c.want) {
 				t.Fatalf("got %s; want the client's answer %q", got, c.want)
 			}
+		})
+	}
+
+	// What a call costs in Firestore: nothing without a relayed request,
+	// at most three reads and two writes with one (rendezvous.Store).
+	time.Sleep(200 * time.Millisecond) // the last taken marks
+	r0, w0 := store.Ops()
+	for _, tool := range []string{"http__plain", "sse__plain", "http__ask"} {
+		if _, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}}); err != nil {
+			t.Fatal(err)
+		}
+		if tool == "sse__plain" {
+			if r, w := store.Ops(); r != r0 || w != w0 {
+				t.Fatalf("plain calls made %d reads and %d writes in Firestore; want none", r-r0, w-w0)
+			}
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	// Fewer reads when the answer is there before the listener's first
+	// snapshot; a write more when the emulator failed a create.
+	if r, w := store.Ops(); r-r0 < 1 || r-r0 > 3 || w-w0 < 2 || w-w0 > 3 {
+		t.Fatalf("a relayed elicitation made %d reads and %d writes; want 1 to 3 and 2", r-r0, w-w0)
+	}
+}
+
+// relayingClient is a go-sdk client of url, with key, that declares
+// elicitation, sampling and the root file:///work, and answers at once.
+func relayingClient(t testing.TB, url, key string) *mcp.ClientSession {
+	t.Helper()
+	opts := &mcp.ClientOptions{
+		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada", "username": "ada"}}, nil
+		},
+		CreateMessageHandler: func(_ context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			return &mcp.CreateMessageResult{Model: "m1", Role: "assistant", Content: &mcp.TextContent{Text: "4"}}, nil
+		},
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, opts)
+	client.AddRoots(&mcp.Root{URI: "file:///work", Name: "work"})
+	s, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url,
+		HTTPClient: &http.Client{Transport: withKey(key)}, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// BenchmarkRelayedElicitation times a tools/call whose upstream asks the
+// client once (elicitation, answered at once), straight to the upstream
+// and through the proxy, whose round trip crosses the Firestore
+// rendezvous; the difference is what the rendezvous adds. BENCHMARKS.md
+// quotes it.
+func BenchmarkRelayedElicitation(b *testing.B) {
+	e, httpUpstream, _, store := askEnv(b)
+	for _, c := range []struct{ name, url, key, tool string }{
+		{"direct", httpUpstream, "", "ask"},
+		{"proxy", e.Proxy.URL + "/mcp", e.Key, "http__ask"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s := relayingClient(b, c.url, c.key)
+			var took []time.Duration
+			time.Sleep(200 * time.Millisecond)
+			r0, w0 := store.Ops()
+			for b.Loop() {
+				start := time.Now()
+				res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: c.tool, Arguments: map[string]any{}})
+				if err != nil || res.IsError {
+					b.Fatal(err, "\n", e.Logs.String()[max(0, len(e.Logs.String())-6000):])
+				}
+				took = append(took, time.Since(start))
+			}
+			time.Sleep(200 * time.Millisecond)
+			r1, w1 := store.Ops()
+			slices.Sort(took)
+			n := float64(len(took))
+			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(r1-r0)/n, "fs-reads/op")
+			b.ReportMetric(float64(w1-w0)/n, "fs-writes/op")
 		})
 	}
 }
@@ -203,7 +272,7 @@ func answer(t *testing.T, e *testenv.Env, key, id string) (int, string) {
 // expiry: each is refused and the call still waits, until the real
 // answer comes, once.
 func TestRelayedAnswerRefused(t *testing.T) {
-	e, httpUpstream, skew := askEnv(t)
+	e, httpUpstream, skew, _ := askEnv(t)
 	other := e.AddInstance(t, "other", []postgres.Server{{Name: "Http2", Transport: tenant.TransportStreamableHTTP, URL: httpUpstream}}, []string{"ask"})
 	sid := initialize(t, e, e.Key, `{"elicitation":{}}`)
 	if !strings.HasPrefix(sid, "mcpp1.") {
@@ -269,7 +338,7 @@ func TestRelayedAnswerRefused(t *testing.T) {
 // one, and with another tenant's: the upstream gets -32601 and the client
 // never sees the request.
 func TestUndeclaredCapabilityNotRelayed(t *testing.T) {
-	e, httpUpstream, _ := askEnv(t)
+	e, httpUpstream, _, _ := askEnv(t)
 	other := e.AddInstance(t, "other", []postgres.Server{{Name: "Http2", Transport: tenant.TransportStreamableHTTP, URL: httpUpstream}}, []string{"ask"})
 	samplingOnly := initialize(t, e, e.Key, `{"sampling":{}}`)
 	elicit := initialize(t, e, e.Key, `{"elicitation":{}}`)
