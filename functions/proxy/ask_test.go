@@ -176,13 +176,14 @@ func relayingClient(t testing.TB, url, key string) *mcp.ClientSession {
 // BenchmarkRelayedElicitation times a tools/call whose upstream asks the
 // client once (elicitation, answered at once), straight to the upstream
 // and through the proxy, whose round trip crosses the Firestore
-// rendezvous; the difference is what the rendezvous adds. BENCHMARKS.md
-// quotes it.
+// rendezvous, and a call of the same upstream that asks nothing through
+// the proxy. BENCHMARKS.md quotes it.
 func BenchmarkRelayedElicitation(b *testing.B) {
 	e, httpUpstream, _, store := askEnv(b)
 	for _, c := range []struct{ name, url, key, tool string }{
 		{"direct", httpUpstream, "", "ask"},
 		{"proxy", e.Proxy.URL + "/mcp", e.Key, "http__ask"},
+		{"proxy-no-request", e.Proxy.URL + "/mcp", e.Key, "http__plain"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			s := relayingClient(b, c.url, c.key)
