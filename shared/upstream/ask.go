@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -86,6 +87,9 @@ type sdkCall struct {
 	// ctx is the call's: a request relayed for it waits no longer.
 	ctx context.Context
 	ask Asker
+	// asked counts the requests relayed for the call: beyond
+	// maxRefusals they are refused, as on a call's own stream.
+	asked atomic.Int32
 }
 
 // track records a call on s until the returned function is called.
@@ -137,7 +141,7 @@ func (p *Pool) asks(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		s, _ := req.GetSession().(*mcp.ClientSession)
 		call := p.soleCall(s)
-		if call == nil || call.ask == nil {
+		if call == nil || call.ask == nil || call.asked.Add(1) > maxRefusals {
 			return nil, refusal(method)
 		}
 		params, err := json.Marshal(req.GetParams())
