@@ -31,12 +31,28 @@ import (
 // the client's answer, or the error it got, as text.
 func askingServer() *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "asking", Version: "1"}, nil)
+	pairs := make(chan struct{}, 1) // pair's meeting point
 	text := func(format string, a ...any) *mcp.CallToolResult {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf(format, a...)}}}
 	}
 	mcp.AddTool(s, &mcp.Tool{Name: "plain", Description: "Asks nothing."}, func(context.Context, *mcp.CallToolRequest, any) (*mcp.CallToolResult, any, error) {
 		return text("plain"), nil, nil
 	})
+	mcp.AddTool(s, &mcp.Tool{Name: "pair", Description: "Waits for a second call of pair, then asks the client for a name."},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ any) (*mcp.CallToolResult, any, error) {
+			pairs <- struct{}{}
+			select {
+			case <-pairs:
+			case <-time.After(5 * time.Second):
+				return text("alone"), nil, nil
+			}
+			res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "Your name?", RequestedSchema: json.RawMessage(
+				`{"type":"object","properties":{"name":{"type":"string"}}}`)})
+			if err != nil {
+				return text("error: %v", err), nil, nil
+			}
+			return text("%s %v", res.Action, res.Content["name"]), nil, nil
+		})
 	mcp.AddTool(s, &mcp.Tool{Name: "ask", Description: "Asks the client for a name."}, func(ctx context.Context, req *mcp.CallToolRequest, _ any) (*mcp.CallToolResult, any, error) {
 		res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "Your name?", RequestedSchema: json.RawMessage(
 			`{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}`)})
@@ -84,7 +100,7 @@ func askEnv(t testing.TB) (e *testenv.Env, httpUpstream string, skew *atomic.Int
 	store = rendezvous.New(firestoretest.Client(t, firestoretest.Host(t)), rendezvous.Options{Collection: firestoretest.Collection(t)})
 	skew = &atomic.Int64{}
 	e = testenv.New(t, testenv.Options{
-		Tenant: testenv.Tenant(servers, []string{"plain", "ask", "sample", "roots", "test_elicitation", "test_sampling"}),
+		Tenant: testenv.Tenant(servers, []string{"plain", "ask", "pair", "sample", "roots", "test_elicitation", "test_sampling"}),
 		Proxy: proxy.Options{Rendezvous: store, SealKey: bytes.Repeat([]byte{7}, 32),
 			Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }},
 	})
@@ -371,4 +387,30 @@ func (k withKey) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+string(k))
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestSharedSessionTwoCalls makes two calls at once on an SSE upstream,
+// whose session every call of the process shares, each asking the
+// client: nothing ties a request to one of them, so neither client gets
+// the other's request; both are refused.
+func TestSharedSessionTwoCalls(t *testing.T) {
+	e, _, _, _ := askEnv(t)
+	s := relayingClient(t, e.Proxy.URL+"/mcp", e.Key)
+	got := make(chan string, 2)
+	for range 2 {
+		go func() {
+			res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "sse__pair", Arguments: map[string]any{}})
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			b, _ := json.Marshal(res.Content)
+			got <- string(b)
+		}()
+	}
+	for range 2 {
+		if r := <-got; !strings.Contains(r, "error: ") || strings.Contains(r, "alone") {
+			t.Errorf("a call of two in flight on one SSE session: %s; want its request refused", r)
+		}
+	}
 }
