@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,23 +32,21 @@ import (
 // the client's answer, or the error it got, as text.
 func askingServer() *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "asking", Version: "1"}, nil)
-	pairs := make(chan struct{}, 1) // pair's meeting point
+	started, ended := newMeeting(2), newMeeting(2) // of pair's calls
 	text := func(format string, a ...any) *mcp.CallToolResult {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf(format, a...)}}}
 	}
 	mcp.AddTool(s, &mcp.Tool{Name: "plain", Description: "Asks nothing."}, func(context.Context, *mcp.CallToolRequest, any) (*mcp.CallToolResult, any, error) {
 		return text("plain"), nil, nil
 	})
-	mcp.AddTool(s, &mcp.Tool{Name: "pair", Description: "Waits for a second call of pair, then asks the client for a name."},
+	mcp.AddTool(s, &mcp.Tool{Name: "pair", Description: "Asks the client for a name while a second call of pair does; both end together."},
 		func(ctx context.Context, req *mcp.CallToolRequest, _ any) (*mcp.CallToolResult, any, error) {
-			pairs <- struct{}{}
-			select {
-			case <-pairs:
-			case <-time.After(5 * time.Second):
+			if !started.arrive() {
 				return text("alone"), nil, nil
 			}
 			res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "Your name?", RequestedSchema: json.RawMessage(
 				`{"type":"object","properties":{"name":{"type":"string"}}}`)})
+			ended.arrive()
 			if err != nil {
 				return text("error: %v", err), nil, nil
 			}
@@ -412,5 +411,29 @@ func TestSharedSessionTwoCalls(t *testing.T) {
 		if r := <-got; !strings.Contains(r, "error: ") || strings.Contains(r, "alone") {
 			t.Errorf("a call of two in flight on one SSE session: %s; want its request refused", r)
 		}
+	}
+}
+
+// meeting lets n goroutines wait for each other.
+type meeting struct {
+	mu  sync.Mutex
+	n   int
+	all chan struct{}
+}
+
+func newMeeting(n int) *meeting { return &meeting{n: n, all: make(chan struct{})} }
+
+// arrive waits for the others, 5 s at most, and reports whether they came.
+func (m *meeting) arrive() bool {
+	m.mu.Lock()
+	if m.n--; m.n == 0 {
+		close(m.all)
+	}
+	m.mu.Unlock()
+	select {
+	case <-m.all:
+		return true
+	case <-time.After(5 * time.Second):
+		return false
 	}
 }
