@@ -16,13 +16,14 @@ CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 FUZZTIME ?= 50000x
 FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames ./shared/wire:FuzzDecode ./shared/wire:FuzzCopyValue ./shared/upstream:FuzzAnswer
 
-.PHONY: all build dev test soak fuzz bench bench-memory bench-proxy bench-wire bench-flush tools conformance-tools clean
+.PHONY: all build dev test soak fuzz bench bench-memory bench-proxy bench-wire bench-flush bench-rendezvous tools conformance-tools clean
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) ./internal/hostile/hostile-upstream
+	$(GO) build -o $(BIN)/everything-server github.com/modelcontextprotocol/go-sdk/conformance/everything-server
 
 tools:
 	@scripts/ensure-tools.sh
@@ -89,6 +90,14 @@ bench-wire:
 # FlushLogs from the Firestore emulator into Postgres: entries per second.
 bench-flush: tools build
 	$(BIN)/devstack -quiet -- $(GO) test -run '^$$' -bench Flush -count $(BENCHCOUNT) -benchtime 5x ./functions/flushlogs/
+
+# A request an upstream sends a client during a call, through the Firestore
+# rendezvous on the emulator: latency and operations per round trip, the
+# listener against polling, and a relayed elicitation direct and through
+# the proxy.
+bench-rendezvous: tools build
+	$(BIN)/devstack -quiet -- sh -c '$(GO) test -run "^$$" -bench RoundTrip -benchtime 500x ./shared/rendezvous/ && \
+		$(GO) test -run "^$$" -bench RelayedElicitation -benchtime 500x ./functions/proxy/'
 
 clean:
 	rm -rf $(BIN) .devstack .tools

@@ -267,6 +267,13 @@ if [ -n "$INSTANCE_CONNECTION_NAME" ]; then
   done
 fi
 
+step "Firestore TTL of the rendezvous"
+# The proxy's rendezvous documents (clients' answers to the requests
+# upstreams send them during a call) carry expireAt; Firestore deletes
+# them after it. The proxy checks expireAt itself: the TTL only cleans up.
+run gcloud firestore fields ttls update expireAt --collection-group=rendezvous --enable-ttl --async \
+  --database="$FIRESTORE_DATABASE" --project="$PROJECT_ID"
+
 step "Schema migrations"
 if [ "$SKIP_MIGRATIONS" = 1 ]; then
   echo "skipped (SKIP_MIGRATIONS=1)"

@@ -228,12 +228,21 @@ func (h *Handler) answer(ctx context.Context, c *caller, data []byte, notify fun
 	}
 	req, ok := msg.(*jsonrpc.Request)
 	if !ok {
-		if resp := msg.(*jsonrpc.Response); resp.Result == nil && resp.Error == nil {
+		resp := msg.(*jsonrpc.Response)
+		if resp.Result == nil && resp.Error == nil {
 			// Neither a request (no method) nor a response.
 			m.err = newError(http.StatusBadRequest, codeInvalidRequest, "missing method")
 			return &reply{id: resp.ID, err: m.err, status: m.err.status}, m
 		}
-		return nil, m // a response to a request the proxy never sends
+		if h.asks != nil {
+			if ours, e := h.asks.deliver(ctx, c, resp); ours {
+				m.method, m.err = "(answer)", e
+				if e != nil {
+					return &reply{err: e, status: e.status}, m
+				}
+			}
+		}
+		return nil, m // no answer to a response
 	}
 	m.method = req.Method
 	if req.Method == "" {
@@ -332,7 +341,7 @@ func (h *Handler) checkOrigin(w http.ResponseWriter, r *http.Request) *rpcError 
 // proxy's own, and the Mcp-Param-* headers of a 2026-07-28 tool call the
 // preflight asks for (their names depend on the tool's schema).
 func allowedHeaders(r *http.Request) string {
-	allowed := "Authorization, X-API-Key, Content-Type, Accept, MCP-Protocol-Version, Mcp-Method, Mcp-Name"
+	allowed := "Authorization, X-API-Key, Content-Type, Accept, MCP-Protocol-Version, Mcp-Method, Mcp-Name, Mcp-Session-Id"
 	n := 0
 	for _, v := range r.Header.Values("Access-Control-Request-Headers") {
 		for name := range strings.SplitSeq(v, ",") {
@@ -475,7 +484,7 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, o
 		return nil, newError(http.StatusServiceUnavailable, codeInternalError, "cannot load the instance configuration now; retry later")
 	}
 	o.view = v
-	c := &caller{key: key, view: v}
+	c := &caller{key: key, view: v, asks: h.asks}
 	if rt.namespace != "" {
 		u, ok := v.byNS[rt.namespace]
 		if !ok {

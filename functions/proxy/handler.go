@@ -20,6 +20,7 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/rendezvous"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
@@ -99,6 +100,13 @@ type Options struct {
 	// StateTTL is how long a client may take to answer an
 	// input-required result. Default 10 minutes.
 	StateTTL time.Duration
+	// Rendezvous, with SealKey, relays the requests an upstream sends a
+	// 2025-era client during a tools/call (elicitation, sampling, roots)
+	// across instances (ask.go); nil refuses them.
+	Rendezvous *rendezvous.Store
+	// SealKey is the 32-byte key that seals the session IDs and relayed
+	// request IDs the proxy hands out (keyring.Derive).
+	SealKey []byte
 }
 
 // Handler is the proxy's MCP endpoint. It is safe for concurrent use; one
@@ -123,6 +131,7 @@ type Handler struct {
 	calls           calls // tools/call in flight, for notifications/cancelled
 	// states seals the requestStates of input-required results.
 	states cipher.AEAD
+	asks   *asks // nil without Options.Rendezvous
 	// front is ServeHTTP's chain of middleware around serve; epochs are
 	// the methods of each protocol epoch with theirs (protocol.go).
 	front  frontHandler
@@ -208,6 +217,14 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	h.catalogCache = configcache.New[*catalog](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
 		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now, OnPanic: panicked("catalog"),
 		Cost: func(v any) int64 { return v.(*catalog).bytes }, MaxCost: opts.ListCacheBytes})
+	if opts.Rendezvous != nil {
+		a, err := newAsks(opts.SealKey, opts.Rendezvous, opts.Now, logger)
+		if err != nil {
+			// A programming error of the caller's wiring, as a nil store.
+			panic("proxy: Options.SealKey: " + err.Error())
+		}
+		h.asks = a
+	}
 	h.front = h.chainFront()
 	h.epochs = map[*epoch]handlers{&sessionEpoch: h.handlersOf(&sessionEpoch), &statelessEpoch: h.handlersOf(&statelessEpoch)}
 	return h

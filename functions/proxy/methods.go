@@ -32,12 +32,20 @@ func (h *Handler) initialize(ctx context.Context, req *request) (*result, *rpcEr
 		return nil, e
 	}
 	caps.Extensions = nil // the tasks extension is of 2026-07-28
-	return valueOf(&mcp.InitializeResult{
+	res := &result{value: &mcp.InitializeResult{
 		ProtocolVersion: negotiate(p.ProtocolVersion),
 		Capabilities:    caps,
 		ServerInfo:      h.serverInfo(),
 		Instructions:    instructions(req.caller),
-	})
+	}}
+	if h.asks != nil {
+		// The capabilities an upstream's request may need, sealed: the
+		// instance that relays it reads them back from the session ID.
+		if c := declaredCaps(req.params); c != 0 {
+			res.header = http.Header{"Mcp-Session-Id": {h.asks.sessionID(req.key.ID, c)}}
+		}
+	}
+	return res, nil
 }
 
 func instructions(c *caller) string {
@@ -228,6 +236,9 @@ func (h *Handler) callTool(ctx context.Context, req *request) (*result, *rpcErro
 	call := upstream.Call{Name: original, Arguments: args, Meta: forwardedMeta(p.Meta), ProgressToken: p.Meta["progressToken"],
 		Header: func() http.Header { return h.upstreamParamHeaders(ctx, u, original, args) }, Notify: req.notify,
 		ResultType: req.epoch.stateless, Input: input}
+	if req.asks != nil && req.notify != nil && !req.epoch.stateless {
+		call.Ask = req // ask.go; nothing is done unless the upstream asks
+	}
 	res, err := h.pool.CallTool(ctx, u.up, call)
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, req, u, err)

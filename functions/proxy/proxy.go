@@ -33,6 +33,7 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/rendezvous"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
@@ -73,13 +74,17 @@ type Config struct {
 	// upstream's input-required result (2026-07-28).
 	RequestStateTTL time.Duration `env:"REQUEST_STATE_TTL, default=10m"`
 
-	FirestoreDatabase string        `env:"FIRESTORE_DATABASE, default=(default)"`
-	LogCollection     string        `env:"REQUEST_LOG_COLLECTION, default=requestLogBatches"`
-	LogBatchEntries   int           `env:"LOG_BATCH_ENTRIES, default=500"`
-	LogBatchMaxAge    time.Duration `env:"LOG_BATCH_MAX_AGE, default=5s"`
-	LogBufferBytes    int           `env:"LOG_BUFFER_MAX_BYTES, default=67108864"`
-	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT, default=8s"`
-	FiguresInterval   time.Duration `env:"FIGURES_INTERVAL, default=1m"`
+	FirestoreDatabase string `env:"FIRESTORE_DATABASE, default=(default)"`
+	LogCollection     string `env:"REQUEST_LOG_COLLECTION, default=requestLogBatches"`
+	LogBatchEntries   int    `env:"LOG_BATCH_ENTRIES, default=500"`
+	// RendezvousCollection holds the answers of clients to the requests
+	// upstreams send them during a call, until the instance that holds
+	// the call takes them; its TTL policy (deploy.sh) is on expireAt.
+	RendezvousCollection string        `env:"RENDEZVOUS_COLLECTION, default=rendezvous"`
+	LogBatchMaxAge       time.Duration `env:"LOG_BATCH_MAX_AGE, default=5s"`
+	LogBufferBytes       int           `env:"LOG_BUFFER_MAX_BYTES, default=67108864"`
+	ShutdownTimeout      time.Duration `env:"SHUTDOWN_TIMEOUT, default=8s"`
+	FiguresInterval      time.Duration `env:"FIGURES_INTERVAL, default=1m"`
 
 	MaxBodyBytes  int64   `env:"MAX_BODY_BYTES, default=4194304"`
 	MaxBatch      int     `env:"MAX_BATCH_MESSAGES, default=50"`
@@ -147,7 +152,13 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		StdioGID:            c.StdioGID,
 		SecretFiles:         secretFiles,
 	})
+	sealKey, err := keys.Derive("mcp-proxy session and relayed request IDs v1")
+	if err != nil {
+		return nil, err
+	}
 	h := New(db, pool, logger, Options{
+		Rendezvous:     rendezvous.New(fs, rendezvous.Options{Collection: c.RendezvousCollection}),
+		SealKey:        sealKey,
 		RequestTimeout: c.RequestTimeout,
 		ListTimeout:    c.UpstreamListTimeout,
 		MaxBodyBytes:   c.MaxBodyBytes,

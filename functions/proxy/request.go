@@ -39,6 +39,7 @@ type caller struct {
 	only      *upstreamView // set on a single-upstream route
 	header    http.Header
 	version   string // the MCP-Protocol-Version header, "" for none
+	asks      *asks  // the Handler's, nil without a rendezvous (ask.go)
 }
 
 // targets are the upstreams a request may reach: one on a
@@ -97,6 +98,9 @@ type result struct {
 	// result is read from its upstream under the method's context, which
 	// must last until then.
 	release func()
+	// header holds response headers the method sets (initialize's
+	// Mcp-Session-Id).
+	header http.Header
 }
 
 // close releases what a result holds once it is written or dropped.

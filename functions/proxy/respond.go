@@ -85,6 +85,11 @@ func (h *Handler) respond(ctx context.Context, w http.ResponseWriter, stream *ev
 		rep = &reply{id: rep.id, err: e, status: rep.req.epoch.status(e)}
 		body, _ = h.encodeReply(ctx, rep)
 	}
+	if rep != nil && rep.res != nil && rep.res.header != nil {
+		for k, v := range rep.res.header {
+			w.Header()[k] = v
+		}
+	}
 	if stream != nil {
 		if streamed, n := stream.finish(body); streamed {
 			o.outBytes = n

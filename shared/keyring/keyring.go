@@ -32,9 +32,7 @@ const version = 1
 type Keyring struct {
 	ids   []string
 	aeads map[string]cipher.AEAD
-	// primary is the primary key's bytes, from which Derive makes keys
-	// for other purposes.
-	primary []byte
+	raw   map[string][]byte // for Derive
 }
 
 // ErrNoKey is returned when the keyring is empty.
@@ -48,7 +46,7 @@ func Parse(spec string) (*Keyring, error) {
 	if spec == "" {
 		return nil, ErrNoKey
 	}
-	k := &Keyring{aeads: map[string]cipher.AEAD{}}
+	k := &Keyring{aeads: map[string]cipher.AEAD{}, raw: map[string][]byte{}}
 	for i, entry := range strings.Split(spec, ",") {
 		entry = strings.TrimSpace(entry)
 		id, b64, found := strings.Cut(entry, ":")
@@ -72,11 +70,9 @@ func Parse(spec string) (*Keyring, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encryption key %q: %w", id, err)
 		}
-		if len(k.ids) == 0 {
-			k.primary = raw
-		}
 		k.ids = append(k.ids, id)
 		k.aeads[id] = aead
+		k.raw[id] = raw
 	}
 	return k, nil
 }
@@ -157,15 +153,15 @@ func (k *Keyring) Open(sealed, additionalData []byte) ([]byte, error) {
 	return plain, nil
 }
 
-// Derive returns a 32-byte key for another purpose than credentials,
-// derived from the primary key with HKDF-SHA256 and info, which names the
-// purpose: every process given the same keyring derives the same key, and
-// a derived key reveals nothing of the primary key or of the keys derived
-// for other purposes. When the primary key is rotated, derived keys
-// change with it.
-func (k *Keyring) Derive(info string) ([]byte, error) {
-	if k == nil || k.primary == nil {
+// Derive returns a 32-byte key for purpose, made with HKDF-SHA256 from
+// the primary key's bytes: a secret the deployment already has serves
+// other uses (sealing the proxy's own short-lived tokens) without being
+// used for two things at once. A new primary key derives a new key, so
+// what was sealed under the old one stops opening.
+func (k *Keyring) Derive(purpose string) ([]byte, error) {
+	id := k.PrimaryID()
+	if id == "" {
 		return nil, ErrNoKey
 	}
-	return hkdf.Key(sha256.New, k.primary, nil, info, 32)
+	return hkdf.Key(sha256.New, k.raw[id], []byte("mcp-proxy keyring "+id), purpose, 32)
 }

@@ -44,6 +44,9 @@ type Call struct {
 	// result object without a resultType at its top level, as a
 	// 2026-07-28 client is to get it.
 	ResultType bool
+	// Ask, when set, takes the requests the upstream sends to the client
+	// during the call (ask.go); nil refuses them.
+	Ask Asker
 	// Input is what the client may give an upstream that asks for
 	// input (2026-07-28): its capabilities and, on a retry, its answers;
 	// nil for none.
@@ -146,7 +149,7 @@ func (b *meteredBuffer) Write(p []byte) (int, error) {
 // token (an upstream may not make up progress the client never asked
 // for), log messages as they are.
 func (p *Pool) callDirect(ctx context.Context, up tenant.Upstream, c Call) (*Result, error) {
-	call := toolPost{Name: c.Name, Arguments: c.Arguments, Meta: c.Meta, Input: c.Input}
+	call := toolPost{Name: c.Name, Arguments: c.Arguments, Meta: c.Meta, Input: c.Input, Ask: c.Ask}
 	if c.Notify != nil {
 		if len(c.ProgressToken) > 0 {
 			call.Meta = maps.Clone(c.Meta)
@@ -216,6 +219,7 @@ func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (*Result
 		typed = stateless(s)
 		cp := *params
 		cp.Meta = meta
+		defer p.track(ctx, s, c.Ask)()
 		var err error
 		result, err = s.CallTool(ctx, &cp)
 		return err

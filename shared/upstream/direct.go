@@ -41,6 +41,8 @@ type toolPost struct {
 	Notify func(raw []byte)
 	// Input, for a 2026-07-28 upstream only, or nil (Call.Input).
 	Input *Input
+	// Ask takes the upstream's requests to the client; nil refuses them.
+	Ask Asker
 }
 
 // callParams encodes the params of a tools/call.
@@ -166,7 +168,7 @@ func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 	for k, v := range c.Header {
 		req.Header[k] = v
 	}
-	result, err := p.post(ctx, up, s, version, id, req, c.Notify)
+	result, err := p.post(ctx, up, s, version, id, req, c.Notify, c.Ask)
 	if err != nil && ctx.Err() != nil && !wire.Stateless(version) {
 		// The caller gave up: tell the upstream to stop working on it.
 		// (From 2026-07-28, closing the request's connection says so.)
@@ -177,7 +179,7 @@ func (p *Pool) postTool(ctx context.Context, up tenant.Upstream, s *mcp.ClientSe
 
 // post sends the call and reads its answer: a Result that may still hold
 // the response's body (its Close closes it), or an error.
-func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte)) (*Result, error) {
+func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, req *http.Request, notify func([]byte), ask Asker) (*Result, error) {
 	resp, err := p.roundTrip(up, req)
 	if err != nil {
 		var cerr *credentials.Error
@@ -194,7 +196,7 @@ func (p *Pool) post(ctx context.Context, up tenant.Upstream, s *mcp.ClientSessio
 	var res *Result
 	switch {
 	case mt == "text/event-stream" && resp.StatusCode == http.StatusOK:
-		res, err = p.readStream(ctx, up, s, version, id, resp.Body, notify)
+		res, err = p.readStream(ctx, up, s, version, id, resp.Body, notify, ask)
 	case mt == "application/json":
 		res, err = p.readJSON(ctx, up, id, resp)
 		if res == nil && err == nil {
@@ -309,17 +311,17 @@ func sessionVersion(s *mcp.ClientSession) string {
 func stateless(s *mcp.ClientSession) bool { return wire.Stateless(sessionVersion(s)) }
 
 // readStream reads the upstream's event stream up to the response to id,
-// handing notifications to notify and refusing the upstream's requests
-// to the client, which the proxy does not relay. An event is bounded by
+// handing notifications to notify and the upstream's requests to the
+// client to ask (refusing them when it is nil). An event is bounded by
 // MaxMessageBytes; what is held of one is charged to the request's
 // budget account (readMessage).
-func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte)) (*Result, error) {
+func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, body io.Reader, notify func([]byte), ask Asker) (*Result, error) {
 	lines := lineReaders.Get().(*bufio.Reader)
 	lines.Reset(body)
 	events := newEventReader(lines, p.opts.MaxMessageBytes)
 	rd := answerReaders.Get().(*wire.Reader)
 	meter := budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)
-	res, err := p.readEvents(ctx, up, s, version, id, events, rd, meter, notify)
+	res, err := p.readEvents(ctx, up, s, version, id, events, rd, meter, notify, ask)
 	if res != nil && res.stream != nil {
 		res.stream.lines = lines
 		return res, nil
@@ -331,7 +333,7 @@ func (p *Pool) readStream(ctx context.Context, up tenant.Upstream, s *mcp.Client
 	return res, err
 }
 
-func (p *Pool) readEvents(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, events *eventReader, rd *wire.Reader, meter *budget.Meter, notify func([]byte)) (*Result, error) {
+func (p *Pool) readEvents(ctx context.Context, up tenant.Upstream, s *mcp.ClientSession, version string, id jsonrpc.ID, events *eventReader, rd *wire.Reader, meter *budget.Meter, notify func([]byte), ask Asker) (*Result, error) {
 	refused := 0
 	for {
 		if err := events.next(); err != nil {
@@ -350,10 +352,16 @@ func (p *Pool) readEvents(ctx context.Context, up tenant.Upstream, s *mcp.Client
 		}
 		if m, ok := other.(*jsonrpc.Request); ok {
 			if m.ID.IsValid() {
-				// Each refusal is a POST of the proxy's: a flood of
-				// requests is refused up to a bound, then ignored.
+				// Each answer is a POST of the proxy's: a flood of
+				// requests is answered up to a bound, then ignored.
 				if refused++; refused <= maxRefusals {
-					p.refuse(up, s, version, m)
+					if ask != nil && askable(m.Method) {
+						// The read goes on: the result comes after the
+						// client's answer, on this stream.
+						go p.relayAsk(ctx, up, s, version, m, ask) // ends when ask returns
+					} else {
+						p.refuse(up, s, version, m)
+					}
 				}
 			} else if notify != nil {
 				notify(raw)
@@ -380,8 +388,7 @@ const maxRefusals = 16
 // refuse answers an upstream's request to the client (sampling,
 // elicitation, roots) with an error, so the upstream does not wait.
 func (p *Pool) refuse(up tenant.Upstream, s *mcp.ClientSession, version string, req *jsonrpc.Request) {
-	p.send(up, s, version, &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{
-		Code: jsonrpc.CodeMethodNotFound, Message: "mcp-proxy does not relay " + req.Method + " to its clients"}})
+	p.send(up, s, version, &jsonrpc.Response{ID: req.ID, Error: refusal(req.Method)})
 }
 
 // cancel tells the upstream the call id is abandoned.
@@ -393,20 +400,27 @@ func (p *Pool) cancel(up tenant.Upstream, s *mcp.ClientSession, version string, 
 	p.send(up, s, version, &jsonrpc.Request{Method: "notifications/cancelled", Params: params})
 }
 
-// send posts one message within the session that needs no answer.
-func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, msg jsonrpc.Message) {
+// send posts one message within the session that needs no answer; the
+// error says whether the upstream took it (2xx).
+func (p *Pool) send(up tenant.Upstream, s *mcp.ClientSession, version string, msg jsonrpc.Message) error {
 	body, err := wire.Encode(msg)
 	if err != nil {
-		return
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hreq, err := p.newRequest(ctx, up, s, version, body, "")
 	if err != nil {
-		return
+		return err
 	}
-	if resp, err := p.roundTrip(up, hreq); err == nil {
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+	resp, err := p.roundTrip(up, hreq)
+	if err != nil {
+		return err
 	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("upstream %s: answered HTTP %d", up.Name, resp.StatusCode)
+	}
+	return nil
 }

@@ -103,6 +103,10 @@ type Pool struct {
 	// to the process.
 	callSeq  atomic.Uint64
 	progress sync.Map // token string → progressWatch
+	// inflight are the calls through the SDK client on each session,
+	// to which the session's requests to the client go (ask.go).
+	inflightMu sync.Mutex
+	inflight   map[*mcp.ClientSession]map[*sdkCall]bool
 }
 
 type pooled struct {
@@ -157,7 +161,9 @@ func NewPool(opts PoolOptions) *Pool {
 		// client, who answers it (2026-07-28): the pool has no input
 		// to give of its own.
 		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+		Capabilities:   clientCapabilities(),
 	})
+	p.client.AddReceivingMiddleware(p.asks)
 	return p
 }
 

@@ -77,7 +77,7 @@ func (p *Pool) Request(ctx context.Context, up tenant.Upstream, retry Retry, met
 		}
 		req.Header.Set("Mcp-Method", method)
 		req.Header.Set("Mcp-Name", name)
-		res, err := p.post(ctx, up, s, version, id, req, nil)
+		res, err := p.post(ctx, up, s, version, id, req, nil, nil)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,228 @@
+// Package rendezvous hands a message from one process to another through
+// Firestore: the process that holds a call waits on a document that the
+// process receiving the message writes. Proxy instances share no memory
+// and a client's next request may reach any of them; Firestore is what
+// they share.
+//
+// A rendezvous costs, by Firestore's billing: the waiter's listener, one
+// read for its first snapshot (no document yet), one read of the document
+// after it (listen says why) and one when the document appears; the
+// answer's create, one write; the waiter's mark that it took the answer,
+// one write; the TTL policy's delete, one more. Polling instead of listening (Options.Poll) costs a read per
+// poll. BENCHMARKS.md compares the two on the emulator.
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// MaxAnswerBytes bounds an answer: a Firestore document holds at most
+// 1 MiB, its fields included.
+const MaxAnswerBytes = 1<<20 - 4<<10
+
+// Errors of Answer and Wait.
+var (
+	// ErrAnswered: an answer was already stored under the ID.
+	ErrAnswered = errors.New("rendezvous: already answered")
+	// ErrTooLarge: the answer is larger than MaxAnswerBytes.
+	ErrTooLarge = errors.New("rendezvous: answer too large")
+	// ErrForeign: the document under the ID belongs to another owner.
+	ErrForeign = errors.New("rendezvous: answer of another owner")
+)
+
+// Options tune a Store.
+type Options struct {
+	// Collection holds the documents. Default "rendezvous". A TTL
+	// policy on its field expireAt removes those no waiter took.
+	Collection string
+	// Poll, when positive, makes Wait read the document every Poll
+	// instead of listening to it.
+	Poll time.Duration
+}
+
+// Store is a collection of rendezvous documents, each named by an ID
+// the caller makes unguessable.
+type Store struct {
+	client *firestore.Client
+	opts   Options
+	reads  atomic.Int64
+	writes atomic.Int64
+}
+
+// New makes a Store in client's database.
+func New(client *firestore.Client, opts Options) *Store {
+	if opts.Collection == "" {
+		opts.Collection = "rendezvous"
+	}
+	return &Store{client: client, opts: opts}
+}
+
+// Ops reports the billed Firestore reads and writes the Store made.
+func (s *Store) Ops() (reads, writes int64) { return s.reads.Load(), s.writes.Load() }
+
+// entry is a rendezvous document.
+type entry struct {
+	Answer []byte `firestore:"answer"`
+	// Owner is who may take the answer (the API key's ID): the waiter
+	// checks it as the writer did.
+	Owner string `firestore:"owner"`
+	// ExpireAt is the field of the collection's TTL policy; Wait also
+	// refuses an answer past it.
+	ExpireAt time.Time `firestore:"expireAt"`
+	// Taken marks an answer its waiter has read.
+	Taken bool `firestore:"taken"`
+}
+
+// Answer stores answer under id for owner, once: a second answer under
+// the same id is ErrAnswered.
+func (s *Store) Answer(ctx context.Context, id, owner string, answer []byte, expires time.Time) error {
+	if len(answer) > MaxAnswerBytes {
+		return ErrTooLarge
+	}
+	doc := s.client.Collection(s.opts.Collection).Doc(id)
+	var err error
+	for attempt := range 4 {
+		s.writes.Add(1)
+		_, err = doc.Create(ctx, entry{Answer: answer, Owner: owner, ExpireAt: expires})
+		switch status.Code(err) {
+		case codes.OK:
+			return nil
+		case codes.AlreadyExists:
+			if attempt > 0 && s.ours(ctx, doc, answer) {
+				return nil // the attempt that failed had stored it
+			}
+			return ErrAnswered
+		case codes.Unknown, codes.Aborted, codes.Unavailable:
+			// The emulator fails a create that meets a read of the same
+			// document now and then; the service may be unavailable a
+			// moment.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(10<<attempt) * time.Millisecond):
+			}
+			continue
+		}
+		break
+	}
+	return fmt.Errorf("rendezvous: store the answer: %w", err)
+}
+
+// ours reports whether doc holds answer (or held it: a waiter has taken
+// it).
+func (s *Store) ours(ctx context.Context, doc *firestore.DocumentRef, answer []byte) bool {
+	s.reads.Add(1)
+	snap, err := doc.Get(ctx)
+	if err != nil {
+		return false
+	}
+	var e entry
+	return snap.DataTo(&e) == nil && (e.Taken || string(e.Answer) == string(answer))
+}
+
+// Wait returns the answer stored under id, once it is, and clears it.
+// It ends with ctx. An answer of another owner than owner, or past its
+// expiry, is refused.
+func (s *Store) Wait(ctx context.Context, id, owner string) ([]byte, error) {
+	doc := s.client.Collection(s.opts.Collection).Doc(id)
+	var snap *firestore.DocumentSnapshot
+	var err error
+	if s.opts.Poll > 0 {
+		snap, err = s.poll(ctx, doc)
+	} else {
+		snap, err = s.listen(ctx, doc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var e entry
+	if err := snap.DataTo(&e); err != nil {
+		return nil, fmt.Errorf("rendezvous: read the answer: %w", err)
+	}
+	if e.Taken {
+		return nil, ErrAnswered
+	}
+	// Taken once: the answer's bytes go now, and the document stays
+	// until its TTL as a mark that refuses a second answer (Answer's
+	// create fails). A failed write leaves the answer to the TTL policy.
+	s.writes.Add(1)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	go func() { // ends within 5 s
+		defer cancel()
+		doc.Set(wctx, entry{Owner: e.Owner, ExpireAt: e.ExpireAt, Taken: true})
+	}()
+	if e.Owner != owner {
+		return nil, ErrForeign
+	}
+	if time.Now().After(e.ExpireAt) {
+		return nil, context.DeadlineExceeded
+	}
+	return e.Answer, nil
+}
+
+// listen waits for the document with a snapshot listener. A document
+// created while the listener is being set up can be missed by it (seen
+// on the emulator: about one in a hundred when the answer comes within
+// milliseconds), so once the listener has its first snapshot, the
+// document is read once: what was created before is found then, what is
+// created after reaches the listener.
+func (s *Store) listen(ctx context.Context, doc *firestore.DocumentRef) (*firestore.DocumentSnapshot, error) {
+	it := doc.Snapshots(ctx)
+	defer it.Stop()
+	for first := true; ; first = false {
+		snap, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("rendezvous: listen: %w", err)
+		}
+		s.reads.Add(1)
+		if snap.Exists() {
+			return snap, nil
+		}
+		if first {
+			s.reads.Add(1)
+			snap, err := doc.Get(ctx)
+			switch {
+			case err == nil:
+				return snap, nil
+			case ctx.Err() != nil:
+				return nil, ctx.Err()
+			case status.Code(err) != codes.NotFound:
+				return nil, fmt.Errorf("rendezvous: read: %w", err)
+			}
+		}
+	}
+}
+
+// poll waits for the document by reading it every Options.Poll.
+func (s *Store) poll(ctx context.Context, doc *firestore.DocumentRef) (*firestore.DocumentSnapshot, error) {
+	t := time.NewTicker(s.opts.Poll)
+	defer t.Stop()
+	for {
+		s.reads.Add(1)
+		snap, err := doc.Get(ctx)
+		switch {
+		case err == nil:
+			return snap, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case status.Code(err) != codes.NotFound:
+			return nil, fmt.Errorf("rendezvous: read: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
