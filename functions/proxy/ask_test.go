@@ -274,7 +274,7 @@ func initialize(t *testing.T, e *testenv.Env, key, caps string) string {
 }
 
 // answer posts a client's answer to the relayed request id.
-func answer(t *testing.T, e *testenv.Env, key, id string) (int, string) {
+func postAnswer(t *testing.T, e *testenv.Env, key, id string) (int, string) {
 	t.Helper()
 	idJSON, _ := json.Marshal(id)
 	resp := post(t, e, key, "", `{"jsonrpc":"2.0","id":`+string(idJSON)+`,"result":{"action":"accept","content":{"name":"Ada"}}}`)
@@ -324,7 +324,7 @@ func TestRelayedAnswerRefused(t *testing.T) {
 		{"expired", e.Key, id, 11 * time.Minute},
 	} {
 		skew.Store(int64(c.skew))
-		code, body := answer(t, e, c.key, c.id)
+		code, body := postAnswer(t, e, c.key, c.id)
 		skew.Store(0)
 		if code != http.StatusBadRequest || !strings.Contains(body, "no relayed request of this client waits for this answer") {
 			t.Errorf("%s answer: %d %s; want 400 and the refusal", c.name, code, body)
@@ -336,7 +336,7 @@ func TestRelayedAnswerRefused(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 
-	if code, body := answer(t, e, e.Key, id); code != http.StatusAccepted {
+	if code, body := postAnswer(t, e, e.Key, id); code != http.StatusAccepted {
 		t.Fatalf("the real answer: %d %s; want 202", code, body)
 	}
 	final := <-events
@@ -344,7 +344,7 @@ func TestRelayedAnswerRefused(t *testing.T) {
 	if !strings.Contains(string(got), "accept Ada") {
 		t.Fatalf("call result %s; want the client's answer", got)
 	}
-	if code, _ := answer(t, e, e.Key, id); code != http.StatusBadRequest {
+	if code, _ := postAnswer(t, e, e.Key, id); code != http.StatusBadRequest {
 		t.Fatalf("the answer again: %d; want 400", code)
 	}
 }
