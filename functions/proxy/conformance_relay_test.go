@@ -90,7 +90,7 @@ func TestConformanceRelay(t *testing.T) {
 	var got [2]map[string][]check
 	var errs [2]error
 	for i, u := range []string{direct, proxied} {
-		wg.Go(func() { got[i], errs[i] = runConformance(node, cli, u, "2025-11-25", t.TempDir()) })
+		wg.Go(func() { got[i], errs[i] = runSuite(node, cli, u, t.TempDir(), "--requirements", "2025-11-25") })
 	}
 	wg.Wait()
 	for _, err := range errs {
