@@ -26,6 +26,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
 	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/envfile"
@@ -83,10 +84,18 @@ type Config struct {
 	KeyLookupRate float64 `env:"KEY_LOOKUP_RATE, default=100"`
 	// InflightBytes is the budget of request and result bytes held at
 	// once; deploy.sh sizes it from the function's memory.
-	InflightBytes      int64      `env:"INFLIGHT_BYTES, default=50331648"`
-	UpstreamMaxMessage int64      `env:"UPSTREAM_MAX_MESSAGE_BYTES, default=16777216"`
-	AllowedOrigins     []string   `env:"ALLOWED_ORIGINS"`
-	LogLevel           slog.Level `env:"LOG_LEVEL, default=INFO"`
+	InflightBytes      int64    `env:"INFLIGHT_BYTES, default=50331648"`
+	UpstreamMaxMessage int64    `env:"UPSTREAM_MAX_MESSAGE_BYTES, default=16777216"`
+	AllowedOrigins     []string `env:"ALLOWED_ORIGINS"`
+	// OAuthSigningKeys turn on the OAuth authorization server
+	// (docs/oauth.md): keyid:base64 Ed25519 seeds, the first signing;
+	// deploy.sh gives them as a Secret Manager file.
+	OAuthSigningKeys  string        `env:"OAUTH_SIGNING_KEYS"`
+	OAuthIssuer       string        `env:"OAUTH_ISSUER"`
+	OAuthAccessTTL    time.Duration `env:"OAUTH_ACCESS_TTL, default=10m"`
+	OAuthRefreshTTL   time.Duration `env:"OAUTH_REFRESH_TTL, default=720h"`
+	OAuthRegisterRate float64       `env:"OAUTH_REGISTER_RATE, default=0.2"`
+	LogLevel          slog.Level    `env:"LOG_LEVEL, default=INFO"`
 }
 
 // handler is built on the first request of the process. A configuration
@@ -138,6 +147,15 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		StdioGID:            c.StdioGID,
 		SecretFiles:         secretFiles,
 	})
+	var auth *oauth.Server
+	if c.OAuthSigningKeys != "" {
+		signing, err := oauth.ParseKeys(c.OAuthSigningKeys)
+		if err != nil {
+			return nil, err
+		}
+		auth = oauth.New(db, oauth.Options{Issuer: c.OAuthIssuer, Keys: signing, AccessTTL: c.OAuthAccessTTL,
+			RefreshTTL: c.OAuthRefreshTTL, RegisterRate: c.OAuthRegisterRate, ValidResource: ValidResource, Logger: logger})
+	}
 	h := New(db, pool, logger, Options{
 		RequestTimeout: c.RequestTimeout,
 		ListTimeout:    c.UpstreamListTimeout,
@@ -157,6 +175,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		RequestLog:      requestLog,
 		DBStats:         db.Stats,
 		FiguresInterval: c.FiguresInterval,
+		OAuth:           auth,
 	})
 	onSignal(logger, c.ShutdownTimeout, func(ctx context.Context) error {
 		err := h.Shutdown(ctx)
