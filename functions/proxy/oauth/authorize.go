@@ -249,7 +249,9 @@ func (s *Server) page(w http.ResponseWriter, status int, v consentView) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer the browser sends
+	// the form's post with Origin: null, which sameOrigin refuses.
+	h.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)
 	if v.Action == "" {
 		errorPage.Execute(w, v)
