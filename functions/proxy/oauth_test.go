@@ -17,8 +17,6 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
-	"mcpproxy.dev/mcpproxy/shared/postgres"
-	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
 // oauthEnv is acme's proxy with the authorization server, and a second
@@ -26,12 +24,8 @@ import (
 func oauthEnv(t *testing.T, opts proxy.Options) (e *testenv.Env, keyB, instanceB string) {
 	t.Helper()
 	e = testenv.New(t, testenv.Options{Tenant: acme(), Proxy: opts, OAuth: &oauth.Options{}})
-	keyB = e.AddInstance(t, "second", []postgres.Server{{Name: "Gamma", Transport: tenant.TransportStreamableHTTP, URL: e.Demo["alpha"].URL()}}, []string{"echo"})
-	k, err := e.DB.LookupAPIKey(t.Context(), hashKey(keyB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, keyB, k.InstanceID
+	keyB = e.AddInstance(t, "second", acmeServers(e), []string{"echo"})
+	return e, keyB, instanceOf(t, e, keyB)
 }
 
 func hashKey(k string) [32]byte { return sha256.Sum256([]byte(k)) }
