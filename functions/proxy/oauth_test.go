@@ -13,10 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"mcpproxy.dev/mcpproxy/functions/flushlogs"
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
 	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 )
 
 // oauthEnv is acme's proxy with the authorization server, and a second
@@ -266,5 +269,187 @@ func TestOAuthTokens(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	if got := call("/mcp", tok.access); got != http.StatusUnauthorized {
 		t.Errorf("access token of a revoked key's grant: %d; want 401", got)
+	}
+}
+
+// TestOAuthAttacks: what a hostile page, client or thief tries against
+// the authorization server is refused.
+func TestOAuthAttacks(t *testing.T) {
+	e, _, _ := oauthEnv(t, proxy.Options{})
+	base, id := e.Proxy.URL, e.Seeded.Instance.ID
+	redirect := "http://127.0.0.1/callback"
+	client := register(t, base, redirect)
+	verifier, challenge := pkce()
+	params := url.Values{"response_type": {"code"}, "client_id": {client}, "redirect_uri": {redirect}, "state": {"s"},
+		"code_challenge": {challenge}, "code_challenge_method": {"S256"}, "resource": {base + "/mcp/" + id}}
+	with := func(k, v string) url.Values {
+		q := url.Values{}
+		for key, vals := range params {
+			q[key] = vals
+		}
+		q.Set(k, v)
+		return q
+	}
+	b := newBrowser()
+	get := func(q url.Values) *http.Response {
+		resp, err := b.Get(base + "/oauth/authorize?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	// A redirect URI the client did not register is never redirected to
+	// (no open redirector), not even with an error.
+	for _, r := range []string{"https://evil.example/cb", "http://127.0.0.1/other", "http://evil.example/callback"} {
+		if resp := get(with("redirect_uri", r)); resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+			t.Errorf("redirect_uri %s: %d to %q; want 400 on the page", r, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	// PKCE is required, S256 only; a resource of another server is refused.
+	for name, q := range map[string]url.Values{"plain PKCE": with("code_challenge_method", "plain"), "no PKCE": with("code_challenge", ""),
+		"other resource": with("resource", "https://evil.example/mcp"), "token response": with("response_type", "token")} {
+		resp := get(q)
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != http.StatusSeeOther || loc.Query().Get("error") == "" || loc.Query().Get("iss") != base {
+			t.Errorf("%s: %d to %q; want an error sent to the client with iss", name, resp.StatusCode, loc)
+		}
+	}
+	// The page cannot be framed.
+	resp := get(params)
+	if resp.Header.Get("X-Frame-Options") != "DENY" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Errorf("consent page headers %v; want framing refused", resp.Header)
+	}
+
+	// CSRF: a form posted from another site, or without the page's
+	// cookie, is refused.
+	form := url.Values{"api_key": {e.Key}, "decision": {"allow"}, "csrf": {"guessed"}}
+	for k, v := range params {
+		form[k] = v
+	}
+	resp, _ = http.PostForm(base+"/oauth/authorize", form) // no cookie
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("consent posted without the page's cookie: %d; want 403", resp.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/oauth/authorize", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	req.AddCookie(&http.Cookie{Name: "mcp_consent_csrf", Value: "guessed"})
+	if resp, _ = http.DefaultClient.Do(req); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("consent posted from another origin: %d; want 403", resp.StatusCode)
+	}
+
+	// Deny sends access_denied.
+	q := authorizeWith(t, base, params, "deny", "")
+	if q.Get("error") != "access_denied" || q.Get("code") != "" {
+		t.Errorf("deny: %v; want access_denied", q)
+	}
+
+	// A code redeemed with a wrong verifier fails; one used twice
+	// revokes the grant it made.
+	q = authorizeWith(t, base, params, "allow", e.Key)
+	token := func(code, v string) (int, map[string]any) {
+		return postForm(t, base+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
+			"redirect_uri": {redirect}, "code_verifier": {v}, "client_id": {client}})
+	}
+	if status, out := token(q.Get("code"), strings.Repeat("x", 43)); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
+		t.Errorf("wrong code_verifier: %d %v; want invalid_grant", status, out)
+	}
+	q = authorizeWith(t, base, params, "allow", e.Key)
+	status, out := token(q.Get("code"), verifier)
+	if status != http.StatusOK {
+		t.Fatalf("token: %d %v", status, out)
+	}
+	if status, _ := token(q.Get("code"), verifier); status != http.StatusBadRequest {
+		t.Errorf("code used twice: %d; want 400", status)
+	}
+	if status, _ := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {out["refresh_token"].(string)}, "client_id": {client}}); status != http.StatusBadRequest {
+		t.Errorf("refresh of the grant whose code was used twice: %d; want 400 (revoked)", status)
+	}
+	// Another client cannot redeem a code or refresh a token it was not given.
+	other := register(t, base, redirect)
+	q = authorizeWith(t, base, params, "allow", e.Key)
+	if status, out := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
+		"redirect_uri": {redirect}, "code_verifier": {verifier}, "client_id": {other}}); status != http.StatusBadRequest {
+		t.Errorf("code redeemed by another client: %d %v; want 400", status, out)
+	}
+
+	// Registration refuses a redirect URI a page could abuse, and is
+	// rate-limited.
+	for _, r := range []string{"javascript:alert(1)", "http://evil.example/cb", "data:text/html,x"} {
+		body := `{"redirect_uris":["` + r + `"]}`
+		resp, _ := http.Post(base+"/oauth/register", "application/json", strings.NewReader(body))
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("register %s: %d; want 400", r, resp.StatusCode)
+		}
+	}
+	limited := false
+	for range 20 {
+		resp, _ := http.Post(base+"/oauth/register", "application/json", strings.NewReader(`{"redirect_uris":["https://a.example/cb"]}`))
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Errorf("20 registrations in a row: none refused; want 429")
+	}
+}
+
+// authorizeWith posts the consent form with a decision and returns the
+// query the client is sent back with.
+func authorizeWith(t *testing.T, base string, params url.Values, decision, key string) url.Values {
+	t.Helper()
+	if decision == "allow" {
+		return authorize(t, base, params, key)
+	}
+	b := newBrowser()
+	resp, _ := b.Get(base + "/oauth/authorize?" + params.Encode())
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	form := url.Values{"csrf": {string(csrfField.FindSubmatch(page)[1])}, "decision": {decision}}
+	for k, v := range params {
+		form[k] = v
+	}
+	resp, _ = b.PostForm(base+"/oauth/authorize", form)
+	resp.Body.Close()
+	u, _ := url.Parse(resp.Header.Get("Location"))
+	return u.Query()
+}
+
+// TestOAuthRequestLog: a request made with an access token reaches the
+// request log in Postgres like a keyed one, naming its grant (and the key
+// the grant is bound to).
+func TestOAuthRequestLog(t *testing.T) {
+	ctx := t.Context()
+	store := &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
+	buf := logbuffer.New(store, logbuffer.Options{BatchEntries: 1, MaxAge: 50 * time.Millisecond})
+	e, _, _ := oauthEnv(t, proxy.Options{RequestLog: buf})
+	base := e.Proxy.URL
+	client := register(t, base, "http://127.0.0.1/callback")
+	tok := grant(t, e, client, "http://127.0.0.1/callback", "/mcp", e.Key)
+	resp, _ := e.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + tok.access},
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"hi"}}}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("tools/call with the token: %d", resp.StatusCode)
+	}
+	if err := buf.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := flushlogs.NewFlusher(e.DB, store, flushlogs.Options{}).Run(ctx)
+	if err != nil || rep.Entries != 1 {
+		t.Fatalf("flush: %+v %v; want 1 entry", rep, err)
+	}
+	grants, _ := e.DB.ListOAuthGrants(ctx, e.Seeded.Instance.ID)
+	var user, instance, key, grantID, tool string
+	err = e.DB.Pool.QueryRow(ctx, `SELECT user_id::text, mcp_server_instance_id::text, coalesce(api_key_id::text, ''), coalesce(oauth_grant_id::text, ''), tool_name
+FROM mcp_server_request_logs`).Scan(&user, &instance, &key, &grantID, &tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(grants) != 1 || grantID != grants[0].ID || key != e.Seeded.KeyID || instance != e.Seeded.Instance.ID || user != grants[0].UserID || tool != "alpha__echo" {
+		t.Errorf("request log row: user %s instance %s key %s grant %s tool %s; want the grant %v", user, instance, key, grantID, tool, grants)
 	}
 }
