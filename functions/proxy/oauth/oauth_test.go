@@ -38,7 +38,7 @@ func TestForgedTokens(t *testing.T) {
 	evil.Audience = "https://proxy.example/mcp/i2"
 	tests := []struct {
 		name, token, path string
-		want            error
+		want              error
 	}{
 		{"valid", signed, "/mcp/i1", nil},
 		{"another instance", signed, "/mcp/i2", ErrAudience},
@@ -122,10 +122,10 @@ func TestDocumentFetch(t *testing.T) {
 	}
 	for _, bad := range []string{
 		strings.Replace(docURL, "https", "http", 1), // not https
-		srv.URL + "/",                                // no path
-		srv.URL + "/redirect",                        // redirects are not followed
-		srv.URL + "/large",                           // larger than the bound
-		srv.URL + "/other.json",                      // its client_id is another URL
+		srv.URL + "/",           // no path
+		srv.URL + "/redirect",   // redirects are not followed
+		srv.URL + "/large",      // larger than the bound
+		srv.URL + "/other.json", // its client_id is another URL
 		"https://user:pw@" + strings.TrimPrefix(docURL, "https://"),
 	} {
 		if _, err := loopback.fetchDocument(t.Context(), bad); err == nil {
