@@ -223,6 +223,12 @@ func TestDeployDryRun(t *testing.T) {
 	if !strings.Contains(out, "https://europe-west1-dry-run-project.cloudfunctions.net/mcp-proxy/mcp") {
 		t.Error("the dry run does not end with the MCP URL")
 	}
+	if !strings.Contains(out, "https://europe-west1-dry-run-project.cloudfunctions.net/mcp-proxy/mcp/<instance id>") {
+		t.Error("the dry run does not print the connector URL")
+	}
+	if !strings.Contains(out, "gcloud secrets create mcp-oauth-signing-keys") {
+		t.Error("the dry run does not create the OAuth signing key secret")
+	}
 }
 
 // checkSecretFiles checks that a function gets its secrets as Secret
@@ -254,6 +260,7 @@ func checkSecretFiles(t *testing.T, cmd []string) {
 	want := map[string]string{"DATABASE_URL": "mcp-database-url:latest"}
 	if slices.Contains(cmd, "--entry-point=Proxy") {
 		want["MCP_ENCRYPTION_KEY"] = "mcp-encryption-key:latest"
+		want["OAUTH_SIGNING_KEYS"] = "mcp-oauth-signing-keys:latest"
 	}
 	for name, secret := range want {
 		if _, ok := env[name]; ok {
