@@ -51,7 +51,7 @@ func pkce() (verifier, challenge string) {
 	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-func getJSON(t *testing.T, u string) (int, map[string]any) {
+func getJSON(t testing.TB, u string) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.Get(u)
 	if err != nil {
@@ -63,7 +63,7 @@ func getJSON(t *testing.T, u string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-func postForm(t *testing.T, u string, form url.Values) (int, map[string]any) {
+func postForm(t testing.TB, u string, form url.Values) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.PostForm(u, form)
 	if err != nil {
@@ -76,7 +76,7 @@ func postForm(t *testing.T, u string, form url.Values) (int, map[string]any) {
 }
 
 // register registers a client with redirect URIs and returns its ID.
-func register(t *testing.T, base string, redirects ...string) string {
+func register(t testing.TB, base string, redirects ...string) string {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"client_name": "Test client", "redirect_uris": redirects})
 	resp, err := http.Post(base+"/oauth/register", "application/json", strings.NewReader(string(body)))
@@ -96,7 +96,7 @@ var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // authorize goes through the consent page with key and returns the
 // redirect's query.
-func authorize(t *testing.T, base string, params url.Values, key string) url.Values {
+func authorize(t testing.TB, base string, params url.Values, key string) url.Values {
 	t.Helper()
 	b := newBrowser()
 	resp, err := b.Get(base + "/oauth/authorize?" + params.Encode())
@@ -131,7 +131,7 @@ type tokens struct{ access, refresh string }
 
 // grant runs the authorization code flow for the resource at path with
 // key, as client clientID, and returns the tokens.
-func grant(t *testing.T, e *testenv.Env, clientID, redirect, path, key string) tokens {
+func grant(t testing.TB, e *testenv.Env, clientID, redirect, path, key string) tokens {
 	t.Helper()
 	base := e.Proxy.URL
 	verifier, challenge := pkce()
