@@ -95,7 +95,13 @@ type Config struct {
 	OAuthAccessTTL    time.Duration `env:"OAUTH_ACCESS_TTL, default=10m"`
 	OAuthRefreshTTL   time.Duration `env:"OAUTH_REFRESH_TTL, default=720h"`
 	OAuthRegisterRate float64       `env:"OAUTH_REGISTER_RATE, default=0.2"`
-	LogLevel          slog.Level    `env:"LOG_LEVEL, default=INFO"`
+	// An OpenID Connect provider users sign in with on the consent page;
+	// unset: API keys only.
+	OIDCIssuer       string     `env:"OAUTH_OIDC_ISSUER"`
+	OIDCClientID     string     `env:"OAUTH_OIDC_CLIENT_ID"`
+	OIDCClientSecret string     `env:"OAUTH_OIDC_CLIENT_SECRET"`
+	OIDCName         string     `env:"OAUTH_OIDC_NAME"`
+	LogLevel         slog.Level `env:"LOG_LEVEL, default=INFO"`
 }
 
 // handler is built on the first request of the process. A configuration
@@ -153,8 +159,12 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		if err != nil {
 			return nil, err
 		}
+		var provider *oauth.OIDC
+		if c.OIDCIssuer != "" {
+			provider = &oauth.OIDC{Issuer: c.OIDCIssuer, ClientID: c.OIDCClientID, ClientSecret: c.OIDCClientSecret, Name: c.OIDCName}
+		}
 		auth = oauth.New(db, oauth.Options{Issuer: c.OAuthIssuer, Keys: signing, AccessTTL: c.OAuthAccessTTL,
-			RefreshTTL: c.OAuthRefreshTTL, RegisterRate: c.OAuthRegisterRate, ValidResource: ValidResource, Logger: logger})
+			RefreshTTL: c.OAuthRefreshTTL, RegisterRate: c.OAuthRegisterRate, ValidResource: ValidResource, OIDC: provider, Logger: logger})
 	}
 	h := New(db, pool, logger, Options{
 		RequestTimeout: c.RequestTimeout,

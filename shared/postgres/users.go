@@ -58,3 +58,34 @@ FROM users WHERE organization_id = $1 ORDER BY created_at, id`, orgID)
 	}
 	return out, nil
 }
+
+// UserInstance is an instance a user may allow a client to use.
+type UserInstance struct {
+	UserID           string
+	InstanceID       string
+	InstanceName     string
+	OrganizationName string
+}
+
+// InstancesForEmail lists, for every user with the email (any case), the
+// live instances of the user's organization that belong to the user or to
+// the whole organization: what a user signed in with that email may
+// allow a client to use.
+func (db *DB) InstancesForEmail(ctx context.Context, email string) ([]UserInstance, error) {
+	rows, _ := db.Pool.Query(ctx, `
+SELECT u.id::text, i.id::text, i.name, o.name
+FROM users u
+JOIN organizations o ON o.id = u.organization_id
+JOIN user_mcp_server_instances i ON i.organization_id = u.organization_id
+WHERE lower(u.email) = lower($1) AND i.deleted_at IS NULL AND (i.user_id IS NULL OR i.user_id = u.id)
+ORDER BY o.name, i.name, i.id`, strings.TrimSpace(email))
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (UserInstance, error) {
+		var u UserInstance
+		err := r.Scan(&u.UserID, &u.InstanceID, &u.InstanceName, &u.OrganizationName)
+		return u, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("instances for email: %w", err)
+	}
+	return out, nil
+}

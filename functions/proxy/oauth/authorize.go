@@ -115,11 +115,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, iss string) {
 			s.answerAuthorization(w, r, iss, req, page, rerr, "")
 			return
 		}
-		if r.PostForm.Get("decision") != "allow" {
+		switch {
+		case r.PostForm.Get("decision") != "allow":
 			s.redirect(w, r, iss, req, url.Values{"error": {"access_denied"}, "error_description": {"the user denied the request"}})
-			return
+		case r.PostForm.Get("signin") != "" && s.opts.OIDC != nil:
+			s.consentSignedIn(w, r, iss, req)
+		default:
+			s.consent(w, r, iss, req)
 		}
-		s.consent(w, r, iss, req)
 	default:
 		w.Header().Set("Allow", "GET, POST")
 		s.showError(w, http.StatusMethodNotAllowed, "GET or POST only")
@@ -170,10 +173,15 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request, iss string, req
 		s.showConsent(w, r, iss, req, "This API key belongs to another instance than "+req.resource+".")
 		return
 	}
+	s.grant(w, r, iss, req, postgres.NewGrant{InstanceID: key.InstanceID, UserID: key.UserID, APIKeyID: key.ID})
+}
+
+// grant stores the grant of a request (g names its instance, user and
+// key) with its code, and sends the code to the client.
+func (s *Server) grant(w http.ResponseWriter, r *http.Request, iss string, req *authRequest, g postgres.NewGrant) {
 	code, hash := newSecret("")
-	_, err = s.db.CreateOAuthCode(ctx, postgres.NewGrant{ClientID: req.client.ID, ClientName: req.client.Name,
-		InstanceID: key.InstanceID, UserID: key.UserID, APIKeyID: key.ID, Resource: req.resource, Scope: req.scope},
-		hash, req.redirectURI, req.challenge, s.opts.Now().Add(s.opts.CodeTTL))
+	g.ClientID, g.ClientName, g.Resource, g.Scope = req.client.ID, req.client.Name, req.resource, req.scope
+	_, err := s.db.CreateOAuthCode(r.Context(), g, hash, req.redirectURI, req.challenge, s.opts.Now().Add(s.opts.CodeTTL))
 	if err != nil {
 		s.opts.Logger.Error("oauth: create code failed", "error", err.Error())
 		s.showConsent(w, r, iss, req, "The grant cannot be stored now; try again later.")
@@ -205,6 +213,18 @@ type hidden struct{ Name, Value string }
 type consentView struct {
 	ClientName, ClientHost, RedirectHost, Resource, Action, Error string
 	Hidden                                                        []hidden
+	// Provider names the OpenID Connect provider to sign in with, "" for
+	// none; LoginAction is where its button posts.
+	Provider, LoginAction string
+	// Email and Instances are the signed-in user and the instances to
+	// pick from (the picker), empty on the API key form.
+	Email     string
+	Instances []instanceChoice
+}
+
+type instanceChoice struct {
+	ID, Label string
+	Checked   bool
 }
 
 // csrfCookie holds the random value the consent form must repeat
@@ -212,8 +232,19 @@ type consentView struct {
 const csrfCookie = "mcp_consent_csrf"
 
 func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, iss string, req *authRequest, formError string) {
+	v := s.consentView(w, iss, req, formError)
+	status := http.StatusOK
+	if formError != "" {
+		status = http.StatusBadRequest
+	}
+	s.page(w, status, v)
+}
+
+// consentView is the page's view of a request, with a new CSRF token in
+// its form and cookie.
+func (s *Server) consentView(w http.ResponseWriter, iss string, req *authRequest, formError string) consentView {
 	token, _ := newSecret("")
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: token, Path: authorizePath, MaxAge: 1800,
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: token, Path: "/oauth/", MaxAge: 1800,
 		HttpOnly: true, Secure: strings.HasPrefix(iss, "https://"), SameSite: http.SameSiteStrictMode})
 	v := consentView{ClientName: req.client.Name, Resource: req.resource, Action: iss + authorizePath, Error: formError}
 	if v.ClientName == "" {
@@ -231,11 +262,13 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, iss string,
 		v.Hidden = append(v.Hidden, hidden{p, q.Get(p)})
 	}
 	v.Hidden = append(v.Hidden, hidden{"csrf", token})
-	status := http.StatusOK
-	if formError != "" {
-		status = http.StatusBadRequest
+	if s.opts.OIDC != nil {
+		v.Provider, v.LoginAction = s.opts.OIDC.Name, iss+loginPath
+		if v.Provider == "" {
+			v.Provider = "OpenID Connect"
+		}
 	}
-	s.page(w, status, v)
+	return v
 }
 
 func (s *Server) showError(w http.ResponseWriter, status int, message string) {

@@ -19,6 +19,7 @@ type Keys struct {
 	signer ed25519.PrivateKey
 	public map[string]ed25519.PublicKey
 	jwks   []byte
+	macKey []byte // signs sign-in state (signin.go)
 }
 
 // ErrNoKeys is the error of an empty key specification.
@@ -50,7 +51,7 @@ func ParseKeys(spec string) (*Keys, error) {
 		}
 		priv := ed25519.NewKeyFromSeed(seed)
 		if i == 0 {
-			k.signer = priv
+			k.signer, k.macKey = priv, macKey(priv)
 		}
 		pub := priv.Public().(ed25519.PublicKey)
 		k.ids = append(k.ids, id)

@@ -57,6 +57,9 @@ type Options struct {
 	// checked against; nil: the system's.
 	AllowDocumentAddr func(netip.Addr) bool
 	DocumentRoots     *x509.CertPool
+	// OIDC, when set, lets users sign in on the consent page through an
+	// OpenID Connect provider, besides pasting an API key.
+	OIDC *OIDC
 	// Logger receives what the server refused and why.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -72,6 +75,7 @@ type Server struct {
 	register  *rate.Limiter
 	keyChecks *rate.Limiter // API key checks of the consent page
 	verifier  *Verifier
+	parties   parties
 }
 
 // New makes a Server over the database that holds its grants.
@@ -149,6 +153,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 	case path == authorizePath:
 		s.authorize(w, r, iss)
+	case path == loginPath:
+		s.login(w, r, iss)
+	case path == callbackPath:
+		s.callback(w, r, iss)
 	case path == tokenPath:
 		s.post(w, r, func() { s.token(w, r, iss) })
 	case path == registerPath:
