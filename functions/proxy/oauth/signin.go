@@ -137,7 +137,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, iss string) {
 	http.SetCookie(w, &http.Cookie{Name: pendingCookie, Value: s.seal(pd), Path: callbackPath, MaxAge: int(signInTTL / time.Second),
 		HttpOnly: true, Secure: strings.HasPrefix(iss, "https://"), SameSite: http.SameSiteLaxMode})
 	u := rp.AuthURL(pd.State, p, rp.WithCodeChallenge(oidc.NewSHACodeChallenge(pd.Verifier)),
-		func() []oauth2.AuthCodeOption { return []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", pd.Nonce)} })
+		func() []oauth2.AuthCodeOption {
+			return []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", pd.Nonce)}
+		})
 	http.Redirect(w, r, u, http.StatusSeeOther)
 }
 
