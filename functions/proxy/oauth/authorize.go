@@ -62,6 +62,8 @@ func (s *Server) parseAuthorization(ctx context.Context, q url.Values, iss strin
 		return nil, &errPage{"the client's metadata document cannot be used: " + docErr.reason}, nil
 	case errors.Is(err, errUnknownClient):
 		return nil, &errPage{"unknown client " + clip(id, 200)}, nil
+	case errors.Is(err, errFetchRate):
+		return nil, &errPage{"the client cannot be checked now; retry in a few seconds"}, nil
 	case err != nil:
 		s.opts.Logger.Error("oauth: client lookup failed", "error", err.Error())
 		return nil, &errPage{"the client cannot be checked now; retry later"}, nil

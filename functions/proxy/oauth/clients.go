@@ -32,10 +32,18 @@ type client struct {
 // errUnknownClient is the error of a client_id that names no client.
 var errUnknownClient = errors.New("unknown client")
 
+// errFetchRate is the error of a metadata document fetch beyond the rate.
+var errFetchRate = errors.New("too many client metadata documents to fetch right now")
+
 // client resolves a client_id.
 func (s *Server) client(ctx context.Context, id string) (*client, error) {
 	if strings.HasPrefix(id, "https://") {
 		c, _, err := s.documents.Get(ctx, id, func(ctx context.Context) (*client, error) {
+			// Each new URL is a fetch: a flood of made-up client_ids
+			// makes at most DocumentFetchRate of them a second.
+			if !s.fetches.Allow() {
+				return nil, errFetchRate
+			}
 			return s.fetchDocument(ctx, id)
 		})
 		return c, err

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,20 @@ func TestDocumentFetch(t *testing.T) {
 	body = `{"client_id":"` + docURL + `","redirect_uris":["javascript:alert(1)"]}`
 	if _, err := loopback.fetchDocument(t.Context(), docURL); err == nil {
 		t.Errorf("document with a javascript: redirect URI: accepted")
+	}
+	// A flood of made-up client_ids fetches at most the burst, then the
+	// rate.
+	slow := New(nil, Options{Keys: keys, DocumentRoots: roots, DocumentFetchRate: 0.001,
+		AllowDocumentAddr: func(a netip.Addr) bool { return a.IsLoopback() }})
+	limited := false
+	for i := range 25 {
+		if _, err := slow.client(t.Context(), srv.URL+"/flood/"+strconv.Itoa(i)); errors.Is(err, errFetchRate) {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Errorf("25 client_ids in a row: all fetched; want the fetch rate to refuse some")
 	}
 	for _, a := range []string{"127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "::1", "fc00::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "64:ff9b::a9fe:a9fe"} {
 		if PublicAddr(netip.MustParseAddr(a).Unmap()) {

@@ -48,6 +48,9 @@ type Options struct {
 	// RegisterRate bounds dynamic client registrations per second and
 	// process (burst 10). Default 0.2 (12 a minute).
 	RegisterRate float64
+	// DocumentFetchRate bounds the client metadata documents fetched per
+	// second and process (burst 20), not counting those cached. Default 5.
+	DocumentFetchRate float64
 	// ValidResource reports whether a path below the issuer is an MCP
 	// route, and which instance it names ("" for the key's own).
 	ValidResource func(path string) (instanceID string, ok bool)
@@ -74,6 +77,7 @@ type Server struct {
 	documents *configcache.Cache[*client]
 	register  *rate.Limiter
 	keyChecks *rate.Limiter // API key checks of the consent page
+	fetches   *rate.Limiter // client metadata documents fetched
 	verifier  *Verifier
 	parties   parties
 }
@@ -91,6 +95,9 @@ func New(db *postgres.DB, opts Options) *Server {
 	}
 	if opts.RegisterRate <= 0 {
 		opts.RegisterRate = 0.2
+	}
+	if opts.DocumentFetchRate <= 0 {
+		opts.DocumentFetchRate = 5
 	}
 	if opts.AllowDocumentAddr == nil {
 		opts.AllowDocumentAddr = PublicAddr
@@ -111,6 +118,7 @@ func New(db *postgres.DB, opts Options) *Server {
 			NegativeTTL: 30 * time.Second, LoadTimeout: documentTimeout + time.Second, IsNegative: docErr, Now: opts.Now}),
 		register:  rate.NewLimiter(rate.Limit(opts.RegisterRate), 10),
 		keyChecks: rate.NewLimiter(20, 20),
+		fetches:   rate.NewLimiter(rate.Limit(opts.DocumentFetchRate), 20),
 		verifier:  NewVerifier(opts.Keys, 10000),
 	}
 }
