@@ -34,6 +34,10 @@
 #                              made with a new random key when it does not exist and none is given
 #   OAUTH_ISSUER               [unset]  the proxy's public URL, when clients reach it through
 #                              another than its own (a domain mapping); unset: each request's host
+#   OAUTH_OIDC_ISSUER          [unset]  an OpenID Connect provider users sign in with on the consent
+#                              page (https://accounts.google.com for Google), with OAUTH_OIDC_CLIENT_ID,
+#                              OAUTH_OIDC_NAME and the secret OIDC_SECRET [mcp-oauth-oidc-client-secret]
+#                              from OAUTH_OIDC_CLIENT_SECRET or OAUTH_OIDC_CLIENT_SECRET_FILE
 #   MIGRATE_DATABASE_URL       [DATABASE_URL]  the URL migrations run with, from this machine
 #   SKIP_MIGRATIONS            [0]
 #   INSTANCE_CONNECTION_NAME   [unset]  Cloud SQL "project:region:instance": connect through
@@ -94,6 +98,14 @@ DB_SECRET=${DB_SECRET:-mcp-database-url}
 KEY_SECRET=${KEY_SECRET:-mcp-encryption-key}
 OAUTH_SECRET=${OAUTH_SECRET:-mcp-oauth-signing-keys}
 OAUTH_ISSUER=${OAUTH_ISSUER:-}
+OAUTH_OIDC_ISSUER=${OAUTH_OIDC_ISSUER:-}
+OAUTH_OIDC_CLIENT_ID=${OAUTH_OIDC_CLIENT_ID:-}
+OAUTH_OIDC_NAME=${OAUTH_OIDC_NAME:-}
+OIDC_SECRET=${OIDC_SECRET:-mcp-oauth-oidc-client-secret}
+if [ -n "$OAUTH_OIDC_ISSUER" ] && [ -z "$OAUTH_OIDC_CLIENT_ID" ]; then
+  echo "deploy.sh: OAUTH_OIDC_ISSUER needs OAUTH_OIDC_CLIENT_ID (and OAUTH_OIDC_CLIENT_SECRET)" >&2
+  exit 1
+fi
 SKIP_MIGRATIONS=${SKIP_MIGRATIONS:-0}
 INSTANCE_CONNECTION_NAME=${INSTANCE_CONNECTION_NAME:-}
 FIRESTORE_DATABASE=${FIRESTORE_DATABASE:-(default)}
@@ -282,6 +294,10 @@ grant_secret "$DB_SECRET" "$HEALTH_SA"
 grant_secret "$KEY_SECRET" "$PROXY_SA"
 ensure_signing_secret
 grant_secret "$OAUTH_SECRET" "$PROXY_SA"
+if [ -n "$OAUTH_OIDC_ISSUER" ]; then
+  ensure_secret "$OIDC_SECRET" OAUTH_OIDC_CLIENT_SECRET
+  grant_secret "$OIDC_SECRET" "$PROXY_SA"
+fi
 
 if [ -n "$INSTANCE_CONNECTION_NAME" ]; then
   step "Cloud SQL IAM database users"
@@ -327,6 +343,7 @@ db_secret="$DB_FILE=$DB_SECRET:latest"
 key_secret="$KEY_FILE=$KEY_SECRET:latest"
 OAUTH_FILE=/etc/secrets/oauth/keys
 oauth_secret="$OAUTH_FILE=$OAUTH_SECRET:latest"
+OIDC_FILE=/etc/secrets/oidc/client-secret
 env_vars+="|DATABASE_URL_FILE=$DB_FILE"
 
 step "Deploying $PROXY_FUNCTION (Proxy)"
@@ -337,11 +354,19 @@ fi
 if [ -n "$OAUTH_ISSUER" ]; then
   proxy_env+="|OAUTH_ISSUER=$OAUTH_ISSUER"
 fi
+proxy_secrets="$db_secret,$key_secret,$oauth_secret"
+if [ -n "$OAUTH_OIDC_ISSUER" ]; then
+  proxy_env+="|OAUTH_OIDC_ISSUER=$OAUTH_OIDC_ISSUER|OAUTH_OIDC_CLIENT_ID=$OAUTH_OIDC_CLIENT_ID|OAUTH_OIDC_CLIENT_SECRET_FILE=$OIDC_FILE"
+  if [ -n "$OAUTH_OIDC_NAME" ]; then
+    proxy_env+="|OAUTH_OIDC_NAME=$OAUTH_OIDC_NAME"
+  fi
+  proxy_secrets+=",$OIDC_FILE=$OIDC_SECRET:latest"
+fi
 run gcloud functions deploy "$PROXY_FUNCTION" "${common[@]}" --entry-point=Proxy --allow-unauthenticated \
   --service-account="$PROXY_SA" --concurrency="$PROXY_CONCURRENCY" --cpu="$PROXY_CPU" --memory="$PROXY_MEMORY" \
   --min-instances="$PROXY_MIN_INSTANCES" --max-instances="$PROXY_MAX_INSTANCES" --timeout="$PROXY_TIMEOUT" \
   --set-env-vars="$proxy_env" \
-  --set-secrets="$db_secret,$key_secret,$oauth_secret"
+  --set-secrets="$proxy_secrets"
 
 step "Deploying $HEALTH_FUNCTION (Health)"
 run gcloud functions deploy "$HEALTH_FUNCTION" "${common[@]}" --entry-point=Health --allow-unauthenticated \
@@ -400,7 +425,7 @@ cat <<MSG
 MCP URL (give it to clients, with an API key from mcpadmin key create):
   $proxy_url/mcp
 Connector URL (Claude, ChatGPT and other OAuth clients; sign in with an API key
-of the instance, docs/oauth.md):
+of the instance${OAUTH_OIDC_ISSUER:+ or through $OAUTH_OIDC_ISSUER}, docs/oauth.md):
   $connector/mcp/<instance id>     (mcpadmin instance list)
 Health:
   $health_url?deep=1
