@@ -32,7 +32,7 @@ type frontMiddleware func(frontHandler) frontHandler
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.auth != nil && oauth.Owns(r.URL.Path) {
-		h.auth.ServeHTTP(w, r)
+		h.serveOAuth(w, r)
 		return
 	}
 	if o := h.front(w, r); o.abort {

@@ -19,6 +19,7 @@ import (
 	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 )
 
@@ -425,7 +426,7 @@ func authorizeWith(t *testing.T, base string, params url.Values, decision, key s
 func TestOAuthRequestLog(t *testing.T) {
 	ctx := t.Context()
 	store := &logbuffer.Firestore{Client: firestoretest.Client(t, firestoretest.Host(t)), Collection: firestoretest.Collection(t)}
-	buf := logbuffer.New(store, logbuffer.Options{BatchEntries: 1, MaxAge: 50 * time.Millisecond})
+	buf := logbuffer.New(store, logbuffer.Options{BatchEntries: 40, MaxAge: time.Minute}) // written by Drain
 	e, _, _ := oauthEnv(t, proxy.Options{RequestLog: buf})
 	base := e.Proxy.URL
 	client := register(t, base, "http://127.0.0.1/callback")
@@ -435,6 +436,8 @@ func TestOAuthRequestLog(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("tools/call with the token: %d", resp.StatusCode)
 	}
+	// The entry is appended once the response is written: wait for it.
+	wait.For(t, "the request log entry", 5*time.Second, func() bool { return buf.Stats().Appended == 1 })
 	if err := buf.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,47 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
+	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
+
+// serveOAuth serves the authorization server's paths as the front serves
+// MCP requests: counted for Shutdown, refused while it drains, and one
+// log line each (never a token or a code: the path and status only).
+func (h *Handler) serveOAuth(w http.ResponseWriter, r *http.Request) {
+	h.inflight.Add(1)
+	defer h.inflight.Add(-1)
+	if h.drain.Load() {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the proxy is shutting down; retry", http.StatusServiceUnavailable)
+		return
+	}
+	start := h.opts.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	h.auth.ServeHTTP(sw, r)
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "oauth request", slog.String("path", r.URL.Path), slog.String("httpMethod", r.Method),
+		slog.Int("httpStatus", sw.status), slog.Int64("durationMs", h.opts.Now().Sub(start).Milliseconds()),
+		slog.String("clientIp", logging.ClientIP(r)), slog.String("userAgent", r.UserAgent()))
+}
+
+// statusWriter remembers the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // The proxy as an OAuth protected resource: requests with an access token
 // of its authorization server (package oauth) instead of an API key.
