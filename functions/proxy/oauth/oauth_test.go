@@ -54,6 +54,7 @@ func TestForgedTokens(t *testing.T) {
 		{"other issuer", keys.Sign(&Claims{Issuer: "https://evil.example", Audience: good.Audience, ExpiresAt: now.Unix() + 60, Scope: "mcp"}), "/mcp/i1", ErrIssuer},
 		{"no scope", keys.Sign(&Claims{Issuer: good.Issuer, Audience: good.Audience, ExpiresAt: now.Unix() + 60}), "/mcp/i1", ErrScope},
 		{"too long", signed + strings.Repeat("A", maxTokenBytes), "/mcp/i1", ErrMalformed},
+		{"other unused bits", parts[0] + "." + parts[1] + "." + flipUnusedBits(parts[2]), "/mcp/i1", ErrMalformed},
 	}
 	v := NewVerifier(keys, 100)
 	for _, tt := range tests {
@@ -190,4 +191,12 @@ func TestRedirectMatch(t *testing.T) {
 	if err := checkRedirectURIs([]string{"https://a.example/cb", "http://[::1]/cb", "vscode://x/cb"}); err != nil {
 		t.Errorf("good redirect URIs refused: %v", err)
 	}
+}
+
+// flipUnusedBits changes the last character of unpadded base64url whose
+// length leaves unused bits, so that a lax decoder reads the same bytes.
+func flipUnusedBits(s string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, s[len(s)-1])
+	return s[:len(s)-1] + string(alphabet[last^1])
 }

@@ -64,7 +64,9 @@ func (k *Keys) Verify(token string) (*Claims, error) {
 	if !ok1 || !ok2 {
 		return nil, ErrMalformed
 	}
-	enc := base64.RawURLEncoding
+	// Strict: one token text per signed token, so that no variant of a
+	// token (other unused bits in its last characters) verifies too.
+	enc := base64.RawURLEncoding.Strict()
 	hb, err := enc.DecodeString(h64)
 	if err != nil {
 		return nil, ErrMalformed
