@@ -158,8 +158,9 @@ func TestOAuthDiscovery(t *testing.T) {
 	for _, path := range []string{"/mcp", "/mcp/" + id, "/mcp/" + id + "/alpha"} {
 		resp, _ := e.Post(t, path, map[string]string{"Authorization": ""}, toolsList)
 		want := `resource_metadata="` + base + `/.well-known/oauth-protected-resource` + path + `"`
-		if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(got, want) {
-			t.Errorf("%s without credentials: %d %q; want 401 with %s", path, resp.StatusCode, got, want)
+		if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(got, want) ||
+			resp.Header.Get("Access-Control-Expose-Headers") != "WWW-Authenticate" {
+			t.Errorf("%s without credentials: %d %q; want 401 with %s, exposed to browsers", path, resp.StatusCode, got, want)
 		}
 		status, prm := getJSON(t, base+"/.well-known/oauth-protected-resource"+path)
 		if status != http.StatusOK || prm["resource"] != base+path || prm["authorization_servers"].([]any)[0] != base {

@@ -92,6 +92,8 @@ func (h *Handler) challenge(r *http.Request, e *rpcError) {
 	}
 	c := e.header.Get("Www-Authenticate") + `, resource_metadata="` + oauth.ResourceMetadataURL(h.auth.Issuer(r), r.URL.EscapedPath()) + `", scope="` + oauth.Scope + `"`
 	e.header.Set("Www-Authenticate", c)
+	// A browser-based client of an allowed origin must read it.
+	e.header.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
 }
 
 // ValidResource reports whether path is an MCP route, and the instance it
