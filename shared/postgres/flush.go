@@ -262,6 +262,25 @@ func (f *Flush) DeleteClaims(ctx context.Context, before time.Time, limit int) (
 	return tag.RowsAffected(), nil
 }
 
+// DeleteOAuthExpired deletes at most limit authorization codes and at
+// most limit refresh tokens (by hash) that expired before the time given,
+// and returns how many it deleted. Grants stay, revoked or not, for
+// mcpadmin grant list.
+func (f *Flush) DeleteOAuthExpired(ctx context.Context, before time.Time, limit int) (int64, error) {
+	var n int64
+	for _, sql := range []string{
+		`DELETE FROM oauth_codes WHERE code_hash IN (SELECT code_hash FROM oauth_codes WHERE expires_at < $1 LIMIT $2)`,
+		`DELETE FROM oauth_refresh_tokens WHERE token_hash IN (SELECT token_hash FROM oauth_refresh_tokens WHERE expires_at < $1 LIMIT $2)`,
+	} {
+		tag, err := f.conn.Exec(ctx, sql, before, limit)
+		if err != nil {
+			return n, fmt.Errorf("flush: retention of expired OAuth codes and refresh tokens: %w", err)
+		}
+		n = max(n, tag.RowsAffected())
+	}
+	return n, nil
+}
+
 // Refused reports whether Postgres refused a statement for its data: a
 // data exception (SQLSTATE class 22, such as a NUL byte in text) or an
 // integrity constraint violation (class 23, such as a repeated key). The
