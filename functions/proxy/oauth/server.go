@@ -119,7 +119,8 @@ func New(db *postgres.DB, opts Options) *Server {
 		register:  rate.NewLimiter(rate.Limit(opts.RegisterRate), 10),
 		keyChecks: rate.NewLimiter(20, 20),
 		fetches:   rate.NewLimiter(rate.Limit(opts.DocumentFetchRate), 20),
-		verifier:  NewVerifier(opts.Keys, 10000),
+		// About 1 KiB per token kept: 4 MiB at most.
+		verifier: NewVerifier(opts.Keys, 4096),
 	}
 }
 
