@@ -29,6 +29,15 @@
 #   DB_SECRET                  [mcp-database-url]    from DATABASE_URL or DATABASE_URL_FILE
 #   KEY_SECRET                 [mcp-encryption-key]  from MCP_ENCRYPTION_KEY or MCP_ENCRYPTION_KEY_FILE
 #                              (a secret that exists is kept when no value is given)
+#   OAUTH_SECRET               [mcp-oauth-signing-keys]  the OAuth access token signing keys
+#                              (docs/oauth.md), from OAUTH_SIGNING_KEYS or OAUTH_SIGNING_KEYS_FILE;
+#                              made with a new random key when it does not exist and none is given
+#   OAUTH_ISSUER               [unset]  the proxy's public URL, when clients reach it through
+#                              another than its own (a domain mapping); unset: each request's host
+#   OAUTH_OIDC_ISSUER          [unset]  an OpenID Connect provider users sign in with on the consent
+#                              page (https://accounts.google.com for Google), with OAUTH_OIDC_CLIENT_ID,
+#                              OAUTH_OIDC_NAME and the secret OIDC_SECRET [mcp-oauth-oidc-client-secret]
+#                              from OAUTH_OIDC_CLIENT_SECRET or OAUTH_OIDC_CLIENT_SECRET_FILE
 #   MIGRATE_DATABASE_URL       [DATABASE_URL]  the URL migrations run with, from this machine
 #   SKIP_MIGRATIONS            [0]
 #   INSTANCE_CONNECTION_NAME   [unset]  Cloud SQL "project:region:instance": connect through
@@ -87,6 +96,16 @@ FLUSH_BUDGET=${FLUSH_BUDGET:-45s}
 FLUSH_ATTEMPT_DEADLINE=${FLUSH_ATTEMPT_DEADLINE:-55s}
 DB_SECRET=${DB_SECRET:-mcp-database-url}
 KEY_SECRET=${KEY_SECRET:-mcp-encryption-key}
+OAUTH_SECRET=${OAUTH_SECRET:-mcp-oauth-signing-keys}
+OAUTH_ISSUER=${OAUTH_ISSUER:-}
+OAUTH_OIDC_ISSUER=${OAUTH_OIDC_ISSUER:-}
+OAUTH_OIDC_CLIENT_ID=${OAUTH_OIDC_CLIENT_ID:-}
+OAUTH_OIDC_NAME=${OAUTH_OIDC_NAME:-}
+OIDC_SECRET=${OIDC_SECRET:-mcp-oauth-oidc-client-secret}
+if [ -n "$OAUTH_OIDC_ISSUER" ] && [ -z "$OAUTH_OIDC_CLIENT_ID" ]; then
+  echo "deploy.sh: OAUTH_OIDC_ISSUER needs OAUTH_OIDC_CLIENT_ID (and OAUTH_OIDC_CLIENT_SECRET)" >&2
+  exit 1
+fi
 SKIP_MIGRATIONS=${SKIP_MIGRATIONS:-0}
 INSTANCE_CONNECTION_NAME=${INSTANCE_CONNECTION_NAME:-}
 FIRESTORE_DATABASE=${FIRESTORE_DATABASE:-(default)}
@@ -194,6 +213,24 @@ ensure_secret() {
   fi
 }
 
+# ensure_signing_secret: the OAuth signing keys' secret, as ensure_secret,
+# except that a secret that does not exist, with no value given, is made
+# with one new random Ed25519 seed (keyid:base64), never printed.
+ensure_signing_secret() {
+  if [ -n "${OAUTH_SIGNING_KEYS:-}" ] || [ -n "${OAUTH_SIGNING_KEYS_FILE:-}" ] ||
+    exists gcloud secrets describe "$OAUTH_SECRET" --project="$PROJECT_ID"; then
+    ensure_secret "$OAUTH_SECRET" OAUTH_SIGNING_KEYS
+    return
+  fi
+  run gcloud secrets create "$OAUTH_SECRET" --replication-policy=automatic --project="$PROJECT_ID"
+  if [ "$DRY_RUN" = 1 ]; then
+    run gcloud secrets versions add "$OAUTH_SECRET" --data-file=- --project="$PROJECT_ID"
+    return
+  fi
+  printf 'k%s:%s' "$(date -u +%Y%m%d)" "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" |
+    run gcloud secrets versions add "$OAUTH_SECRET" --data-file=- --project="$PROJECT_ID"
+}
+
 # function_url NAME: the deployed function's URL.
 function_url() {
   if [ "$DRY_RUN" = 1 ]; then
@@ -255,6 +292,12 @@ grant_secret "$DB_SECRET" "$PROXY_SA"
 grant_secret "$DB_SECRET" "$FLUSH_SA"
 grant_secret "$DB_SECRET" "$HEALTH_SA"
 grant_secret "$KEY_SECRET" "$PROXY_SA"
+ensure_signing_secret
+grant_secret "$OAUTH_SECRET" "$PROXY_SA"
+if [ -n "$OAUTH_OIDC_ISSUER" ]; then
+  ensure_secret "$OIDC_SECRET" OAUTH_OIDC_CLIENT_SECRET
+  grant_secret "$OIDC_SECRET" "$PROXY_SA"
+fi
 
 if [ -n "$INSTANCE_CONNECTION_NAME" ]; then
   step "Cloud SQL IAM database users"
@@ -305,18 +348,32 @@ DB_FILE=/etc/secrets/database/url
 KEY_FILE=/etc/secrets/encryption/key
 db_secret="$DB_FILE=$DB_SECRET:latest"
 key_secret="$KEY_FILE=$KEY_SECRET:latest"
+OAUTH_FILE=/etc/secrets/oauth/keys
+oauth_secret="$OAUTH_FILE=$OAUTH_SECRET:latest"
+OIDC_FILE=/etc/secrets/oidc/client-secret
 env_vars+="|DATABASE_URL_FILE=$DB_FILE"
 
 step "Deploying $PROXY_FUNCTION (Proxy)"
-proxy_env="$env_vars|MCP_ENCRYPTION_KEY_FILE=$KEY_FILE|GOMAXPROCS=$PROXY_GOMAXPROCS|GOMEMLIMIT=$PROXY_GOMEMLIMIT|INFLIGHT_BYTES=$PROXY_INFLIGHT_BYTES"
+proxy_env="$env_vars|MCP_ENCRYPTION_KEY_FILE=$KEY_FILE|OAUTH_SIGNING_KEYS_FILE=$OAUTH_FILE|GOMAXPROCS=$PROXY_GOMAXPROCS|GOMEMLIMIT=$PROXY_GOMEMLIMIT|INFLIGHT_BYTES=$PROXY_INFLIGHT_BYTES"
 if [ -n "$ALLOWED_ORIGINS" ]; then
   proxy_env+="|ALLOWED_ORIGINS=$ALLOWED_ORIGINS"
+fi
+if [ -n "$OAUTH_ISSUER" ]; then
+  proxy_env+="|OAUTH_ISSUER=$OAUTH_ISSUER"
+fi
+proxy_secrets="$db_secret,$key_secret,$oauth_secret"
+if [ -n "$OAUTH_OIDC_ISSUER" ]; then
+  proxy_env+="|OAUTH_OIDC_ISSUER=$OAUTH_OIDC_ISSUER|OAUTH_OIDC_CLIENT_ID=$OAUTH_OIDC_CLIENT_ID|OAUTH_OIDC_CLIENT_SECRET_FILE=$OIDC_FILE"
+  if [ -n "$OAUTH_OIDC_NAME" ]; then
+    proxy_env+="|OAUTH_OIDC_NAME=$OAUTH_OIDC_NAME"
+  fi
+  proxy_secrets+=",$OIDC_FILE=$OIDC_SECRET:latest"
 fi
 run gcloud functions deploy "$PROXY_FUNCTION" "${common[@]}" --entry-point=Proxy --allow-unauthenticated \
   --service-account="$PROXY_SA" --concurrency="$PROXY_CONCURRENCY" --cpu="$PROXY_CPU" --memory="$PROXY_MEMORY" \
   --min-instances="$PROXY_MIN_INSTANCES" --max-instances="$PROXY_MAX_INSTANCES" --timeout="$PROXY_TIMEOUT" \
   --set-env-vars="$proxy_env" \
-  --set-secrets="$db_secret,$key_secret"
+  --set-secrets="$proxy_secrets"
 
 step "Deploying $HEALTH_FUNCTION (Health)"
 run gcloud functions deploy "$HEALTH_FUNCTION" "${common[@]}" --entry-point=Health --allow-unauthenticated \
@@ -370,9 +427,13 @@ fi
 step "Done"
 proxy_url=$(function_url "$PROXY_FUNCTION")
 health_url=$(function_url "$HEALTH_FUNCTION")
+connector=${OAUTH_ISSUER:-$proxy_url}
 cat <<MSG
 MCP URL (give it to clients, with an API key from mcpadmin key create):
   $proxy_url/mcp
+Connector URL (Claude, ChatGPT and other OAuth clients; sign in with an API key
+of the instance${OAUTH_OIDC_ISSUER:+ or through $OAUTH_OIDC_ISSUER}, docs/oauth.md):
+  $connector/mcp/<instance id>     (mcpadmin instance list)
 Health:
   $health_url?deep=1
 MSG

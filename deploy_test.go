@@ -223,13 +223,19 @@ func TestDeployDryRun(t *testing.T) {
 	if !strings.Contains(out, "https://europe-west1-dry-run-project.cloudfunctions.net/mcp-proxy/mcp") {
 		t.Error("the dry run does not end with the MCP URL")
 	}
+	if !strings.Contains(out, "https://europe-west1-dry-run-project.cloudfunctions.net/mcp-proxy/mcp/<instance id>") {
+		t.Error("the dry run does not print the connector URL")
+	}
+	if !strings.Contains(out, "gcloud secrets create mcp-oauth-signing-keys") {
+		t.Error("the dry run does not create the OAuth signing key secret")
+	}
 }
 
 // checkSecretFiles checks that a function gets its secrets as Secret
 // Manager volumes only, each named by the NAME_FILE variable the
 // function reads (shared/envfile), and never in its environment: the
 // proxy's stdio upstreams must not find them there.
-func checkSecretFiles(t *testing.T, cmd []string) {
+func checkSecretFiles(t *testing.T, cmd []string, oidc ...bool) {
 	t.Helper()
 	env := map[string]string{}
 	mounts := map[string]string{} // file path → secret
@@ -254,6 +260,10 @@ func checkSecretFiles(t *testing.T, cmd []string) {
 	want := map[string]string{"DATABASE_URL": "mcp-database-url:latest"}
 	if slices.Contains(cmd, "--entry-point=Proxy") {
 		want["MCP_ENCRYPTION_KEY"] = "mcp-encryption-key:latest"
+		want["OAUTH_SIGNING_KEYS"] = "mcp-oauth-signing-keys:latest"
+		if len(oidc) > 0 && oidc[0] {
+			want["OAUTH_OIDC_CLIENT_SECRET"] = "mcp-oauth-oidc-client-secret:latest"
+		}
 	}
 	for name, secret := range want {
 		if _, ok := env[name]; ok {
@@ -416,5 +426,29 @@ func TestDeployUploadsOnlyTheBuild(t *testing.T) {
 		if len(cmd) > 2 && cmd[1] == "functions" && cmd[2] == "deploy" && slices.Contains(cmd, "--source=.") {
 			t.Errorf("%s is deployed from the working tree (--source=.)", cmd[3])
 		}
+	}
+}
+
+// TestDeployOpenIDProvider: with an OpenID Connect provider, the proxy
+// gets its settings, and its client secret as a volume of its own.
+func TestDeployOpenIDProvider(t *testing.T) {
+	const secret = "oidc-client-secret-9c1d"
+	out := dryRun(t, "OAUTH_OIDC_ISSUER=https://accounts.google.com", "OAUTH_OIDC_CLIENT_ID=client-1", "OAUTH_OIDC_NAME=Google",
+		"OAUTH_OIDC_CLIENT_SECRET="+secret)
+	if strings.Contains(out, secret) {
+		t.Error("the output holds the client secret")
+	}
+	found := false
+	for _, cmd := range commands(t, out) {
+		if slices.Contains(cmd, "--entry-point=Proxy") {
+			found = true
+			checkSecretFiles(t, cmd, true)
+			if !strings.Contains(strings.Join(cmd, " "), "OAUTH_OIDC_ISSUER=https://accounts.google.com|OAUTH_OIDC_CLIENT_ID=client-1") {
+				t.Errorf("the proxy is deployed without the provider: %v", cmd)
+			}
+		}
+	}
+	if !found || !strings.Contains(out, "gcloud secrets create mcp-oauth-oidc-client-secret") {
+		t.Errorf("no proxy deploy, or no client secret created:\n%s", out)
 	}
 }

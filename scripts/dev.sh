@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 PORT=${PORT:-8080}
 BIN=${BIN:-bin}
 : "${DATABASE_URL:?run under devstack (make dev)}"
-# A throwaway key for a throwaway database.
+# A throwaway key for a throwaway database, and a throwaway OAuth signing
+# key: the authorization server is on (docs/oauth.md).
 export MCP_ENCRYPTION_KEY=${MCP_ENCRYPTION_KEY:-$(head -c 32 /dev/urandom | base64)}
+export OAUTH_SIGNING_KEYS=${OAUTH_SIGNING_KEYS:-dev:$(head -c 32 /dev/urandom | base64)}
 
 pids=()
 cleanup() {
@@ -63,13 +65,15 @@ cat <<MSG
 mcp-proxy is running.
 
   MCP URL      $url
+  connector    $url/$instance   (OAuth: give it to a client as is; sign in with the API key)
   API key      $key
   instance     $instance
   health       http://127.0.0.1:$PORT/health?deep=1
   flush logs   curl -X POST http://127.0.0.1:$PORT/flushlogs   (also run every ${FLUSH_EVERY:-60} s)
   upstream     $upstream_url (demo-upstream: echo, add, slow, fail, large, image)
 
-Connect a client:
+Connect a client (docs/oauth.md):
+  claude mcp add --transport http mcp-proxy $url/$instance     (OAuth: /mcp in Claude Code, then the browser)
   claude mcp add --transport http mcp-proxy $url --header "Authorization: Bearer $key"
   npx @modelcontextprotocol/inspector --cli $url --transport http --header "Authorization: Bearer $key" --method tools/list
   curl -s $url -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \\

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks for what `make dev` and `make test` need on this machine and
 # installs what Debian's packages provide when it is missing: PostgreSQL's
-# server binaries, a Java runtime, shellcheck (deploy.sh's test runs it).
+# server binaries, a Java runtime, shellcheck (deploy.sh's test runs it), Chromium (the OAuth
+# consent page tests).
 # The Firestore emulator comes with the installed gcloud.
 set -euo pipefail
 
@@ -29,3 +30,5 @@ if ! command -v gcloud >/dev/null 2>&1; then
 fi
 command -v java >/dev/null 2>&1 || install default-jre-headless "a Java runtime for the Firestore emulator"
 command -v shellcheck >/dev/null 2>&1 || install shellcheck "shellcheck"
+# The OAuth tests drive the consent page in a real browser.
+[ -x /usr/bin/chromium ] || install chromium "headless Chromium (the OAuth consent page tests)"

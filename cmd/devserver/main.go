@@ -1,5 +1,6 @@
 // Command devserver runs the three functions on one port, at the paths
-// they have when deployed: the proxy's /mcp routes, /health and
+// they have when deployed: the proxy's /mcp routes and its OAuth paths,
+// /health and
 // /flushlogs. It reads the same environment as the deployed functions and
 // seeds nothing.
 //
@@ -24,10 +25,13 @@ import (
 func main() {
 	mux := http.NewServeMux()
 	for path, fn := range map[string]http.HandlerFunc{
-		"/mcp":       proxy.Proxy,
-		"/mcp/":      proxy.Proxy,
-		"/health":    health.Health,
-		"/flushlogs": flushlogs.FlushLogs,
+		"/mcp":  proxy.Proxy,
+		"/mcp/": proxy.Proxy,
+		// The proxy's OAuth authorization server (docs/oauth.md).
+		"/.well-known/": proxy.Proxy,
+		"/oauth/":       proxy.Proxy,
+		"/health":       health.Health,
+		"/flushlogs":    flushlogs.FlushLogs,
 	} {
 		mux.Handle(path, function(fn))
 	}
@@ -46,7 +50,7 @@ func main() {
 	}
 	host, port := getenv("HOST", "127.0.0.1"), getenv("PORT", "8080")
 	srv := newServer(net.JoinHostPort(host, port), mux, limits{Write: requestTimeout + 10*time.Second})
-	fmt.Fprintf(os.Stderr, "devserver: listening on http://%s (/mcp, /health, /flushlogs)\n", srv.Addr)
+	fmt.Fprintf(os.Stderr, "devserver: listening on http://%s (/mcp, /.well-known, /oauth, /health, /flushlogs)\n", srv.Addr)
 	log.Fatal(srv.ListenAndServe())
 }
 

@@ -30,6 +30,8 @@ Schema
 Organizations
   org create --name NAME [--owner-name NAME] [--owner-email EMAIL]
   org list
+  user add --org ID --name NAME [--email EMAIL] [--role owner|admin|member]
+  user list --org ID
 Upstream servers and their tools
   server create --org ID --name NAME --transport streamable-http|sse|stdio
                 (--url URL | --command CMD [--arg ARG ...])
@@ -65,6 +67,9 @@ Instances (one MCP endpoint each) and their API keys
   key create --instance ID [--name NAME] [--expires-in DURATION] [--user ID]
   key list --instance ID
   key revoke --key ID
+OAuth grants of clients (docs/oauth.md)
+  grant list --instance ID
+  grant revoke --grant ID       its access tokens stop within CACHE_TTL
 Usage (from the hourly aggregates that FlushLogs fills)
   usage --instance ID [--since DURATION] [--by tool|hour]
 

@@ -669,3 +669,56 @@ func TestPlainHTTPServer(t *testing.T) {
 		t.Errorf("update without a change: exit %d, stderr %q; want 2 naming --allow-http", code, errOut)
 	}
 }
+
+// TestUsersAndGrants: users are added to an organization; the OAuth grants
+// of an instance are listed and revoked.
+func TestUsersAndGrants(t *testing.T) {
+	url := setupEnv(t)
+	var org map[string]any
+	adminJSON(t, &org, "org", "create", "--name", "Acme")
+	orgID := org["id"].(string)
+	var user struct{ ID, Email, Role string }
+	adminJSON(t, &user, "user", "add", "--org", orgID, "--name", "Ada", "--email", "ada@example.com")
+	if user.Email != "ada@example.com" || user.Role != "MEMBER" {
+		t.Errorf("user add: %+v", user)
+	}
+	if code, _, errOut := admin(t, "user", "add", "--org", orgID, "--name", "Bob", "--role", "king"); code != 1 || errOut == "" {
+		t.Errorf("user add with an unknown role: exit %d %q; want 1 and a message", code, errOut)
+	}
+	var users struct{ Users []struct{ Name string } }
+	adminJSON(t, &users, "user", "list", "--org", orgID)
+	if len(users.Users) != 2 || users.Users[1].Name != "Ada" {
+		t.Errorf("user list: %+v; want the owner and Ada", users)
+	}
+
+	upstream := demotest.StartUpstream(t, "")
+	var server, cfg, inst struct{ ID string }
+	adminJSON(t, &server, "server", "create", "--org", orgID, "--name", "Demo", "--transport", "streamable-http", "--url", upstream.URL())
+	adminJSON(t, &cfg, "config", "create", "--server", server.ID, "--org", orgID)
+	adminJSON(t, &inst, "instance", "create", "--org", orgID, "--name", "main", "--config", cfg.ID)
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: url}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	grantID, err := db.CreateOAuthCode(t.Context(), postgres.NewGrant{ClientID: "https://client.example/meta.json", ClientName: "Example",
+		InstanceID: inst.ID, UserID: user.ID, Resource: "https://proxy.example/mcp/" + inst.ID, Scope: "mcp"},
+		[32]byte{1}, "https://client.example/cb", strings.Repeat("c", 43), time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grants struct{ Grants []postgres.GrantRow }
+	adminJSON(t, &grants, "grant", "list", "--instance", inst.ID)
+	if len(grants.Grants) != 1 || grants.Grants[0].ID != grantID || grants.Grants[0].RevokedAt != nil {
+		t.Fatalf("grant list: %+v", grants)
+	}
+	var revoked map[string]any
+	adminJSON(t, &revoked, "grant", "revoke", "--grant", grantID)
+	g, err := db.LookupOAuthGrant(t.Context(), grantID)
+	if err != nil || g.Check(time.Now()) != tenant.ErrGrantRevoked {
+		t.Errorf("revoked grant: %v %v", g, err)
+	}
+	if code, _, _ := admin(t, "grant", "revoke", "--grant", "nope"); code != 1 {
+		t.Errorf("grant revoke of a malformed ID: exit %d; want 1", code)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 
+	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
 	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -233,6 +234,15 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 		targets = append(targets, px.target)
 		res.upstreamProtocols[px.name] = px.upstreamProtocol
 	}
+	// The proxy again, with an OAuth access token instead of the key.
+	base := strings.TrimSuffix(proxies[0].url, "/mcp")
+	token, err := accessToken(ctx, base, key)
+	if err != nil {
+		return nil, fmt.Errorf("access token of %s: %w", base, err)
+	}
+	tokenT := proxies[0].target
+	tokenT.name, tokenT.key = tokenTarget, token
+	targets = append(targets, tokenT)
 	for _, t := range targets {
 		res.targets = append(res.targets, t.name)
 		// Warm caches, sessions and connections; every target must work
@@ -307,8 +317,10 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 
 // proxyEnv is the environment of a proxy process as deployed.
 func proxyEnv(encKey, collection string) []string {
+	// The authorization server is on, as deploy.sh runs the proxy, with
+	// access tokens that outlive the run.
 	return []string{"MCP_ENCRYPTION_KEY=" + encKey, "LOG_LEVEL=INFO", "REQUEST_LOG_COLLECTION=" + collection,
-		proxyGOMAXPROCS, "K_SERVICE=mcp-proxy"}
+		proxyGOMAXPROCS, "K_SERVICE=mcp-proxy", "OAUTH_SIGNING_KEYS=" + oauth.NewKeySpec("bench"), "OAUTH_ACCESS_TTL=6h"}
 }
 
 // proxyFor names the proxy target that asks upstreams for version.
@@ -397,7 +409,7 @@ func (res *results) measure(ctx context.Context, o *options, t target, up *proc,
 			res.rssAtMost = max(res.rssAtMost, rr.rssMax)
 		}
 		res.rssPeak = max(res.rssPeak, rr.rssPeak)
-	} else if strings.HasPrefix(t.name, "proxy-up-") {
+	} else if strings.HasPrefix(t.name, "proxy-up-") || t.name == tokenTarget {
 		res.proxiedRequests += r.Requests
 	}
 	return nil

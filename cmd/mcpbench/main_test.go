@@ -103,11 +103,12 @@ func TestBench(t *testing.T) {
 	var rows []string
 	for _, protocol := range []string{"2025-06-18", "2026-07-28"} {
 		for _, clients := range []string{"1", "4"} {
-			for _, target := range []string{"direct", "reverseproxy", "reverseproxy-1p", "proxy", other} {
+			for _, target := range []string{"direct", "reverseproxy", "reverseproxy-1p", "proxy", other, tokenTarget} {
 				rows = append(rows, "| "+protocol+" | "+clients+" | "+target+" |")
 			}
 		}
-		rows = append(rows, "| "+protocol+" clients: proxy CPU per call at 4 clients ≤ 1.0× `reverseproxy-1p`'s |")
+		rows = append(rows, "| "+protocol+" clients: proxy CPU per call at 4 clients ≤ 1.0× `reverseproxy-1p`'s |",
+			"| "+protocol+" clients: CPU per call with an access token at 4 clients ≤ 1.1× with the key |")
 	}
 	for _, size := range []string{"1 KiB", "256 KiB"} {
 		for _, target := range []string{"direct", "reverseproxy", "reverseproxy-1p", "proxy"} {

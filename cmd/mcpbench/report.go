@@ -31,6 +31,7 @@ const (
 	goalCPU        = 1.2  // × the bare reverse proxy's CPU time per call
 	goalCPU1P      = 1.0  // × the one-P reverse proxy's CPU time per call
 	goalAddedP50   = 1.5  // × the bare reverse proxy's added p50 latency
+	goalTokenCPU   = 1.1  // × the proxy's CPU time per call with its API key, with an access token (issue 18)
 	goalWrites     = 0.01 // Firestore writes per request
 	goalRSSMiB     = 48   // peak resident set at the most clients
 	goalLargeCPU   = 1.5  // × the bare reverse proxy's CPU time per call with a large result
@@ -136,7 +137,7 @@ func (r *results) markdown(o *options, command string) string {
 		"Postgres and the emulator. CPU µs/call is the CPU time "+
 		"(user + system, all threads, from /proc/PID/stat) of the target's own process per call, upstream CPU the upstream process's; "+
 		"the ÷ 1p columns divide them by `%s`'s under the same load. RSS is the target's resident set. "+
-		"Medians over the rounds, per column.\n\n", reverseProxy1P, upstream.DefaultProtocolVersion, r.otherProxies(), reverseProxy1P)
+		"Medians over the rounds, per column.\n\n", reverseProxy1P, upstream.DefaultProtocolVersion, r.otherProxies()+r.tokenNote(), reverseProxy1P)
 	w("| client protocol | clients | target | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU µs/call | ÷ 1p | upstream CPU µs/call | ÷ 1p | RSS MiB |\n")
 	w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, protocol := range r.protocols {
@@ -193,14 +194,18 @@ func (r *results) markdown(o *options, command string) string {
 			protocol, most, goalCPU1P, reverseProxy1P, p1.cpu/r1.cpu, p1.cpu, r1.cpu, verdict(p1.cpu <= goalCPU1P*r1.cpu))
 		w("| %s clients: p50 added over direct ≤ %.1f× the reverse proxy's | %s | %s |\n",
 			protocol, goalAddedP50, strings.Join(added, "; "), verdict(addedOK))
+		if tk := r.cell(tokenTarget, lm); tk.cpu > 0 {
+			w("| %s clients: CPU per call with an access token at %d clients ≤ %.1f× with the key | %.2f× (%.0f vs %.0f µs) | %s |\n",
+				protocol, most, goalTokenCPU, tk.cpu/p1.cpu, tk.cpu, p1.cpu, verdict(tk.cpu <= goalTokenCPU*p1.cpu))
+		}
 	}
 	r.largeGoals(w)
 	// The warm cache's refreshes: one key and one config query per TTL,
-	// per proxy process.
-	refreshes := 2 * int64((r.statementSpan+cacheTTL-1)/cacheTTL) * int64(max(1, r.proxies))
+	// per proxy process, and one grant query for the token's.
+	refreshes := 2*int64((r.statementSpan+cacheTTL-1)/cacheTTL)*int64(max(1, r.proxies)) + int64((r.statementSpan+cacheTTL-1)/cacheTTL)
 	writes := float64(r.batches) / float64(max(1, r.entries))
 	w("| 0 Postgres statements per warm request | %d statements over %s measured requests of %d proxy process(es) in %.0f s (pg_stat_statements, reset after the warm-up): "+
-		"%.6f per request; the caches' background refreshes allow %d (one key and one config query per CACHE_TTL, 60 s, per process) | %s |\n",
+		"%.6f per request; the caches' background refreshes allow %d (one key and one config query per CACHE_TTL, 60 s, per process, and one of the token's grant) | %s |\n",
 		r.statements, thousands(float64(r.proxiedRequests)), r.proxies, r.statementSpan.Seconds(),
 		float64(r.statements)/float64(max(1, r.proxiedRequests)), refreshes, verdict(r.statements <= refreshes))
 	w("| ≤ %.2f Firestore writes per request | %.4f (%d batch documents for %s entries; the proxies logged %s, dropped %d) | %s |\n",
@@ -224,6 +229,14 @@ func (r *results) markdown(o *options, command string) string {
 	}
 	w("\n![tools/call latency by percentile, %s clients](docs/bench-latency.svg)\n%s", r.chartProtocol(), sectionEnd)
 	return b.String()
+}
+
+// tokenNote says what the token target is, when it ran.
+func (r *results) tokenNote() string {
+	if !slices.Contains(r.targets, tokenTarget) {
+		return ""
+	}
+	return "; `" + tokenTarget + "` is `proxy` reached with an OAuth access token (docs/oauth.md) instead of its API key"
 }
 
 // otherProxies names the proxy targets that ask upstreams for another

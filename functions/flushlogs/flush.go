@@ -55,9 +55,12 @@ type Report struct {
 	EntriesSetAside int `json:"entriesSetAside"`
 	// Remaining is how many batch documents are left; -1 if unknown.
 	Remaining int64 `json:"remaining"`
-	// LogsDeleted and DedupeDeleted count rows removed by retention.
+	// LogsDeleted and DedupeDeleted count rows removed by retention;
+	// OAuthDeleted the expired OAuth codes and refresh tokens (the larger
+	// count of the two per step).
 	LogsDeleted   int64 `json:"logsDeleted"`
 	DedupeDeleted int64 `json:"dedupeDeleted"`
+	OAuthDeleted  int64 `json:"oauthDeleted"`
 	// BudgetSpent is set when the run stopped because its budget ran out.
 	BudgetSpent bool   `json:"budgetSpent,omitempty"`
 	DurationMs  int64  `json:"durationMs"`
@@ -352,6 +355,7 @@ func (f *Flusher) retention(ctx context.Context, pg *postgres.Flush, start time.
 	}{
 		{pg.DeleteLogs, now.Add(-f.opts.LogRetention), &rep.LogsDeleted},
 		{pg.DeleteClaims, now.Add(-f.opts.DedupeRetention), &rep.DedupeDeleted},
+		{pg.DeleteOAuthExpired, now, &rep.OAuthDeleted},
 	}
 	for _, job := range jobs {
 		for {

@@ -545,3 +545,32 @@ func TestRefusedBatchesDoNotBlock(t *testing.T) {
 	}
 	w.verify(t, 10+3+20)
 }
+
+// TestOAuthRetention: a run deletes the OAuth codes and refresh tokens
+// that expired, and keeps the live ones and the grants.
+func TestOAuthRetention(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	grant, err := w.db.CreateOAuthCode(ctx, postgres.NewGrant{ClientID: "mcpc_x", InstanceID: w.instance, UserID: w.user,
+		Resource: "https://p.example/mcp", Scope: "mcp"}, [32]byte{1}, "https://c.example/cb", strings.Repeat("c", 43), time.Now().Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.db.CreateOAuthCode(ctx, postgres.NewGrant{ClientID: "mcpc_x", InstanceID: w.instance, UserID: w.user,
+		Resource: "https://p.example/mcp", Scope: "mcp"}, [32]byte{2}, "https://c.example/cb", strings.Repeat("c", 43), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for i, expires := range []time.Time{time.Now().Add(-time.Hour), time.Now().Add(-time.Second), time.Now().Add(time.Hour)} {
+		if err := w.db.CreateRefreshToken(ctx, grant, [32]byte{byte(10 + i)}, expires); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := run(t, w.flusher(Options{}))
+	if rep.OAuthDeleted != 2 {
+		t.Errorf("report %+v; want 2 (the larger of 1 code and 2 refresh tokens)", rep)
+	}
+	if codes, tokens, grants := w.count(t, `SELECT count(*) FROM oauth_codes`), w.count(t, `SELECT count(*) FROM oauth_refresh_tokens`),
+		w.count(t, `SELECT count(*) FROM oauth_grants`); codes != 1 || tokens != 1 || grants != 2 {
+		t.Errorf("left %d codes, %d refresh tokens, %d grants; want 1, 1, 2", codes, tokens, grants)
+	}
+}

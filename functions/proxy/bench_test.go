@@ -19,6 +19,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
 	"mcpproxy.dev/mcpproxy/internal/demo"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
 	"mcpproxy.dev/mcpproxy/internal/stack"
@@ -60,11 +61,14 @@ func BenchmarkToolsCall(b *testing.B) {
 	quiet := logging.New(io.Discard, slog.LevelWarn)
 	// The proxy asks this upstream for 2026-07-28, the version every
 	// target's client speaks below (make bench measures the default).
-	e := testenv.New(b, testenv.Options{Logger: quiet, Proxy: proxy.Options{RequestLog: requestLog},
+	e := testenv.New(b, testenv.Options{Logger: quiet, Proxy: proxy.Options{RequestLog: requestLog}, OAuth: &oauth.Options{AccessTTL: time.Hour},
 		Pool: upstream.PoolOptions{ProtocolVersion: "2026-07-28"},
 		Tenant: stack.Tenant{Organization: "bench", Instance: "bench", Servers: []stack.Server{{
 			Server: postgres.Server{Name: "demo", Transport: tenant.TransportStreamableHTTP, URL: up.URL}, Tools: []postgres.Tool{{Name: "echo"}}}}}})
 	key, queries, prx := e.Key, e.Queries, e.Proxy
+	// An OAuth access token for /mcp, by the authorization code flow.
+	client := register(b, prx.URL, "http://127.0.0.1/callback")
+	access := grant(b, e, client, "http://127.0.0.1/callback", "/mcp", key).access
 	// The same proxy without a request log shows what the log costs.
 	nolog := e.Process(b, testenv.Options{Logger: quiet}).Proxy
 
@@ -91,8 +95,10 @@ func BenchmarkToolsCall(b *testing.B) {
 		{"reverseproxy", bare.URL, call("echo"), headers("echo")},
 		{"proxy", prx.URL + "/mcp", call("demo__echo"), headers("demo__echo", "Authorization", "Bearer "+key)},
 		{"proxy-nolog", nolog.URL + "/mcp", call("demo__echo"), headers("demo__echo", "Authorization", "Bearer "+key)},
+		// The same proxy with an access token instead of the key.
+		{"proxy-token", prx.URL + "/mcp", call("demo__echo"), headers("demo__echo", "Authorization", "Bearer "+access)},
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, MaxIdleConns: 1000}}
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, MaxIdleConns: 1000}}
 	do := func(b *testing.B, url string, body []byte, header http.Header) {
 		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -100,7 +106,7 @@ func BenchmarkToolsCall(b *testing.B) {
 		for k, v := range header {
 			req.Header[k] = v
 		}
-		resp, err := client.Do(req)
+		resp, err := httpClient.Do(req)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -145,7 +151,7 @@ func BenchmarkToolsCall(b *testing.B) {
 				// target, so cpu-us/op minus direct's is the CPU time the
 				// proxy or the reverse proxy adds to a call.
 				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
-				if tg.name == "proxy" {
+				if tg.name == "proxy" || tg.name == "proxy-token" {
 					// Statements sent to Postgres and batch documents
 					// written to Firestore, per call.
 					log1 := requestLog.Stats()

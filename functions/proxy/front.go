@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
+	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
 	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/logging"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
@@ -30,6 +31,10 @@ type frontHandler func(w http.ResponseWriter, r *http.Request) *outcome
 type frontMiddleware func(frontHandler) frontHandler
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.auth != nil && oauth.Owns(r.URL.Path) {
+		h.serveOAuth(w, r)
+		return
+	}
 	if o := h.front(w, r); o.abort {
 		// A relayed result failed after its first bytes were sent: the
 		// client must not take what it got for a whole answer.
@@ -97,6 +102,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, o *outcome) 
 	o.version = version
 	c, e := h.authenticate(r.Context(), r, rt, o)
 	if e != nil {
+		h.challenge(r, e)
 		return e
 	}
 	c.requestID, c.header, c.version = o.requestID, r.Header, version
@@ -428,6 +434,9 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, o
 	if !ok {
 		return nil, unauthorized("", "missing API key: send Authorization: Bearer <key> or X-API-Key")
 	}
+	if h.auth != nil && oauth.LooksLikeJWT(secret) {
+		return h.authenticateToken(ctx, r, rt, secret, o)
+	}
 	prefix := tenant.DisplayPrefix(secret)
 	if !tenant.WellFormedKey(secret) {
 		// No key of ours has another shape: no lookup, no cache entry.
@@ -468,6 +477,11 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, o
 		h.authFailure(r, prefix, "key used on another instance")
 		return nil, newError(http.StatusForbidden, codeForbidden, "the API key does not belong to instance "+rt.instanceID)
 	}
+	return h.open(ctx, key, rt, o)
+}
+
+// open loads the instance of an authenticated caller.
+func (h *Handler) open(ctx context.Context, key *tenant.Key, rt route, o *outcome) (*caller, *rpcError) {
 	v, outcome, err := h.views.Get(ctx, key.InstanceID, func(ctx context.Context) (*view, error) {
 		inst, err := h.store.LoadInstanceConfig(ctx, key.InstanceID)
 		if err != nil {

@@ -31,6 +31,10 @@ func (fakeStore) LoadInstanceConfig(context.Context, string) (*tenant.Instance, 
 	return &tenant.Instance{ID: "i", Name: "fuzz"}, nil
 }
 
+func (fakeStore) LookupOAuthGrant(context.Context, string) (*tenant.Grant, error) {
+	return nil, tenant.ErrNotFound
+}
+
 // FuzzRequest sends arbitrary bodies and protocol headers through the
 // whole handler: it must never panic, and must always answer 202 or a
 // JSON-RPC object (or batch).

@@ -27,7 +27,7 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
-var update = flag.Bool("update", false, "rewrite the responses in testdata/*.txtar with what the proxy answers")
+var update = flag.Bool("update", false, "rewrite the responses in testdata/*.txtar with what the proxy answers, and docs/images/consent.png with the consent page")
 
 // TestGolden sends the requests of every testdata/*.txtar to one proxy in
 // front of acme's upstreams (and, for {{.HostileKey}}, an instance over

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
 	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 	"mcpproxy.dev/mcpproxy/shared/logging"
@@ -25,11 +26,12 @@ import (
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
-// Store is what the proxy needs of Postgres: two queries, each one round
-// trip, both behind the warm cache.
+// Store is what the proxy needs of Postgres: three queries, each one
+// round trip, all behind the warm cache.
 type Store interface {
 	LookupAPIKey(ctx context.Context, hash [32]byte) (*tenant.Key, error)
 	LoadInstanceConfig(ctx context.Context, instanceID string) (*tenant.Instance, error)
+	LookupOAuthGrant(ctx context.Context, grantID string) (*tenant.Grant, error)
 }
 
 // Options tune a Handler. Zero values take the defaults named.
@@ -107,6 +109,10 @@ type Options struct {
 	// SealKey is the 32-byte key that seals the session IDs and relayed
 	// request IDs the proxy hands out (keyring.Derive).
 	SealKey []byte
+	// OAuth is the authorization server served beside the MCP routes,
+	// whose access tokens the proxy takes besides API keys; nil takes
+	// API keys only.
+	OAuth *oauth.Server
 }
 
 // Handler is the proxy's MCP endpoint. It is safe for concurrent use; one
@@ -117,8 +123,11 @@ type Handler struct {
 	log   *slog.Logger
 	opts  Options
 	keys  *configcache.Cache[*tenant.Key]
-	views *configcache.Cache[*view]
-	tools *configcache.Cache[*toolList]
+	// auth is Options.OAuth; grants are the grants of its access tokens.
+	auth   *oauth.Server
+	grants *configcache.Cache[*tenant.Grant]
+	views  *configcache.Cache[*view]
+	tools  *configcache.Cache[*toolList]
 	// catalogCache keeps each upstream's capabilities, prompts, resources
 	// and templates, like tools.
 	catalogCache *configcache.Cache[*catalog]
@@ -206,6 +215,9 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	keyOpts := opts.Cache
 	keyOpts.IsNegative, keyOpts.OnRefreshError, keyOpts.OnPanic = notFound, refreshFailed("apiKey"), panicked("apiKey")
 	h.keys = configcache.New[*tenant.Key](keyOpts)
+	grantOpts := opts.Cache
+	grantOpts.IsNegative, grantOpts.OnRefreshError, grantOpts.OnPanic = notFound, refreshFailed("grant"), panicked("grant")
+	h.auth, h.grants = opts.OAuth, configcache.New[*tenant.Grant](grantOpts)
 	viewOpts := opts.Cache
 	viewOpts.IsNegative, viewOpts.OnRefreshError, viewOpts.OnPanic = notFound, refreshFailed("instance"), panicked("instance")
 	h.views = configcache.New[*view](viewOpts)

@@ -26,6 +26,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
 	"mcpproxy.dev/mcpproxy/shared/budget"
 	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/envfile"
@@ -91,10 +92,24 @@ type Config struct {
 	KeyLookupRate float64 `env:"KEY_LOOKUP_RATE, default=100"`
 	// InflightBytes is the budget of request and result bytes held at
 	// once; deploy.sh sizes it from the function's memory.
-	InflightBytes      int64      `env:"INFLIGHT_BYTES, default=50331648"`
-	UpstreamMaxMessage int64      `env:"UPSTREAM_MAX_MESSAGE_BYTES, default=16777216"`
-	AllowedOrigins     []string   `env:"ALLOWED_ORIGINS"`
-	LogLevel           slog.Level `env:"LOG_LEVEL, default=INFO"`
+	InflightBytes      int64    `env:"INFLIGHT_BYTES, default=50331648"`
+	UpstreamMaxMessage int64    `env:"UPSTREAM_MAX_MESSAGE_BYTES, default=16777216"`
+	AllowedOrigins     []string `env:"ALLOWED_ORIGINS"`
+	// OAuthSigningKeys turn on the OAuth authorization server
+	// (docs/oauth.md): keyid:base64 Ed25519 seeds, the first signing;
+	// deploy.sh gives them as a Secret Manager file.
+	OAuthSigningKeys  string        `env:"OAUTH_SIGNING_KEYS"`
+	OAuthIssuer       string        `env:"OAUTH_ISSUER"`
+	OAuthAccessTTL    time.Duration `env:"OAUTH_ACCESS_TTL, default=10m"`
+	OAuthRefreshTTL   time.Duration `env:"OAUTH_REFRESH_TTL, default=720h"`
+	OAuthRegisterRate float64       `env:"OAUTH_REGISTER_RATE, default=0.2"`
+	// An OpenID Connect provider users sign in with on the consent page;
+	// unset: API keys only.
+	OIDCIssuer       string     `env:"OAUTH_OIDC_ISSUER"`
+	OIDCClientID     string     `env:"OAUTH_OIDC_CLIENT_ID"`
+	OIDCClientSecret string     `env:"OAUTH_OIDC_CLIENT_SECRET"`
+	OIDCName         string     `env:"OAUTH_OIDC_NAME"`
+	LogLevel         slog.Level `env:"LOG_LEVEL, default=INFO"`
 }
 
 // handler is built on the first request of the process. A configuration
@@ -156,6 +171,19 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	var auth *oauth.Server
+	if c.OAuthSigningKeys != "" {
+		signing, err := oauth.ParseKeys(c.OAuthSigningKeys)
+		if err != nil {
+			return nil, err
+		}
+		var provider *oauth.OIDC
+		if c.OIDCIssuer != "" {
+			provider = &oauth.OIDC{Issuer: c.OIDCIssuer, ClientID: c.OIDCClientID, ClientSecret: c.OIDCClientSecret, Name: c.OIDCName}
+		}
+		auth = oauth.New(db, oauth.Options{Issuer: c.OAuthIssuer, Keys: signing, AccessTTL: c.OAuthAccessTTL,
+			RefreshTTL: c.OAuthRefreshTTL, RegisterRate: c.OAuthRegisterRate, ValidResource: ValidResource, OIDC: provider, Logger: logger})
+	}
 	h := New(db, pool, logger, Options{
 		Rendezvous:     rendezvous.New(fs, rendezvous.Options{Collection: c.RendezvousCollection}),
 		SealKey:        sealKey,
@@ -179,6 +207,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		FiguresInterval: c.FiguresInterval,
 		StateKey:        stateKey,
 		StateTTL:        c.RequestStateTTL,
+		OAuth:           auth,
 	})
 	onSignal(logger, c.ShutdownTimeout, func(ctx context.Context) error {
 		err := h.Shutdown(ctx)

@@ -19,6 +19,7 @@ type outcome struct {
 	version   string // the MCP-Protocol-Version header
 	// Set as far as authentication went: a key found, its instance.
 	key       *tenant.Key
+	grant     *tenant.Grant // of an access token; key is then its Key
 	view      *view
 	only      *upstreamView
 	keyCache  configcache.Outcome
@@ -104,7 +105,10 @@ func (h *Handler) logLine(r *http.Request, o *outcome) {
 		slog.Int("outputBytes", o.outBytes),
 		slog.String("keyCache", o.keyCache.String()),
 	)
-	if o.key != nil {
+	switch {
+	case o.grant != nil:
+		attrs = append(attrs, slog.String("instance", o.key.InstanceID), slog.String("grantId", o.grant.ID))
+	case o.key != nil:
 		attrs = append(attrs, slog.String("instance", o.key.InstanceID), slog.String("apiKeyId", o.key.ID))
 	}
 	if o.view != nil {
@@ -171,6 +175,9 @@ func (h *Handler) append(r *http.Request, o *outcome, m message) {
 	}
 	if m.err != nil {
 		e.ErrorCode, e.ErrorMessage = strconv.FormatInt(m.err.code, 10), m.err.message
+	}
+	if o.grant != nil {
+		e.APIKeyID, e.GrantID = o.grant.APIKeyID, o.grant.ID
 	}
 	h.opts.RequestLog.Append(e)
 }

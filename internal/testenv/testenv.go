@@ -23,6 +23,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/functions/proxy/oauth"
 	"mcpproxy.dev/mcpproxy/internal/demo/demotest"
 	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/internal/pgtest"
@@ -53,6 +54,10 @@ type Options struct {
 	Credentials credentials.Options
 	// Logger is the proxy's log; nil logs at debug level into Env.Logs.
 	Logger *slog.Logger
+	// OAuth, when set, serves the authorization server beside the MCP
+	// routes (Proxy.OAuth); its Keys default to a new key, its
+	// ValidResource to the proxy's, its Logger to the proxy's.
+	OAuth *oauth.Options
 }
 
 // Env is a proxy in front of a seeded tenant's upstreams.
@@ -70,6 +75,8 @@ type Env struct {
 
 	Pool    *upstream.Pool
 	Handler *proxy.Handler
+	// OAuth is the authorization server, when Options.OAuth was set.
+	OAuth *oauth.Server
 	// Proxy serves Handler; its URL is the proxy's.
 	Proxy *httptest.Server
 }
@@ -131,6 +138,24 @@ func (e *Env) serve(t testing.TB, opts Options) {
 	}
 	e.Pool = upstream.NewPool(opts.Pool)
 	t.Cleanup(e.Pool.Close)
+	if opts.OAuth != nil {
+		o := *opts.OAuth
+		if o.Keys == nil {
+			keys, err := oauth.ParseKeys(oauth.NewKeySpec("test"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Keys = keys
+		}
+		if o.ValidResource == nil {
+			o.ValidResource = proxy.ValidResource
+		}
+		if o.Logger == nil {
+			o.Logger = logger
+		}
+		e.OAuth = oauth.New(e.DB, o)
+		opts.Proxy.OAuth = e.OAuth
+	}
 	e.Handler = proxy.New(e.DB, e.Pool, logger, opts.Proxy)
 	e.Proxy = httptest.NewServer(e.Handler)
 	t.Cleanup(e.Proxy.Close)

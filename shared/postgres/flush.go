@@ -122,7 +122,7 @@ RETURNING batch_id`, ids, counts)
 
 var logColumns = []string{"id", "request_id", "user_id", "organization_id", "mcp_server_instance_id", "api_key_id",
 	"method", "tool_name", "transport_type", "response_status", "error_code", "error_message",
-	"duration_ms", "input_bytes", "output_bytes", "user_agent", "created_at"}
+	"duration_ms", "input_bytes", "output_bytes", "user_agent", "created_at", "oauth_grant_id"}
 
 // CopyEntries adds the entries to the request log with COPY: one round
 // trip for thousands of rows, where INSERTs would take one each or a
@@ -138,7 +138,7 @@ func (t *FlushTx) CopyEntries(ctx context.Context, entries []tenant.LogEntry) er
 		return []any{e.ID, e.RequestID, e.UserID, nullable(e.OrganizationID), e.InstanceID, nullable(e.APIKeyID),
 			e.Method, e.ToolName, e.Transport, e.Status, nullable(e.ErrorCode), nullable(e.ErrorMessage),
 			int32(min(e.DurationMs, 1<<31-1)), int32(min(e.InputBytes, 1<<31-1)), int32(min(e.OutputBytes, 1<<31-1)),
-			nullable(e.UserAgent), e.CreatedAt}, nil
+			nullable(e.UserAgent), e.CreatedAt, nullable(e.GrantID)}, nil
 	})
 	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"mcp_server_request_logs"}, logColumns, src); err != nil {
 		return fmt.Errorf("flush: copy request logs: %w", err)
@@ -260,6 +260,25 @@ func (f *Flush) DeleteClaims(ctx context.Context, before time.Time, limit int) (
 		return 0, fmt.Errorf("flush: retention of copied batch IDs: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// DeleteOAuthExpired deletes at most limit authorization codes and at
+// most limit refresh tokens (by hash) that expired before the time given,
+// and returns how many it deleted. Grants stay, revoked or not, for
+// mcpadmin grant list.
+func (f *Flush) DeleteOAuthExpired(ctx context.Context, before time.Time, limit int) (int64, error) {
+	var n int64
+	for _, sql := range []string{
+		`DELETE FROM oauth_codes WHERE code_hash IN (SELECT code_hash FROM oauth_codes WHERE expires_at < $1 LIMIT $2)`,
+		`DELETE FROM oauth_refresh_tokens WHERE token_hash IN (SELECT token_hash FROM oauth_refresh_tokens WHERE expires_at < $1 LIMIT $2)`,
+	} {
+		tag, err := f.conn.Exec(ctx, sql, before, limit)
+		if err != nil {
+			return n, fmt.Errorf("flush: retention of expired OAuth codes and refresh tokens: %w", err)
+		}
+		n = max(n, tag.RowsAffected())
+	}
+	return n, nil
 }
 
 // Refused reports whether Postgres refused a statement for its data: a

@@ -11,23 +11,26 @@ import (
 // log design, without request or response bodies. The proxy makes it,
 // logbuffer carries it, the flush stores it.
 type LogEntry struct {
-	ID             string    `json:"id"`
-	RequestID      string    `json:"requestId,omitempty"`
-	UserID         string    `json:"userId"`
-	OrganizationID string    `json:"organizationId,omitempty"`
-	InstanceID     string    `json:"instanceId"`
-	APIKeyID       string    `json:"apiKeyId,omitempty"`
-	Method         string    `json:"method"`
-	ToolName       string    `json:"toolName,omitempty"`
-	Transport      string    `json:"transport,omitempty"`
-	Status         string    `json:"status"` // success, error or timeout
-	ErrorCode      string    `json:"errorCode,omitempty"`
-	ErrorMessage   string    `json:"errorMessage,omitempty"`
-	DurationMs     int64     `json:"durationMs"`
-	InputBytes     int64     `json:"inputBytes"`
-	OutputBytes    int64     `json:"outputBytes"`
-	UserAgent      string    `json:"userAgent,omitempty"`
-	CreatedAt      time.Time `json:"createdAt"`
+	ID             string `json:"id"`
+	RequestID      string `json:"requestId,omitempty"`
+	UserID         string `json:"userId"`
+	OrganizationID string `json:"organizationId,omitempty"`
+	InstanceID     string `json:"instanceId"`
+	APIKeyID       string `json:"apiKeyId,omitempty"`
+	// GrantID is the OAuth grant of a request made with an access token;
+	// APIKeyID is then the key the grant is bound to, if any.
+	GrantID      string    `json:"grantId,omitempty"`
+	Method       string    `json:"method"`
+	ToolName     string    `json:"toolName,omitempty"`
+	Transport    string    `json:"transport,omitempty"`
+	Status       string    `json:"status"` // success, error or timeout
+	ErrorCode    string    `json:"errorCode,omitempty"`
+	ErrorMessage string    `json:"errorMessage,omitempty"`
+	DurationMs   int64     `json:"durationMs"`
+	InputBytes   int64     `json:"inputBytes"`
+	OutputBytes  int64     `json:"outputBytes"`
+	UserAgent    string    `json:"userAgent,omitempty"`
+	CreatedAt    time.Time `json:"createdAt"`
 }
 
 // Statuses of a LogEntry.
@@ -39,7 +42,7 @@ const (
 
 // Validate reports what makes an entry unfit for the request log table.
 func (e *LogEntry) Validate() error {
-	for _, f := range []string{e.ID, e.RequestID, e.UserID, e.OrganizationID, e.InstanceID, e.APIKeyID,
+	for _, f := range []string{e.ID, e.RequestID, e.UserID, e.OrganizationID, e.InstanceID, e.APIKeyID, e.GrantID,
 		e.Method, e.ToolName, e.Transport, e.Status, e.ErrorCode, e.ErrorMessage, e.UserAgent} {
 		if strings.IndexByte(f, 0) >= 0 {
 			// Postgres text refuses NUL: the copy of the whole group
@@ -58,6 +61,8 @@ func (e *LogEntry) Validate() error {
 		return fmt.Errorf("entry %s: organization id %q is not a UUID", e.ID, e.OrganizationID)
 	case e.APIKeyID != "" && !IsUUID(e.APIKeyID):
 		return fmt.Errorf("entry %s: api key id %q is not a UUID", e.ID, e.APIKeyID)
+	case e.GrantID != "" && !IsUUID(e.GrantID):
+		return fmt.Errorf("entry %s: grant id %q is not a UUID", e.ID, e.GrantID)
 	case e.Method == "":
 		return fmt.Errorf("entry %s: no method", e.ID)
 	case e.Status != StatusSuccess && e.Status != StatusError && e.Status != StatusTimeout:
