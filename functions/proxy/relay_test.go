@@ -106,7 +106,9 @@ func TestStalledClient(t *testing.T) {
 	srv, _ := hostileUpstream(t, hostile.Good)
 	e := testenv.New(t, testenv.Options{Tenant: testenv.Tenant([]postgres.Server{
 		{Name: "Evil", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}, []string{"huge"}),
-		Proxy: proxy.Options{RequestTimeout: time.Second, WriteGrace: time.Second}, Pool: upstream.PoolOptions{MaxMessageBytes: 64 << 20}})
+		// Time enough for the upstream to start its answer on a busy
+		// machine: the relay, not the upstream, is to be abandoned.
+		Proxy: proxy.Options{RequestTimeout: 4 * time.Second, WriteGrace: time.Second}, Pool: upstream.PoolOptions{MaxMessageBytes: 64 << 20}})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.Proxy.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +118,7 @@ func TestStalledClient(t *testing.T) {
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"evil__huge","arguments":{"bytes":33554432}}}`
 	fmt.Fprintf(conn, "POST /mcp HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
 		strings.TrimPrefix(e.Proxy.URL, "http://"), e.Key, len(body), body)
-	wait.For(t, "the stalled request to end", 10*time.Second, func() bool {
+	wait.For(t, "the stalled request to end", 20*time.Second, func() bool {
 		return strings.Contains(e.Logs.String(), `"message":"mcp request"`)
 	})
 	if logs := e.Logs.String(); !strings.Contains(logs, `"relayed result abandoned"`) {
