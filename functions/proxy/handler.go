@@ -89,6 +89,20 @@ type Options struct {
 	// FiguresInterval is how often, while requests come, the process
 	// figures are logged. Default 1 minute.
 	FiguresInterval time.Duration
+	// Feed is the change feed the process reads to drop the keys and
+	// instances an operator changed (feed.go); nil reads none, and the
+	// caches rely on their TTL alone.
+	Feed ChangeFeed
+	// ConfigPoll is how often, while requests come, the feed is read.
+	// Default 5 s.
+	ConfigPoll time.Duration
+	// FeedMissedPolls is how many ConfigPoll intervals may pass without
+	// a successful read of the feed before the key and instance caches
+	// fall back to FeedFallbackTTL. Default 3.
+	FeedMissedPolls int
+	// FeedFallbackTTL is the key and instance caches' TTL while the feed
+	// cannot be read. Default 60 s.
+	FeedFallbackTTL time.Duration
 }
 
 // Handler is the proxy's MCP endpoint. It is safe for concurrent use; one
@@ -119,6 +133,7 @@ type Handler struct {
 	drain       atomic.Bool  // set by Shutdown: new requests are refused
 	inflight    atomic.Int64 // requests being served
 	lastFigures atomic.Int64 // unix nanoseconds of the last process figures
+	feed        feed         // the process's place in the change feed
 }
 
 // New makes a Handler.
@@ -162,6 +177,15 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	if opts.FiguresInterval <= 0 {
 		opts.FiguresInterval = time.Minute
 	}
+	if opts.ConfigPoll <= 0 {
+		opts.ConfigPoll = 5 * time.Second
+	}
+	if opts.FeedMissedPolls <= 0 {
+		opts.FeedMissedPolls = 3
+	}
+	if opts.FeedFallbackTTL <= 0 {
+		opts.FeedFallbackTTL = 60 * time.Second
+	}
 	h := &Handler{store: store, pool: pool, log: logger, opts: opts, origins: map[string]bool{},
 		keyLookups:   rate.NewLimiter(rate.Limit(opts.KeyLookupRate), max(1, int(opts.KeyLookupRate))),
 		failureLines: rate.NewLimiter(20, 20)}
@@ -193,6 +217,7 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	h.catalogCache = configcache.New[*catalog](configcache.Options{Size: opts.Cache.Size, TTL: opts.ToolsTTL,
 		StaleIfError: -1, LoadTimeout: opts.ListTimeout, Now: opts.Now, OnPanic: panicked("catalog"),
 		Cost: func(v any) int64 { return v.(*catalog).bytes }, MaxCost: opts.ListCacheBytes})
+	h.feed.cursor.Store(-1)
 	h.front = h.chainFront()
 	h.epochs = map[*epoch]handlers{&sessionEpoch: h.handlersOf(&sessionEpoch), &statelessEpoch: h.handlersOf(&statelessEpoch)}
 	return h

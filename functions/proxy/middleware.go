@@ -49,7 +49,7 @@ func (h *Handler) draining(next frontHandler) frontHandler {
 }
 
 // housekeeping writes a due batch of the request log and the process
-// figures while a request holds the CPU, which Cloud Functions takes away
+// figures, and reads the change feed when due, while a request holds the CPU, which Cloud Functions takes away
 // between requests.
 func (h *Handler) housekeeping(next frontHandler) frontHandler {
 	return func(w http.ResponseWriter, r *http.Request) *outcome {
@@ -57,6 +57,7 @@ func (h *Handler) housekeeping(next frontHandler) frontHandler {
 			h.opts.RequestLog.Kick()
 		}
 		h.maybeLogFigures()
+		h.maybePollFeed()
 		return next(w, r)
 	}
 }
