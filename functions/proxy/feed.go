@@ -116,7 +116,9 @@ func (h *Handler) pollFeed() {
 
 func (h *Handler) readFeed(ctx context.Context) error {
 	cursor := h.feed.cursor.Load()
-	if cursor < 0 {
+	if cursor < 0 || h.opts.Now().UnixNano()-h.feed.lastOK.Load() > int64(postgres.FeedTrust) {
+		// Never read, or not for so long that the changes after the
+		// cursor may be pruned (FlushLogs keeps a day of them).
 		return h.restartFeed(ctx)
 	}
 	for range feedPages {

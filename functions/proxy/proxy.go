@@ -144,6 +144,12 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		StdioGID:            c.StdioGID,
 		SecretFiles:         secretFiles,
 	})
+	// A negative CONFIG_POLL reads no change feed: the caches then rely
+	// on CACHE_TTL alone, as before the feed (for measurements).
+	var feed ChangeFeed = db
+	if c.ConfigPoll < 0 {
+		feed = nil
+	}
 	h := New(db, pool, logger, Options{
 		RequestTimeout: c.RequestTimeout,
 		ListTimeout:    c.UpstreamListTimeout,
@@ -163,7 +169,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		RequestLog:      requestLog,
 		DBStats:         db.Stats,
 		FiguresInterval: c.FiguresInterval,
-		Feed:            db,
+		Feed:            feed,
 		ConfigPoll:      c.ConfigPoll,
 		FeedMissedPolls: c.FeedMissedPolls,
 		FeedFallbackTTL: c.FeedFallbackTTL,

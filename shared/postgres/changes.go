@@ -53,10 +53,28 @@ func (db *DB) LastChange(ctx context.Context) (int64, error) {
 	return id, nil
 }
 
+// ChangeRetention is how long FlushLogs keeps the change feed's rows. A
+// proxy process that has not read the feed for FeedTrust drops its
+// caches instead of reading on (proxy.Handler), so changes it would need
+// are never pruned under it.
+const (
+	ChangeRetention = 24 * time.Hour
+	FeedTrust       = ChangeRetention / 2
+)
+
+// DeleteChanges deletes at most limit changes recorded before the time
+// given and returns how many it deleted.
+func (f *Flush) DeleteChanges(ctx context.Context, before time.Time, limit int) (int64, error) {
+	tag, err := f.conn.Exec(ctx, `DELETE FROM config_changes WHERE id IN (
+    SELECT id FROM config_changes WHERE at < $1 ORDER BY id LIMIT $2)`, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("flush: retention of config changes: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // PruneChanges deletes the changes older than keep and returns how many
-// went. A process that has not read the feed for longer than keep drops
-// its whole cache instead of trusting it (proxy.Handler does), so keep
-// must be well beyond the proxy's CACHE_TTL.
+// went (tests and hand maintenance; FlushLogs uses DeleteChanges).
 func (db *DB) PruneChanges(ctx context.Context, keep time.Duration) (int64, error) {
 	tag, err := db.Pool.Exec(ctx, `DELETE FROM config_changes WHERE at < now() - $1::interval`, keep.String())
 	if err != nil {
