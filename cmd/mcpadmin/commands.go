@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,10 @@ func init() {
 	register("key", "create", keyCreate)
 	register("key", "list", keyList)
 	register("key", "revoke", keyRevoke)
+	register("key", "limit", rateLimit("key", "key ID", func(db *postgres.DB) func(context.Context, string, tenant.RateLimit) error { return db.SetKeyRateLimit }))
+	register("instance", "limit", rateLimit("instance", "instance ID", func(db *postgres.DB) func(context.Context, string, tenant.RateLimit) error {
+		return db.SetInstanceRateLimit
+	}))
 	register("usage", "", usageReport)
 }
 
@@ -614,4 +619,27 @@ func nonNilRows(rows []postgres.UsageRow) []postgres.UsageRow {
 		return []postgres.UsageRow{}
 	}
 	return rows
+}
+
+// rateLimit sets or removes (--rate 0) the rate limit of a key or an
+// instance; every proxy process follows within CONFIG_POLL.
+func rateLimit(flagName, usage string, set func(*postgres.DB) func(context.Context, string, tenant.RateLimit) error) func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	return func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+		id := fs.String(flagName, "", usage)
+		rate := fs.Float64("rate", 0, "requests a second on average; 0 removes the limit")
+		burst := fs.Int("burst", 0, "requests at once (default: one second's worth)")
+		db, err := a.open(ctx, fs, args, flagName)
+		if err != nil {
+			return err
+		}
+		if err := set(db)(ctx, *id, tenant.RateLimit{PerSecond: *rate, Burst: *burst}); err != nil {
+			return friendly(err)
+		}
+		b := *burst
+		if *rate > 0 && b == 0 {
+			b = max(1, int(math.Ceil(*rate)))
+		}
+		return a.print(map[string]any{"id": *id, "rate_per_second": *rate, "burst": b},
+			[]string{"ID", "RATE/S", "BURST"}, [][]string{{*id, strconv.FormatFloat(*rate, 'g', -1, 64), strconv.Itoa(b)}})
+	}
 }

@@ -62,9 +62,11 @@ Instances (one MCP endpoint each) and their API keys
   instance list [--org ID] [--deleted]
   instance delete --instance ID
   instance enable-tools|disable-tools --instance ID
+  instance limit --instance ID --rate PER_SECOND [--burst N]   (--rate 0 removes it)
   key create --instance ID [--name NAME] [--expires-in DURATION] [--user ID]
   key list --instance ID
   key revoke --key ID
+  key limit --key ID --rate PER_SECOND [--burst N]   (--rate 0 removes it)
 Usage (from the hourly aggregates that FlushLogs fills)
   usage --instance ID [--since DURATION] [--by tool|hour]
 

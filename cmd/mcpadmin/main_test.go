@@ -147,6 +147,23 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("key list (exit %d) must show the prefix and not the key:\n%s", code, table)
 	}
 
+	// Rate limits: set, read back with the key and instance, removed.
+	var limited map[string]any
+	adminJSON(t, &limited, "key", "limit", "--key", key.ID, "--rate", "2.5")
+	adminJSON(t, &limited, "instance", "limit", "--instance", inst.ID, "--rate", "50", "--burst", "80")
+	k, _ = db.LookupAPIKey(context.Background(), tenant.HashKey(key.Key))
+	loaded, _ = db.LoadInstanceConfig(context.Background(), inst.ID)
+	if k.RateLimit != (tenant.RateLimit{PerSecond: 2.5, Burst: 3}) || loaded.RateLimit != (tenant.RateLimit{PerSecond: 50, Burst: 80}) {
+		t.Errorf("limits: key %+v, instance %+v; want 2.5/s burst 3, 50/s burst 80", k.RateLimit, loaded.RateLimit)
+	}
+	adminJSON(t, &limited, "key", "limit", "--key", key.ID, "--rate", "0")
+	if k, _ = db.LookupAPIKey(context.Background(), tenant.HashKey(key.Key)); k.RateLimit.Limited() {
+		t.Errorf("key limit removed, still %+v", k.RateLimit)
+	}
+	if code, _, stderr := admin(t, "key", "limit", "--key", key.ID, "--rate", "-1"); code != 1 || !strings.Contains(stderr, "not negative") {
+		t.Errorf("negative rate: exit %d, %s", code, stderr)
+	}
+
 	// Revoking makes the key unusable.
 	var revoked map[string]any
 	adminJSON(t, &revoked, "key", "revoke", "--key", key.ID)

@@ -97,6 +97,9 @@ func (h *Handler) checkBlind(now int64) {
 
 // pollFeed reads the changes after the cursor and drops what they name.
 func (h *Handler) pollFeed() {
+	now := h.opts.Now().UnixNano()
+	h.keyBuckets.prune(now)
+	h.instanceBuckets.prune(now)
 	ctx, cancel := context.WithTimeout(context.Background(), max(h.opts.ConfigPoll, 2*time.Second))
 	defer cancel()
 	h.feed.polls.Add(1)

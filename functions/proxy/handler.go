@@ -134,6 +134,8 @@ type Handler struct {
 	inflight    atomic.Int64 // requests being served
 	lastFigures atomic.Int64 // unix nanoseconds of the last process figures
 	feed        feed         // the process's place in the change feed
+	// keyBuckets and instanceBuckets hold the rate limits' buckets.
+	keyBuckets, instanceBuckets buckets
 }
 
 // New makes a Handler.

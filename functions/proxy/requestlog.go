@@ -60,6 +60,8 @@ func status(e *rpcError) string {
 		return tenant.StatusSuccess
 	case e.timeout:
 		return "timeout"
+	case e.rateLimited:
+		return tenant.StatusRateLimited
 	}
 	return "error"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,7 +17,8 @@ import (
 // whether the instance was deleted.
 const lookupKeySQL = `
 SELECT k.id::text, k.key_prefix, k.user_id::text, i.organization_id::text,
-       i.id::text, k.is_active, k.expires_at, i.deleted_at IS NOT NULL
+       i.id::text, k.is_active, k.expires_at, i.deleted_at IS NOT NULL,
+       COALESCE(k.rate_limit_per_second, 0), COALESCE(k.rate_limit_burst, 0)
 FROM mcp_api_keys k
 JOIN user_mcp_server_instances i ON i.id = k.mcp_server_instance_id
 WHERE k.key_hash = $1`
@@ -27,7 +29,7 @@ func (db *DB) LookupAPIKey(ctx context.Context, hash [32]byte) (*tenant.Key, err
 	var k tenant.Key
 	err := db.Pool.QueryRow(ctx, lookupKeySQL, hash[:]).Scan(
 		&k.ID, &k.Prefix, &k.UserID, &k.OrganizationID,
-		&k.InstanceID, &k.Active, &k.ExpiresAt, &k.InstanceGone)
+		&k.InstanceID, &k.Active, &k.ExpiresAt, &k.InstanceGone, &k.RateLimit.PerSecond, &k.RateLimit.Burst)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("api key: %w", tenant.ErrNotFound)
 	}
@@ -125,4 +127,44 @@ func (db *DB) RevokeAPIKey(ctx context.Context, keyID string) error {
 		return fmt.Errorf("api key %s: %w", keyID, tenant.ErrNotFound)
 	}
 	return nil
+}
+
+// SetKeyRateLimit sets a key's rate limit; a zero limit removes it. The
+// proxies follow within CONFIG_POLL (the change feed).
+func (db *DB) SetKeyRateLimit(ctx context.Context, keyID string, l tenant.RateLimit) error {
+	if !validUUID(keyID) {
+		return fmt.Errorf("api key %q: %w", keyID, tenant.ErrNotFound)
+	}
+	perSecond, burst, err := limitColumns(l)
+	if err != nil {
+		return err
+	}
+	tag, err := db.Pool.Exec(ctx, `UPDATE mcp_api_keys SET rate_limit_per_second = $2, rate_limit_burst = $3, updated_at = now() WHERE id = $1`,
+		keyID, perSecond, burst)
+	if err != nil {
+		return fmt.Errorf("set the rate limit of api key %s: %w", keyID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("api key %s: %w", keyID, tenant.ErrNotFound)
+	}
+	return nil
+}
+
+// limitColumns are a limit's column values: NULLs for none, and a burst
+// of at least one second's worth (and 1) when none is given.
+func limitColumns(l tenant.RateLimit) (perSecond *float64, burst *int, err error) {
+	switch {
+	case l.PerSecond < 0 || l.Burst < 0:
+		return nil, nil, errors.New("a rate limit is not negative")
+	case l.PerSecond == 0 && l.Burst > 0:
+		return nil, nil, errors.New("a burst needs a rate")
+	case l.PerSecond == 0:
+		return nil, nil, nil
+	case l.PerSecond > 1e6:
+		return nil, nil, errors.New("a rate limit above 1,000,000 a second is no limit")
+	}
+	if l.Burst == 0 {
+		l.Burst = max(1, int(math.Ceil(l.PerSecond)))
+	}
+	return &l.PerSecond, &l.Burst, nil
 }

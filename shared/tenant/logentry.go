@@ -20,7 +20,7 @@ type LogEntry struct {
 	Method         string    `json:"method"`
 	ToolName       string    `json:"toolName,omitempty"`
 	Transport      string    `json:"transport,omitempty"`
-	Status         string    `json:"status"` // success, error or timeout
+	Status         string    `json:"status"` // success, error, timeout or rate_limited
 	ErrorCode      string    `json:"errorCode,omitempty"`
 	ErrorMessage   string    `json:"errorMessage,omitempty"`
 	DurationMs     int64     `json:"durationMs"`
@@ -35,6 +35,9 @@ const (
 	StatusSuccess = "success"
 	StatusError   = "error"
 	StatusTimeout = "timeout"
+	// StatusRateLimited: refused over a key's or an instance's rate
+	// limit, before any upstream was called.
+	StatusRateLimited = "rate_limited"
 )
 
 // Validate reports what makes an entry unfit for the request log table.
@@ -60,7 +63,7 @@ func (e *LogEntry) Validate() error {
 		return fmt.Errorf("entry %s: api key id %q is not a UUID", e.ID, e.APIKeyID)
 	case e.Method == "":
 		return fmt.Errorf("entry %s: no method", e.ID)
-	case e.Status != StatusSuccess && e.Status != StatusError && e.Status != StatusTimeout:
+	case e.Status != StatusSuccess && e.Status != StatusError && e.Status != StatusTimeout && e.Status != StatusRateLimited:
 		return fmt.Errorf("entry %s: unknown status %q", e.ID, e.Status)
 	case e.DurationMs < 0 || e.InputBytes < 0 || e.OutputBytes < 0:
 		return fmt.Errorf("entry %s: negative duration or size", e.ID)
