@@ -30,6 +30,7 @@ Schema
 Organizations
   org create --name NAME [--owner-name NAME] [--owner-email EMAIL]
   org list
+  org quota --org ID [--per-day N] [--per-month N]   (0: none)
 Upstream servers and their tools
   server create --org ID --name NAME --transport streamable-http|sse|stdio
                 (--url URL | --command CMD [--arg ARG ...])
@@ -67,8 +68,10 @@ Instances (one MCP endpoint each) and their API keys
   key list --instance ID
   key revoke --key ID
   key limit --key ID --rate PER_SECOND [--burst N]   (--rate 0 removes it)
+  key quota --key ID [--per-day N] [--per-month N]   (0: none)
 Usage (from the hourly aggregates that FlushLogs fills)
   usage --instance ID [--since DURATION] [--by tool|hour]
+  usage --org ID | --key ID        calls today and this month against the quota
 
 DURATION is a Go duration (90m, 12h) or a number of days (30d).
 `

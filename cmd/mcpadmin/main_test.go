@@ -164,6 +164,24 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("negative rate: exit %d, %s", code, stderr)
 	}
 
+	// Quotas: set, shown by usage against the calls counted.
+	var quota struct {
+		Quota struct {
+			PerDay   int64 `json:"calls_per_day"`
+			PerMonth int64 `json:"calls_per_month"`
+		} `json:"quota"`
+		CallsToday int64 `json:"calls_today"`
+	}
+	adminJSON(t, &quota, "key", "quota", "--key", key.ID, "--per-day", "1000")
+	adminJSON(t, &quota, "org", "quota", "--org", org.ID, "--per-month", "50000")
+	if quota.Quota.PerMonth != 50000 || quota.CallsToday != 0 {
+		t.Errorf("org quota = %+v", quota)
+	}
+	code, table, _ = admin(t, "usage", "--key", key.ID)
+	if code != 0 || !strings.Contains(table, "day") || !strings.Contains(table, "1000") || !strings.Contains(table, "ok") {
+		t.Errorf("usage --key (exit %d) must show the daily quota:\n%s", code, table)
+	}
+
 	// Revoking makes the key unusable.
 	var revoked map[string]any
 	adminJSON(t, &revoked, "key", "revoke", "--key", key.ID)

@@ -292,6 +292,9 @@ func (f *Flusher) copyTx(ctx context.Context, pg *postgres.Flush, items []*item,
 	if err := tx.TouchKeys(ctx, lastUsed); err != nil {
 		return err
 	}
+	if err := tx.AddUsage(ctx, rows); err != nil {
+		return err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
 	}

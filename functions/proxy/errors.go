@@ -44,6 +44,8 @@ type rpcError struct {
 	timeout  bool
 	// rateLimited: refused over a rate limit (ratelimit.go).
 	rateLimited bool
+	// quotaExceeded: refused over a quota (quota.go).
+	quotaExceeded bool
 }
 
 // from says the error is of upstream u.

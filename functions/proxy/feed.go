@@ -50,6 +50,11 @@ func (h *Handler) PrimeFeed(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The blocks read after the cursor: a block set in between comes
+	// again with the feed.
+	if err := h.loadQuotas(ctx); err != nil {
+		return err
+	}
 	if h.feed.cursor.CompareAndSwap(-1, id) {
 		now := h.opts.Now().UnixNano()
 		h.feed.lastOK.Store(now)
@@ -151,6 +156,9 @@ func (h *Handler) restartFeed(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := h.loadQuotas(ctx); err != nil {
+		return err
+	}
 	h.keys.Purge()
 	h.views.Purge()
 	h.feed.cursor.Store(id)
@@ -175,6 +183,10 @@ func (h *Handler) applyChange(c postgres.Change) {
 		h.views.RemoveIf(func(_ string, v *view) bool {
 			return slices.ContainsFunc(v.inst.Upstreams, func(u tenant.Upstream) bool { return u.ServerID == c.Ref })
 		})
+	case postgres.ChangeQuota:
+		if b, err := postgres.ParseQuotaBlock(c.Ref); err == nil {
+			h.quotas.apply(b)
+		}
 	case postgres.ChangeConfig:
 		h.views.RemoveIf(func(_ string, v *view) bool {
 			return slices.ContainsFunc(v.inst.Upstreams, func(u tenant.Upstream) bool { return u.ConfigID == c.Ref })

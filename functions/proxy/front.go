@@ -475,6 +475,9 @@ func (h *Handler) authenticate(ctx context.Context, r *http.Request, rt route, o
 		return nil, newError(http.StatusServiceUnavailable, codeInternalError, "cannot load the instance configuration now; retry later")
 	}
 	o.view = v
+	if e := h.overQuota(key); e != nil {
+		return nil, e
+	}
 	if e := h.rateLimited(key, v); e != nil {
 		return nil, e
 	}

@@ -136,6 +136,7 @@ type Handler struct {
 	feed        feed         // the process's place in the change feed
 	// keyBuckets and instanceBuckets hold the rate limits' buckets.
 	keyBuckets, instanceBuckets buckets
+	quotas                      quotaBlocks // quota.go
 }
 
 // New makes a Handler.

@@ -62,6 +62,8 @@ func status(e *rpcError) string {
 		return "timeout"
 	case e.rateLimited:
 		return tenant.StatusRateLimited
+	case e.quotaExceeded:
+		return tenant.StatusQuotaExceeded
 	}
 	return "error"
 }

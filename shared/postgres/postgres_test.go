@@ -101,7 +101,7 @@ func TestMigrateFromEmpty(t *testing.T) {
 		tables = append(tables, n)
 	}
 	want := []string{"config_changes", "log_flush_batches", "mcp_api_keys", "mcp_server_request_hourly", "mcp_server_request_logs", "mcp_servers",
-		"organizations", "tools", "user_mcp_server_configs", "user_mcp_server_instances", "user_tool_group_tools", "user_tool_groups", "users"}
+		"organizations", "quota_blocks", "tools", "usage_calls", "user_mcp_server_configs", "user_mcp_server_instances", "user_tool_group_tools", "user_tool_groups", "users"}
 	if !slices.Equal(tables, want) {
 		t.Errorf("tables = %v; want %v", tables, want)
 	}
