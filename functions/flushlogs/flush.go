@@ -55,11 +55,12 @@ type Report struct {
 	EntriesSetAside int `json:"entriesSetAside"`
 	// Remaining is how many batch documents are left; -1 if unknown.
 	Remaining int64 `json:"remaining"`
-	// LogsDeleted, DedupeDeleted and ChangesDeleted count rows removed
-	// by retention.
+	// LogsDeleted, DedupeDeleted, ChangesDeleted and UsageDeleted count
+	// rows removed by retention.
 	LogsDeleted    int64 `json:"logsDeleted"`
 	DedupeDeleted  int64 `json:"dedupeDeleted"`
 	ChangesDeleted int64 `json:"changesDeleted"`
+	UsageDeleted   int64 `json:"usageDeleted"`
 	// BudgetSpent is set when the run stopped because its budget ran out.
 	BudgetSpent bool   `json:"budgetSpent,omitempty"`
 	DurationMs  int64  `json:"durationMs"`
@@ -346,8 +347,8 @@ func (f *Flusher) stage(name string) error {
 	return f.crash(name)
 }
 
-// retention deletes request logs, dedupe rows and the change feed's rows
-// past their age, a chunk
+// retention deletes request logs, dedupe rows, the change feed's rows and
+// daily call counts past their age, a chunk
 // per statement, while the budget lasts.
 func (f *Flusher) retention(ctx context.Context, pg *postgres.Flush, start time.Time, rep *Report) error {
 	now := f.opts.Now()
@@ -359,6 +360,7 @@ func (f *Flusher) retention(ctx context.Context, pg *postgres.Flush, start time.
 		{pg.DeleteLogs, now.Add(-f.opts.LogRetention), &rep.LogsDeleted},
 		{pg.DeleteClaims, now.Add(-f.opts.DedupeRetention), &rep.DedupeDeleted},
 		{pg.DeleteChanges, now.Add(-postgres.ChangeRetention), &rep.ChangesDeleted},
+		{pg.DeleteUsage, now.Add(-postgres.UsageRetention), &rep.UsageDeleted},
 	}
 	for _, job := range jobs {
 		for {

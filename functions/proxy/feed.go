@@ -105,6 +105,7 @@ func (h *Handler) pollFeed() {
 	now := h.opts.Now().UnixNano()
 	h.keyBuckets.prune(now)
 	h.instanceBuckets.prune(now)
+	h.quotas.prune(time.Unix(0, now))
 	ctx, cancel := context.WithTimeout(context.Background(), max(h.opts.ConfigPoll, 2*time.Second))
 	defer cancel()
 	h.feed.polls.Add(1)

@@ -56,6 +56,23 @@ func (q *quotaBlocks) apply(b postgres.QuotaBlock) {
 	q.n.Store(int64(len(q.m)))
 }
 
+// prune drops the blocks whose period has ended.
+func (q *quotaBlocks) prune(now time.Time) {
+	if q.n.Load() == 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for id, blocks := range q.m {
+		if blocks = slices.DeleteFunc(blocks, func(b postgres.QuotaBlock) bool { return !now.Before(b.Until) }); len(blocks) == 0 {
+			delete(q.m, id)
+		} else {
+			q.m[id] = blocks
+		}
+	}
+	q.n.Store(int64(len(q.m)))
+}
+
 func (q *quotaBlocks) reset(blocks []postgres.QuotaBlock) {
 	q.mu.Lock()
 	q.m = nil

@@ -254,3 +254,22 @@ FROM `+table+` q WHERE q.id = $2`, scope, id).Scan(&day, &month, &u.CallsToday, 
 	})
 	return u, err
 }
+
+// UsageRetention is how long FlushLogs keeps the daily call counts: the
+// current month's and the last whole one's.
+const UsageRetention = 62 * 24 * time.Hour
+
+// DeleteUsage deletes at most limit daily call counts of days before the
+// time given, and the quota blocks whose period ended, and returns how
+// many counts it deleted.
+func (f *Flush) DeleteUsage(ctx context.Context, before time.Time, limit int) (int64, error) {
+	if _, err := f.conn.Exec(ctx, `DELETE FROM quota_blocks WHERE until < now()`); err != nil {
+		return 0, fmt.Errorf("flush: retention of quota blocks: %w", err)
+	}
+	tag, err := f.conn.Exec(ctx, `DELETE FROM usage_calls WHERE (scope, id, day) IN (
+    SELECT scope, id, day FROM usage_calls WHERE day < $1::date LIMIT $2)`, before.UTC().Format(time.DateOnly), limit)
+	if err != nil {
+		return 0, fmt.Errorf("flush: retention of call counts: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
