@@ -206,6 +206,11 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 			logger.Error("panic in cache loader; the load failed", "cache", what, "panic", fmt.Sprint(p), "stack", string(stack))
 		}
 	}
+	// Keys and instances loaded together (a process's first minutes)
+	// expire over the last tenth of the TTL rather than at once.
+	if opts.Cache.Jitter == 0 {
+		opts.Cache.Jitter = 0.1
+	}
 	keyOpts := opts.Cache
 	keyOpts.IsNegative, keyOpts.OnRefreshError, keyOpts.OnPanic = notFound, refreshFailed("apiKey"), panicked("apiKey")
 	h.keys = configcache.New[*tenant.Key](keyOpts)

@@ -21,6 +21,7 @@ package configcache
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,10 @@ type Options struct {
 	OnPanic func(key string, value any, stack []byte)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Jitter, between 0 and 1, shortens each value's TTL by a random
+	// part of it up to that fraction, so that values loaded together (at
+	// a process's start) do not all expire, and reload, together.
+	Jitter float64
 }
 
 // Outcome says how Get answered.
@@ -228,7 +233,7 @@ func (c *Cache[V]) load(key string, load func(context.Context) (V, error)) (V, e
 	switch {
 	case err == nil:
 		c.neg.Remove(key)
-		c.add(key, &entry[V]{value: v, expires: now.Add(c.opts.TTL)})
+		c.add(key, &entry[V]{value: v, expires: now.Add(c.ttl())})
 	case c.negative(err):
 		c.lru.Remove(key)
 		c.neg.Add(key, &entry[V]{err: err, expires: now.Add(c.opts.NegativeTTL)})
@@ -279,6 +284,14 @@ func (c *Cache[V]) add(key string, e *entry[V]) {
 			return
 		}
 	}
+}
+
+// ttl is TTL less its jitter.
+func (c *Cache[V]) ttl() time.Duration {
+	if c.opts.Jitter <= 0 {
+		return c.opts.TTL
+	}
+	return c.opts.TTL - time.Duration(rand.Float64()*min(c.opts.Jitter, 1)*float64(c.opts.TTL))
 }
 
 // Cost is the sum of the costs of the values held (0 without Cost).

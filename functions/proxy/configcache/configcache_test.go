@@ -355,3 +355,29 @@ func TestShortTTL(t *testing.T) {
 		t.Errorf("back on TTL, 30 s after the refresh: %v; want hit", o)
 	}
 }
+
+// With Jitter, values loaded at the same time expire over the last part
+// of the TTL, not at once.
+func TestJitterSpreadsExpiry(t *testing.T) {
+	clk := &clock{now: time.Unix(0, 0)}
+	c := New[string](Options{TTL: 100 * time.Second, Jitter: 0.5, Now: clk.Now})
+	for i := range 200 {
+		c.Get(context.Background(), fmt.Sprint(i), func(context.Context) (string, error) { return "v", nil })
+	}
+	fresh := func() (n int) {
+		for i := range 200 {
+			if _, o, _ := c.Get(context.Background(), fmt.Sprint(i), nil); o == Hit {
+				n++
+			}
+		}
+		return n
+	}
+	clk.Add(49 * time.Second)
+	if n := fresh(); n != 200 {
+		t.Errorf("%d of 200 fresh at 49 s; want all (jitter takes at most half of 100 s)", n)
+	}
+	clk.Add(26 * time.Second)
+	if n := fresh(); n < 20 || n > 180 {
+		t.Errorf("%d of 200 fresh at 75 s; want about half", n)
+	}
+}
