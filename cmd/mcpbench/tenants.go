@@ -147,7 +147,7 @@ func measureTenants(ctx context.Context, binDir string, n int, duration time.Dur
 		if err := res.readStatements(ctx, db); err != nil {
 			return nil, err
 		}
-		row.statements, row.texts = res.statements, res.statementTexts
+		row.statements, row.texts = res.statements+res.feedReads, res.statementTexts
 		calls := func(t string) (n int64) { fmt.Sscan(t, &n); return n }
 		sort.SliceStable(row.texts, func(a, b int) bool { return calls(row.texts[a]) > calls(row.texts[b]) })
 		rows = append(rows, row)
