@@ -531,9 +531,16 @@ func keyList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error
 	}
 	rows := make([][]string, len(list))
 	for i, k := range list {
-		rows[i] = []string{k.ID, k.Prefix + "…", orDash(k.Name), strconv.FormatBool(k.Active), timeOrDash(k.ExpiresAt), timeOrDash(k.LastUsedAt)}
+		limit, quota := "-", "-"
+		if k.RateLimit.Limited() {
+			limit = strconv.FormatFloat(k.RateLimit.PerSecond, 'g', -1, 64) + "/s, burst " + strconv.Itoa(k.RateLimit.Burst)
+		}
+		if k.Quota.PerDay > 0 || k.Quota.PerMonth > 0 {
+			quota = strconv.FormatInt(k.Quota.PerDay, 10) + "/day, " + strconv.FormatInt(k.Quota.PerMonth, 10) + "/month (0: none)"
+		}
+		rows[i] = []string{k.ID, k.Prefix + "…", orDash(k.Name), strconv.FormatBool(k.Active), timeOrDash(k.ExpiresAt), timeOrDash(k.LastUsedAt), limit, quota}
 	}
-	return a.print(map[string]any{"keys": list}, []string{"ID", "PREFIX", "NAME", "ACTIVE", "EXPIRES", "LAST USED"}, rows)
+	return a.print(map[string]any{"keys": list}, []string{"ID", "PREFIX", "NAME", "ACTIVE", "EXPIRES", "LAST USED", "RATE LIMIT", "QUOTA"}, rows)
 }
 
 func keyRevoke(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {

@@ -177,6 +177,9 @@ func TestEndToEnd(t *testing.T) {
 	if quota.Quota.PerMonth != 50000 || quota.CallsToday != 0 {
 		t.Errorf("org quota = %+v", quota)
 	}
+	if code, table, _ = admin(t, "key", "list", "--instance", inst.ID); code != 0 || !strings.Contains(table, "1000/day, 0/month") {
+		t.Errorf("key list (exit %d) must show the key's quota:\n%s", code, table)
+	}
 	code, table, _ = admin(t, "usage", "--key", key.ID)
 	if code != 0 || !strings.Contains(table, "day") || !strings.Contains(table, "1000") || !strings.Contains(table, "ok") {
 		t.Errorf("usage --key (exit %d) must show the daily quota:\n%s", code, table)

@@ -50,6 +50,9 @@ type KeyRow struct {
 	ExpiresAt  *time.Time `json:"expires_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
 	CreatedAt  time.Time  `json:"created_at"`
+	// RateLimit and Quota are zero for none.
+	RateLimit tenant.RateLimit `json:"rate_limit"`
+	Quota     Quota            `json:"quota"`
 }
 
 // CreateAPIKey makes a key for an instance and stores only its hash and
@@ -101,11 +104,13 @@ func (db *DB) ListAPIKeys(ctx context.Context, instanceID string) ([]KeyRow, err
 		return nil, fmt.Errorf("instance %q: %w", instanceID, tenant.ErrNotFound)
 	}
 	rows, _ := db.Pool.Query(ctx, `
-SELECT id::text, mcp_server_instance_id::text, user_id::text, name, key_prefix, is_active, expires_at, last_used_at, created_at
+SELECT id::text, mcp_server_instance_id::text, user_id::text, name, key_prefix, is_active, expires_at, last_used_at, created_at,
+       COALESCE(rate_limit_per_second, 0), COALESCE(rate_limit_burst, 0), COALESCE(quota_calls_per_day, 0), COALESCE(quota_calls_per_month, 0)
 FROM mcp_api_keys WHERE mcp_server_instance_id = $1 ORDER BY created_at DESC, id`, instanceID)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (KeyRow, error) {
 		var k KeyRow
-		err := r.Scan(&k.ID, &k.InstanceID, &k.UserID, &k.Name, &k.Prefix, &k.Active, &k.ExpiresAt, &k.LastUsedAt, &k.CreatedAt)
+		err := r.Scan(&k.ID, &k.InstanceID, &k.UserID, &k.Name, &k.Prefix, &k.Active, &k.ExpiresAt, &k.LastUsedAt, &k.CreatedAt,
+			&k.RateLimit.PerSecond, &k.RateLimit.Burst, &k.Quota.PerDay, &k.Quota.PerMonth)
 		return k, err
 	})
 	if err != nil {
