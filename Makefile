@@ -16,7 +16,7 @@ CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 FUZZTIME ?= 50000x
 FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames ./shared/wire:FuzzDecode ./shared/wire:FuzzCopyValue ./shared/upstream:FuzzAnswer ./functions/proxy/oauth:FuzzToken
 
-.PHONY: all build dev test soak fuzz bench bench-memory bench-proxy bench-wire bench-flush bench-rendezvous tools conformance-tools clean
+.PHONY: all build dev test soak fuzz bench bench-memory bench-tenants bench-proxy bench-wire bench-flush bench-rendezvous tools conformance-tools clean
 
 all: build
 
@@ -75,6 +75,12 @@ bench: tools build
 # section of BENCHMARKS.md.
 bench-memory: tools build
 	$(BIN)/devstack -quiet -- $(BIN)/mcpbench memory
+
+# Postgres statements per minute of one proxy process with 1,000 tenants,
+# without the change feed (CACHE_TTL 60 s) and with it. Writes its section
+# of BENCHMARKS.md.
+bench-tenants: tools build
+	$(BIN)/devstack -quiet -- $(BIN)/mcpbench tenants
 
 # The same tools/call in one process (go test -bench), with allocations.
 BENCHCOUNT ?= 3

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,12 @@ func init() {
 	register("key", "create", keyCreate)
 	register("key", "list", keyList)
 	register("key", "revoke", keyRevoke)
+	register("key", "quota", setQuota(postgres.QuotaKey, "key", "key ID"))
+	register("org", "quota", setQuota(postgres.QuotaOrg, "org", "organization ID"))
+	register("key", "limit", rateLimit("key", "key ID", func(db *postgres.DB) func(context.Context, string, tenant.RateLimit) error { return db.SetKeyRateLimit }))
+	register("instance", "limit", rateLimit("instance", "instance ID", func(db *postgres.DB) func(context.Context, string, tenant.RateLimit) error {
+		return db.SetInstanceRateLimit
+	}))
 	register("usage", "", usageReport)
 }
 
@@ -524,9 +531,16 @@ func keyList(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error
 	}
 	rows := make([][]string, len(list))
 	for i, k := range list {
-		rows[i] = []string{k.ID, k.Prefix + "…", orDash(k.Name), strconv.FormatBool(k.Active), timeOrDash(k.ExpiresAt), timeOrDash(k.LastUsedAt)}
+		limit, quota := "-", "-"
+		if k.RateLimit.Limited() {
+			limit = strconv.FormatFloat(k.RateLimit.PerSecond, 'g', -1, 64) + "/s, burst " + strconv.Itoa(k.RateLimit.Burst)
+		}
+		if k.Quota.PerDay > 0 || k.Quota.PerMonth > 0 {
+			quota = strconv.FormatInt(k.Quota.PerDay, 10) + "/day, " + strconv.FormatInt(k.Quota.PerMonth, 10) + "/month (0: none)"
+		}
+		rows[i] = []string{k.ID, k.Prefix + "…", orDash(k.Name), strconv.FormatBool(k.Active), timeOrDash(k.ExpiresAt), timeOrDash(k.LastUsedAt), limit, quota}
 	}
-	return a.print(map[string]any{"keys": list}, []string{"ID", "PREFIX", "NAME", "ACTIVE", "EXPIRES", "LAST USED"}, rows)
+	return a.print(map[string]any{"keys": list}, []string{"ID", "PREFIX", "NAME", "ACTIVE", "EXPIRES", "LAST USED", "RATE LIMIT", "QUOTA"}, rows)
 }
 
 func keyRevoke(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -545,8 +559,20 @@ func usageReport(a *app, ctx context.Context, fs *flag.FlagSet, args []string) e
 	instance := fs.String("instance", "", "instance ID")
 	sinceFlag := fs.String("since", "24h", "how far back: a duration (12h) or days (30d)")
 	by := fs.String("by", postgres.UsageByTool, "group by tool or hour")
-	if err := parse(fs, args, "instance"); err != nil {
+	org := fs.String("org", "", "organization ID: its calls today and this month against its quota")
+	key := fs.String("key", "", "API key ID: its calls today and this month against its quota")
+	if err := parse(fs, args); err != nil {
 		return err
+	}
+	switch {
+	case *org != "" && *key != "", (*org != "" || *key != "") && *instance != "":
+		return usageError("usage: one of --instance, --org and --key")
+	case *org != "":
+		return quotaReport(a, ctx, postgres.QuotaOrg, *org)
+	case *key != "":
+		return quotaReport(a, ctx, postgres.QuotaKey, *key)
+	case *instance == "":
+		return usageError(fmt.Sprintf("%s: --instance is required", fs.Name()))
 	}
 	window, err := parseDuration(*sinceFlag)
 	if err != nil {
@@ -614,4 +640,77 @@ func nonNilRows(rows []postgres.UsageRow) []postgres.UsageRow {
 		return []postgres.UsageRow{}
 	}
 	return rows
+}
+
+// rateLimit sets or removes (--rate 0) the rate limit of a key or an
+// instance; every proxy process follows within CONFIG_POLL.
+func rateLimit(flagName, usage string, set func(*postgres.DB) func(context.Context, string, tenant.RateLimit) error) func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	return func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+		id := fs.String(flagName, "", usage)
+		rate := fs.Float64("rate", 0, "requests a second on average; 0 removes the limit")
+		burst := fs.Int("burst", 0, "requests at once (default: one second's worth)")
+		db, err := a.open(ctx, fs, args, flagName)
+		if err != nil {
+			return err
+		}
+		if err := set(db)(ctx, *id, tenant.RateLimit{PerSecond: *rate, Burst: *burst}); err != nil {
+			return friendly(err)
+		}
+		b := *burst
+		if *rate > 0 && b == 0 {
+			b = max(1, int(math.Ceil(*rate)))
+		}
+		return a.print(map[string]any{"id": *id, "rate_per_second": *rate, "burst": b},
+			[]string{"ID", "RATE/S", "BURST"}, [][]string{{*id, strconv.FormatFloat(*rate, 'g', -1, 64), strconv.Itoa(b)}})
+	}
+}
+
+// setQuota sets or removes (0) the calls a day and a month of a key or an
+// organization; every proxy process follows within CONFIG_POLL.
+func setQuota(scope, flagName, usage string) func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+	return func(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+		id := fs.String(flagName, "", usage)
+		perDay := fs.Int64("per-day", 0, "calls a UTC day; 0: no daily quota")
+		perMonth := fs.Int64("per-month", 0, "calls a UTC month; 0: no monthly quota")
+		db, err := a.open(ctx, fs, args, flagName)
+		if err != nil {
+			return err
+		}
+		if err := db.SetQuota(ctx, scope, *id, postgres.Quota{PerDay: *perDay, PerMonth: *perMonth}); err != nil {
+			return friendly(err)
+		}
+		return quotaReport(a, ctx, scope, *id)
+	}
+}
+
+// quotaReport prints an organization's or a key's calls today and this
+// month against its quota.
+func quotaReport(a *app, ctx context.Context, scope, id string) error {
+	db, err := a.store(ctx)
+	if err != nil {
+		return err
+	}
+	u, err := db.QuotaUsage(ctx, scope, id)
+	if err != nil {
+		return friendly(err)
+	}
+	quota := func(n int64) string {
+		if n == 0 {
+			return "none"
+		}
+		return strconv.FormatInt(n, 10)
+	}
+	state := func(period string) string {
+		for _, b := range u.Blocks {
+			if b.Period == period {
+				return "used up"
+			}
+		}
+		return "ok"
+	}
+	a.note("Calls as far as FlushLogs has counted them (every minute when scheduled); UTC days and months.")
+	return a.print(u, []string{"PERIOD", "CALLS", "QUOTA", "STATE", "RESETS"}, [][]string{
+		{"day", strconv.FormatInt(u.CallsToday, 10), quota(u.Quota.PerDay), state(postgres.QuotaDay), u.DayResets.UTC().Format(time.RFC3339)},
+		{"month", strconv.FormatInt(u.CallsMonth, 10), quota(u.Quota.PerMonth), state(postgres.QuotaMonth), u.MonthResets.UTC().Format(time.RFC3339)},
+	})
 }

@@ -30,6 +30,7 @@ Schema
 Organizations
   org create --name NAME [--owner-name NAME] [--owner-email EMAIL]
   org list
+  org quota --org ID [--per-day N] [--per-month N]   (0: none)
   user add --org ID --name NAME [--email EMAIL] [--role owner|admin|member]
   user list --org ID
 Upstream servers and their tools
@@ -64,14 +65,18 @@ Instances (one MCP endpoint each) and their API keys
   instance list [--org ID] [--deleted]
   instance delete --instance ID
   instance enable-tools|disable-tools --instance ID
+  instance limit --instance ID --rate PER_SECOND [--burst N]   (--rate 0 removes it)
   key create --instance ID [--name NAME] [--expires-in DURATION] [--user ID]
   key list --instance ID
   key revoke --key ID
+  key limit --key ID --rate PER_SECOND [--burst N]   (--rate 0 removes it)
+  key quota --key ID [--per-day N] [--per-month N]   (0: none)
 OAuth grants of clients (docs/oauth.md)
   grant list --instance ID
-  grant revoke --grant ID       its access tokens stop within CACHE_TTL
+  grant revoke --grant ID       its access tokens stop within CONFIG_POLL
 Usage (from the hourly aggregates that FlushLogs fills)
   usage --instance ID [--since DURATION] [--by tool|hour]
+  usage --org ID | --key ID        calls today and this month against the quota
 
 DURATION is a Go duration (90m, 12h) or a number of days (30d).
 `

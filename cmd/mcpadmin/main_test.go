@@ -147,6 +147,44 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("key list (exit %d) must show the prefix and not the key:\n%s", code, table)
 	}
 
+	// Rate limits: set, read back with the key and instance, removed.
+	var limited map[string]any
+	adminJSON(t, &limited, "key", "limit", "--key", key.ID, "--rate", "2.5")
+	adminJSON(t, &limited, "instance", "limit", "--instance", inst.ID, "--rate", "50", "--burst", "80")
+	k, _ = db.LookupAPIKey(context.Background(), tenant.HashKey(key.Key))
+	loaded, _ = db.LoadInstanceConfig(context.Background(), inst.ID)
+	if k.RateLimit != (tenant.RateLimit{PerSecond: 2.5, Burst: 3}) || loaded.RateLimit != (tenant.RateLimit{PerSecond: 50, Burst: 80}) {
+		t.Errorf("limits: key %+v, instance %+v; want 2.5/s burst 3, 50/s burst 80", k.RateLimit, loaded.RateLimit)
+	}
+	adminJSON(t, &limited, "key", "limit", "--key", key.ID, "--rate", "0")
+	if k, _ = db.LookupAPIKey(context.Background(), tenant.HashKey(key.Key)); k.RateLimit.Limited() {
+		t.Errorf("key limit removed, still %+v", k.RateLimit)
+	}
+	if code, _, stderr := admin(t, "key", "limit", "--key", key.ID, "--rate", "-1"); code != 1 || !strings.Contains(stderr, "not negative") {
+		t.Errorf("negative rate: exit %d, %s", code, stderr)
+	}
+
+	// Quotas: set, shown by usage against the calls counted.
+	var quota struct {
+		Quota struct {
+			PerDay   int64 `json:"calls_per_day"`
+			PerMonth int64 `json:"calls_per_month"`
+		} `json:"quota"`
+		CallsToday int64 `json:"calls_today"`
+	}
+	adminJSON(t, &quota, "key", "quota", "--key", key.ID, "--per-day", "1000")
+	adminJSON(t, &quota, "org", "quota", "--org", org.ID, "--per-month", "50000")
+	if quota.Quota.PerMonth != 50000 || quota.CallsToday != 0 {
+		t.Errorf("org quota = %+v", quota)
+	}
+	if code, table, _ = admin(t, "key", "list", "--instance", inst.ID); code != 0 || !strings.Contains(table, "1000/day, 0/month") {
+		t.Errorf("key list (exit %d) must show the key's quota:\n%s", code, table)
+	}
+	code, table, _ = admin(t, "usage", "--key", key.ID)
+	if code != 0 || !strings.Contains(table, "day") || !strings.Contains(table, "1000") || !strings.Contains(table, "ok") {
+		t.Errorf("usage --key (exit %d) must show the daily quota:\n%s", code, table)
+	}
+
 	// Revoking makes the key unusable.
 	var revoked map[string]any
 	adminJSON(t, &revoked, "key", "revoke", "--key", key.ID)

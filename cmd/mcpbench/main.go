@@ -49,6 +49,8 @@ func main() {
 	var code int
 	if len(os.Args) > 1 && os.Args[1] == "memory" {
 		code = runMemory(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	} else if len(os.Args) > 1 && os.Args[1] == "tenants" {
+		code = runTenants(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	} else {
 		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}

@@ -172,3 +172,24 @@ func TestMemory(t *testing.T) {
 		t.Errorf("a proxy process died:\n%s", md)
 	}
 }
+
+// TestTenants runs mcpbench tenants small (30 tenants, 6 s a mode): its
+// section is written in place, with the change feed's read among the
+// statements of the proxy that reads it.
+func TestTenants(t *testing.T) {
+	bin := testbin.Dir(t, "mcpproxy.dev/mcpproxy/cmd/mcpbench", "mcpproxy.dev/mcpproxy/cmd/devserver", "mcpproxy.dev/mcpproxy/cmd/demo-upstream")
+	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	os.WriteFile(out, []byte("# B\n\n"+tenantsSectionBegin+"\nold\n"+tenantsSectionEnd+"\n"), 0o644)
+	cmd := exec.Command(filepath.Join(bin, "mcpbench"), "tenants", "-bin", bin, "-tenants", "30", "-duration", "6s", "-clients", "2", "-out", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mcpbench tenants: %v\n%s", err, stderr.String())
+	}
+	md, _ := os.ReadFile(out)
+	s := string(md)
+	if strings.Contains(s, "\nold\n") || !strings.Contains(s, "| with the change feed, defaults") ||
+		!strings.Contains(s, "SELECT id, kind, ref FROM config_changes") {
+		t.Errorf("the section lacks the figures:\n%s", s)
+	}
+}

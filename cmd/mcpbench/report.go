@@ -42,7 +42,7 @@ const (
 	// cacheTTL is the proxy's default CACHE_TTL: a warm key and config are
 	// each read again once per TTL (stale-while-revalidate), by one request
 	// whose answer does not wait for it.
-	cacheTTL = time.Minute
+	cacheTTL = time.Hour
 )
 
 // cell is the median over the rounds of each figure of one target under
@@ -205,9 +205,10 @@ func (r *results) markdown(o *options, command string) string {
 	refreshes := 2*int64((r.statementSpan+cacheTTL-1)/cacheTTL)*int64(max(1, r.proxies)) + int64((r.statementSpan+cacheTTL-1)/cacheTTL)
 	writes := float64(r.batches) / float64(max(1, r.entries))
 	w("| 0 Postgres statements per warm request | %d statements over %s measured requests of %d proxy process(es) in %.0f s (pg_stat_statements, reset after the warm-up): "+
-		"%.6f per request; the caches' background refreshes allow %d (one key and one config query per CACHE_TTL, 60 s, per process, and one of the token's grant) | %s |\n",
+		"%.6f per request; the caches' background refreshes allow %d (one key and one config query per CACHE_TTL, %s, per process, and one of the token's grant); "+
+		"besides, %d reads of the change feed (one per CONFIG_POLL and process, in the background) | %s |\n",
 		r.statements, thousands(float64(r.proxiedRequests)), r.proxies, r.statementSpan.Seconds(),
-		float64(r.statements)/float64(max(1, r.proxiedRequests)), refreshes, verdict(r.statements <= refreshes))
+		float64(r.statements)/float64(max(1, r.proxiedRequests)), refreshes, cacheTTL, r.feedReads, verdict(r.statements <= refreshes))
 	w("| ≤ %.2f Firestore writes per request | %.4f (%d batch documents for %s entries; the proxies logged %s, dropped %d) | %s |\n",
 		goalWrites, writes, r.batches, thousands(float64(r.entries)), thousands(float64(r.logStats.Appended)), r.logStats.Dropped,
 		verdict(writes <= goalWrites))

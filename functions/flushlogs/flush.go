@@ -55,12 +55,14 @@ type Report struct {
 	EntriesSetAside int `json:"entriesSetAside"`
 	// Remaining is how many batch documents are left; -1 if unknown.
 	Remaining int64 `json:"remaining"`
-	// LogsDeleted and DedupeDeleted count rows removed by retention;
-	// OAuthDeleted the expired OAuth codes and refresh tokens (the larger
-	// count of the two per step).
-	LogsDeleted   int64 `json:"logsDeleted"`
-	DedupeDeleted int64 `json:"dedupeDeleted"`
-	OAuthDeleted  int64 `json:"oauthDeleted"`
+	// LogsDeleted, DedupeDeleted, ChangesDeleted and UsageDeleted count
+	// rows removed by retention; OAuthDeleted the expired OAuth codes and
+	// refresh tokens (the larger count of the two per step).
+	LogsDeleted    int64 `json:"logsDeleted"`
+	DedupeDeleted  int64 `json:"dedupeDeleted"`
+	OAuthDeleted   int64 `json:"oauthDeleted"`
+	ChangesDeleted int64 `json:"changesDeleted"`
+	UsageDeleted   int64 `json:"usageDeleted"`
 	// BudgetSpent is set when the run stopped because its budget ran out.
 	BudgetSpent bool   `json:"budgetSpent,omitempty"`
 	DurationMs  int64  `json:"durationMs"`
@@ -293,6 +295,9 @@ func (f *Flusher) copyTx(ctx context.Context, pg *postgres.Flush, items []*item,
 	if err := tx.TouchKeys(ctx, lastUsed); err != nil {
 		return err
 	}
+	if err := tx.AddUsage(ctx, rows); err != nil {
+		return err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
@@ -344,7 +349,8 @@ func (f *Flusher) stage(name string) error {
 	return f.crash(name)
 }
 
-// retention deletes request logs and dedupe rows past their age, a chunk
+// retention deletes request logs, dedupe rows, the change feed's rows and
+// daily call counts past their age, a chunk
 // per statement, while the budget lasts.
 func (f *Flusher) retention(ctx context.Context, pg *postgres.Flush, start time.Time, rep *Report) error {
 	now := f.opts.Now()
@@ -356,6 +362,8 @@ func (f *Flusher) retention(ctx context.Context, pg *postgres.Flush, start time.
 		{pg.DeleteLogs, now.Add(-f.opts.LogRetention), &rep.LogsDeleted},
 		{pg.DeleteClaims, now.Add(-f.opts.DedupeRetention), &rep.DedupeDeleted},
 		{pg.DeleteOAuthExpired, now, &rep.OAuthDeleted},
+		{pg.DeleteChanges, now.Add(-postgres.ChangeRetention), &rep.ChangesDeleted},
+		{pg.DeleteUsage, now.Add(-postgres.UsageRetention), &rep.UsageDeleted},
 	}
 	for _, job := range jobs {
 		for {

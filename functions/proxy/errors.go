@@ -42,6 +42,10 @@ type rpcError struct {
 	// none; timeout: the upstream did not answer in time.
 	upstream string
 	timeout  bool
+	// rateLimited: refused over a rate limit (ratelimit.go).
+	rateLimited bool
+	// quotaExceeded: refused over a quota (quota.go).
+	quotaExceeded bool
 }
 
 // from says the error is of upstream u.

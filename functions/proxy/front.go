@@ -498,6 +498,12 @@ func (h *Handler) open(ctx context.Context, key *tenant.Key, rt route, o *outcom
 		return nil, newError(http.StatusServiceUnavailable, codeInternalError, "cannot load the instance configuration now; retry later")
 	}
 	o.view = v
+	if e := h.overQuota(key); e != nil {
+		return nil, e
+	}
+	if e := h.rateLimited(key, v); e != nil {
+		return nil, e
+	}
 	c := &caller{key: key, view: v, asks: h.asks}
 	if rt.namespace != "" {
 		u, ok := v.byNS[rt.namespace]

@@ -113,6 +113,20 @@ type Options struct {
 	// whose access tokens the proxy takes besides API keys; nil takes
 	// API keys only.
 	OAuth *oauth.Server
+	// Feed is the change feed the process reads to drop the keys and
+	// instances an operator changed (feed.go); nil reads none, and the
+	// caches rely on their TTL alone.
+	Feed ChangeFeed
+	// ConfigPoll is how often, while requests come, the feed is read.
+	// Default 5 s.
+	ConfigPoll time.Duration
+	// FeedMissedPolls is how many ConfigPoll intervals may pass without
+	// a successful read of the feed before the key and instance caches
+	// fall back to FeedFallbackTTL. Default 3.
+	FeedMissedPolls int
+	// FeedFallbackTTL is the key and instance caches' TTL while the feed
+	// cannot be read. Default 60 s.
+	FeedFallbackTTL time.Duration
 }
 
 // Handler is the proxy's MCP endpoint. It is safe for concurrent use; one
@@ -149,6 +163,10 @@ type Handler struct {
 	drain       atomic.Bool  // set by Shutdown: new requests are refused
 	inflight    atomic.Int64 // requests being served
 	lastFigures atomic.Int64 // unix nanoseconds of the last process figures
+	feed        feed         // the process's place in the change feed
+	// keyBuckets and instanceBuckets hold the rate limits' buckets.
+	keyBuckets, instanceBuckets buckets
+	quotas                      quotaBlocks // quota.go
 }
 
 // New makes a Handler.
@@ -195,6 +213,15 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 	if opts.FiguresInterval <= 0 {
 		opts.FiguresInterval = time.Minute
 	}
+	if opts.ConfigPoll <= 0 {
+		opts.ConfigPoll = 5 * time.Second
+	}
+	if opts.FeedMissedPolls <= 0 {
+		opts.FeedMissedPolls = 3
+	}
+	if opts.FeedFallbackTTL <= 0 {
+		opts.FeedFallbackTTL = 60 * time.Second
+	}
 	h := &Handler{store: store, pool: pool, log: logger, opts: opts, origins: map[string]bool{}, states: newStateAEAD(opts.StateKey),
 		keyLookups:   rate.NewLimiter(rate.Limit(opts.KeyLookupRate), max(1, int(opts.KeyLookupRate))),
 		failureLines: rate.NewLimiter(20, 20)}
@@ -211,6 +238,11 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 		return func(_ string, p any, stack []byte) {
 			logger.Error("panic in cache loader; the load failed", "cache", what, "panic", fmt.Sprint(p), "stack", string(stack))
 		}
+	}
+	// Keys and instances loaded together (a process's first minutes)
+	// expire over the last tenth of the TTL rather than at once.
+	if opts.Cache.Jitter == 0 {
+		opts.Cache.Jitter = 0.1
 	}
 	keyOpts := opts.Cache
 	keyOpts.IsNegative, keyOpts.OnRefreshError, keyOpts.OnPanic = notFound, refreshFailed("apiKey"), panicked("apiKey")
@@ -237,6 +269,7 @@ func New(store Store, pool *upstream.Pool, logger *slog.Logger, opts Options) *H
 		}
 		h.asks = a
 	}
+	h.feed.cursor.Store(-1)
 	h.front = h.chainFront()
 	h.epochs = map[*epoch]handlers{&sessionEpoch: h.handlersOf(&sessionEpoch), &statelessEpoch: h.handlersOf(&statelessEpoch)}
 	return h

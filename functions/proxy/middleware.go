@@ -49,14 +49,15 @@ func (h *Handler) draining(next frontHandler) frontHandler {
 }
 
 // housekeeping writes a due batch of the request log and the process
-// figures while a request holds the CPU, which Cloud Functions takes away
-// between requests.
+// figures, and starts a due read of the change feed, while a request
+// holds the CPU, which Cloud Functions takes away between requests.
 func (h *Handler) housekeeping(next frontHandler) frontHandler {
 	return func(w http.ResponseWriter, r *http.Request) *outcome {
 		if h.opts.RequestLog != nil {
 			h.opts.RequestLog.Kick()
 		}
 		h.maybeLogFigures()
+		h.maybePollFeed()
 		return next(w, r)
 	}
 }

@@ -55,7 +55,13 @@ type Config struct {
 	StdioUID int `env:"STDIO_UID, default=65534"`
 	StdioGID int `env:"STDIO_GID, default=65534"`
 
-	CacheTTL          time.Duration `env:"CACHE_TTL, default=60s"`
+	// CacheTTL is long because the change feed, read every ConfigPoll,
+	// drops what an operator changes; the TTL is only the backstop for a
+	// change the feed cannot carry (docs/configuration.md).
+	CacheTTL          time.Duration `env:"CACHE_TTL, default=1h"`
+	ConfigPoll        time.Duration `env:"CONFIG_POLL, default=5s"`
+	FeedMissedPolls   int           `env:"CONFIG_POLL_MISSED, default=3"`
+	FeedFallbackTTL   time.Duration `env:"CACHE_FALLBACK_TTL, default=60s"`
 	CacheStaleIfError time.Duration `env:"CACHE_STALE_IF_ERROR, default=10m"`
 	CacheNegativeTTL  time.Duration `env:"CACHE_NEGATIVE_TTL, default=5s"`
 	CacheSize         int           `env:"CACHE_SIZE, default=10000"`
@@ -184,6 +190,12 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		auth = oauth.New(db, oauth.Options{Issuer: c.OAuthIssuer, Keys: signing, AccessTTL: c.OAuthAccessTTL,
 			RefreshTTL: c.OAuthRefreshTTL, RegisterRate: c.OAuthRegisterRate, ValidResource: ValidResource, OIDC: provider, Logger: logger})
 	}
+	// A negative CONFIG_POLL reads no change feed: the caches then rely
+	// on CACHE_TTL alone, as before the feed (for measurements).
+	var feed ChangeFeed = db
+	if c.ConfigPoll < 0 {
+		feed = nil
+	}
 	h := New(db, pool, logger, Options{
 		Rendezvous:     rendezvous.New(fs, rendezvous.Options{Collection: c.RendezvousCollection}),
 		SealKey:        sealKey,
@@ -208,7 +220,16 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 		StateKey:        stateKey,
 		StateTTL:        c.RequestStateTTL,
 		OAuth:           auth,
+		Feed:            feed,
+		ConfigPoll:      c.ConfigPoll,
+		FeedMissedPolls: c.FeedMissedPolls,
+		FeedFallbackTTL: c.FeedFallbackTTL,
 	})
+	// Before the first request is served: the feed is read from here on.
+	// On failure the first poll starts it, dropping what was cached.
+	if err := h.PrimeFeed(ctx); err != nil {
+		logger.Warn("change feed not primed; the first read starts it", "error", err.Error())
+	}
 	onSignal(logger, c.ShutdownTimeout, func(ctx context.Context) error {
 		err := h.Shutdown(ctx)
 		db.Close()

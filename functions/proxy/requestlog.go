@@ -61,6 +61,10 @@ func status(e *rpcError) string {
 		return tenant.StatusSuccess
 	case e.timeout:
 		return "timeout"
+	case e.rateLimited:
+		return tenant.StatusRateLimited
+	case e.quotaExceeded:
+		return tenant.StatusQuotaExceeded
 	}
 	return "error"
 }

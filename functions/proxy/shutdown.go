@@ -82,6 +82,9 @@ func (h *Handler) figures() []slog.Attr {
 			slog.Int64("misses", st.Misses), slog.Float64("hitRate", rate), slog.Int64("stale", st.Stale),
 			slog.Int64("refreshErrors", st.RefreshErrors)))
 	}
+	if h.opts.Feed != nil {
+		attrs = append(attrs, h.feedFigures())
+	}
 	if h.opts.RequestLog != nil {
 		st := h.opts.RequestLog.Stats()
 		attrs = append(attrs, slog.Group("requestLog", slog.Int("depth", st.Depth), slog.Int("bytes", st.Bytes),

@@ -700,3 +700,25 @@ func (db *DB) ConfigCredentials(ctx context.Context, configID, serverID string) 
 	}
 	return db.openCredentials(configID, sealed)
 }
+
+// SetInstanceRateLimit sets an instance's rate limit, shared by all its
+// keys; a zero limit removes it. The proxies follow within CONFIG_POLL
+// (the change feed).
+func (db *DB) SetInstanceRateLimit(ctx context.Context, instanceID string, l tenant.RateLimit) error {
+	if !validUUID(instanceID) {
+		return fmt.Errorf("instance %q: %w", instanceID, tenant.ErrNotFound)
+	}
+	perSecond, burst, err := limitColumns(l)
+	if err != nil {
+		return err
+	}
+	tag, err := db.Pool.Exec(ctx, `UPDATE user_mcp_server_instances SET rate_limit_per_second = $2, rate_limit_burst = $3, updated_at = now() WHERE id = $1 AND deleted_at IS NULL`,
+		instanceID, perSecond, burst)
+	if err != nil {
+		return fmt.Errorf("set the rate limit of instance %s: %w", instanceID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("live instance %s: %w", instanceID, tenant.ErrNotFound)
+	}
+	return nil
+}

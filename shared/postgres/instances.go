@@ -17,6 +17,7 @@ import (
 // longer lists contribute nothing.
 const loadInstanceSQL = `
 SELECT i.id::text, i.name, i.organization_id::text,
+       COALESCE(i.rate_limit_per_second, 0), COALESCE(i.rate_limit_burst, 0),
        u.config_id, u.server_id, u.server_name, u.transport_type, u.url, u.allow_http,
        u.command, u.args, u.header_names, u.auth_type, u.encrypted_credentials, u.tools
 FROM user_mcp_server_instances i
@@ -60,13 +61,14 @@ func (db *DB) LoadInstanceConfig(ctx context.Context, instanceID string) (*tenan
 			url, command    *string
 			allowHTTP       *bool
 			sealed          []byte
+			limit           tenant.RateLimit
 		)
-		if err := rows.Scan(&id, &name, &orgID, &configID, &serverID, &sname, &transport, &url, &allowHTTP,
+		if err := rows.Scan(&id, &name, &orgID, &limit.PerSecond, &limit.Burst, &configID, &serverID, &sname, &transport, &url, &allowHTTP,
 			&command, &up.Args, &up.HeaderNames, &auth, &sealed, &up.Tools); err != nil {
 			return nil, fmt.Errorf("load instance %s: %w", instanceID, err)
 		}
 		if inst == nil {
-			inst = &tenant.Instance{ID: id, Name: name, OrganizationID: orgID}
+			inst = &tenant.Instance{ID: id, Name: name, OrganizationID: orgID, RateLimit: limit}
 		}
 		if configID == nil {
 			continue // the instance exposes nothing

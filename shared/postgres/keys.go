@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,7 +17,8 @@ import (
 // whether the instance was deleted.
 const lookupKeySQL = `
 SELECT k.id::text, k.key_prefix, k.user_id::text, i.organization_id::text,
-       i.id::text, k.is_active, k.expires_at, i.deleted_at IS NOT NULL
+       i.id::text, k.is_active, k.expires_at, i.deleted_at IS NOT NULL,
+       COALESCE(k.rate_limit_per_second, 0), COALESCE(k.rate_limit_burst, 0)
 FROM mcp_api_keys k
 JOIN user_mcp_server_instances i ON i.id = k.mcp_server_instance_id
 WHERE k.key_hash = $1`
@@ -27,7 +29,7 @@ func (db *DB) LookupAPIKey(ctx context.Context, hash [32]byte) (*tenant.Key, err
 	var k tenant.Key
 	err := db.Pool.QueryRow(ctx, lookupKeySQL, hash[:]).Scan(
 		&k.ID, &k.Prefix, &k.UserID, &k.OrganizationID,
-		&k.InstanceID, &k.Active, &k.ExpiresAt, &k.InstanceGone)
+		&k.InstanceID, &k.Active, &k.ExpiresAt, &k.InstanceGone, &k.RateLimit.PerSecond, &k.RateLimit.Burst)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("api key: %w", tenant.ErrNotFound)
 	}
@@ -48,6 +50,9 @@ type KeyRow struct {
 	ExpiresAt  *time.Time `json:"expires_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
 	CreatedAt  time.Time  `json:"created_at"`
+	// RateLimit and Quota are zero for none.
+	RateLimit tenant.RateLimit `json:"rate_limit"`
+	Quota     Quota            `json:"quota"`
 }
 
 // CreateAPIKey makes a key for an instance and stores only its hash and
@@ -99,11 +104,13 @@ func (db *DB) ListAPIKeys(ctx context.Context, instanceID string) ([]KeyRow, err
 		return nil, fmt.Errorf("instance %q: %w", instanceID, tenant.ErrNotFound)
 	}
 	rows, _ := db.Pool.Query(ctx, `
-SELECT id::text, mcp_server_instance_id::text, user_id::text, name, key_prefix, is_active, expires_at, last_used_at, created_at
+SELECT id::text, mcp_server_instance_id::text, user_id::text, name, key_prefix, is_active, expires_at, last_used_at, created_at,
+       COALESCE(rate_limit_per_second, 0), COALESCE(rate_limit_burst, 0), COALESCE(quota_calls_per_day, 0), COALESCE(quota_calls_per_month, 0)
 FROM mcp_api_keys WHERE mcp_server_instance_id = $1 ORDER BY created_at DESC, id`, instanceID)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (KeyRow, error) {
 		var k KeyRow
-		err := r.Scan(&k.ID, &k.InstanceID, &k.UserID, &k.Name, &k.Prefix, &k.Active, &k.ExpiresAt, &k.LastUsedAt, &k.CreatedAt)
+		err := r.Scan(&k.ID, &k.InstanceID, &k.UserID, &k.Name, &k.Prefix, &k.Active, &k.ExpiresAt, &k.LastUsedAt, &k.CreatedAt,
+			&k.RateLimit.PerSecond, &k.RateLimit.Burst, &k.Quota.PerDay, &k.Quota.PerMonth)
 		return k, err
 	})
 	if err != nil {
@@ -125,4 +132,44 @@ func (db *DB) RevokeAPIKey(ctx context.Context, keyID string) error {
 		return fmt.Errorf("api key %s: %w", keyID, tenant.ErrNotFound)
 	}
 	return nil
+}
+
+// SetKeyRateLimit sets a key's rate limit; a zero limit removes it. The
+// proxies follow within CONFIG_POLL (the change feed).
+func (db *DB) SetKeyRateLimit(ctx context.Context, keyID string, l tenant.RateLimit) error {
+	if !validUUID(keyID) {
+		return fmt.Errorf("api key %q: %w", keyID, tenant.ErrNotFound)
+	}
+	perSecond, burst, err := limitColumns(l)
+	if err != nil {
+		return err
+	}
+	tag, err := db.Pool.Exec(ctx, `UPDATE mcp_api_keys SET rate_limit_per_second = $2, rate_limit_burst = $3, updated_at = now() WHERE id = $1`,
+		keyID, perSecond, burst)
+	if err != nil {
+		return fmt.Errorf("set the rate limit of api key %s: %w", keyID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("api key %s: %w", keyID, tenant.ErrNotFound)
+	}
+	return nil
+}
+
+// limitColumns are a limit's column values: NULLs for none, and a burst
+// of at least one second's worth (and 1) when none is given.
+func limitColumns(l tenant.RateLimit) (perSecond *float64, burst *int, err error) {
+	switch {
+	case l.PerSecond < 0 || l.Burst < 0:
+		return nil, nil, errors.New("a rate limit is not negative")
+	case l.PerSecond == 0 && l.Burst > 0:
+		return nil, nil, errors.New("a burst needs a rate")
+	case l.PerSecond == 0:
+		return nil, nil, nil
+	case l.PerSecond > 1e6:
+		return nil, nil, errors.New("a rate limit above 1,000,000 a second is no limit")
+	}
+	if l.Burst == 0 {
+		l.Burst = max(1, int(math.Ceil(l.PerSecond)))
+	}
+	return &l.PerSecond, &l.Burst, nil
 }

@@ -100,8 +100,9 @@ func TestMigrateFromEmpty(t *testing.T) {
 		rows.Scan(&n)
 		tables = append(tables, n)
 	}
-	want := []string{"log_flush_batches", "mcp_api_keys", "mcp_server_request_hourly", "mcp_server_request_logs", "mcp_servers",
-		"oauth_clients", "oauth_codes", "oauth_grants", "oauth_refresh_tokens", "organizations", "tools", "user_mcp_server_configs", "user_mcp_server_instances", "user_tool_group_tools", "user_tool_groups", "users"}
+	want := []string{"config_changes", "log_flush_batches", "mcp_api_keys", "mcp_server_request_hourly", "mcp_server_request_logs", "mcp_servers",
+		"oauth_clients", "oauth_codes", "oauth_grants", "oauth_refresh_tokens", "organizations", "quota_blocks", "tools", "usage_calls",
+		"user_mcp_server_configs", "user_mcp_server_instances", "user_tool_group_tools", "user_tool_groups", "users"}
 	if !slices.Equal(tables, want) {
 		t.Errorf("tables = %v; want %v", tables, want)
 	}

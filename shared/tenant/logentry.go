@@ -23,7 +23,7 @@ type LogEntry struct {
 	Method       string    `json:"method"`
 	ToolName     string    `json:"toolName,omitempty"`
 	Transport    string    `json:"transport,omitempty"`
-	Status       string    `json:"status"` // success, error or timeout
+	Status       string    `json:"status"` // success, error, timeout, rate_limited or quota_exceeded
 	ErrorCode    string    `json:"errorCode,omitempty"`
 	ErrorMessage string    `json:"errorMessage,omitempty"`
 	DurationMs   int64     `json:"durationMs"`
@@ -38,6 +38,12 @@ const (
 	StatusSuccess = "success"
 	StatusError   = "error"
 	StatusTimeout = "timeout"
+	// StatusRateLimited: refused over a key's or an instance's rate
+	// limit, before any upstream was called.
+	StatusRateLimited = "rate_limited"
+	// StatusQuotaExceeded: refused because the key or its organization
+	// used up a quota.
+	StatusQuotaExceeded = "quota_exceeded"
 )
 
 // Validate reports what makes an entry unfit for the request log table.
@@ -65,7 +71,7 @@ func (e *LogEntry) Validate() error {
 		return fmt.Errorf("entry %s: grant id %q is not a UUID", e.ID, e.GrantID)
 	case e.Method == "":
 		return fmt.Errorf("entry %s: no method", e.ID)
-	case e.Status != StatusSuccess && e.Status != StatusError && e.Status != StatusTimeout:
+	case e.Status != StatusSuccess && e.Status != StatusError && e.Status != StatusTimeout && e.Status != StatusRateLimited && e.Status != StatusQuotaExceeded:
 		return fmt.Errorf("entry %s: unknown status %q", e.ID, e.Status)
 	case e.DurationMs < 0 || e.InputBytes < 0 || e.OutputBytes < 0:
 		return fmt.Errorf("entry %s: negative duration or size", e.ID)

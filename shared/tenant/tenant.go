@@ -78,7 +78,18 @@ type Key struct {
 	Active         bool
 	ExpiresAt      *time.Time
 	InstanceGone   bool // the instance was deleted
+	RateLimit      RateLimit
 }
+
+// RateLimit is a rate limit of a key or an instance: PerSecond requests a
+// second on average, Burst at once. The zero value is no limit.
+type RateLimit struct {
+	PerSecond float64
+	Burst     int
+}
+
+// Limited reports whether there is a limit.
+func (r RateLimit) Limited() bool { return r.PerSecond > 0 }
 
 // ErrNotFound is wrapped by errors about something that does not exist:
 // an unknown key hash, a deleted row, a malformed ID. A store returns it
@@ -112,6 +123,7 @@ type Instance struct {
 	Name           string
 	OrganizationID string
 	Upstreams      []Upstream
+	RateLimit      RateLimit
 }
 
 // Upstream is one configured MCP server of an instance, with decrypted

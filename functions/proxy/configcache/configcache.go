@@ -21,6 +21,7 @@ package configcache
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,10 @@ type Options struct {
 	OnPanic func(key string, value any, stack []byte)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Jitter, between 0 and 1, shortens each value's TTL by a random
+	// part of it up to that fraction, so that values loaded together (at
+	// a process's start) do not all expire, and reload, together.
+	Jitter float64
 }
 
 // Outcome says how Get answered.
@@ -134,6 +139,13 @@ type Cache[V any] struct {
 	refresh atomic.Int64 // refresh failures
 	cost    atomic.Int64 // of the values held, when Cost is set
 	costMu  sync.Mutex   // one add at a time keeps the sum within MaxCost
+	// gen counts the invalidations (Remove, RemoveIf, Purge): a load
+	// that began before one may have read what it invalidated, so its
+	// value is returned to its callers but not kept.
+	gen atomic.Uint64
+	// shortTTL, when not 0, is the freshness (nanoseconds) that applies
+	// instead of TTL (SetShortTTL).
+	shortTTL atomic.Int64
 }
 
 // New makes a cache.
@@ -177,7 +189,7 @@ func New[V any](opts Options) *Cache[V] {
 func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Context) (V, error)) (V, Outcome, error) {
 	now := c.opts.Now()
 	if e, ok := c.lru.Get(key); ok {
-		if now.Before(e.expires) {
+		if now.Before(e.expires) && c.freshUnderShortTTL(e, now) {
 			c.hits.Add(1)
 			return e.value, Hit, nil
 		}
@@ -210,12 +222,18 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Contex
 func (c *Cache[V]) load(key string, load func(context.Context) (V, error)) (V, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.LoadTimeout)
 	defer cancel()
+	gen := c.gen.Load()
 	v, err := c.safeLoad(ctx, key, load)
 	now := c.opts.Now()
+	if c.gen.Load() != gen {
+		// An invalidation came while this load ran: what it read may be
+		// what was invalidated. The next Get loads again.
+		return v, err
+	}
 	switch {
 	case err == nil:
 		c.neg.Remove(key)
-		c.add(key, &entry[V]{value: v, expires: now.Add(c.opts.TTL)})
+		c.add(key, &entry[V]{value: v, expires: now.Add(c.ttl())})
 	case c.negative(err):
 		c.lru.Remove(key)
 		c.neg.Add(key, &entry[V]{err: err, expires: now.Add(c.opts.NegativeTTL)})
@@ -268,6 +286,14 @@ func (c *Cache[V]) add(key string, e *entry[V]) {
 	}
 }
 
+// ttl is TTL less its jitter.
+func (c *Cache[V]) ttl() time.Duration {
+	if c.opts.Jitter <= 0 {
+		return c.opts.TTL
+	}
+	return c.opts.TTL - time.Duration(rand.Float64()*min(c.opts.Jitter, 1)*float64(c.opts.TTL))
+}
+
 // Cost is the sum of the costs of the values held (0 without Cost).
 func (c *Cache[V]) Cost() int64 { return c.cost.Load() }
 
@@ -275,10 +301,56 @@ func (c *Cache[V]) negative(err error) bool {
 	return c.opts.IsNegative != nil && c.opts.IsNegative(err)
 }
 
-// Remove drops key, so the next Get loads it.
+// Remove drops key, so the next Get loads it. A load under way when it
+// is called keeps no value.
 func (c *Cache[V]) Remove(key string) {
+	c.gen.Add(1)
 	c.lru.Remove(key)
 	c.neg.Remove(key)
+}
+
+// RemoveIf drops every value for which drop is true, and returns how
+// many went. It walks the whole cache: it is meant for rare changes (an
+// operator's), not for requests. Loads under way keep no value.
+func (c *Cache[V]) RemoveIf(drop func(key string, value V) bool) int {
+	c.gen.Add(1)
+	n := 0
+	for _, k := range c.lru.Keys() {
+		if e, ok := c.lru.Peek(k); ok && drop(k, e.value) {
+			c.lru.Remove(k)
+			n++
+		}
+	}
+	return n
+}
+
+// Purge drops every entry, negative ones too. Loads under way keep no
+// value.
+func (c *Cache[V]) Purge() {
+	c.gen.Add(1)
+	c.lru.Purge()
+	c.neg.Purge()
+}
+
+// SetShortTTL makes entries fresh for d after their load instead of for
+// TTL, when d is shorter; 0 returns to TTL. A process that relies on
+// explicit invalidation to keep a long TTL safe sets it while it cannot
+// learn of invalidations.
+func (c *Cache[V]) SetShortTTL(d time.Duration) {
+	if d < 0 || d >= c.opts.TTL {
+		d = 0
+	}
+	c.shortTTL.Store(int64(d))
+}
+
+// freshUnderShortTTL reports whether e, fresh under TTL, is fresh under a
+// short TTL set by SetShortTTL too.
+func (c *Cache[V]) freshUnderShortTTL(e *entry[V], now time.Time) bool {
+	short := c.shortTTL.Load()
+	if short == 0 {
+		return true
+	}
+	return now.Before(e.expires.Add(time.Duration(short) - c.opts.TTL))
 }
 
 // Stats are counts since the cache was made.

@@ -282,3 +282,102 @@ func TestMaxCost(t *testing.T) {
 		t.Errorf("cost %d over MaxCost 10", c.Cost())
 	}
 }
+
+// A load that read the database before an invalidation must not put
+// back what was invalidated: the change feed's Remove would otherwise
+// lose to a refresh that was under way, for a whole (long) TTL.
+func TestRemoveDuringLoadKeepsNothing(t *testing.T) {
+	clk := &clock{now: time.Unix(0, 0)}
+	c := newCache(clk)
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		v, _, err := c.Get(context.Background(), "k", func(context.Context) (string, error) {
+			close(started)
+			<-release
+			return "revoked-but-read-before", nil
+		})
+		if err != nil || v != "revoked-but-read-before" {
+			t.Errorf("Get = %q, %v; the caller that started the load gets what it read", v, err)
+		}
+	}()
+	<-started
+	c.Remove("k")
+	close(release)
+	<-done
+	v, o, _ := c.Get(context.Background(), "k", func(context.Context) (string, error) { return "fresh", nil })
+	if v != "fresh" || o != Miss {
+		t.Errorf("after Remove during a load: Get = %q (%v); want fresh (miss)", v, o)
+	}
+}
+
+func TestRemoveIfAndPurge(t *testing.T) {
+	c := newCache(&clock{now: time.Unix(0, 0)})
+	for _, k := range []string{"a1", "a2", "b1"} {
+		c.Get(context.Background(), k, func(context.Context) (string, error) { return "v" + k, nil })
+	}
+	if n := c.RemoveIf(func(k, v string) bool { return v[1] == 'a' }); n != 2 {
+		t.Errorf("RemoveIf removed %d; want 2", n)
+	}
+	if _, o, _ := c.Get(context.Background(), "b1", nil); o != Hit {
+		t.Errorf("b1: %v; want a hit, RemoveIf left it", o)
+	}
+	c.Purge()
+	if st := c.Stats(); st.Size != 0 {
+		t.Errorf("size %d after Purge", st.Size)
+	}
+}
+
+// SetShortTTL makes entries older than the short TTL stale (served while
+// refreshed), and 0 gives them back their TTL.
+func TestShortTTL(t *testing.T) {
+	clk := &clock{now: time.Unix(0, 0)}
+	c := newCache(clk) // TTL 1 min
+	var loads atomic.Int32
+	load := func(context.Context) (string, error) { loads.Add(1); return "v", nil }
+	c.Get(context.Background(), "k", load)
+	clk.Add(20 * time.Second)
+	if _, o, _ := c.Get(context.Background(), "k", load); o != Hit {
+		t.Fatalf("20 s old: %v; want hit", o)
+	}
+	c.SetShortTTL(10 * time.Second)
+	if _, o, _ := c.Get(context.Background(), "k", load); o != Stale {
+		t.Errorf("20 s old under a 10 s short TTL: %v; want stale", o)
+	}
+	wait.Until(context.Background(), 5*time.Second, func() bool { return loads.Load() == 2 })
+	if n := loads.Load(); n != 2 {
+		t.Errorf("loads = %d; want a refresh", n)
+	}
+	c.SetShortTTL(0)
+	clk.Add(30 * time.Second)
+	if _, o, _ := c.Get(context.Background(), "k", load); o != Hit {
+		t.Errorf("back on TTL, 30 s after the refresh: %v; want hit", o)
+	}
+}
+
+// With Jitter, values loaded at the same time expire over the last part
+// of the TTL, not at once.
+func TestJitterSpreadsExpiry(t *testing.T) {
+	clk := &clock{now: time.Unix(0, 0)}
+	c := New[string](Options{TTL: 100 * time.Second, Jitter: 0.5, Now: clk.Now})
+	for i := range 200 {
+		c.Get(context.Background(), fmt.Sprint(i), func(context.Context) (string, error) { return "v", nil })
+	}
+	fresh := func() (n int) {
+		for i := range 200 {
+			if _, o, _ := c.Get(context.Background(), fmt.Sprint(i), nil); o == Hit {
+				n++
+			}
+		}
+		return n
+	}
+	clk.Add(49 * time.Second)
+	if n := fresh(); n != 200 {
+		t.Errorf("%d of 200 fresh at 49 s; want all (jitter takes at most half of 100 s)", n)
+	}
+	clk.Add(26 * time.Second)
+	if n := fresh(); n < 20 || n > 180 {
+		t.Errorf("%d of 200 fresh at 75 s; want about half", n)
+	}
+}

@@ -1,0 +1,306 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mcpproxy.dev/mcpproxy/functions/proxy"
+	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/logcapture"
+	"mcpproxy.dev/mcpproxy/internal/pgtest"
+	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/internal/testbin"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/internal/wait"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+)
+
+// devservers starts n dev server processes over e's database, each with
+// env added to its environment, and returns their /mcp URLs.
+func devservers(t *testing.T, e *testenv.Env, n int, env ...string) []string {
+	t.Helper()
+	bin := testbin.Build(t, "mcpproxy.dev/mcpproxy/cmd/devserver")
+	coll := firestoretest.Collection(t)
+	var urls []string
+	for range n {
+		free, err := stack.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin)
+		stderr := &logcapture.Buffer{}
+		cmd.Stderr = stderr
+		cmd.Env = append(append(os.Environ(),
+			"HOST=127.0.0.1", fmt.Sprintf("PORT=%d", free),
+			"DATABASE_URL="+e.DB.Pool.Config().ConnString(),
+			"MCP_ENCRYPTION_KEY="+pgtest.KeyringSpec,
+			"FIRESTORE_EMULATOR_HOST="+firestoretest.Host(t), "GOOGLE_CLOUD_PROJECT="+firestoretest.Project,
+			"REQUEST_LOG_COLLECTION="+coll), env...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			if t.Failed() {
+				t.Logf("dev server on port %d:\n%s", free, stderr.String())
+			}
+		})
+		url := fmt.Sprintf("http://127.0.0.1:%d/mcp", free)
+		if err := wait.Until(context.Background(), 30*time.Second, func() bool {
+			code, _ := callAt(url, e.Key, "alpha__echo")
+			return code == http.StatusOK
+		}); err != nil {
+			t.Fatalf("dev server on port %d did not start: %v\n%s", free, err, stderr.String())
+		}
+		urls = append(urls, url)
+	}
+	return urls
+}
+
+// callAt calls tool with key through the proxy at url and returns the
+// HTTP status and whether the answer is a JSON-RPC result (not an error).
+func callAt(url, key, tool string) (int, bool) {
+	args := `{"text":"hi"}`
+	if strings.HasSuffix(tool, "__add") {
+		args = `{"a":1,"b":2}`
+	}
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":` + args + `}}`
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var out struct {
+		Result json.RawMessage `json:"result"`
+	}
+	json.Unmarshal(raw, &out)
+	return resp.StatusCode, resp.StatusCode == http.StatusOK && len(out.Result) > 0
+}
+
+// refusedEverywhere sends key's call to every process every 50 ms from
+// start until each has refused it once, and returns how long after start
+// the last one did (fails the test after limit).
+func refusedEverywhere(t *testing.T, urls []string, key, tool string, start time.Time, limit time.Duration) time.Duration {
+	t.Helper()
+	var mu sync.Mutex
+	var last time.Duration
+	var wg sync.WaitGroup
+	for _, url := range urls {
+		wg.Go(func() {
+			for {
+				if _, ok := callAt(url, key, tool); !ok {
+					mu.Lock()
+					last = max(last, time.Since(start))
+					mu.Unlock()
+					return
+				}
+				if time.Since(start) > limit {
+					t.Errorf("%s still answers %s with the key %v after the change", url, tool, time.Since(start))
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	return last
+}
+
+// TestChangeFeedReachesEveryProcess runs three proxy processes (the dev
+// server binary, CONFIG_POLL 5 s, CACHE_TTL at its default of an hour)
+// over one database and checks that a revoked key, a deleted instance
+// and a tool switched off are refused by every process within
+// CONFIG_POLL + 1 s. It reports p50 and max over 20 revocations
+// (BENCHMARKS.md).
+func TestChangeFeedReachesEveryProcess(t *testing.T) {
+	const poll = 5 * time.Second
+	limit := poll + time.Second
+	e := newEnv(t, proxy.Options{})
+	ctx := context.Background()
+	const n = 20
+	keys, ids := make([]string, n), make([]string, n)
+	for i := range n {
+		row, key, err := e.DB.CreateAPIKey(ctx, e.Seeded.Instance.ID, "", fmt.Sprintf("revoked-%d", i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i], ids[i] = key, row.ID
+	}
+	inst2, err := e.DB.CreateInstance(ctx, e.Seeded.Organization.ID, "", "second",
+		[]postgres.Selection{{ConfigID: e.Seeded.Configs[0].ID, Tools: []string{"echo"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, second, err := e.DB.CreateAPIKey(ctx, inst2.ID, "", "second", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls := devservers(t, e, 3, fmt.Sprintf("CONFIG_POLL=%s", poll))
+	// Every process has every key, and the second instance, warm.
+	for _, url := range urls {
+		for _, k := range append(slices.Clone(keys), second) {
+			if code, ok := callAt(url, k, "alpha__echo"); !ok {
+				t.Fatalf("%s: a fresh key got %d", url, code)
+			}
+		}
+		if _, ok := callAt(url, e.Key, "alpha__add"); !ok {
+			t.Fatalf("%s: alpha__add refused before it was switched off", url)
+		}
+	}
+
+	var took []time.Duration
+	for i := range n {
+		// Revocations come at any point of the processes' poll cycles.
+		time.Sleep(rand.N(poll))
+		start := time.Now()
+		if err := e.DB.RevokeAPIKey(ctx, ids[i]); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, refusedEverywhere(t, urls, keys[i], "alpha__echo", start, limit))
+	}
+	slices.Sort(took)
+	p50, worst := took[n/2], took[n-1]
+	t.Logf("key revoke -> refused by all %d processes: p50 %v, max %v over %d revocations (CONFIG_POLL %v)",
+		len(urls), p50.Round(time.Millisecond), worst.Round(time.Millisecond), n, poll)
+	if worst > limit {
+		t.Errorf("a revocation took %v to reach every process; want within %v", worst, limit)
+	}
+
+	start := time.Now()
+	if err := e.DB.DeleteInstance(ctx, inst2.ID); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("instance delete -> refused by all processes in %v", refusedEverywhere(t, urls, second, "alpha__echo", start, limit).Round(time.Millisecond))
+
+	start = time.Now()
+	if err := e.DB.SetToolEnabled(ctx, e.Seeded.Servers[0].ID, "add", false); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tool switched off -> refused by all processes in %v", refusedEverywhere(t, urls, e.Key, "alpha__add", start, limit).Round(time.Millisecond))
+	// The rest of the instance still works everywhere.
+	for _, url := range urls {
+		if code, ok := callAt(url, e.Key, "alpha__echo"); !ok {
+			t.Errorf("%s: alpha__echo got %d after another tool was switched off", url, code)
+		}
+	}
+}
+
+// feedDB opens a handle of its own on e's database, for a process's
+// change feed, closed when the test ends.
+func feedDB(t *testing.T, e *testenv.Env) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), postgres.Options{URL: e.DB.Pool.Config().ConnString()}, pgtest.TestKeyring(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+// feedProcess is a proxy process over e's database reading the change
+// feed from feed every 100 ms, its caches on a TTL of an hour.
+func feedProcess(t *testing.T, e *testenv.Env, feed proxy.ChangeFeed, fallback time.Duration) *testenv.Env {
+	t.Helper()
+	opts := proxy.Options{ConfigPoll: 100 * time.Millisecond, FeedMissedPolls: 3, FeedFallbackTTL: fallback}
+	opts.Cache.TTL, opts.Cache.StaleIfError = time.Hour, 10*time.Minute
+	if feed != nil {
+		opts.Feed = feed
+	}
+	p := e.Process(t, testenv.Options{Proxy: opts})
+	if err := p.Handler.PrimeFeed(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const echoCall = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"hi"}}}`
+
+// A key revoked before Postgres fails, once the process has read the
+// change, is refused during the outage: stale-if-error has nothing left
+// to serve. A process without the feed serves it on (the control).
+func TestRevokedKeyNotServedDuringOutage(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	ctx := context.Background()
+	row, revoked, err := e.DB.CreateAPIKey(ctx, e.Seeded.Instance.ID, "", "revoked", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withFeed := feedProcess(t, e, feedDB(t, e), time.Minute)
+	without := feedProcess(t, e, nil, time.Minute)
+	for _, p := range []*testenv.Env{withFeed, without} {
+		if resp, _ := p.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + revoked}, echoCall); resp.StatusCode != http.StatusOK {
+			t.Fatalf("before the revocation: %d", resp.StatusCode)
+		}
+	}
+	if err := e.DB.RevokeAPIKey(ctx, row.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Requests with the env's key (not the revoked one) keep the
+	// processes polling for a few intervals.
+	for range 10 {
+		withFeed.Post(t, "/mcp", nil, echoCall)
+		without.Post(t, "/mcp", nil, echoCall)
+		time.Sleep(60 * time.Millisecond)
+	}
+	e.DB.Close() // the store's Postgres is gone; the feed's handle is not
+	if resp, _ := withFeed.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + revoked}, echoCall); resp.StatusCode == http.StatusOK {
+		t.Errorf("a key revoked before the outage was served during it")
+	}
+	if resp, _ := without.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + revoked}, echoCall); resp.StatusCode != http.StatusOK {
+		t.Errorf("control: without the feed, got %d; the cached key should be served", resp.StatusCode)
+	}
+}
+
+// While the feed cannot be read, the caches fall back to a short TTL: a
+// change the process cannot learn of reaches it within FeedMissedPolls
+// intervals and the fallback TTL, as without the feed.
+func TestFeedUnreadableFallsBackToShortTTL(t *testing.T) {
+	e := newEnv(t, proxy.Options{})
+	ctx := context.Background()
+	row, key, err := e.DB.CreateAPIKey(ctx, e.Seeded.Instance.ID, "", "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := feedDB(t, e)
+	p := feedProcess(t, e, feed, time.Second)
+	auth := map[string]string{"Authorization": "Bearer " + key}
+	if resp, _ := p.Post(t, "/mcp", auth, echoCall); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before: %d", resp.StatusCode)
+	}
+	feed.Close()
+	if err := e.DB.RevokeAPIKey(ctx, row.ID); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		resp, _ := p.Post(t, "/mcp", auth, echoCall)
+		if resp.StatusCode == http.StatusUnauthorized {
+			break
+		}
+		if time.Since(start) > 4*time.Second {
+			t.Fatalf("the revoked key still served %v after, with the feed unreadable", time.Since(start))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("refused %v after the revocation, the feed unreadable", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(p.Logs.String(), "change feed not read lately") {
+		t.Errorf("no log line of the fallback:\n%s", p.Logs.String())
+	}
+}
