@@ -92,11 +92,13 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 // upstream answered with a result that is not the call's final one: an
 // input-required result, or the tasks extension's task; the caller must
 // rewrite it before a client gets it. "" and nil for any other result.
-// Such a result is small, read whole: only a held result of a 2026-07-28
-// upstream that holds the string "input_required" or "task" is decoded,
-// so the results of older upstreams and large ones cost nothing more.
+// Such a result is small, read whole: only a held result that holds the
+// string "input_required" or "task" is decoded, of a 2026-07-28 upstream
+// or going to a 2026-07-28 client (Call.ResultType), whose resultType an
+// upstream of an older version may not choose (the caller refuses it:
+// Typed is false); large results cost nothing more.
 func (r *Result) Pending() (resultType string, raw []byte) {
-	if !r.Typed || r.stream != nil || !mayBePending(r.held) {
+	if !(r.Typed || r.addType) || r.stream != nil || !mayBePending(r.held) {
 		return "", nil
 	}
 	var top struct {
@@ -116,13 +118,13 @@ func mayBePending(b []byte) bool {
 	return bytes.Contains(b, []byte(`"input_required"`)) || bytes.Contains(b, []byte(`"task"`))
 }
 
-// MayBePending reports whether a 2026-07-28 upstream's result too large
-// to have been read whole holds "input_required" or "task" in its first
-// buffer: the caller then reads it whole (Pool.Hold) to find out
-// (Pending), so that a large pending result is not relayed unexamined.
-// Other results, and all of older upstreams, are not looked at.
+// MayBePending reports whether a result too large to have been read
+// whole, of a 2026-07-28 upstream or going to a 2026-07-28 client, holds
+// "input_required" or "task" in its first buffer: the caller then reads
+// it whole (Pool.Hold) to find out (Pending), so that a large pending
+// result is not relayed unexamined. Other results are not looked at.
 func (r *Result) MayBePending() bool {
-	if !r.Typed || r.stream == nil {
+	if !(r.Typed || r.addType) || r.stream == nil {
 		return false
 	}
 	window, _ := r.stream.rd.Peek()

@@ -1,0 +1,110 @@
+package proxy_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"mcpproxy.dev/mcpproxy/internal/stack"
+	"mcpproxy.dev/mcpproxy/internal/testenv"
+	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/tenant"
+	"mcpproxy.dev/mcpproxy/shared/upstream"
+)
+
+// rawUpstream is a hostile Streamable HTTP upstream written by hand: it
+// speaks whichever version the pool asks (initialize for the 2025
+// versions, server/discover for 2026-07-28) and answers every tools/call
+// of a tool with the result its results map holds, whatever the version.
+type rawUpstream struct {
+	results map[string]string // tool → result JSON
+}
+
+func (u *rawUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var msg struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params struct {
+			Name            string `json:"name"`
+			ProtocolVersion string `json:"protocolVersion"`
+		} `json:"params"`
+	}
+	body, _ := io.ReadAll(r.Body)
+	if err := json.Unmarshal(body, &msg); err != nil || msg.ID == nil {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	var result string
+	switch msg.Method {
+	case "initialize":
+		result = `{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}`
+	case "server/discover":
+		result = `{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{},"extensions":{"io.modelcontextprotocol/tasks":{}}},"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"raw","version":"1"}}}`
+	case "tools/list":
+		var tools []string
+		for name := range u.results {
+			tools = append(tools, `{"name":"`+name+`","inputSchema":{"type":"object"}}`)
+		}
+		result = `{"tools":[` + strings.Join(tools, ",") + `]}`
+	case "tools/call":
+		result = u.results[msg.Params.Name]
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if result == "" {
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32601,"message":"method not found"}}`, msg.ID)
+		return
+	}
+	fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, msg.ID, result)
+}
+
+// newRawEnv is a proxy whose pool speaks version to a rawUpstream named
+// "raw" answering results.
+func newRawEnv(t *testing.T, version string, results map[string]string) *inputEnv {
+	t.Helper()
+	srv := httptest.NewServer(&rawUpstream{results: results})
+	t.Cleanup(srv.Close)
+	e := testenv.New(t, testenv.Options{
+		Tenant: stack.Tenant{Organization: "Raw A", Instance: "a", Key: "a",
+			Servers: []stack.Server{{Server: postgres.Server{Name: "raw", Transport: tenant.TransportStreamableHTTP, URL: srv.URL}}}},
+		Pool: upstream.PoolOptions{ProtocolVersion: version},
+	})
+	inst := e.Seeded.Instance.ID
+	return &inputEnv{Env: e, single: "/mcp/" + inst + "/raw", aggregated: "/mcp/" + inst, upstreamURL: srv.URL}
+}
+
+const passwordAsk = `{"resultType":"input_required","inputRequests":{"pw":{"method":"elicitation/create","params":{"mode":"form","message":"Your password?","requestedSchema":{"type":"object","properties":{"pw":{"type":"string"}}}}}},"requestState":"plain-upstream-state"}`
+
+// TestInputRequiredOlderUpstream: an upstream the pool speaks 2025-11-25
+// to (the default) answers a 2026-07-28 client's tools/call with an
+// input-required result, or a task, which no result of its version may
+// be. The client, which declared neither elicitation nor the tasks
+// extension, must get neither the input request nor the upstream's
+// unsealed state or task.
+func TestInputRequiredOlderUpstream(t *testing.T) {
+	e := newRawEnv(t, "2025-11-25", map[string]string{
+		"ask":  passwordAsk,
+		"task": `{"resultType":"task","taskId":"upstream-task-1","status":"working"}`,
+	})
+	for _, path := range []string{e.single, e.aggregated} {
+		for _, tool := range []string{"ask", "task"} {
+			name := tool
+			if path == e.aggregated {
+				name = "raw__" + tool
+			}
+			t.Run(name, func(t *testing.T) {
+				_, r, err := e.call(t, path, "", "tools/call", name, nil, `{}`)
+				if r != nil {
+					t.Fatalf("got result %v; want an error: the client declared neither elicitation nor tasks", r)
+				}
+				if err == nil {
+					t.Fatal("no result and no error")
+				}
+			})
+		}
+	}
+}
+
