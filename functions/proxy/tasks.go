@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -193,17 +195,11 @@ func (h *Handler) task(ctx context.Context, req *request) (*result, *rpcError) {
 		top["taskId"], _ = json.Marshal(p.TaskID)
 	}
 	if r := top["inputRequests"]; len(r) > 0 {
-		var requests map[string]struct {
-			Method string `json:"method"`
-		}
+		var requests map[string]inputAsk
 		if err := wire.Unmarshal(r, &requests); err != nil {
 			return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent invalid inputRequests").from(u)
 		}
-		methods := make([]string, 0, len(requests))
-		for _, r := range requests {
-			methods = append(methods, r.Method)
-		}
-		if e := missingInputs(req, u, methods); e != nil {
+		if e := missingInputs(req, u, slices.Collect(maps.Values(requests))); e != nil {
 			return nil, e
 		}
 	}
