@@ -107,8 +107,13 @@ func (h *Handler) sealState(req *request, name string, u *upstreamView, state st
 	}
 	nonce := make([]byte, h.states.NonceSize(), h.states.NonceSize()+len(plain)+h.states.Overhead())
 	rand.Read(nonce)
-	sealed := h.states.Seal(nonce, nonce, plain, stateBinding(req, name))
-	return statePrefix + base64.RawURLEncoding.EncodeToString(sealed), nil
+	sealed := statePrefix + base64.RawURLEncoding.EncodeToString(h.states.Seal(nonce, nonce, plain, stateBinding(req, name)))
+	if len(sealed) > maxStateBytes {
+		// Escaped, sealed and encoded, the state grew past what the
+		// proxy takes back: the client's retry could only be refused.
+		return "", newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent a requestState larger than the proxy relays").from(u)
+	}
+	return sealed, nil
 }
 
 // openState returns the upstream's own state inside a requestState the

@@ -142,3 +142,25 @@ func TestInputRequiredSubCapabilities(t *testing.T) {
 	}
 }
 
+// TestInputRequiredStateSize: a requestState the proxy hands out is one
+// it takes back. An upstream state within the proxy's bound, but of
+// characters JSON escapes (<, >, &, quotes), once grew past what the
+// proxy accepts from a client when sealed: every retry was refused.
+func TestInputRequiredStateSize(t *testing.T) {
+	state, _ := json.Marshal(strings.Repeat("<&>", 10000))
+	e := newRawEnv(t, wire.V20260728, map[string]string{
+		"ask": `{"resultType":"input_required","inputRequests":{"name":{"method":"elicitation/create","params":{"mode":"form","message":"Name?","requestedSchema":{"type":"object"}}}},"requestState":` + string(state) + `}`,
+	})
+	_, r, err := e.call(t, e.single, "", "tools/call", "ask", nil, elicitCaps)
+	if r == nil {
+		// Refusing the upstream's state is right too.
+		t.Logf("refused: %v", err)
+		return
+	}
+	s, _ := r["requestState"].(string)
+	_, _, err = e.call(t, e.single, "", "tools/call", "ask",
+		map[string]any{"inputResponses": answer("name", "name", "Ada"), "requestState": s}, elicitCaps)
+	if err != nil && strings.Contains(fmt.Sprint(err["message"]), "requestState") {
+		t.Fatalf("the proxy refused the requestState (%d bytes) it handed out: %v", len(s), err)
+	}
+}

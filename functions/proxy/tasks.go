@@ -95,7 +95,12 @@ func (h *Handler) sealTask(req *request, u *upstreamView, task string) (string, 
 	}
 	nonce := make([]byte, h.states.NonceSize(), h.states.NonceSize()+len(plain)+h.states.Overhead())
 	rand.Read(nonce)
-	return taskPrefix + base64.RawURLEncoding.EncodeToString(h.states.Seal(nonce, nonce, plain, taskBinding(req))), nil
+	id := taskPrefix + base64.RawURLEncoding.EncodeToString(h.states.Seal(nonce, nonce, plain, taskBinding(req)))
+	if len(id) > maxStateBytes {
+		// One the proxy would not take back (openTask).
+		return "", newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent a task without a valid taskId").from(u)
+	}
+	return id, nil
 }
 
 // openTask returns the upstream and its own ID of a task ID the proxy
