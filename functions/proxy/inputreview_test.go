@@ -48,11 +48,18 @@ func (u *rawUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "tools/list":
 		var tools []string
 		for name := range u.results {
+			if strings.Contains(name, " ") {
+				continue
+			}
 			tools = append(tools, `{"name":"`+name+`","inputSchema":{"type":"object"}}`)
 		}
 		result = `{"tools":[` + strings.Join(tools, ",") + `]}`
 	case "tools/call":
 		result = u.results[msg.Params.Name]
+	case "prompts/list":
+		result = `{"prompts":[{"name":"p"}]}`
+	default:
+		result = u.results[msg.Method+" "+msg.Params.Name]
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if result == "" {
@@ -162,5 +169,37 @@ func TestInputRequiredStateSize(t *testing.T) {
 		map[string]any{"inputResponses": answer("name", "name", "Ada"), "requestState": s}, elicitCaps)
 	if err != nil && strings.Contains(fmt.Sprint(err["message"]), "requestState") {
 		t.Fatalf("the proxy refused the requestState (%d bytes) it handed out: %v", len(s), err)
+	}
+}
+
+// TestHostileInputRequests: an upstream's input requests that are not
+// objects, or of no method, are an upstream error, on every version and
+// method, never a crash of the process.
+func TestHostileInputRequests(t *testing.T) {
+	for _, version := range []string{"2025-11-25", wire.V20260728} {
+		e := newRawEnv(t, version, map[string]string{
+			"ask":           `{"resultType":"input_required","inputRequests":{"a":null},"requestState":"s"}`,
+			"prompts/get p": `{"resultType":"input_required","inputRequests":{"a":null},"requestState":"s","messages":[]}`,
+			"prompts/get q": `{"messages":[{"role":"user","content":{"type":"text","text":"fine"}}]}`,
+			"fine":          `{"content":[{"type":"text","text":"fine"}]}`,
+		})
+		for _, c := range []struct{ method, name string }{{"tools/call", "ask"}, {"prompts/get", "p"}} {
+			t.Run(version+" "+c.method, func(t *testing.T) {
+				_, r, err := e.call(t, e.single, "", c.method, c.name, nil, elicitCaps)
+				if r != nil || err == nil {
+					t.Fatalf("got %v, error %v; want an error", r, err)
+				}
+				t.Logf("error %v", err)
+			})
+		}
+		t.Run(version+" after", func(t *testing.T) {
+			for _, c := range []struct{ method, name string }{{"prompts/get", "p"}, {"prompts/get", "q"}, {"tools/call", "fine"}, {"prompts/get", "q"}} {
+				_, r, err := e.call(t, e.single, "", c.method, c.name, nil, elicitCaps)
+				t.Logf("%s %s: %v %v", c.method, c.name, r, err)
+				if c.name != "p" && r == nil {
+					t.Errorf("%s %s: error %v; the upstream's session is still good", c.method, c.name, err)
+				}
+			}
+		})
 	}
 }
