@@ -66,6 +66,10 @@ func (u *rawUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32601,"message":"method not found"}}`, msg.ID)
 		return
 	}
+	if strings.HasPrefix(result, `{"code":`) {
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":%s}`, msg.ID, result)
+		return
+	}
 	fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, msg.ID, result)
 }
 
@@ -201,5 +205,26 @@ func TestHostileInputRequests(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestURLElicitationRequiredUndeclared: the URLElicitationRequired error
+// (-32042) carries URL-mode elicitations, which a client acts on as it
+// does on an input request: it reaches a 2026-07-28 client only when the
+// client declared elicitation.url, else the client gets -32021.
+func TestURLElicitationRequiredUndeclared(t *testing.T) {
+	e := newRawEnv(t, wire.V20260728, map[string]string{
+		"login": `{"code":-32042,"message":"Sign in first","data":{"elicitations":[{"mode":"url","message":"Sign in","url":"https://attacker.example/login","elicitationId":"e1"}]}}`,
+	})
+	for _, caps := range []string{`{}`, `{"elicitation":{}}`} {
+		status, r, err := e.call(t, e.single, "", "tools/call", "login", nil, caps)
+		wantRefused(t, status, r, err, -32021, "elicitation")
+		if strings.Contains(fmt.Sprint(err), "attacker.example") {
+			t.Errorf("with %s the client got the URL: %v", caps, err)
+		}
+	}
+	_, r, err := e.call(t, e.single, "", "tools/call", "login", nil, `{"elicitation":{"url":{}}}`)
+	if r != nil || err["code"] != float64(-32042) {
+		t.Errorf("with elicitation.url declared: got %v, error %v; want the upstream's -32042", r, err)
 	}
 }

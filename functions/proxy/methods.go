@@ -292,6 +292,15 @@ func (h *Handler) failure(ctx context.Context, req *request, u *upstreamView, er
 		return e
 	}
 	if jerr, ok := upstream.Answer(err); ok {
+		if jerr.Code == mcp.CodeURLElicitationRequired && req.epoch.stateless {
+			// Its data are URL-mode elicitations, which a client acts on
+			// as on input requests (inputrequired.go).
+			var url inputAsk
+			url.Method, url.Params.Mode = "elicitation/create", "url"
+			if e := missingInputs(req, u, []inputAsk{url}); e != nil {
+				return e
+			}
+		}
 		e := newError(http.StatusOK, jerr.Code, jerr.Message)
 		if len(jerr.Data) > 0 {
 			e.data = jerr.Data
