@@ -228,3 +228,26 @@ func TestURLElicitationRequiredUndeclared(t *testing.T) {
 		t.Errorf("with elicitation.url declared: got %v, error %v; want the upstream's -32042", r, err)
 	}
 }
+
+// TestInputRequiredEscaped: an upstream that writes its resultType with
+// JSON escapes, which the client's decoder reads as input_required or
+// task all the same, gets no further than one that writes it plainly.
+func TestInputRequiredEscaped(t *testing.T) {
+	ask := strings.Replace(passwordAsk, `"input_required"`, `"input\u005frequired"`, 1)
+	e := newRawEnv(t, wire.V20260728, map[string]string{
+		"ask":     ask,
+		"keyed":   strings.Replace(ask, `"resultType"`, `"result\u0054ype"`, 1),
+		"task":    `{"resultType":"t\u0061sk","taskId":"upstream-task-1","status":"working"}`,
+		"content": `{"content":[{"type":"text","text":"\u003cb\u003eplain\u003c/b\u003e"}]}`,
+	})
+	for _, tool := range []string{"ask", "keyed"} {
+		status, r, err := e.call(t, e.single, "", "tools/call", tool, nil, `{}`)
+		wantRefused(t, status, r, err, -32021, "elicitation")
+	}
+	status, r, err := e.call(t, e.single, "", "tools/call", "task", nil, `{}`)
+	wantRefused(t, status, r, err, -32021, "task")
+	_, r, err = e.call(t, e.single, "", "tools/call", "content", nil, `{}`)
+	if !strings.Contains(fmt.Sprint(r["content"]), "<b>plain</b>") || r["resultType"] != "complete" {
+		t.Errorf("a result with escapes: got %v, error %v; want it as it came", r, err)
+	}
+}

@@ -93,12 +93,13 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 // input-required result, or the tasks extension's task; the caller must
 // rewrite it before a client gets it. "" and nil for any other result.
 // Such a result is small, read whole: only a held result that holds the
-// string "input_required" or "task" is decoded, of a 2026-07-28 upstream
+// string "input_required" or "task", or a \u escape (with which an
+// upstream may write them otherwise), is decoded, of a 2026-07-28 upstream
 // or going to a 2026-07-28 client (Call.ResultType), whose resultType an
 // upstream of an older version may not choose (the caller refuses it:
 // Typed is false); large results cost nothing more.
 func (r *Result) Pending() (resultType string, raw []byte) {
-	if !(r.Typed || r.addType) || r.stream != nil || !mayBePending(r.held) {
+	if !(r.Typed || r.addType) || r.stream != nil || !mayBePending(r.held) && !bytes.Contains(r.held, []byte(`\u`)) {
 		return "", nil
 	}
 	var top struct {
