@@ -258,6 +258,11 @@ func declaredPart(declared json.RawMessage, kind, part string) bool {
 // declared capabilities: -32021 naming what it lacks, an upstream error
 // for a kind the proxy does not know.
 func missingInputs(req *request, u *upstreamView, asks []inputAsk) *rpcError {
+	if !req.epoch.stateless && len(asks) == 0 {
+		// Nothing to ask, yet a retry it cannot make (its requestState
+		// does not reach the upstream).
+		return newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" answered with an input-required result, which a client of this protocol version cannot take").from(u)
+	}
 	var declared map[string]json.RawMessage
 	// A client of an older version declares its capabilities once, in
 	// initialize, which the proxy does not keep: it declares none here.

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
@@ -249,5 +252,21 @@ func TestInputRequiredEscaped(t *testing.T) {
 	_, r, err = e.call(t, e.single, "", "tools/call", "content", nil, `{}`)
 	if !strings.Contains(fmt.Sprint(r["content"]), "<b>plain</b>") || r["resultType"] != "complete" {
 		t.Errorf("a result with escapes: got %v, error %v; want it as it came", r, err)
+	}
+}
+
+// TestInputRequiredOlderClient: a client of a 2025 version cannot answer
+// an input-required result (its retry's requestState is dropped), even
+// one without input requests (an upstream shedding load): it gets an
+// error, never the result.
+func TestInputRequiredOlderClient(t *testing.T) {
+	e := newRawEnv(t, wire.V20260728, map[string]string{
+		"shed": `{"resultType":"input_required","requestState":"plain-upstream-state"}`,
+	})
+	s := e.Client(t, e.single, e.Key, "2025-11-25", &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}})
+	res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "shed"})
+	if err == nil {
+		raw, _ := json.Marshal(res)
+		t.Fatalf("got %s; want an error", raw)
 	}
 }
