@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -26,6 +27,8 @@ import (
 // of a tool with the result its results map holds, whatever the version.
 type rawUpstream struct {
 	results map[string]string // tool → result JSON
+	mu      sync.Mutex
+	got     map[string]string // method → the last body of it
 }
 
 func (u *rawUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -42,6 +45,12 @@ func (u *rawUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
+	u.mu.Lock()
+	if u.got == nil {
+		u.got = map[string]string{}
+	}
+	u.got[msg.Method] = string(body)
+	u.mu.Unlock()
 	var result string
 	switch msg.Method {
 	case "initialize":
@@ -62,7 +71,9 @@ func (u *rawUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "prompts/list":
 		result = `{"prompts":[{"name":"p"}]}`
 	default:
-		result = u.results[msg.Method+" "+msg.Params.Name]
+		if result = u.results[msg.Method+" "+msg.Params.Name]; result == "" {
+			result = u.results[msg.Method]
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if result == "" {
@@ -79,8 +90,14 @@ func (u *rawUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // newRawEnv is a proxy whose pool speaks version to a rawUpstream named
 // "raw" answering results.
 func newRawEnv(t *testing.T, version string, results map[string]string) *inputEnv {
+	e, _ := newRawUpstreamEnv(t, version, results)
+	return e
+}
+
+func newRawUpstreamEnv(t *testing.T, version string, results map[string]string) (*inputEnv, *rawUpstream) {
 	t.Helper()
-	srv := httptest.NewServer(&rawUpstream{results: results})
+	u := &rawUpstream{results: results}
+	srv := httptest.NewServer(u)
 	t.Cleanup(srv.Close)
 	e := testenv.New(t, testenv.Options{
 		Tenant: stack.Tenant{Organization: "Raw A", Instance: "a", Key: "a",
@@ -88,7 +105,7 @@ func newRawEnv(t *testing.T, version string, results map[string]string) *inputEn
 		Pool: upstream.PoolOptions{ProtocolVersion: version},
 	})
 	inst := e.Seeded.Instance.ID
-	return &inputEnv{Env: e, single: "/mcp/" + inst + "/raw", aggregated: "/mcp/" + inst, upstreamURL: srv.URL}
+	return &inputEnv{Env: e, single: "/mcp/" + inst + "/raw", aggregated: "/mcp/" + inst, upstreamURL: srv.URL}, u
 }
 
 const passwordAsk = `{"resultType":"input_required","inputRequests":{"pw":{"method":"elicitation/create","params":{"mode":"form","message":"Your password?","requestedSchema":{"type":"object","properties":{"pw":{"type":"string"}}}}}},"requestState":"plain-upstream-state"}`
@@ -268,5 +285,30 @@ func TestInputRequiredOlderClient(t *testing.T) {
 	if err == nil {
 		raw, _ := json.Marshal(res)
 		t.Fatalf("got %s; want an error", raw)
+	}
+}
+
+// TestTaskParamsState: the proxy seals no requestState of a task's (it
+// drops the upstream's), so a client's tasks/* never brings one to the
+// upstream: one the client made up would reach it as if the proxy had
+// let it through.
+func TestTaskParamsState(t *testing.T) {
+	e, u := newRawUpstreamEnv(t, wire.V20260728, map[string]string{
+		"job":          `{"resultType":"task","taskId":"t1","status":"working","requestState":"upstream-state"}`,
+		"tasks/update": `{"resultType":"complete"}`,
+	})
+	_, r, err := e.call(t, e.single, "", "tools/call", "job", nil, taskCaps)
+	id, _ := r["taskId"].(string)
+	if id == "" {
+		t.Fatalf("no task: %v %v", r, err)
+	}
+	_, r, err = e.task(t, e.single, "", "tasks/update", id, map[string]any{"inputResponses": map[string]any{}, "requestState": "made-up-by-the-client"}, taskCaps)
+	if r == nil {
+		t.Fatalf("tasks/update: error %v", err)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if got := u.got["tasks/update"]; strings.Contains(got, "made-up-by-the-client") || !strings.Contains(got, `"t1"`) {
+		t.Errorf("the upstream got %s; want its task ID and no requestState", got)
 	}
 }

@@ -183,6 +183,9 @@ func (h *Handler) task(ctx context.Context, req *request) (*result, *rpcError) {
 		return nil, newError(http.StatusOK, codeInvalidParams, "invalid params: not a JSON object")
 	}
 	delete(params, "_meta")
+	// The proxy seals no requestState of a task's (it drops the
+	// upstream's): one here is the client's own making.
+	delete(params, "requestState")
 	params["taskId"], _ = json.Marshal(upstreamID)
 	retry := upstream.Once
 	if req.method == "tasks/get" {
