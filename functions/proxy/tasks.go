@@ -142,6 +142,9 @@ func (h *Handler) relayTaskCreated(req *request, u *upstreamView, raw []byte) (*
 	if err := wire.Unmarshal(raw, &top); err != nil {
 		return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent an invalid task").from(u)
 	}
+	if e := taskInputs(req, u, top); e != nil {
+		return nil, e
+	}
 	var task string
 	json.Unmarshal(top["taskId"], &task)
 	id, e := h.sealTask(req, u, task)
@@ -202,14 +205,8 @@ func (h *Handler) task(ctx context.Context, req *request) (*result, *rpcError) {
 	if _, ok := top["taskId"]; ok {
 		top["taskId"], _ = json.Marshal(p.TaskID)
 	}
-	if r := top["inputRequests"]; len(r) > 0 {
-		var requests map[string]inputAsk
-		if err := wire.Unmarshal(r, &requests); err != nil {
-			return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent invalid inputRequests").from(u)
-		}
-		if e := missingInputs(req, u, slices.Collect(maps.Values(requests))); e != nil {
-			return nil, e
-		}
+	if e := taskInputs(req, u, top); e != nil {
+		return nil, e
 	}
 	delete(top, "requestState")
 	out, err := json.Marshal(top)
@@ -217,4 +214,21 @@ func (h *Handler) task(ctx context.Context, req *request) (*result, *rpcError) {
 		return nil, newError(http.StatusOK, codeInternalError, "cannot encode the result")
 	}
 	return &result{value: json.RawMessage(out), upstream: u.ns}, nil
+}
+
+// taskInputs checks the input requests of a task (status input_required)
+// in a task result or a tasks/* answer, as an input-required result's.
+func taskInputs(req *request, u *upstreamView, top map[string]json.RawMessage) *rpcError {
+	r := top["inputRequests"]
+	if len(r) == 0 {
+		return nil
+	}
+	var requests map[string]inputAsk
+	if err := wire.Unmarshal(r, &requests); err != nil {
+		return newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent invalid inputRequests").from(u)
+	}
+	if len(requests) == 0 {
+		return nil
+	}
+	return missingInputs(req, u, slices.Collect(maps.Values(requests)))
 }
