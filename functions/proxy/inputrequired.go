@@ -426,13 +426,15 @@ func (h *Handler) sealInputRequired(req *request, u *upstreamView, res any) *rpc
 	var requests mcp.InputRequestMap
 	var state *string
 	switch r := res.(type) {
+	// A client may act on input requests whatever the resultType (the
+	// go-sdk's does): they are checked wherever they are.
 	case *mcp.GetPromptResult:
-		if r == nil || !r.NeedsInput() {
+		if r == nil || !r.NeedsInput() && len(r.InputRequests) == 0 {
 			return nil
 		}
 		requests, state = r.InputRequests, &r.RequestState
 	case *mcp.ReadResourceResult:
-		if r == nil || !r.NeedsInput() {
+		if r == nil || !r.NeedsInput() && len(r.InputRequests) == 0 {
 			return nil
 		}
 		requests, state = r.InputRequests, &r.RequestState

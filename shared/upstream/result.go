@@ -91,19 +91,22 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 // Pending returns the result, and its resultType, when a 2026-07-28
 // upstream answered with a result that is not the call's final one: an
 // input-required result, or the tasks extension's task; the caller must
-// rewrite it before a client gets it. "" and nil for any other result.
+// rewrite it before a client gets it. A result of another resultType
+// with inputRequests is reported as input_required: a client may act on
+// them all the same. "" and nil for any other result.
 // Such a result is small, read whole: only a held result that holds the
-// string "input_required" or "task", or a \u escape (with which an
-// upstream may write them otherwise), is decoded, of a 2026-07-28 upstream
-// or going to a 2026-07-28 client (Call.ResultType), whose resultType an
-// upstream of an older version may not choose (the caller refuses it:
-// Typed is false); large results cost nothing more.
+// string "input_required", "task" or "inputRequests", or a \u escape
+// (with which an upstream may write them otherwise), is decoded, of a
+// 2026-07-28 upstream or going to a 2026-07-28 client (Call.ResultType),
+// whose resultType an upstream of an older version may not choose (the
+// caller refuses it: Typed is false); large results cost nothing more.
 func (r *Result) Pending() (resultType string, raw []byte) {
 	if !(r.Typed || r.addType) || r.stream != nil || !mayBePending(r.held) && !bytes.Contains(r.held, []byte(`\u`)) {
 		return "", nil
 	}
 	var top struct {
-		ResultType string `json:"resultType"`
+		ResultType    string          `json:"resultType"`
+		InputRequests json.RawMessage `json:"inputRequests"`
 	}
 	if wire.Unmarshal(r.held, &top) != nil {
 		return "", nil
@@ -112,18 +115,24 @@ func (r *Result) Pending() (resultType string, raw []byte) {
 	case "input_required", "task":
 		return top.ResultType, r.held
 	}
+	if len(top.InputRequests) > 0 && string(top.InputRequests) != "null" {
+		// A client may act on input requests whatever the resultType
+		// (the go-sdk's does): they are an input-required result's.
+		return "input_required", r.held
+	}
 	return "", nil
 }
 
 func mayBePending(b []byte) bool {
-	return bytes.Contains(b, []byte(`"input_required"`)) || bytes.Contains(b, []byte(`"task"`))
+	return bytes.Contains(b, []byte(`"input_required"`)) || bytes.Contains(b, []byte(`"task"`)) ||
+		bytes.Contains(b, []byte(`"inputRequests"`))
 }
 
 // MayBePending reports whether a result too large to have been read
 // whole, of a 2026-07-28 upstream or going to a 2026-07-28 client, holds
-// "input_required" or "task" in its first buffer: the caller then reads
-// it whole (Pool.Hold) to find out (Pending), so that a large pending
-// result is not relayed unexamined. Other results are not looked at.
+// "input_required", "task" or "inputRequests" in its first buffer: the
+// caller then reads it whole (Pool.Hold) to find out (Pending), so that
+// a large pending result is not relayed unexamined. Other results are not looked at.
 func (r *Result) MayBePending() bool {
 	if !(r.Typed || r.addType) || r.stream == nil {
 		return false
