@@ -197,8 +197,10 @@ func TestInputRequiredStateSize(t *testing.T) {
 }
 
 // TestHostileInputRequests: an upstream's input requests that are not
-// objects, or of no method, are an upstream error, on every version and
-// method, never a crash of the process.
+// objects, or of no method, are an upstream error naming it, on every
+// version and method, and its session stays good: never a crash of the
+// process, nor a panic (the go-sdk's decoder of input requests panics on
+// a null one).
 func TestHostileInputRequests(t *testing.T) {
 	for _, version := range []string{"2025-11-25", wire.V20260728} {
 		e := newRawEnv(t, version, map[string]string{
@@ -210,10 +212,9 @@ func TestHostileInputRequests(t *testing.T) {
 		for _, c := range []struct{ method, name string }{{"tools/call", "ask"}, {"prompts/get", "p"}} {
 			t.Run(version+" "+c.method, func(t *testing.T) {
 				_, r, err := e.call(t, e.single, "", c.method, c.name, nil, elicitCaps)
-				if r != nil || err == nil {
-					t.Fatalf("got %v, error %v; want an error", r, err)
+				if r != nil || err["code"] != float64(-32000) || !strings.Contains(fmt.Sprint(err["message"]), "upstream raw") {
+					t.Fatalf("got %v, error %v; want -32000 naming the upstream", r, err)
 				}
-				t.Logf("error %v", err)
 			})
 		}
 		t.Run(version+" after", func(t *testing.T) {
