@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"mcpproxy.dev/mcpproxy/internal/hostile"
 	"mcpproxy.dev/mcpproxy/internal/stack"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -346,5 +347,26 @@ func TestInputRequestsInCompleteResult(t *testing.T) {
 			}
 			wantRefused(t, status, r, err, -32021, "elicitation.url")
 		})
+	}
+}
+
+// TestHostileInputRequestsStdio: a stdio upstream's tools/call result
+// with a null input request, which the go-sdk's decoder panics on, is an
+// upstream error naming it, and its session stays good.
+func TestHostileInputRequestsStdio(t *testing.T) {
+	tn := testenv.Tenant([]postgres.Server{{Name: "evil", Transport: tenant.TransportStdio, Command: hostile.Binary(t)}}, []string{"nullask", "echo"})
+	tn.Organization, tn.Instance, tn.Key = "Stdio A", "a", "a"
+	e := testenv.New(t, testenv.Options{Tenant: tn})
+	s := e.Client(t, "/mcp/"+e.Seeded.Instance.ID+"/evil", e.Key, "2025-11-25", nil)
+	for range 2 {
+		_, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "nullask"})
+		if err == nil || !strings.Contains(err.Error(), "upstream evil") {
+			t.Errorf("got error %v; want an upstream error naming evil", err)
+		}
+	}
+	if res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "still here"}}); err != nil {
+		t.Errorf("echo after: %v", err)
+	} else if got := res.Content[0].(*mcp.TextContent).Text; got != "still here" {
+		t.Errorf("echo after: %q", got)
 	}
 }

@@ -50,6 +50,10 @@ type Call struct {
 	Input *Input
 }
 
+// codeUnreadable is the code of the error a call gets for an upstream's
+// answer the SDK cannot decode (the proxy's "upstream" code).
+const codeUnreadable = -32000
+
 // Input is what a 2026-07-28 request carries for an upstream that
 // answered it with an input-required result before (Result.InputRequired):
 // the client capabilities the upstream may ask input of, and, on a
@@ -210,13 +214,19 @@ func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (*Result
 	}
 	var result *mcp.CallToolResult
 	typed := false
-	err := p.Do(ctx, up, Once, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := p.Do(ctx, up, Once, func(ctx context.Context, s *mcp.ClientSession) (err error) {
+		defer func() {
+			// The SDK's decoder of input requests panics on a null
+			// one: the upstream's answer is bad, its session good.
+			if recover() != nil {
+				err = &jsonrpc.Error{Code: codeUnreadable, Message: "upstream " + up.Name + " sent a result the proxy cannot read"}
+			}
+		}()
 		meta, stop := p.relayProgress(s, meta, c)
 		defer stop()
 		typed = stateless(s)
 		cp := *params
 		cp.Meta = meta
-		var err error
 		result, err = s.CallTool(ctx, &cp)
 		return err
 	})
