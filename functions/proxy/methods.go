@@ -242,7 +242,7 @@ func (h *Handler) callTool(ctx context.Context, req *request) (*result, *rpcErro
 		if !res.Typed {
 			// Not of its version: relayed, it would reach a client
 			// unexamined, its state and task unsealed.
-			return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent a result of type "+kind+", which its protocol version does not have").from(u)
+			return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent a result of type "+kind+" or with inputRequests, which its protocol version does not have").from(u)
 		}
 		if kind == "task" {
 			return h.relayTaskCreated(req, u, raw)

@@ -99,9 +99,20 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 // (with which an upstream may write them otherwise), is decoded, of a
 // 2026-07-28 upstream or going to a 2026-07-28 client (Call.ResultType),
 // whose resultType an upstream of an older version may not choose (the
-// caller refuses it: Typed is false); large results cost nothing more.
+// caller refuses it: Typed is false); between older versions, one with
+// "inputRequests", which are refused too. Large results cost nothing
+// more.
 func (r *Result) Pending() (resultType string, raw []byte) {
-	if !(r.Typed || r.addType) || r.stream != nil || !mayBePending(r.held) && !bytes.Contains(r.held, []byte(`\u`)) {
+	if r.stream != nil {
+		return "", nil
+	}
+	if !(r.Typed || r.addType) {
+		// Between 2025 versions, only inputRequests are looked for:
+		// the go-sdk's client acts on them whatever the version.
+		if !bytes.Contains(r.held, []byte(`"inputRequests"`)) {
+			return "", nil
+		}
+	} else if !mayBePending(r.held) && !bytes.Contains(r.held, []byte(`\u`)) {
 		return "", nil
 	}
 	var top struct {
