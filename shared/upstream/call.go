@@ -118,7 +118,7 @@ func (p *Pool) Hold(ctx context.Context, res *Result) (*Result, error) {
 	}
 	defer res.Close()
 	addType := res.addType
-	res.addType = false
+	res.addType, res.examined = false, true
 	buf := &meteredBuffer{ctx: ctx, meter: budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)}
 	if _, err := res.WriteTo(buf); err != nil {
 		return nil, err

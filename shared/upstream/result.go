@@ -45,10 +45,13 @@ const (
 type Result struct {
 	// Typed reports that a 2026-07-28 upstream wrote it with its
 	// resultType.
-	Typed    bool
-	held     []byte        // the whole result, when it was read whole
-	stream   *resultStream // the answer the result is still in, else nil
-	addType  bool
+	Typed   bool
+	held    []byte        // the whole result, when it was read whole
+	stream  *resultStream // the answer the result is still in, else nil
+	addType bool
+	// examined is set while Hold reads the result to examine it: its
+	// inputRequests are not refused then (WriteTo).
+	examined bool
 	written  bool
 	closed   bool
 	upstream string
@@ -59,8 +62,10 @@ type Result struct {
 // at the end of a result object without one when the call asked
 // (Call.ResultType). A result still on the upstream's connection is
 // checked as it is copied: when it turns out invalid, nested deeper than
-// wire.MaxDepth, longer than the pool's MaxMessageBytes, cut off, or its
-// answer was not the call's after all (an id written after the result),
+// wire.MaxDepth, longer than the pool's MaxMessageBytes, cut off, with
+// inputRequests at its top level (which only Pending's caller may pass
+// on, rewritten), or its answer was not the call's after all (an id
+// written after the result),
 // WriteTo fails after writing part of it, and the client's response can
 // only be abandoned. It can be called once.
 func (r *Result) WriteTo(w io.Writer) (int64, error) {
@@ -72,6 +77,12 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 	}
 	r.written = true
 	o := wire.CopyOptions{MaxDepth: wire.MaxDepth - 1}
+	if !r.examined {
+		// A result with input requests goes to a client only examined
+		// and rewritten (Pending), never as it is: one that evaded
+		// Pending (past its first 64 KiB, or escaped) is cut short.
+		o.RefuseKey = "inputRequests"
+	}
 	if r.addType {
 		o.AddKey, o.AddValue = resultTypeKey, resultTypeComplete
 	}
