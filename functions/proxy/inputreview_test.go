@@ -413,3 +413,24 @@ func TestInputRequestsStreamed(t *testing.T) {
 		t.Errorf("a large result without input requests: %.200v, error %v; want it whole", r, err)
 	}
 }
+
+// TestTaskLargeInputRequests: a tasks/get answer too large to be held,
+// with the task's input requests, reaches a client that declared them
+// whole: the proxy examines it, and does not take it for one that hides
+// them.
+func TestTaskLargeInputRequests(t *testing.T) {
+	msg := strings.Repeat("Really? ", 10000)
+	e := newRawEnv(t, wire.V20260728, map[string]string{
+		"job":       `{"resultType":"task","taskId":"t1","status":"working"}`,
+		"tasks/get": `{"resultType":"complete","taskId":"t1","status":"input_required","inputRequests":{"ok":{"method":"elicitation/create","params":{"mode":"form","message":"` + msg + `","requestedSchema":{"type":"object"}}}}}`,
+	})
+	_, r, err := e.call(t, e.single, "", "tools/call", "job", nil, taskCaps)
+	id, _ := r["taskId"].(string)
+	if id == "" {
+		t.Fatalf("no task: %v %v", r, err)
+	}
+	_, r, err = e.task(t, e.single, "", "tasks/get", id, nil, taskCaps)
+	if r["status"] != "input_required" || !strings.Contains(fmt.Sprint(r["inputRequests"]), msg) {
+		t.Errorf("tasks/get: got status %v, error %v; want input_required with the whole request", r["status"], err)
+	}
+}
