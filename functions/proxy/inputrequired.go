@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -106,8 +107,13 @@ func (h *Handler) sealState(req *request, name string, u *upstreamView, state st
 	}
 	nonce := make([]byte, h.states.NonceSize(), h.states.NonceSize()+len(plain)+h.states.Overhead())
 	rand.Read(nonce)
-	sealed := h.states.Seal(nonce, nonce, plain, stateBinding(req, name))
-	return statePrefix + base64.RawURLEncoding.EncodeToString(sealed), nil
+	sealed := statePrefix + base64.RawURLEncoding.EncodeToString(h.states.Seal(nonce, nonce, plain, stateBinding(req, name)))
+	if len(sealed) > maxStateBytes {
+		// Escaped, sealed and encoded, the state grew past what the
+		// proxy takes back: the client's retry could only be refused.
+		return "", newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent a requestState larger than the proxy relays").from(u)
+	}
+	return sealed, nil
 }
 
 // openState returns the upstream's own state inside a requestState the
@@ -189,10 +195,74 @@ func declaredInputs(meta map[string]json.RawMessage) json.RawMessage {
 	return raw
 }
 
-// missingInputs checks the kinds of the input requests (by method)
-// against the client's declared capabilities: -32021 naming those it
-// lacks, an upstream error for a kind the proxy does not know.
-func missingInputs(req *request, u *upstreamView, methods []string) *rpcError {
+// inputAsk is what an input request asks of the client: its method,
+// and the parts of its kind's capability it needs beyond the kind (an
+// elicitation's mode; sampling's tools and context), which the client
+// must have declared too.
+type inputAsk struct {
+	Method string `json:"method"`
+	Params struct {
+		Mode           string          `json:"mode"`
+		Tools          json.RawMessage `json:"tools"`
+		ToolChoice     json.RawMessage `json:"toolChoice"`
+		IncludeContext string          `json:"includeContext"`
+	} `json:"params"`
+}
+
+// needs is the sub-capabilities of its kind the input request needs:
+// "form" or "url" for an elicitation (form when it names no mode), "tools"
+// and "context" for a sampling request that gives tools or asks for
+// context.
+func (a *inputAsk) needs() []string {
+	switch a.Method {
+	case "elicitation/create":
+		if a.Params.Mode == "" || a.Params.Mode == "form" {
+			return []string{"form"}
+		}
+		return []string{a.Params.Mode}
+	case "sampling/createMessage":
+		var n []string
+		if hasValue(a.Params.Tools) || hasValue(a.Params.ToolChoice) {
+			n = append(n, "tools")
+		}
+		if c := a.Params.IncludeContext; c != "" && c != "none" {
+			n = append(n, "context")
+		}
+		return n
+	}
+	return nil
+}
+
+func hasValue(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) > 0 && string(v) != "null"
+}
+
+// declaredPart reports whether a declared capability (a JSON object)
+// covers the sub-capability part. An elicitation capability without
+// form nor url is the form mode's alone, as the spec has it.
+func declaredPart(declared json.RawMessage, kind, part string) bool {
+	var parts map[string]json.RawMessage
+	if json.Unmarshal(declared, &parts) != nil {
+		return false
+	}
+	if kind == "elicitation" && part == "form" && parts["form"] == nil && parts["url"] == nil {
+		return true
+	}
+	v := bytes.TrimSpace(parts[part])
+	return len(v) > 0 && v[0] == '{'
+}
+
+// missingInputs checks what the input requests ask (their kind, by
+// method, and the sub-capabilities of it they need) against the client's
+// declared capabilities: -32021 naming what it lacks, an upstream error
+// for a kind the proxy does not know.
+func missingInputs(req *request, u *upstreamView, asks []inputAsk) *rpcError {
+	if !req.epoch.stateless && len(asks) == 0 {
+		// Nothing to ask, yet a retry it cannot make (its requestState
+		// does not reach the upstream).
+		return newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" answered with an input-required result, which a client of this protocol version cannot take").from(u)
+	}
 	var declared map[string]json.RawMessage
 	// A client of an older version declares its capabilities once, in
 	// initialize, which the proxy does not keep: it declares none here.
@@ -201,22 +271,42 @@ func missingInputs(req *request, u *upstreamView, methods []string) *rpcError {
 			json.Unmarshal(c, &declared)
 		}
 	}
-	required := map[string]struct{}{}
-	for _, m := range methods {
-		kind, ok := inputKinds[m]
+	required := map[string]map[string]struct{}{}
+	for i := range asks {
+		kind, ok := inputKinds[asks[i].Method]
 		if !ok {
 			return newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" asked the client for input of a kind the proxy does not relay").from(u)
 		}
-		if _, ok := declared[kind]; !ok {
-			required[kind] = struct{}{}
+		d, ok := declared[kind]
+		for _, part := range asks[i].needs() {
+			// An undeclared kind is named alone when {} would do.
+			if ok && declaredPart(d, kind, part) || !ok && part == "form" {
+				continue
+			}
+			if required[kind] == nil {
+				required[kind] = map[string]struct{}{}
+			}
+			required[kind][part] = struct{}{}
+		}
+		if !ok && required[kind] == nil {
+			required[kind] = map[string]struct{}{}
 		}
 	}
 	if len(required) == 0 {
 		return nil
 	}
 	kinds := make([]string, 0, len(required))
-	for k := range required {
-		kinds = append(kinds, k)
+	for k, parts := range required {
+		name := k
+		if len(parts) > 0 {
+			names := make([]string, 0, len(parts))
+			for p := range parts {
+				names = append(names, k+"."+p)
+			}
+			slices.Sort(names)
+			name = strings.Join(names, ", ")
+		}
+		kinds = append(kinds, name)
 	}
 	slices.Sort(kinds)
 	e := newError(http.StatusOK, mcp.CodeMissingRequiredClientCapabilities,
@@ -260,19 +350,13 @@ func (h *Handler) relayInputRequired(req *request, u *upstreamView, name string,
 	if err := wire.Unmarshal(raw, &top); err != nil {
 		return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent an invalid input-required result").from(u)
 	}
-	var requests map[string]struct {
-		Method string `json:"method"`
-	}
+	var requests map[string]inputAsk
 	if r := top["inputRequests"]; len(r) > 0 {
 		if err := wire.Unmarshal(r, &requests); err != nil {
 			return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent invalid inputRequests").from(u)
 		}
 	}
-	methods := make([]string, 0, len(requests))
-	for _, r := range requests {
-		methods = append(methods, r.Method)
-	}
-	if e := missingInputs(req, u, methods); e != nil {
+	if e := missingInputs(req, u, slices.Collect(maps.Values(requests))); e != nil {
 		return nil, e
 	}
 	var state string
@@ -342,33 +426,41 @@ func (h *Handler) sealInputRequired(req *request, u *upstreamView, res any) *rpc
 	var requests mcp.InputRequestMap
 	var state *string
 	switch r := res.(type) {
+	// A client may act on input requests whatever the resultType (the
+	// go-sdk's does): they are checked wherever they are.
 	case *mcp.GetPromptResult:
-		if r == nil || !r.NeedsInput() {
+		if r == nil || !r.NeedsInput() && len(r.InputRequests) == 0 {
 			return nil
 		}
 		requests, state = r.InputRequests, &r.RequestState
 	case *mcp.ReadResourceResult:
-		if r == nil || !r.NeedsInput() {
+		if r == nil || !r.NeedsInput() && len(r.InputRequests) == 0 {
 			return nil
 		}
 		requests, state = r.InputRequests, &r.RequestState
 	default:
 		return nil
 	}
-	methods := make([]string, 0, len(requests))
+	asks := make([]inputAsk, len(requests))
+	i := 0
 	for _, ir := range requests {
-		switch ir.(type) {
+		a := &asks[i]
+		i++
+		switch p := ir.(type) {
 		case *mcp.ElicitParams:
-			methods = append(methods, "elicitation/create")
-		case *mcp.CreateMessageParams, *mcp.CreateMessageWithToolsParams:
-			methods = append(methods, "sampling/createMessage")
+			a.Method, a.Params.Mode = "elicitation/create", p.Mode
+		case *mcp.CreateMessageParams:
+			a.Method, a.Params.IncludeContext = "sampling/createMessage", p.IncludeContext
+		case *mcp.CreateMessageWithToolsParams:
+			a.Method, a.Params.IncludeContext = "sampling/createMessage", p.IncludeContext
+			if len(p.Tools) > 0 || p.ToolChoice != nil {
+				a.Params.Tools = json.RawMessage(`[]`)
+			}
 		case *mcp.ListRootsParams:
-			methods = append(methods, "roots/list")
-		default:
-			methods = append(methods, "")
+			a.Method = "roots/list"
 		}
 	}
-	if e := missingInputs(req, u, methods); e != nil {
+	if e := missingInputs(req, u, asks); e != nil {
 		return e
 	}
 	sealed, e := h.sealState(req, clientName(req), u, *state)

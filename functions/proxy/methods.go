@@ -250,6 +250,11 @@ func (h *Handler) callTool(ctx context.Context, req *request) (*result, *rpcErro
 	}
 	if kind, raw := res.Pending(); raw != nil {
 		defer res.Close()
+		if !res.Typed {
+			// Not of its version: relayed, it would reach a client
+			// unexamined, its state and task unsealed.
+			return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent a result of type "+kind+" or with inputRequests, which its protocol version does not have").from(u)
+		}
 		if kind == "task" {
 			return h.relayTaskCreated(req, u, raw)
 		}
@@ -298,6 +303,15 @@ func (h *Handler) failure(ctx context.Context, req *request, u *upstreamView, er
 		return e
 	}
 	if jerr, ok := upstream.Answer(err); ok {
+		if jerr.Code == mcp.CodeURLElicitationRequired && req.epoch.stateless {
+			// Its data are URL-mode elicitations, which a client acts on
+			// as on input requests (inputrequired.go).
+			var url inputAsk
+			url.Method, url.Params.Mode = "elicitation/create", "url"
+			if e := missingInputs(req, u, []inputAsk{url}); e != nil {
+				return e
+			}
+		}
 		e := newError(http.StatusOK, jerr.Code, jerr.Message)
 		if len(jerr.Data) > 0 {
 			e.data = jerr.Data

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -32,11 +33,21 @@ func relayTo[P mcp.Params, R any](ctx context.Context, h *Handler, req *request,
 		return nil, e.from(u)
 	}
 	var res R
-	err := h.pool.Do(ctx, u.up, upstream.Idempotent, func(ctx context.Context, s *mcp.ClientSession) error {
-		var err error
+	panicked := false
+	err := h.pool.Do(ctx, u.up, upstream.Idempotent, func(ctx context.Context, s *mcp.ClientSession) (err error) {
+		defer func() {
+			// The SDK's decoder of input requests panics on a null
+			// one: the upstream's answer is bad, its session good.
+			if recover() != nil {
+				panicked, err = true, nil
+			}
+		}()
 		res, err = call(s, ctx, p)
 		return err
 	})
+	if panicked {
+		return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent a result the proxy cannot read").from(u)
+	}
 	if err != nil {
 		return nil, h.upstreamFailure(ctx, req, u, err)
 	}

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -93,7 +95,12 @@ func (h *Handler) sealTask(req *request, u *upstreamView, task string) (string, 
 	}
 	nonce := make([]byte, h.states.NonceSize(), h.states.NonceSize()+len(plain)+h.states.Overhead())
 	rand.Read(nonce)
-	return taskPrefix + base64.RawURLEncoding.EncodeToString(h.states.Seal(nonce, nonce, plain, taskBinding(req))), nil
+	id := taskPrefix + base64.RawURLEncoding.EncodeToString(h.states.Seal(nonce, nonce, plain, taskBinding(req)))
+	if len(id) > maxStateBytes {
+		// One the proxy would not take back (openTask).
+		return "", newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent a task without a valid taskId").from(u)
+	}
+	return id, nil
 }
 
 // openTask returns the upstream and its own ID of a task ID the proxy
@@ -134,6 +141,9 @@ func (h *Handler) relayTaskCreated(req *request, u *upstreamView, raw []byte) (*
 	var top map[string]json.RawMessage
 	if err := wire.Unmarshal(raw, &top); err != nil {
 		return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent an invalid task").from(u)
+	}
+	if e := taskInputs(req, u, top); e != nil {
+		return nil, e
 	}
 	var task string
 	json.Unmarshal(top["taskId"], &task)
@@ -176,6 +186,9 @@ func (h *Handler) task(ctx context.Context, req *request) (*result, *rpcError) {
 		return nil, newError(http.StatusOK, codeInvalidParams, "invalid params: not a JSON object")
 	}
 	delete(params, "_meta")
+	// The proxy seals no requestState of a task's (it drops the
+	// upstream's): one here is the client's own making.
+	delete(params, "requestState")
 	params["taskId"], _ = json.Marshal(upstreamID)
 	retry := upstream.Once
 	if req.method == "tasks/get" {
@@ -192,20 +205,8 @@ func (h *Handler) task(ctx context.Context, req *request) (*result, *rpcError) {
 	if _, ok := top["taskId"]; ok {
 		top["taskId"], _ = json.Marshal(p.TaskID)
 	}
-	if r := top["inputRequests"]; len(r) > 0 {
-		var requests map[string]struct {
-			Method string `json:"method"`
-		}
-		if err := wire.Unmarshal(r, &requests); err != nil {
-			return nil, newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent invalid inputRequests").from(u)
-		}
-		methods := make([]string, 0, len(requests))
-		for _, r := range requests {
-			methods = append(methods, r.Method)
-		}
-		if e := missingInputs(req, u, methods); e != nil {
-			return nil, e
-		}
+	if e := taskInputs(req, u, top); e != nil {
+		return nil, e
 	}
 	delete(top, "requestState")
 	out, err := json.Marshal(top)
@@ -213,4 +214,21 @@ func (h *Handler) task(ctx context.Context, req *request) (*result, *rpcError) {
 		return nil, newError(http.StatusOK, codeInternalError, "cannot encode the result")
 	}
 	return &result{value: json.RawMessage(out), upstream: u.ns}, nil
+}
+
+// taskInputs checks the input requests of a task (status input_required)
+// in a task result or a tasks/* answer, as an input-required result's.
+func taskInputs(req *request, u *upstreamView, top map[string]json.RawMessage) *rpcError {
+	r := top["inputRequests"]
+	if len(r) == 0 {
+		return nil
+	}
+	var requests map[string]inputAsk
+	if err := wire.Unmarshal(r, &requests); err != nil {
+		return newError(http.StatusOK, codeUpstream, "upstream "+u.ns+" sent invalid inputRequests").from(u)
+	}
+	if len(requests) == 0 {
+		return nil
+	}
+	return missingInputs(req, u, slices.Collect(maps.Values(requests)))
 }

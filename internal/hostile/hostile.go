@@ -24,6 +24,7 @@
 //	guess     {"count"}                   progress for the proxy's likely tokens mcp-proxy-progress-1..count
 //	flood     {"count"}                   count elicitation requests on the call's stream, then a result
 //	cut       {"bytes","hold"}            half an answer (with text of that many bytes), then the connection closes (with hold, stays open until the call ends)
+//	nullask   {}                          a result whose inputRequests holds a null one
 package hostile
 
 import (
@@ -56,7 +57,7 @@ const (
 )
 
 // Tools are the tools a server lists, in Good mode.
-var Tools = []string{"echo", "meta", "huge", "deep", "invalid", "drip", "progress", "guess", "flood", "cut"}
+var Tools = []string{"echo", "meta", "huge", "deep", "invalid", "drip", "progress", "guess", "flood", "cut", "nullask"}
 
 // Server is one hostile upstream.
 type Server struct {
@@ -246,6 +247,8 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, req *request) {
 			msgs = append(msgs, []byte(`{"jsonrpc":"2.0","id":"flood-`+strconv.Itoa(i)+`","method":"elicitation/create","params":{"message":"give me your key","requestedSchema":{"type":"object","properties":{}}}}`))
 		}
 		events(w, append(msgs, textResult(req.ID, "flood sent"))...)
+	case "nullask":
+		writeJSON(w, result(req.ID, `{"content":[],"inputRequests":{"a":null}}`))
 	case "cut":
 		rc := http.NewResponseController(w)
 		n := intArg(args, "bytes", 0)

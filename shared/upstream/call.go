@@ -53,6 +53,10 @@ type Call struct {
 	Input *Input
 }
 
+// codeUnreadable is the code of the error a call gets for an upstream's
+// answer the SDK cannot decode (the proxy's "upstream" code).
+const codeUnreadable = -32000
+
 // Input is what a 2026-07-28 request carries for an upstream that
 // answered it with an input-required result before (Result.InputRequired):
 // the client capabilities the upstream may ask input of, and, on a
@@ -117,7 +121,7 @@ func (p *Pool) Hold(ctx context.Context, res *Result) (*Result, error) {
 	}
 	defer res.Close()
 	addType := res.addType
-	res.addType = false
+	res.addType, res.examined = false, true
 	buf := &meteredBuffer{ctx: ctx, meter: budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)}
 	if _, err := res.WriteTo(buf); err != nil {
 		return nil, err
@@ -200,7 +204,7 @@ func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (*Result
 	if r := c.Input; r != nil {
 		if len(r.InputResponses) > 0 {
 			if err := json.Unmarshal(r.InputResponses, &params.InputResponses); err != nil {
-				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid inputResponses: " + err.Error()}
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid inputResponses: not an object of input responses"}
 			}
 		}
 		params.RequestState = r.RequestState
@@ -213,14 +217,20 @@ func (p *Pool) callSDK(ctx context.Context, up tenant.Upstream, c Call) (*Result
 	}
 	var result *mcp.CallToolResult
 	typed := false
-	err := p.Do(ctx, up, Once, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := p.Do(ctx, up, Once, func(ctx context.Context, s *mcp.ClientSession) (err error) {
+		defer func() {
+			// The SDK's decoder of input requests panics on a null
+			// one: the upstream's answer is bad, its session good.
+			if recover() != nil {
+				err = &jsonrpc.Error{Code: codeUnreadable, Message: "upstream " + up.Name + " sent a result the proxy cannot read"}
+			}
+		}()
 		meta, stop := p.relayProgress(s, meta, c)
 		defer stop()
 		typed = stateless(s)
 		cp := *params
 		cp.Meta = meta
 		defer p.track(ctx, s, c.Ask)()
-		var err error
 		result, err = s.CallTool(ctx, &cp)
 		return err
 	})

@@ -81,6 +81,8 @@ func (p *Pool) Request(ctx context.Context, up tenant.Upstream, retry Retry, met
 		if err != nil {
 			return err
 		}
+		// The caller examines the answer (a task's input requests).
+		res.examined = true
 		out, err = p.ReadAll(ctx, res)
 		return err
 	})

@@ -45,10 +45,13 @@ const (
 type Result struct {
 	// Typed reports that a 2026-07-28 upstream wrote it with its
 	// resultType.
-	Typed    bool
-	held     []byte        // the whole result, when it was read whole
-	stream   *resultStream // the answer the result is still in, else nil
-	addType  bool
+	Typed   bool
+	held    []byte        // the whole result, when it was read whole
+	stream  *resultStream // the answer the result is still in, else nil
+	addType bool
+	// examined is set while Hold reads the result to examine it: its
+	// inputRequests are not refused then (WriteTo).
+	examined bool
 	written  bool
 	closed   bool
 	upstream string
@@ -59,8 +62,10 @@ type Result struct {
 // at the end of a result object without one when the call asked
 // (Call.ResultType). A result still on the upstream's connection is
 // checked as it is copied: when it turns out invalid, nested deeper than
-// wire.MaxDepth, longer than the pool's MaxMessageBytes, cut off, or its
-// answer was not the call's after all (an id written after the result),
+// wire.MaxDepth, longer than the pool's MaxMessageBytes, cut off, with
+// inputRequests at its top level (which only Pending's caller may pass
+// on, rewritten), or its answer was not the call's after all (an id
+// written after the result),
 // WriteTo fails after writing part of it, and the client's response can
 // only be abandoned. It can be called once.
 func (r *Result) WriteTo(w io.Writer) (int64, error) {
@@ -72,6 +77,12 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 	}
 	r.written = true
 	o := wire.CopyOptions{MaxDepth: wire.MaxDepth - 1}
+	if !r.examined {
+		// A result with input requests goes to a client only examined
+		// and rewritten (Pending), never as it is: one that evaded
+		// Pending (past its first 64 KiB, or escaped) is cut short.
+		o.RefuseKey = "inputRequests"
+	}
 	if r.addType {
 		o.AddKey, o.AddValue = resultTypeKey, resultTypeComplete
 	}
@@ -91,16 +102,33 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 // Pending returns the result, and its resultType, when a 2026-07-28
 // upstream answered with a result that is not the call's final one: an
 // input-required result, or the tasks extension's task; the caller must
-// rewrite it before a client gets it. "" and nil for any other result.
-// Such a result is small, read whole: only a held result of a 2026-07-28
-// upstream that holds the string "input_required" or "task" is decoded,
-// so the results of older upstreams and large ones cost nothing more.
+// rewrite it before a client gets it. A result of another resultType
+// with inputRequests is reported as input_required: a client may act on
+// them all the same. "" and nil for any other result.
+// Such a result is small, read whole: only a held result that holds the
+// string "input_required", "task" or "inputRequests", or a \u escape
+// (with which an upstream may write them otherwise), is decoded, of a
+// 2026-07-28 upstream or going to a 2026-07-28 client (Call.ResultType),
+// whose resultType an upstream of an older version may not choose (the
+// caller refuses it: Typed is false); between older versions, one with
+// "inputRequests", which are refused too. Large results cost nothing
+// more.
 func (r *Result) Pending() (resultType string, raw []byte) {
-	if !r.Typed || r.stream != nil || !mayBePending(r.held) {
+	if r.stream != nil {
+		return "", nil
+	}
+	if !(r.Typed || r.addType) {
+		// Between 2025 versions, only inputRequests are looked for:
+		// the go-sdk's client acts on them whatever the version.
+		if !bytes.Contains(r.held, []byte(`"inputRequests"`)) {
+			return "", nil
+		}
+	} else if !mayBePending(r.held) && !bytes.Contains(r.held, []byte(`\u`)) {
 		return "", nil
 	}
 	var top struct {
-		ResultType string `json:"resultType"`
+		ResultType    string          `json:"resultType"`
+		InputRequests json.RawMessage `json:"inputRequests"`
 	}
 	if wire.Unmarshal(r.held, &top) != nil {
 		return "", nil
@@ -109,20 +137,26 @@ func (r *Result) Pending() (resultType string, raw []byte) {
 	case "input_required", "task":
 		return top.ResultType, r.held
 	}
+	if len(top.InputRequests) > 0 && string(top.InputRequests) != "null" {
+		// A client may act on input requests whatever the resultType
+		// (the go-sdk's does): they are an input-required result's.
+		return "input_required", r.held
+	}
 	return "", nil
 }
 
 func mayBePending(b []byte) bool {
-	return bytes.Contains(b, []byte(`"input_required"`)) || bytes.Contains(b, []byte(`"task"`))
+	return bytes.Contains(b, []byte(`"input_required"`)) || bytes.Contains(b, []byte(`"task"`)) ||
+		bytes.Contains(b, []byte(`"inputRequests"`))
 }
 
-// MayBePending reports whether a 2026-07-28 upstream's result too large
-// to have been read whole holds "input_required" or "task" in its first
-// buffer: the caller then reads it whole (Pool.Hold) to find out
-// (Pending), so that a large pending result is not relayed unexamined.
-// Other results, and all of older upstreams, are not looked at.
+// MayBePending reports whether a result too large to have been read
+// whole, of a 2026-07-28 upstream or going to a 2026-07-28 client, holds
+// "input_required", "task" or "inputRequests" in its first buffer: the
+// caller then reads it whole (Pool.Hold) to find out (Pending), so that
+// a large pending result is not relayed unexamined. Other results are not looked at.
 func (r *Result) MayBePending() bool {
-	if !r.Typed || r.stream == nil {
+	if !(r.Typed || r.addType) || r.stream == nil {
 		return false
 	}
 	window, _ := r.stream.rd.Peek()

@@ -182,7 +182,14 @@ type CopyOptions struct {
 	// JSON. This is how an MCP result gets its "resultType".
 	AddKey   string
 	AddValue string
+	// RefuseKey, when set, names a member an object value may not have
+	// at its top level (compared as AddKey is): the copy fails with
+	// ErrRefusedKey at its name, before its value is written.
+	RefuseKey string
 }
+
+// ErrRefusedKey is the error of a value with CopyOptions.RefuseKey.
+var ErrRefusedKey = errors.New("json: object has a member it may not have")
 
 // ErrTooLong is the error of a value longer than CopyOptions.MaxBytes.
 var ErrTooLong = errors.New("json: value longer than its limit")
@@ -213,7 +220,10 @@ func (d *Reader) CopyValue(w io.Writer, o CopyOptions) (int64, error) {
 	if o.AddKey != "" {
 		c.addKey = o.AddKey
 		c.member = member(o.AddKey, o.AddValue)
-		c.name = make([]byte, 0, 6*len(o.AddKey)+2)
+	}
+	if o.AddKey != "" || o.RefuseKey != "" {
+		c.refuseKey = o.RefuseKey
+		c.name = make([]byte, 0, 6*max(len(o.AddKey), len(o.RefuseKey))+2)
 	}
 	return c.run()
 }
@@ -264,8 +274,12 @@ type copier struct {
 	depth  int
 	stack  [(MaxDepth + 63) / 64]uint64 // bit set: the level is an object
 	addKey string
-	member []byte // `,"key":value`, the added member
-	has    bool   // the top-level object has a member named addKey
+	// refuseKey is CopyOptions.RefuseKey; refused is set once the
+	// top-level key just read is it.
+	refuseKey string
+	refused   bool
+	member    []byte // `,"key":value`, the added member
+	has       bool   // the top-level object has a member named addKey
 	// name is the top-level key being read while addKey is set; long is
 	// set once it is too long to be addKey, however escaped.
 	name []byte
@@ -428,7 +442,10 @@ loop:
 			case '"':
 				if c.key && c.name != nil {
 					c.keep(buf[j : j+1])
-					c.nameEnd()
+					if c.nameEnd(); c.refused {
+						err = ErrRefusedKey
+						break loop
+					}
 				}
 				i++
 				if c.key {
@@ -720,19 +737,23 @@ func (c *copier) keep(p []byte) {
 	c.name = append(c.name, p...)
 }
 
-// nameEnd notes whether the top-level key just read is addKey.
+// nameEnd notes whether the top-level key just read is addKey, or
+// refuseKey.
 func (c *copier) nameEnd() {
-	if c.long || c.has {
+	if c.long || c.has && c.refuseKey == "" {
 		return
 	}
 	raw := c.name
 	if bytes.IndexByte(raw, '\\') < 0 {
-		c.has = string(raw[1:len(raw)-1]) == c.addKey
+		name := raw[1 : len(raw)-1]
+		c.has = c.has || c.addKey != "" && string(name) == c.addKey
+		c.refused = c.refuseKey != "" && string(name) == c.refuseKey
 		return
 	}
 	var s string
-	if json.Unmarshal(raw, &s) == nil && s == c.addKey {
-		c.has = true
+	if json.Unmarshal(raw, &s) == nil {
+		c.has = c.has || c.addKey != "" && s == c.addKey
+		c.refused = c.refuseKey != "" && s == c.refuseKey
 	}
 }
 

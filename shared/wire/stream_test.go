@@ -153,6 +153,39 @@ func TestAddKey(t *testing.T) {
 	}
 }
 
+// TestRefuseKey: a value with the member at its top level, however its
+// name is escaped, fails before the member's value is written; with it
+// deeper, or a longer name, it is copied; AddKey works alongside.
+func TestRefuseKey(t *testing.T) {
+	for _, o := range []CopyOptions{{RefuseKey: "inputRequests"}, {RefuseKey: "inputRequests", AddKey: "resultType", AddValue: `"complete"`}} {
+		for _, in := range []string{
+			`{"inputRequests":{"a":1}}`,
+			`{"resultType":"complete","content":[],"inputRequests":{}}`,
+			`{"a":1, "input\u0052equests" : "secret"}`,
+		} {
+			for _, s := range sources {
+				got, err := copyAll([]byte(in), s.src([]byte(in)), o)
+				if !errors.Is(err, ErrRefusedKey) || bytes.Contains(got, []byte("{}")) || bytes.Contains(got, []byte("secret")) {
+					t.Errorf("%s: %s: got %s, %v; want ErrRefusedKey before the member's value", s.name, in, got, err)
+				}
+			}
+		}
+		for _, in := range []string{`{"a":{"inputRequests":1}}`, `{"inputRequestsX":1}`, `["inputRequests"]`, `{"resultType":"complete"}`} {
+			want := in
+			if o.AddKey != "" && in == `{"a":{"inputRequests":1}}` {
+				want = `{"a":{"inputRequests":1},"resultType":"complete"}`
+			} else if o.AddKey != "" && in == `{"inputRequestsX":1}` {
+				want = `{"inputRequestsX":1,"resultType":"complete"}`
+			}
+			for _, s := range sources {
+				if got, err := copyAll([]byte(in), s.src([]byte(in)), o); err != nil || string(got) != want {
+					t.Errorf("%s: %s: got %s, %v; want %s", s.name, in, got, err, want)
+				}
+			}
+		}
+	}
+}
+
 // TestCopyValueLimits: depth and length bounds, and what is written
 // before a failure found later.
 func TestCopyValueLimits(t *testing.T) {
