@@ -2,11 +2,13 @@ package proxy_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -303,4 +305,91 @@ func TestFeedUnreadableFallsBackToShortTTL(t *testing.T) {
 	if !strings.Contains(p.Logs.String(), "change feed not read lately") {
 		t.Errorf("no log line of the fallback:\n%s", p.Logs.String())
 	}
+}
+
+// TestGrantChangesViaFeed: with the change feed and its hour-long cache
+// TTL, an OAuth grant revoked (by mcpadmin, by the revocation endpoint,
+// by a refresh token used twice) or whose API key is revoked stops its
+// access tokens within a few CONFIG_POLL intervals, as a revoked key
+// does: not after the hour.
+func TestGrantChangesViaFeed(t *testing.T) {
+	e, _, _ := oauthEnv(t, proxy.Options{})
+	ctx := context.Background()
+	opts := proxy.Options{OAuth: e.OAuth, Feed: feedDB(t, e), ConfigPoll: 100 * time.Millisecond, FeedMissedPolls: 3, FeedFallbackTTL: time.Hour}
+	opts.Cache.TTL, opts.Cache.StaleIfError = time.Hour, 10*time.Minute
+	p := e.Process(t, testenv.Options{Proxy: opts})
+	if err := p.Handler.PrimeFeed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	redirect := "http://127.0.0.1/callback"
+	client := register(t, p.Proxy.URL, redirect)
+	call := func(token string) int {
+		resp, _ := p.Post(t, "/mcp", map[string]string{"Authorization": "Bearer " + token}, toolsList)
+		return resp.StatusCode
+	}
+	works := func(what, token string) {
+		t.Helper()
+		if got := call(token); got != http.StatusOK {
+			t.Fatalf("%s: before the change, %d; want 200", what, got)
+		}
+	}
+	refused := func(what, token string) {
+		t.Helper()
+		start := time.Now()
+		for call(token) == http.StatusOK {
+			if time.Since(start) > 3*time.Second {
+				t.Errorf("%s: the access token still works %v after the change", what, time.Since(start))
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	grantOf := func(token string) string {
+		parts := strings.Split(token, ".")
+		raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			Grant string `json:"grant_id"`
+		}
+		json.Unmarshal(raw, &c)
+		return c.Grant
+	}
+
+	tok := grant(t, p, client, redirect, "/mcp", e.Key)
+	works("grant revoke", tok.access)
+	if err := e.DB.RevokeOAuthGrant(ctx, grantOf(tok.access), ""); err != nil {
+		t.Fatal(err)
+	}
+	refused("grant revoke", tok.access)
+
+	tok = grant(t, p, client, redirect, "/mcp", e.Key)
+	works("revocation endpoint", tok.access)
+	if status, _ := postForm(t, p.Proxy.URL+"/oauth/revoke", url.Values{"token": {tok.refresh}, "client_id": {client}}); status != http.StatusOK {
+		t.Fatalf("revoke: %d", status)
+	}
+	refused("revocation endpoint", tok.access)
+
+	tok = grant(t, p, client, redirect, "/mcp", e.Key)
+	works("refresh token reuse", tok.access)
+	status, out := postForm(t, p.Proxy.URL+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.refresh}, "client_id": {client}})
+	if status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", status, out)
+	}
+	next := out["access_token"].(string)
+	works("refresh token reuse", next)
+	postForm(t, p.Proxy.URL+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.refresh}, "client_id": {client}})
+	refused("refresh token reuse", next)
+
+	row, key2, err := e.DB.CreateAPIKey(ctx, e.Seeded.Instance.ID, "", "bound", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok = grant(t, p, client, redirect, "/mcp", key2)
+	works("key revoke", tok.access)
+	if err := e.DB.RevokeAPIKey(ctx, row.ID); err != nil {
+		t.Fatal(err)
+	}
+	refused("key revoke", tok.access)
 }

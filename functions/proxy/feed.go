@@ -96,6 +96,7 @@ func (h *Handler) checkBlind(now int64) {
 	}
 	h.keys.SetShortTTL(h.opts.FeedFallbackTTL)
 	h.views.SetShortTTL(h.opts.FeedFallbackTTL)
+	h.grants.SetShortTTL(h.opts.FeedFallbackTTL)
 	h.log.Warn("change feed not read lately; caches fall back to a short TTL",
 		"fallbackTtl", h.opts.FeedFallbackTTL.String(), "sinceLastReadMs", time.Duration(now-h.feed.lastOK.Load()).Milliseconds())
 }
@@ -119,6 +120,7 @@ func (h *Handler) pollFeed() {
 	if h.feed.blind.Swap(false) {
 		h.keys.SetShortTTL(0)
 		h.views.SetShortTTL(0)
+		h.grants.SetShortTTL(0)
 		h.log.Info("change feed read again; caches back on their TTL")
 	}
 }
@@ -162,6 +164,7 @@ func (h *Handler) restartFeed(ctx context.Context) error {
 	}
 	h.keys.Purge()
 	h.views.Purge()
+	h.grants.Purge()
 	h.feed.cursor.Store(id)
 	h.log.Info("change feed read from its newest change; key and instance caches dropped", "cursor", id)
 	return nil
@@ -180,6 +183,8 @@ func (h *Handler) applyChange(c postgres.Change) {
 		h.keys.Remove(string(hash))
 	case postgres.ChangeInstance:
 		h.views.Remove(c.Ref)
+	case postgres.ChangeGrant:
+		h.grants.Remove(c.Ref)
 	case postgres.ChangeServer:
 		h.views.RemoveIf(func(_ string, v *view) bool {
 			return slices.ContainsFunc(v.inst.Upstreams, func(u tenant.Upstream) bool { return u.ServerID == c.Ref })
@@ -196,6 +201,7 @@ func (h *Handler) applyChange(c postgres.Change) {
 		// A kind this version does not know: drop what may depend on it.
 		h.keys.Purge()
 		h.views.Purge()
+		h.grants.Purge()
 	}
 }
 

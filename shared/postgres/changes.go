@@ -12,7 +12,7 @@ import (
 // operator changed that proxy processes may hold in their warm caches.
 type Change struct {
 	ID   int64
-	Kind string // ChangeKey, ChangeInstance, ChangeServer or ChangeConfig
+	Kind string // ChangeKey, ChangeInstance, ChangeServer, ChangeConfig, ChangeGrant or ChangeQuota
 	Ref  string // what Kind names: a key hash in hex, or an id
 }
 
@@ -22,6 +22,7 @@ const (
 	ChangeInstance = "instance" // Ref: an instance id
 	ChangeServer   = "server"   // Ref: a server id
 	ChangeConfig   = "config"   // Ref: a config id
+	ChangeGrant    = "grant"    // Ref: an OAuth grant id
 )
 
 // changesSinceSQL is the one statement a proxy process sends per poll.
