@@ -201,14 +201,25 @@ func (r *results) markdown(o *options, command string) string {
 	}
 	r.largeGoals(w)
 	// The warm cache's refreshes: one key and one config query per TTL,
-	// per proxy process, and one grant query for the token's.
-	refreshes := 2*int64((r.statementSpan+cacheTTL-1)/cacheTTL)*int64(max(1, r.proxies)) + int64((r.statementSpan+cacheTTL-1)/cacheTTL)
+	// per proxy process, and one grant query for the token's. And after
+	// each of a process's idle turns (the targets take turns: a process
+	// waits through the others' runs, longer than CONFIG_POLL_MISSED ×
+	// CONFIG_POLL), its first requests count entries older than
+	// CACHE_FALLBACK_TTL as stale until the feed is read again: one key,
+	// one config and one grant query at most per turn and process.
+	ttls := int64((r.statementSpan + cacheTTL - 1) / cacheTTL)
+	turns := int64(o.rounds * len(r.protocols) * len(o.clients))
+	refreshes := 2*ttls*int64(max(1, r.proxies)) + ttls
+	afterPauses := 3 * turns * int64(max(1, r.proxies))
 	writes := float64(r.batches) / float64(max(1, r.entries))
 	w("| 0 Postgres statements per warm request | %d statements over %s measured requests of %d proxy process(es) in %.0f s (pg_stat_statements, reset after the warm-up): "+
-		"%.6f per request; the caches' background refreshes allow %d (one key and one config query per CACHE_TTL, %s, per process, and one of the token's grant); "+
+		"%.6f per request; the caches' background refreshes allow %d (one key and one config query per CACHE_TTL, %s, per process, and one of the token's grant), "+
+		"and the first requests after each of a process's %d idle turns %d more (docs/admin.md: after a pause longer than CONFIG_POLL_MISSED × CONFIG_POLL, "+
+		"entries older than CACHE_FALLBACK_TTL are reloaded until the feed is read); "+
 		"besides, %d reads of the change feed (one per CONFIG_POLL and process, in the background) | %s |\n",
 		r.statements, thousands(float64(r.proxiedRequests)), r.proxies, r.statementSpan.Seconds(),
-		float64(r.statements)/float64(max(1, r.proxiedRequests)), refreshes, cacheTTL, r.feedReads, verdict(r.statements <= refreshes))
+		float64(r.statements)/float64(max(1, r.proxiedRequests)), refreshes, cacheTTL, turns, afterPauses, r.feedReads,
+		verdict(r.statements <= refreshes+afterPauses))
 	w("| ≤ %.2f Firestore writes per request | %.4f (%d batch documents for %s entries; the proxies logged %s, dropped %d) | %s |\n",
 		goalWrites, writes, r.batches, thousands(float64(r.entries)), thousands(float64(r.logStats.Appended)), r.logStats.Dropped,
 		verdict(writes <= goalWrites))
