@@ -58,19 +58,7 @@ func (b *Browser) Consent(authURL, key, screenshot string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("consent page at %s: %w", authURL, err)
 	}
-	if screenshot != "" {
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			return "", fmt.Errorf("screenshot: %w", err)
-		}
-		if err := os.WriteFile(screenshot, png, 0o644); err != nil {
-			return "", err
-		}
-	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[value=allow]`))); err != nil {
-		return "", fmt.Errorf("allow: %w", err)
-	}
-	return waitLeft(ctx)
+	return allow(ctx, screenshot)
 }
 
 // ConsentSignIn opens an authorization URL, signs in through the
@@ -106,6 +94,13 @@ func (b *Browser) ConsentSignIn(authURL, username, password, screenshot string) 
 	if err := waitFor(ctx, `input[name=instance]`); err != nil {
 		return "", fmt.Errorf("instance picker: %w", err)
 	}
+	return allow(ctx, screenshot)
+}
+
+// allow takes a screenshot of the consent page into the file screenshot
+// (none for ""), allows the client, and returns the URL the browser was
+// sent back to.
+func allow(ctx context.Context, screenshot string) (string, error) {
 	if screenshot != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {

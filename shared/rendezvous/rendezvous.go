@@ -190,18 +190,27 @@ func (s *Store) listen(ctx context.Context, doc *firestore.DocumentRef) (*firest
 			return snap, nil
 		}
 		if first {
-			s.reads.Add(1)
-			snap, err := doc.Get(ctx)
-			switch {
-			case err == nil:
-				return snap, nil
-			case ctx.Err() != nil:
-				return nil, ctx.Err()
-			case status.Code(err) != codes.NotFound:
-				return nil, fmt.Errorf("rendezvous: read: %w", err)
+			if snap, err := s.read(ctx, doc); snap != nil || err != nil {
+				return snap, err
 			}
 		}
 	}
+}
+
+// read reads the document once: nil and no error when it does not
+// exist yet.
+func (s *Store) read(ctx context.Context, doc *firestore.DocumentRef) (*firestore.DocumentSnapshot, error) {
+	s.reads.Add(1)
+	snap, err := doc.Get(ctx)
+	switch {
+	case err == nil:
+		return snap, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case status.Code(err) != codes.NotFound:
+		return nil, fmt.Errorf("rendezvous: read: %w", err)
+	}
+	return nil, nil
 }
 
 // poll waits for the document by reading it every Options.Poll.
@@ -209,15 +218,8 @@ func (s *Store) poll(ctx context.Context, doc *firestore.DocumentRef) (*firestor
 	t := time.NewTicker(s.opts.Poll)
 	defer t.Stop()
 	for {
-		s.reads.Add(1)
-		snap, err := doc.Get(ctx)
-		switch {
-		case err == nil:
-			return snap, nil
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case status.Code(err) != codes.NotFound:
-			return nil, fmt.Errorf("rendezvous: read: %w", err)
+		if snap, err := s.read(ctx, doc); snap != nil || err != nil {
+			return snap, err
 		}
 		select {
 		case <-ctx.Done():
