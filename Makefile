@@ -20,10 +20,12 @@ FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames ./
 
 all: build
 
+# Static binaries, as deploy.sh has the functions built (CGO_ENABLED=0):
+# no C library mapped into each process. Tests keep cgo for -race.
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) ./internal/hostile/hostile-upstream
-	$(GO) build -o $(BIN)/everything-server github.com/modelcontextprotocol/go-sdk/conformance/everything-server
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) ./internal/hostile/hostile-upstream
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/everything-server github.com/modelcontextprotocol/go-sdk/conformance/everything-server
 
 tools:
 	@scripts/ensure-tools.sh
