@@ -22,10 +22,16 @@ import (
 // calls are the cancellable calls in flight, by API key and JSON-RPC ID.
 type calls struct {
 	mu sync.Mutex
-	m  map[string][]*inflightCall
+	m  map[string]*inflightCall
 }
 
-type inflightCall struct{ cancel context.CancelFunc }
+// inflightCall is one tracked call; calls with the same key and ID are
+// chained by next.
+type inflightCall struct {
+	key    string
+	cancel context.CancelFunc
+	next   *inflightCall
+}
 
 // callKey is keyID and id as JSON, as the protocol tells a number ID
 // from a string one; a number, the usual ID, without a JSON encoder.
@@ -37,33 +43,39 @@ func callKey(keyID string, id jsonrpc.ID) string {
 	return keyID + "\x00" + string(raw)
 }
 
-// track makes ctx cancellable by a notifications/cancelled for id sent
-// with the same key; done must be called when the call ends.
-func (c *calls) track(ctx context.Context, keyID string, id jsonrpc.ID) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	k, e := callKey(keyID, id), &inflightCall{cancel: cancel}
+// track makes the call of keyID with id cancellable by a
+// notifications/cancelled sent with the same key, through cancel, which
+// ends the call's context; untrack must be called when the call ends.
+func (c *calls) track(keyID string, id jsonrpc.ID, cancel context.CancelFunc) *inflightCall {
+	e := &inflightCall{key: callKey(keyID, id), cancel: cancel}
 	c.mu.Lock()
 	if c.m == nil {
-		c.m = map[string][]*inflightCall{}
+		c.m = map[string]*inflightCall{}
 	}
-	c.m[k] = append(c.m[k], e)
+	e.next = c.m[e.key]
+	c.m[e.key] = e
 	c.mu.Unlock()
-	return ctx, func() {
-		c.mu.Lock()
-		list := c.m[k]
-		for i, x := range list {
-			if x == e {
-				list = append(list[:i], list[i+1:]...)
-				break
-			}
-		}
-		if len(list) == 0 {
-			delete(c.m, k)
+	return e
+}
+
+// untrack forgets a call track returned.
+func (c *calls) untrack(e *inflightCall) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	head := c.m[e.key]
+	if head == e {
+		if e.next == nil {
+			delete(c.m, e.key)
 		} else {
-			c.m[k] = list
+			c.m[e.key] = e.next
 		}
-		c.mu.Unlock()
-		cancel()
+		return
+	}
+	for p := head; p != nil; p = p.next {
+		if p.next == e {
+			p.next = e.next
+			return
+		}
 	}
 }
 
@@ -71,11 +83,11 @@ func (c *calls) track(ctx context.Context, keyID string, id jsonrpc.ID) (context
 func (c *calls) cancel(keyID string, id jsonrpc.ID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	list := c.m[callKey(keyID, id)]
-	if len(list) != 1 {
+	e := c.m[callKey(keyID, id)]
+	if e == nil || e.next != nil {
 		return false
 	}
-	list[0].cancel()
+	e.cancel()
 	return true
 }
 

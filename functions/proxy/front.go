@@ -155,7 +155,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, o *outcome) 
 		notify = stream.send
 		o.stream = stream
 	}
-	rep, m := h.answer(ctx, c, body, notify)
+	rep, m := h.answer(ctx, c, body, notify, cancel)
 	o.one[0] = m
 	o.messages = o.one[:]
 	h.respond(ctx, w, stream, rep, o)
@@ -192,7 +192,7 @@ func (h *Handler) serveBatch(ctx context.Context, w http.ResponseWriter, c *call
 	o.batch = true
 	var out []json.RawMessage
 	for _, data := range raw {
-		rep, m := h.answer(ctx, c, data, nil)
+		rep, m := h.answer(ctx, c, data, nil, nil)
 		resp, e := h.encodeReply(ctx, rep)
 		if e != nil {
 			m.err = e
@@ -216,8 +216,9 @@ func (h *Handler) serveBatch(ctx context.Context, w http.ResponseWriter, c *call
 }
 
 // answer handles one JSON-RPC message: the reply to send, nil for a
-// notification or a response, and what happened.
-func (h *Handler) answer(ctx context.Context, c *caller, data []byte, notify func([]byte)) (*reply, message) {
+// notification or a response, and what happened. cancel ends ctx when
+// the message is the whole request (nil in a batch).
+func (h *Handler) answer(ctx context.Context, c *caller, data []byte, notify func([]byte), cancel context.CancelFunc) (*reply, message) {
 	m := message{start: h.opts.Now(), inBytes: len(data)}
 	msg, err := wire.Decode(data)
 	if err != nil {
@@ -271,7 +272,7 @@ func (h *Handler) answer(ctx context.Context, c *caller, data []byte, notify fun
 		m.err = newError(http.StatusOK, codeMethodNotFound, "method not found: "+req.Method)
 		return &reply{id: req.ID, err: m.err, status: ep.status(m.err)}, m
 	}
-	rq := &request{caller: c, id: req.ID, method: req.Method, params: req.Params, decoded: decoded, epoch: ep, notify: notify}
+	rq := &request{caller: c, id: req.ID, method: req.Method, params: req.Params, decoded: decoded, epoch: ep, notify: notify, cancel: cancel}
 	res, e := next(ctx, rq)
 	if e != nil {
 		m.err, m.upstream = e, e.upstream

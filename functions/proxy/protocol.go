@@ -195,13 +195,28 @@ func (h *Handler) cancellable() middleware {
 			if req.method != "tools/call" {
 				return next(ctx, req)
 			}
-			ctx, done := h.calls.track(ctx, req.key.ID, req.id)
+			// A request of one message is cancelled by ending its own
+			// context; a member of a batch gets a context of its own, so
+			// that cancelling it ends no other member.
+			cancel := req.cancel
+			var own context.CancelFunc
+			if cancel == nil {
+				ctx, own = context.WithCancel(ctx)
+				cancel = own
+			}
+			call := h.calls.track(req.key.ID, req.id, cancel)
+			end := func() {
+				h.calls.untrack(call)
+				if own != nil {
+					own()
+				}
+			}
 			handedOn := false
 			defer func() {
 				// Also when next panics: a call left tracked would stay
 				// so for the life of the process.
 				if !handedOn {
-					done()
+					end()
 				}
 			}()
 			res, e := next(ctx, req)
@@ -215,7 +230,7 @@ func (h *Handler) cancellable() middleware {
 				if res.release != nil {
 					res.release()
 				}
-				done()
+				end()
 			}
 			handedOn = true
 			return &out, nil

@@ -84,6 +84,9 @@ type request struct {
 	// notify sends a message to the client before the result, on the
 	// request's event stream; nil when the client takes none.
 	notify func(msg []byte)
+	// cancel ends ctx when the message is the whole HTTP request; nil
+	// for a member of a batch.
+	cancel context.CancelFunc
 }
 
 // result is what a method answers: a value the proxy encodes, or an
@@ -173,6 +176,9 @@ func (p *requestParams) protocolVersion() string {
 // A plain ASCII string, as versions are, is read without a decoder.
 func jsonString(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "" // absent, as for every client before 2026-07-28
+	}
 	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' {
 		plain := true
 		for _, c := range raw[1 : n-1] {
