@@ -135,13 +135,7 @@ func (h *Handler) logLine(r *http.Request, o *outcome) {
 	if o.httpStatus >= 500 {
 		level = slog.LevelError
 	}
-	// The Handler directly, with no caller's PC: Logger.LogAttrs would
-	// walk the stack for a source location the logger does not print.
-	if ctx := r.Context(); h.log.Enabled(ctx, level) {
-		rec := slog.NewRecord(time.Now(), level, "mcp request", 0)
-		rec.AddAttrs(attrs...)
-		h.log.Handler().Handle(ctx, rec)
-	}
+	logging.LogAttrs(r.Context(), h.log, level, "mcp request", attrs)
 }
 
 // record appends the request's entries to the request log: one for the

@@ -53,29 +53,43 @@ func (h *cloudHandler) Enabled(_ context.Context, l slog.Level) bool {
 }
 
 func (h *cloudHandler) Handle(_ context.Context, r slog.Record) error {
+	return h.line(r.Time, r.Level, r.Message, &r, nil)
+}
+
+// line writes one line: the attributes of r (when not nil), then attrs.
+func (h *cloudHandler) line(t time.Time, level slog.Level, msg string, r *slog.Record, attrs []slog.Attr) error {
 	bp := lines.Get().(*[]byte)
 	b := append((*bp)[:0], '{')
-	if !r.Time.IsZero() {
+	if !t.IsZero() {
 		b = append(b, `"time":"`...)
-		b = r.Time.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+		b = t.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 		b = append(b, `",`...)
 	}
 	b = append(b, `"severity":"`...)
-	b = append(b, severity(r.Level)...)
+	b = append(b, severity(level)...)
 	b = append(b, `","message":`...)
-	b = appendString(b, r.Message)
+	b = appendString(b, msg)
 	b = append(b, h.pre...)
-	if r.NumAttrs() > 0 {
+	n := len(attrs)
+	if r != nil {
+		n += r.NumAttrs()
+	}
+	if n > 0 {
 		mark := len(b)
 		for _, g := range h.groups {
 			b = appendKey(b, g)
 			b = append(b, '{')
 		}
 		inner := len(b)
-		r.Attrs(func(a slog.Attr) bool {
+		if r != nil {
+			r.Attrs(func(a slog.Attr) bool {
+				b = appendAttr(b, a)
+				return true
+			})
+		}
+		for _, a := range attrs {
 			b = appendAttr(b, a)
-			return true
-		})
+		}
 		if len(b) == inner { // every attribute was empty: no groups either
 			b = b[:mark]
 		} else {
@@ -96,6 +110,25 @@ func (h *cloudHandler) Handle(_ context.Context, r slog.Record) error {
 		lines.Put(bp)
 	}
 	return err
+}
+
+// LogAttrs logs a message with attrs through l at level, with no source
+// location, as l.LogAttrs would without walking the stack for one. With
+// a logger of New the line is written from attrs as they are: a line of
+// many attributes (the proxy's request line) needs no slog.Record,
+// which would copy those past its first five into a slice of its own.
+func LogAttrs(ctx context.Context, l *slog.Logger, level slog.Level, msg string, attrs []slog.Attr) {
+	h := l.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	if ch, ok := h.(*cloudHandler); ok {
+		ch.line(time.Now(), level, msg, nil, attrs)
+		return
+	}
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	r.AddAttrs(attrs...)
+	h.Handle(ctx, r)
 }
 
 func (h *cloudHandler) WithAttrs(as []slog.Attr) slog.Handler {
