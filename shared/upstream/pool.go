@@ -490,8 +490,7 @@ func (p *Pool) Do(ctx context.Context, up tenant.Upstream, retry Retry, call fun
 			return err
 		}
 		err = call(ctx, s)
-		var cerr *credentials.Error
-		if err == nil || errors.As(err, &cerr) || !sessionBroken(ctx, err) {
+		if err == nil || isCredentialError(err) || !sessionBroken(ctx, err) {
 			return err
 		}
 		p.Drop(up, s)
@@ -499,6 +498,14 @@ func (p *Pool) Do(ctx context.Context, up tenant.Upstream, retry Retry, call fun
 			return err
 		}
 	}
+}
+
+// isCredentialError reports whether err is a failure to authorise. Its
+// target lives here, not in Do: errors.As takes its address, which would
+// put one on the heap for every call, failed or not.
+func isCredentialError(err error) bool {
+	var cerr *credentials.Error
+	return errors.As(err, &cerr)
 }
 
 // Discover lists the tools of up on its pooled session, presenting every

@@ -136,9 +136,11 @@ func decode(data []byte, unmarshal func([]byte, any) error) (jsonrpc.Message, er
 		return nil, err
 	}
 	if len(w.Method) > 0 {
-		var method string
-		if err := unmarshal(w.Method, &method); err != nil {
-			return nil, err
+		method, ok := plainString(w.Method)
+		if !ok {
+			if err := unmarshal(w.Method, &method); err != nil {
+				return nil, err
+			}
 		}
 		return &jsonrpc.Request{ID: id, Method: method, Params: w.Params}, nil
 	}
@@ -150,6 +152,22 @@ func decode(data []byte, unmarshal func([]byte, any) error) (jsonrpc.Message, er
 		resp.Error = w.Error
 	}
 	return resp, nil
+}
+
+// plainString is the string raw holds when raw is a JSON string of
+// printable ASCII without escapes, as method names are: read without a
+// decoder. ok is false for anything else.
+func plainString(raw json.RawMessage) (s string, ok bool) {
+	n := len(raw)
+	if n < 2 || raw[0] != '"' || raw[n-1] != '"' {
+		return "", false
+	}
+	for _, c := range raw[1 : n-1] {
+		if c < 0x20 || c > 0x7e || c == '\\' || c == '"' {
+			return "", false
+		}
+	}
+	return string(raw[1 : n-1]), true
 }
 
 // Encode writes msg as jsonrpc.EncodeMessage does, but copies raw params,
