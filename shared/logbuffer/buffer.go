@@ -276,7 +276,11 @@ func (b *Buffer) next() *Batch {
 	// The lines counted in held gain their newlines in the batch.
 	b.held += n
 	b.itemBytes -= size - n
-	b.items = append(b.items[:0:0], b.items[n:]...)
+	// The rest moves to the front of the same array, which the next
+	// batch fills again; what it no longer holds is cleared for the GC.
+	rest := copy(b.items, b.items[n:])
+	clear(b.items[rest:])
+	b.items = b.items[:rest]
 	if len(b.items) > 0 {
 		b.armTimer(b.items[0].added.Add(b.opts.MaxAge))
 	}
