@@ -14,12 +14,13 @@ import (
 
 	"mcpproxy.dev/mcpproxy/shared/credentials"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/postgres/migrate"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
 
 func init() {
-	register("migrate", "", migrate)
+	register("migrate", "", migrateUp)
 	register("migrate", "status", migrateStatus)
 	register("org", "create", orgCreate)
 	register("org", "list", orgList)
@@ -51,12 +52,12 @@ func init() {
 	register("usage", "", usageReport)
 }
 
-func migrate(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
+func migrateUp(a *app, ctx context.Context, fs *flag.FlagSet, args []string) error {
 	db, err := a.open(ctx, fs, args)
 	if err != nil {
 		return err
 	}
-	applied, err := db.Migrate(ctx)
+	applied, err := migrate.Up(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func migrateStatus(a *app, ctx context.Context, fs *flag.FlagSet, args []string)
 	if err != nil {
 		return err
 	}
-	status, err := db.MigrationStatus(ctx)
+	status, err := migrate.Status(ctx, db)
 	if err != nil {
 		return err
 	}

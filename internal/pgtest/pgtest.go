@@ -18,6 +18,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/postgres/migrate"
 )
 
 // URL returns DATABASE_URL or fails the test.
@@ -105,7 +106,7 @@ func Open(t testing.TB, tracer pgx.QueryTracer) *postgres.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	if _, err := db.Migrate(context.Background()); err != nil {
+	if _, err := migrate.Up(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 	return db

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/postgres/migrate"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 	"mcpproxy.dev/mcpproxy/shared/upstream"
 )
@@ -128,7 +129,7 @@ func discover(ctx context.Context, s postgres.Server) ([]postgres.Tool, error) {
 // tools it lists now, a config, an instance exposing every tool, and an
 // API key, all the owner's. The benchmark and the soak run seed with it.
 func SeedDemo(ctx context.Context, db *postgres.DB, name, upstreamURL string) (Seeded, error) {
-	if _, err := db.Migrate(ctx); err != nil {
+	if _, err := migrate.Up(ctx, db); err != nil {
 		return Seeded{}, fmt.Errorf("migrate: %w", err)
 	}
 	return Seed(ctx, db, Tenant{Organization: name, OwnerName: name + " owner", OwnerEmail: "owner@example.com",

@@ -1,73 +1,9 @@
 package postgres
 
-import (
-	"context"
-	"embed"
-	"fmt"
-	"io/fs"
+import "embed"
 
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
-)
-
+// Migrations holds the schema, one goose migration per file under
+// migrations/; package migrate applies them.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migration is one applied or pending schema version.
-type Migration struct {
-	Version int64  `json:"version"`
-	Source  string `json:"source"`
-	Applied bool   `json:"applied"`
-}
-
-func (db *DB) provider() (*goose.Provider, error) {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	// A session-level advisory lock lets several deploys migrate at once
-	// safely: one applies, the others wait and find nothing to do.
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
-		return nil, err
-	}
-	return goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(db.Pool), sub,
-		goose.WithSessionLocker(locker))
-}
-
-// Migrate applies every pending migration and returns those it applied.
-func (db *DB) Migrate(ctx context.Context) ([]Migration, error) {
-	p, err := db.provider()
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	defer p.Close()
-	results, err := p.Up(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	applied := make([]Migration, 0, len(results))
-	for _, r := range results {
-		applied = append(applied, Migration{Version: r.Source.Version, Source: r.Source.Path, Applied: true})
-	}
-	return applied, nil
-}
-
-// MigrationStatus lists every known migration and whether it is applied.
-func (db *DB) MigrationStatus(ctx context.Context) ([]Migration, error) {
-	p, err := db.provider()
-	if err != nil {
-		return nil, fmt.Errorf("migration status: %w", err)
-	}
-	defer p.Close()
-	status, err := p.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migration status: %w", err)
-	}
-	out := make([]Migration, 0, len(status))
-	for _, s := range status {
-		out = append(out, Migration{Version: s.Source.Version, Source: s.Source.Path, Applied: s.State == goose.StateApplied})
-	}
-	return out, nil
-}
+var Migrations embed.FS

@@ -12,6 +12,7 @@ import (
 	"mcpproxy.dev/mcpproxy/internal/pgtest"
 	"mcpproxy.dev/mcpproxy/shared/keyring"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
+	"mcpproxy.dev/mcpproxy/shared/postgres/migrate"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
@@ -73,18 +74,18 @@ func TestMigrateFromEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	applied, err := db.Migrate(ctx)
+	applied, err := migrate.Up(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(applied) == 0 {
 		t.Fatal("no migration applied to an empty database")
 	}
-	again, err := db.Migrate(ctx)
+	again, err := migrate.Up(ctx, db)
 	if err != nil || len(again) != 0 {
 		t.Fatalf("second migrate applied %v, %v; want nothing", again, err)
 	}
-	status, err := db.MigrationStatus(ctx)
+	status, err := migrate.Status(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
