@@ -187,8 +187,8 @@ func bench(ctx context.Context, o *options, stderr io.Writer) (*results, error) 
 	// The proxy as deployed: the Functions Framework binary of the three
 	// functions, its request log written to Firestore (the emulator), on
 	// one P as deploy.sh runs it on one vCPU, with K_SERVICE set as Cloud
-	// Run sets it (the framework then writes an empty line to stdout and
-	// stderr after every request).
+	// Run sets it (the framework would then write an empty line to stdout
+	// and stderr after every request; the proxy turns that off at start).
 	startProxy := func(name, upstreamProtocol string) (*proxyProc, error) {
 		collection := "bench-" + logbuffer.NewID()[:12]
 		env := append(proxyEnv(encKey, collection), "UPSTREAM_PROTOCOL_VERSION="+upstreamProtocol)

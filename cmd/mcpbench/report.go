@@ -131,8 +131,9 @@ func (r *results) markdown(o *options, command string) string {
 		"`httputil.ReverseProxy` with a keep-alive pool of 100 and Go's default GOMAXPROCS (one per core); `%s`, "+
 		"the same with GOMAXPROCS=1; `proxy`, the Functions Framework binary of the "+
 		"functions (`devserver`) with its request log written to the Firestore emulator and a log line per request, "+
-		"as deployed (GOMAXPROCS=1, as `deploy.sh` sets it for one vCPU; `K_SERVICE` set, as on Cloud Run, "+
-		"so the framework also writes an empty line to stdout and stderr after each request), warm, asking upstreams for %s "+
+		"as deployed (a static binary, as `deploy.sh` has it built; GOMAXPROCS=1, as `deploy.sh` sets it for one vCPU; `K_SERVICE` set, as on Cloud Run, "+
+		"for which the framework writes an empty line to stdout and stderr after each request, until the proxy removes it from its "+
+		"environment at start), warm, asking upstreams for %s "+
 		"(its default, `UPSTREAM_PROTOCOL_VERSION`)%s. All share the machine's cores with "+
 		"Postgres and the emulator. CPU µs/call is the CPU time "+
 		"(user + system, all threads, from /proc/PID/stat) of the target's own process per call, upstream CPU the upstream process's; "+
