@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -22,25 +21,32 @@ import (
 // calls are the cancellable calls in flight, by API key and JSON-RPC ID.
 type calls struct {
 	mu sync.Mutex
-	m  map[string]*inflightCall
+	m  map[callID]*inflightCall
 }
 
 // inflightCall is one tracked call; calls with the same key and ID are
 // chained by next.
 type inflightCall struct {
-	key    string
+	key    callID
 	cancel context.CancelFunc
 	next   *inflightCall
 }
 
-// callKey is keyID and id as JSON, as the protocol tells a number ID
-// from a string one; a number, the usual ID, without a JSON encoder.
-func callKey(keyID string, id jsonrpc.ID) string {
+// callID is an API key's ID and a JSON-RPC ID, as the protocol tells a
+// number ID from a string one: the number, the usual ID, as it is; any
+// other as JSON.
+type callID struct {
+	keyID string
+	num   int64
+	other string // "" for a number ID
+}
+
+func callKey(keyID string, id jsonrpc.ID) callID {
 	if n, ok := id.Raw().(int64); ok {
-		return keyID + "\x00" + strconv.FormatInt(n, 10)
+		return callID{keyID: keyID, num: n}
 	}
 	raw, _ := json.Marshal(id.Raw())
-	return keyID + "\x00" + string(raw)
+	return callID{keyID: keyID, other: string(raw)}
 }
 
 // track makes the call of keyID with id cancellable by a
@@ -50,7 +56,7 @@ func (c *calls) track(keyID string, id jsonrpc.ID, cancel context.CancelFunc) *i
 	e := &inflightCall{key: callKey(keyID, id), cancel: cancel}
 	c.mu.Lock()
 	if c.m == nil {
-		c.m = map[string]*inflightCall{}
+		c.m = map[callID]*inflightCall{}
 	}
 	e.next = c.m[e.key]
 	c.m[e.key] = e
