@@ -147,6 +147,11 @@ func NewPool(opts PoolOptions) *Pool {
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   opts.ConnectTimeout,
 			ExpectContinueTimeout: time.Second,
+			// No Accept-Encoding: an upstream's answer is read as sent,
+			// never inflated (a small gzip body may inflate to the whole
+			// message limit, in the proxy's CPU), and the transport adds
+			// no header of its own to each request.
+			DisableCompression: true,
 		}}
 	}
 	p := &Pool{opts: opts, http: httpClient, creds: opts.Credentials, log: opts.Logger, iso: newIsolation(opts, opts.Logger),
