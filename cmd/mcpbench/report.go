@@ -134,7 +134,8 @@ func (r *results) markdown(o *options, command string) string {
 		"as deployed (a static binary, as `deploy.sh` has it built; GOMAXPROCS=1, as `deploy.sh` sets it for one vCPU; `K_SERVICE` set, as on Cloud Run, "+
 		"for which the framework writes an empty line to stdout and stderr after each request, until the proxy removes it from its "+
 		"environment at start), warm, asking upstreams for %s "+
-		"(its default, `UPSTREAM_PROTOCOL_VERSION`)%s. All share the machine's cores with "+
+		"(its default, `UPSTREAM_PROTOCOL_VERSION`)%s. Each writes its output to a pipe the load tool drains, as a container's "+
+		"output reaches Cloud Logging on Cloud Run. All share the machine's cores with "+
 		"Postgres and the emulator. CPU µs/call is the CPU time "+
 		"(user + system, all threads, from /proc/PID/stat) of the target's own process per call, upstream CPU the upstream process's; "+
 		"the ÷ 1p columns divide them by `%s`'s under the same load. RSS is the target's resident set. "+
