@@ -149,27 +149,19 @@ func New(sink Sink, opts Options) *Buffer {
 // blocks on the sink. When the buffer is full the entry is dropped,
 // counted and logged, and Append reports false.
 func (b *Buffer) Append(e tenant.LogEntry) bool {
-	if e.ID == "" {
-		e.ID = NewID()
-	}
 	now := b.opts.Now()
 	if e.CreatedAt.IsZero() {
 		e.CreatedAt = now
 	}
 	b.appended.Add(1)
-	line, err := encode(&e)
-	if err != nil {
-		// Only an unencodable time can get here; count it as a drop.
-		b.drop(err.Error())
-		return false
-	}
+	line := encode(e)
 	b.mu.Lock()
 	if b.held+len(line) > b.opts.MaxBytes {
 		b.mu.Unlock()
 		b.drop("buffer full")
 		return false
 	}
-	b.items = append(b.items, item{line: line, key: e.APIKeyID, at: e.CreatedAt, added: now})
+	b.items = append(b.items, item{line: line, key: e.APIKeyID, at: e.CreatedAt.UTC(), added: now})
 	b.itemBytes += len(line)
 	b.held += len(line)
 	b.heldCount++

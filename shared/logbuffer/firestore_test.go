@@ -76,7 +76,7 @@ func TestFirestoreOutage(t *testing.T) {
 	relay := firestoretest.NewRelay(t, host)
 	coll := firestoretest.Collection(t)
 	f := &Firestore{Client: firestoretest.Client(t, relay.Addr()), Collection: coll}
-	line, _ := encode(ptr(entry(0)))
+	line := encode(entry(0))
 	const bound = 300
 	b := New(f, Options{BatchEntries: 50, MaxAge: 50 * time.Millisecond, MaxBytes: bound * (len(line) + 1),
 		WriteTimeout: time.Second, MaxBackoff: 300 * time.Millisecond})
