@@ -108,7 +108,10 @@ func (p *Pool) ReadAll(ctx context.Context, res *Result) ([]byte, error) {
 		if add, members, ok := typedShape(res.held, res.examined); ok && !add {
 			return res.held, nil // what WriteTo would write
 		} else if ok {
-			n := int64(len(res.held) + len(resultTypeKey) + len(resultTypeComplete) + 4)
+			n := int64(len(res.held) + len(`"`+resultTypeKey+`":`+resultTypeComplete))
+			if members {
+				n++ // the comma
+			}
 			if err := budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1).Cover(ctx, n); err != nil {
 				return nil, err
 			}

@@ -89,7 +89,7 @@ func typedShape(held []byte, examined bool) (add, members, ok bool) {
 // typedResult is held, an object without a resultType (typedShape), with
 // "resultType":"complete" added before its '}', as WriteTo adds it.
 func typedResult(held []byte, members bool) []byte {
-	out := make([]byte, 0, len(held)+len(resultTypeKey)+len(resultTypeComplete)+4)
+	out := make([]byte, 0, len(held)+len(`,"`+resultTypeKey+`":`+resultTypeComplete))
 	out = append(out, held[:len(held)-1]...)
 	if members {
 		out = append(out, ',')
