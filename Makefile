@@ -14,7 +14,7 @@ CONFORMANCE_DIR := $(CURDIR)/.tools/conformance
 # exceeded" when a duration ends mid-execution (golang/go#75804, fixed in
 # Go 1.27), which must not fail CI.
 FUZZTIME ?= 50000x
-FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames ./shared/wire:FuzzDecode ./shared/wire:FuzzCopyValue ./shared/upstream:FuzzAnswer ./functions/proxy/oauth:FuzzToken ./shared/logbuffer:FuzzEncode
+FUZZ_TARGETS := ./functions/proxy:FuzzRequest ./functions/proxy:FuzzToolNames ./shared/wire:FuzzDecode ./shared/wire:FuzzCopyValue ./shared/upstream:FuzzAnswer ./shared/upstream:FuzzTypedResult ./functions/proxy/oauth:FuzzToken ./shared/logbuffer:FuzzEncode
 
 .PHONY: all build dev test soak fuzz bench bench-memory bench-tenants bench-proxy bench-wire bench-flush bench-rendezvous tools conformance-tools clean
 

@@ -104,6 +104,20 @@ func (p *Pool) ReadAll(ctx context.Context, res *Result) ([]byte, error) {
 	if res.stream == nil && !res.addType {
 		return res.held, nil
 	}
+	if res.stream == nil {
+		if add, members, ok := typedShape(res.held, res.examined); ok && !add {
+			return res.held, nil // what WriteTo would write
+		} else if ok {
+			n := int64(len(res.held) + len(`"`+resultTypeKey+`":`+resultTypeComplete))
+			if members {
+				n++ // the comma
+			}
+			if err := budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1).Cover(ctx, n); err != nil {
+				return nil, err
+			}
+			return typedResult(res.held, members), nil
+		}
+	}
 	buf := &meteredBuffer{ctx: ctx, meter: budget.NewMeter(budget.FromContext(ctx), p.opts.MaxMessageBytes, -1)}
 	if _, err := res.WriteTo(buf); err != nil {
 		return nil, err

@@ -413,6 +413,10 @@ func readMessage(ctx context.Context, rd *wire.Reader, meter *budget.Meter, id j
 		if err := meter.Cover(ctx, int64(len(data))); err != nil {
 			return nil, nil, nil, err
 		}
+		if result, ok := plainResult(rd, id); ok {
+			// Only the result is kept: no decoding, one copy.
+			return &Result{held: bytes.Clone(result)}, nil, nil, nil
+		}
 		return wholeMessage(bytes.Clone(data), id)
 	case err != nil:
 		return nil, nil, nil, err

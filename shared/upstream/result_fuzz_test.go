@@ -17,7 +17,8 @@ import (
 // buffer) is relayed only when reading it whole, as the pool did before,
 // takes it for the call's result, and then as the same compact value;
 // the one answer whole reading takes and streaming refuses is one with
-// two results. make fuzz runs it.
+// two results. An answer read whole (plainResult, else decoded) comes
+// to what decoding it came to. make fuzz runs it.
 func FuzzAnswer(f *testing.F) {
 	id, err := jsonrpc.MakeID("mcp-proxy-1")
 	if err != nil {
@@ -39,7 +40,15 @@ func FuzzAnswer(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	for _, c := range wholeCases {
+		f.Add([]byte(strings.ReplaceAll(c.msg, "mcp-proxy-7", "mcp-proxy-1")))
+	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		// Read whole, as an answer that fits the buffer is (plainResult
+		// first), msg comes to what decoding it came to, to the byte.
+		if got, before := outcome(readWhole(msg, id)), outcome(wholeMessage(bytes.Clone(msg), id)); got != before {
+			t.Fatalf("%q read whole: %.200s; decoded: %.200s", msg, got, before)
+		}
 		var want []byte
 		if m, err := wire.Decode(msg); err == nil {
 			if r, ok := m.(*jsonrpc.Response); ok && r.ID == id && r.Error == nil && len(r.Result) > 0 {

@@ -361,6 +361,22 @@ func TestHostileEnvelopes(t *testing.T) {
 		}, big), false, false},
 		{"a method after the result", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `,"method":"x"}` }, big), false, false},
 		{"trailing garbage", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `} and more` }, big), false, false},
+		// Small answers, read whole: as they were decoded before.
+		{"spaced, small", json(func(id, r string) string {
+			return "{ \"jsonrpc\" : \"2.0\" ,\n\"id\" : " + id + " , \"result\" : " + r + " }\n"
+		}, 10), true, false},
+		{"two results, small", json(func(id, r string) string {
+			return `{"jsonrpc":"2.0","id":` + id + `,"result":{"x":1},"result":` + r + `}`
+		}, 10), true, false},
+		{"an error after the result, small", json(func(id, r string) string {
+			return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `,"error":{"code":1,"message":"x"}}`
+		}, 10), false, true},
+		{"a method after the result, small", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `,"method":"x"}` }, 10), false, true},
+		{"another id, small", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":"other","result":` + r + `}` }, 10), false, true},
+		{"bad JSON after a good head, small", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[}}` }, 10), false, true},
+		{"nested too deep, small", json(func(id, r string) string {
+			return `{"jsonrpc":"2.0","id":` + id + `,"result":` + strings.Repeat("[", wire.MaxDepth) + strings.Repeat("]", wire.MaxDepth) + `}`
+		}, 10), false, true},
 		{"trailing garbage, small", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `} and more` }, 10), false, true},
 		{"announced over the limit", json(func(id, r string) string { return `{"jsonrpc":"2.0","id":` + id + `,"result":` + r + `}` }, 2<<20), false, true},
 		{"not an object", json(func(id, r string) string { return `["jsonrpc","2.0",` + r + `]` }, big), false, true},
