@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"mcpproxy.dev/mcpproxy/shared/jsonstr"
 	"mcpproxy.dev/mcpproxy/shared/tenant"
 )
 
@@ -113,71 +114,10 @@ func appendOptional(b []byte, key, s string) []byte {
 	return appendString(append(b, key...), s)
 }
 
-// jsonSafe holds the bytes that appendString copies as they are: printable
-// ASCII but for the quote, the backslash and the HTML characters, which
-// encoding/json escapes by default. Bytes of multi-byte UTF-8 are not in
-// it: they are read as runes.
-var jsonSafe = func() (t [256]bool) {
-	for c := byte(' '); c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
 // appendString appends s as a JSON string, escaped as encoding/json does
-// it: short escapes for the quote, the backslash and \b \f \n \r \t;
-// \u00XX for the other control characters and < > &; \u2028 and \u2029
-// (JSONP); each byte of invalid UTF-8 replaced by \ufffd.
-func appendString(b []byte, s string) []byte {
-	const digits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0 // s[start:i] is still to be copied
-	for i := 0; i < len(s); {
-		c := s[i]
-		if jsonSafe[c] {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', digits[c>>4], digits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', digits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+// it, HTML characters included: the line stays what its reflection-driven
+// encoder wrote.
+func appendString(b []byte, s string) []byte { return jsonstr.AppendHTMLSafe(b, s) }
 
 // clean drops NUL characters, which Postgres text refuses, and cuts s to
 // at most n bytes without splitting a UTF-8 sequence.
