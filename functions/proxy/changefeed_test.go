@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -19,10 +18,7 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
-	"mcpproxy.dev/mcpproxy/internal/logcapture"
 	"mcpproxy.dev/mcpproxy/internal/pgtest"
-	"mcpproxy.dev/mcpproxy/internal/stack"
-	"mcpproxy.dev/mcpproxy/internal/testbin"
 	"mcpproxy.dev/mcpproxy/internal/testenv"
 	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/postgres"
@@ -32,41 +28,12 @@ import (
 // env added to its environment, and returns their /mcp URLs.
 func devservers(t *testing.T, e *testenv.Env, n int, env ...string) []string {
 	t.Helper()
-	bin := testbin.Build(t, "mcpproxy.dev/mcpproxy/cmd/devserver")
 	coll := firestoretest.Collection(t)
 	var urls []string
 	for range n {
-		free, err := stack.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin)
-		stderr := &logcapture.Buffer{}
-		cmd.Stderr = stderr
-		cmd.Env = append(append(os.Environ(),
-			"HOST=127.0.0.1", fmt.Sprintf("PORT=%d", free),
-			"DATABASE_URL="+e.DB.Pool.Config().ConnString(),
-			"MCP_ENCRYPTION_KEY="+pgtest.KeyringSpec,
-			"FIRESTORE_EMULATOR_HOST="+firestoretest.Host(t), "GOOGLE_CLOUD_PROJECT="+firestoretest.Project,
-			"REQUEST_LOG_COLLECTION="+coll), env...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			if t.Failed() {
-				t.Logf("dev server on port %d:\n%s", free, stderr.String())
-			}
-		})
-		url := fmt.Sprintf("http://127.0.0.1:%d/mcp", free)
-		if err := wait.Until(context.Background(), 30*time.Second, func() bool {
-			code, _ := callAt(url, e.Key, "alpha__echo")
-			return code == http.StatusOK
-		}); err != nil {
-			t.Fatalf("dev server on port %d did not start: %v\n%s", free, err, stderr.String())
-		}
-		urls = append(urls, url)
+		p := startDevserver(t, e, coll, env...)
+		p.waitServing(t, e.Key)
+		urls = append(urls, p.url)
 	}
 	return urls
 }
@@ -78,6 +45,17 @@ func callAt(url, key, tool string) (int, bool) {
 	if strings.HasSuffix(tool, "__add") {
 		args = `{"a":1,"b":2}`
 	}
+	code, raw := callTool(url, key, tool, args)
+	var out struct {
+		Result json.RawMessage `json:"result"`
+	}
+	json.Unmarshal(raw, &out)
+	return code, code == http.StatusOK && len(out.Result) > 0
+}
+
+// callTool calls tool with arguments args (JSON) and key through the
+// proxy at url, and returns the HTTP status and the body (its first MiB).
+func callTool(url, key, tool, args string) (int, []byte) {
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":` + args + `}}`
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -85,15 +63,11 @@ func callAt(url, key, tool string) (int, bool) {
 	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, false
+		return 0, nil
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var out struct {
-		Result json.RawMessage `json:"result"`
-	}
-	json.Unmarshal(raw, &out)
-	return resp.StatusCode, resp.StatusCode == http.StatusOK && len(out.Result) > 0
+	return resp.StatusCode, raw
 }
 
 // refusedEverywhere sends key's call to every process every 50 ms from

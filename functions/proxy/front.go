@@ -33,6 +33,9 @@ type frontMiddleware func(frontHandler) frontHandler
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.auth != nil && oauth.Owns(r.URL.Path) {
 		h.serveOAuth(w, r)
+		if h.inflight.Load() == 0 { // as counted does
+			logging.Flush(h.log)
+		}
 		return
 	}
 	if o := h.front(w, r); o.abort {

@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"mcpproxy.dev/mcpproxy/shared/logging"
 )
 
 // The middleware of the HTTP front, outermost first. Those of methods are
@@ -27,10 +29,17 @@ func (h *Handler) chainFront() frontHandler {
 }
 
 // counted counts the requests being served, which Shutdown waits for.
+// The last of them to end writes the log lines that wait to be written
+// with others (logging.NewBatched): after it the process may idle, with
+// its CPU taken away, until the next request.
 func (h *Handler) counted(next frontHandler) frontHandler {
 	return func(w http.ResponseWriter, r *http.Request) *outcome {
 		h.inflight.Add(1)
-		defer h.inflight.Add(-1)
+		defer func() {
+			if h.inflight.Add(-1) == 0 {
+				logging.Flush(h.log)
+			}
+		}()
 		return next(w, r)
 	}
 }

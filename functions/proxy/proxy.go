@@ -129,6 +129,9 @@ type Config struct {
 	OIDCClientSecret string     `env:"OAUTH_OIDC_CLIENT_SECRET"`
 	OIDCName         string     `env:"OAUTH_OIDC_NAME"`
 	LogLevel         slog.Level `env:"LOG_LEVEL, default=INFO"`
+	// LogDelay is how long an INFO line may wait to be written with the
+	// lines after it (logging.NewBatched); 0 writes each at once.
+	LogDelay time.Duration `env:"LOG_DELAY, default=50ms"`
 }
 
 // handler is built on the first request of the process. A configuration
@@ -140,7 +143,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger := logging.New(os.Stderr, c.LogLevel)
+	logger := logging.NewBatched(os.Stderr, c.LogLevel, c.LogDelay)
 	if v := c.UpstreamProtocol; v != "" && !slices.Contains(mcp.SupportedProtocolVersions(), v) {
 		return nil, fmt.Errorf("UPSTREAM_PROTOCOL_VERSION %q is none of %s", v, strings.Join(mcp.SupportedProtocolVersions(), ", "))
 	}
@@ -273,6 +276,7 @@ func onSignal(logger *slog.Logger, timeout time.Duration, shutdown func(context.
 		} else {
 			logger.Info("proxy shut down", attrs...)
 		}
+		logging.Flush(logger)
 		os.Exit(code)
 	}()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy/configcache"
+	"mcpproxy.dev/mcpproxy/shared/logging"
 )
 
 // Shutdown stops taking requests (new ones are answered 503 with
@@ -37,6 +38,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		err = h.opts.RequestLog.Drain(ctx)
 	}
 	h.pool.Close()
+	logging.Flush(h.log)
 	return err
 }
 

@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,10 +13,6 @@ import (
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
-	"mcpproxy.dev/mcpproxy/internal/logcapture"
-	"mcpproxy.dev/mcpproxy/internal/pgtest"
-	"mcpproxy.dev/mcpproxy/internal/stack"
-	"mcpproxy.dev/mcpproxy/internal/testbin"
 	"mcpproxy.dev/mcpproxy/internal/wait"
 	"mcpproxy.dev/mcpproxy/shared/logbuffer"
 )
@@ -32,31 +25,8 @@ import (
 func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	e := newEnv(t, proxy.Options{})
 	coll := firestoretest.Collection(t)
-	bin := testbin.Build(t, "mcpproxy.dev/mcpproxy/cmd/devserver")
-	free, err := stack.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := fmt.Sprint(free)
-
-	cmd := exec.Command(bin)
-	var stderr logcapture.Buffer
-	cmd.Stderr = &stderr
-	cmd.Env = append(os.Environ(),
-		"HOST=127.0.0.1", "PORT="+port,
-		"DATABASE_URL="+e.DB.Pool.Config().ConnString(),
-		"MCP_ENCRYPTION_KEY="+pgtest.KeyringSpec,
-		"FIRESTORE_EMULATOR_HOST="+firestoretest.Host(t), "GOOGLE_CLOUD_PROJECT="+firestoretest.Project,
-		"REQUEST_LOG_COLLECTION="+coll, "LOG_BATCH_MAX_AGE=1m", "LOG_BATCH_ENTRIES=100000",
-	)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill() })
-
-	url := "http://127.0.0.1:" + port + "/mcp"
+	p := startDevserver(t, e, coll, "LOG_BATCH_MAX_AGE=1m", "LOG_BATCH_ENTRIES=100000")
+	url, stderr := p.url, p.stderr
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"hi"}}}`
 	send := func(ctx context.Context, trace string) (int, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
@@ -108,12 +78,13 @@ func TestSIGTERMDrainsRequestLog(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	signalled := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	var exitErr error
 	select {
-	case exitErr = <-exited:
+	case <-p.exited:
+		exitErr = p.exitErr
 	case <-time.After(15 * time.Second):
 		t.Fatalf("still running 15 s after SIGTERM: %s", stderr.String())
 	}

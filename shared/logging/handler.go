@@ -35,18 +35,85 @@ type cloudHandler struct {
 
 // output is the writer the handlers of one logger share.
 type output struct {
-	mu sync.Mutex
+	mu sync.Mutex // held for a Write when delay is 0, else for pending
 	w  io.Writer
+
+	// With a delay (NewBatched), lines below WARNING wait in pending
+	// until a flush writes them all in one Write: delay after the first
+	// of them at the latest (timer), or at once when they reach
+	// batchBytes, when a WARNING or ERROR line comes, or on Flush.
+	delay   time.Duration
+	pending []byte
+	timer   *time.Timer
+	// wmu is held for a flush's Write, so that flushes write in turn and
+	// lines keep their order; spare, the array of the last flush, is
+	// pending's next one. Both are wmu's.
+	wmu   sync.Mutex
+	spare []byte
+}
+
+const (
+	// batchBytes of waiting lines are written at once. Whoever logs the
+	// line that reaches it writes them; should that Write block (a
+	// reader that does not keep up), so does every logger after it,
+	// which bounds what waits.
+	batchBytes = 32 << 10
+	// keepBytes is the largest array kept for the next batch.
+	keepBytes = 256 << 10
+)
+
+// write writes line b of level, or leaves it waiting (NewBatched).
+func (o *output) write(b []byte, level slog.Level) error {
+	if o.delay <= 0 {
+		o.mu.Lock()
+		_, err := o.w.Write(b)
+		o.mu.Unlock()
+		return err
+	}
+	o.mu.Lock()
+	o.pending = append(o.pending, b...)
+	n := len(o.pending)
+	if n == len(b) { // the first line waiting
+		o.timer.Reset(o.delay)
+	}
+	o.mu.Unlock()
+	if level >= slog.LevelWarn || n >= batchBytes {
+		return o.flush()
+	}
+	return nil
+}
+
+// flush writes the waiting lines in one Write.
+func (o *output) flush() error {
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	o.mu.Lock()
+	b := o.pending
+	o.pending, o.spare = o.spare[:0], nil
+	o.mu.Unlock()
+	var err error
+	if len(b) > 0 {
+		_, err = o.w.Write(b)
+	}
+	if cap(b) <= keepBytes {
+		o.spare = b[:0]
+	}
+	return err
 }
 
 // lines holds the buffers lines are made in.
 var lines = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-func newCloudHandler(w io.Writer, level slog.Leveler) *cloudHandler {
+func newCloudHandler(w io.Writer, level slog.Leveler, delay time.Duration) *cloudHandler {
 	if level == nil {
 		level = slog.LevelInfo
 	}
-	return &cloudHandler{out: &output{w: w}, level: level}
+	out := &output{w: w, delay: delay}
+	if delay > 0 {
+		out.timer = time.AfterFunc(delay, func() { out.flush() })
+		out.timer.Stop()
+	}
+	return &cloudHandler{out: out, level: level}
 }
 
 func (h *cloudHandler) Enabled(_ context.Context, l slog.Level) bool {
@@ -103,9 +170,7 @@ func (h *cloudHandler) line(t time.Time, level slog.Level, msg string, r *slog.R
 		b = append(b, '}')
 	}
 	b = append(b, "}\n"...)
-	h.out.mu.Lock()
-	_, err := h.out.w.Write(b)
-	h.out.mu.Unlock()
+	err := h.out.write(b, level)
 	if cap(b) <= 64<<10 { // a rare huge line is not kept
 		*bp = b
 		lines.Put(bp)
