@@ -14,7 +14,8 @@ import (
 )
 
 // cloudHandler writes each record as one line of Cloud Logging's
-// structured JSON, in one Write made before Handle returns:
+// structured JSON, in one Write made before Handle returns (New), or
+// with the lines around it in one Write a little later (NewBatched):
 //
 //	{"time":"…","severity":"INFO","message":"…",attributes…}
 //
