@@ -129,10 +129,47 @@ func TestBatchedBound(t *testing.T) {
 			t.Fatalf("%d lines of %d bytes still waiting", lines, len(text))
 		}
 	}
-	s, n := w.read()
-	if len(s) < batchBytes || n != 1 || len(messages(t, s)) != lines {
-		t.Errorf("%d bytes of %d lines in %d writes; want the %d lines, at least %d bytes, in 1", len(s), len(messages(t, s)), n, lines, batchBytes)
+	s, _ := w.read()
+	if len(s) < batchBytes || len(messages(t, s)) != lines {
+		t.Errorf("%d bytes of %d lines; want the %d lines, at least %d bytes", len(s), len(messages(t, s)), lines, batchBytes)
 	}
+}
+
+// TestBatchedWritesWholeLines checks that a batch is written in Writes
+// of whole lines, each at most pipeBuf bytes unless one line is longer:
+// no other writer to the same pipe can come within a line.
+func TestBatchedWritesWholeLines(t *testing.T) {
+	var w recordingWriter
+	l := NewBatched(&w, slog.LevelInfo, time.Hour)
+	for i := range 200 {
+		l.Info("m", "text", strings.Repeat("y", i*7%900))
+	}
+	l.Info("long", "text", strings.Repeat("z", 3*pipeBuf))
+	l.Info("after")
+	if err := Flush(l); err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	for i, p := range w.writes {
+		if !strings.HasSuffix(p, "\n") {
+			t.Fatalf("write %d does not end a line: …%q", i, p[max(0, len(p)-40):])
+		}
+		if len(p) > pipeBuf && strings.Count(p, "\n") > 1 {
+			t.Errorf("write %d: %d bytes of %d lines; more than %d bytes may hold one line only", i, len(p), strings.Count(p, "\n"), pipeBuf)
+		}
+		all.WriteString(p)
+	}
+	if got := len(messages(t, all.String())); got != 202 || len(w.writes) < 2 {
+		t.Errorf("%d lines in %d writes; want 202 lines in several", got, len(w.writes))
+	}
+}
+
+// recordingWriter keeps each Write apart.
+type recordingWriter struct{ writes []string }
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
 }
 
 // TestBatchedConcurrent logs from many goroutines at once (run with

@@ -1,6 +1,7 @@
 package logging
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -92,14 +93,38 @@ func (o *output) flush() error {
 	b := o.pending
 	o.pending, o.spare = o.spare[:0], nil
 	o.mu.Unlock()
-	var err error
-	if len(b) > 0 {
-		_, err = o.w.Write(b)
-	}
+	err := writeLines(o.w, b)
 	if cap(b) <= keepBytes {
 		o.spare = b[:0]
 	}
 	return err
+}
+
+// pipeBuf is the most a write to a pipe can hold and stay whole among
+// the writes of other writers to the same pipe (POSIX PIPE_BUF, 4096 on
+// Linux).
+const pipeBuf = 4096
+
+// writeLines writes the whole lines of b in Writes of at most pipeBuf
+// bytes each, cut after a newline (a longer line in a Write of its own):
+// as when each line was a Write of its own, whatever else writes to the
+// same pipe (stderr) can come between lines, never within one.
+func writeLines(w io.Writer, b []byte) error {
+	for len(b) > 0 {
+		n := len(b)
+		if n > pipeBuf {
+			if i := bytes.LastIndexByte(b[:pipeBuf], '\n'); i >= 0 {
+				n = i + 1
+			} else if i := bytes.IndexByte(b, '\n'); i >= 0 {
+				n = i + 1
+			}
+		}
+		if _, err := w.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // lines holds the buffers lines are made in.

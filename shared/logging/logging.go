@@ -22,8 +22,8 @@ func New(w io.Writer, level slog.Leveler) *slog.Logger {
 
 // NewBatched returns a logger like New's whose DEBUG and INFO lines may
 // wait in memory, up to delay, to be written to w together with the
-// lines after them, in one Write: on a busy process, one write system
-// call for many lines instead of one each. A WARNING or ERROR line is
+// lines after them, in Writes of up to 4 KiB of whole lines: on a busy
+// process, one write system call for many lines instead of one each. A WARNING or ERROR line is
 // written at once, after every line before it; 32 KiB of waiting lines
 // are too. Lines keep their order and their "time", which Cloud Logging
 // files them by. Flush writes the waiting lines at once: call it before
