@@ -165,7 +165,7 @@ var handler = sync.OnceValues(func() (*Handler, error) {
 	if project == "" {
 		project = firestore.DetectProjectID
 	}
-	fs, err := firestore.NewClientWithDatabase(ctx, project, c.FirestoreDatabase)
+	fs, err := firestore.NewClientWithDatabase(ctx, project, c.FirestoreDatabase, logbuffer.ClientOptions()...)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/api/option"
 
 	"mcpproxy.dev/mcpproxy/internal/relay"
 )
@@ -30,13 +31,13 @@ func Host(t testing.TB) string {
 	return h
 }
 
-// Client returns a client of the emulator at host, closed when the test
-// ends. The Firestore client reads the emulator's address from the
-// environment when it is made, and from nowhere else.
-func Client(t testing.TB, host string) *firestore.Client {
+// Client returns a client of the emulator at host, with opts, closed when
+// the test ends. The Firestore client reads the emulator's address from
+// the environment when it is made, and from nowhere else.
+func Client(t testing.TB, host string, opts ...option.ClientOption) *firestore.Client {
 	t.Helper()
 	t.Setenv("FIRESTORE_EMULATOR_HOST", host)
-	c, err := firestore.NewClient(context.Background(), Project)
+	c, err := firestore.NewClient(context.Background(), Project, opts...)
 	if err != nil {
 		t.Fatalf("firestore client for the emulator at %s: %v", host, err)
 	}
