@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"mcpproxy.dev/mcpproxy/internal/wait"
 )
 
 // lockedWriter counts Writes and may be read while loggers write to it.
@@ -86,30 +89,21 @@ func TestBatchedLinesWait(t *testing.T) {
 func TestBatchedDelay(t *testing.T) {
 	var w lockedWriter
 	l := NewBatched(&w, slog.LevelInfo, 20*time.Millisecond)
-	l.Info("alone")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s, _ := w.read()
-		if strings.Join(messages(t, s), ",") == "alone" {
-			break
+	written := func(want string) {
+		t.Helper()
+		if err := wait.Until(context.Background(), 10*time.Second, func() bool {
+			s, _ := w.read()
+			return strings.Join(messages(t, s), ",") == want
+		}); err != nil {
+			s, _ := w.read()
+			t.Fatalf("lines %q not written 10 s after a delay of 20 ms: %q", want, s)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("line not written 10 s after a delay of 20 ms: %q", s)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	l.Info("alone")
+	written("alone")
 	// And again for a line after the first batch went out.
 	l.Info("again")
-	for {
-		s, _ := w.read()
-		if strings.Join(messages(t, s), ",") == "alone,again" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("second line not written: %q", s)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	written("alone,again")
 }
 
 // TestBatchedBound checks that waiting lines are written once they reach
