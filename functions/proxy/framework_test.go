@@ -2,12 +2,15 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"mcpproxy.dev/mcpproxy/functions/proxy"
 	"mcpproxy.dev/mcpproxy/internal/firestoretest"
+	"mcpproxy.dev/mcpproxy/internal/wait"
 )
 
 // TestFrameworkWritesNoFlushLines: on Cloud Run (K_SERVICE set) the
@@ -26,6 +29,11 @@ func TestFrameworkWritesNoFlushLines(t *testing.T) {
 			t.Fatalf("call: HTTP %d, result %v", code, ok)
 		}
 	}
+	// The client has each answer before its handler has ended, which is
+	// when the line is written.
+	if err := wait.Until(context.Background(), 10*time.Second, func() bool { return p.requestLines() >= 6 }); err != nil {
+		t.Errorf("%d request log lines on stderr; want one per call (6 or more):\n%s", p.requestLines(), p.stderr.String())
+	}
 	p.kill()
 	for name, out := range map[string]string{"stdout": p.stdout.String(), "stderr": p.stderr.String()} {
 		sc := bufio.NewScanner(strings.NewReader(out))
@@ -34,8 +42,5 @@ func TestFrameworkWritesNoFlushLines(t *testing.T) {
 				t.Fatalf("an empty line on %s after a request:\n%s", name, out)
 			}
 		}
-	}
-	if lines := p.requestLines(); lines < 6 {
-		t.Errorf("%d request log lines on stderr; want one per call (6 or more):\n%s", lines, p.stderr.String())
 	}
 }
