@@ -1,6 +1,7 @@
 package logbuffer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -101,6 +102,67 @@ func TestBatchesByCountAndAge(t *testing.T) {
 	}
 	if s := b.Stats(); s.Batches != 3 || s.Depth != 0 || s.Bytes != 0 {
 		t.Errorf("stats %+v; want 3 batches and nothing held", s)
+	}
+}
+
+// heldSink holds each Write until released, keeping a copy of the
+// batch's lines as Write got them.
+type heldSink struct {
+	got     chan []byte
+	release chan struct{}
+	batches []*Batch
+}
+
+func (h *heldSink) Write(_ context.Context, b *Batch) error {
+	h.batches = append(h.batches, b)
+	h.got <- bytes.Clone(b.Entries)
+	<-h.release
+	return nil
+}
+
+// TestBatchKeepsItsLines appends entries while a batch is being written:
+// the batch's lines, which the sink has until it returns, must stay as
+// they were, however the entries after them are held.
+func TestBatchKeepsItsLines(t *testing.T) {
+	sink := &heldSink{got: make(chan []byte, 40), release: make(chan struct{})}
+	b := New(sink, Options{BatchEntries: 3})
+	for i := range 5 {
+		b.Append(entry(i))
+	}
+	b.Kick()
+	var first []byte
+	select {
+	case first = <-sink.got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch written")
+	}
+	for i := 5; i < 40; i++ {
+		b.Append(entry(i))
+	}
+	if !bytes.Equal(sink.batches[0].Entries, first) {
+		t.Fatalf("the batch being written changed under the sink:\n%s\nwas\n%s", sink.batches[0].Entries, first)
+	}
+	close(sink.release)
+	if err := b.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, batch := range sink.batches {
+		es, err := DecodeEntries(batch.Entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			ids = append(ids, e.ID)
+		}
+	}
+	if len(ids) != 40 {
+		t.Fatalf("stored %d entries; want 40", len(ids))
+	}
+	for i, id := range ids {
+		if id != entry(i).ID {
+			t.Fatalf("entry %d is %s; want %s", i, id, entry(i).ID)
+		}
 	}
 }
 
