@@ -112,8 +112,8 @@ type Buffer struct {
 	// reserve is the capacity a new pending array gets: the size of the
 	// last batch cut, so that the next one is not grown step by step.
 	reserve   int
-	items     []item // the entries of pending, oldest first
-	itemBytes int    // len(pending)
+	items     []item   // the entries of pending, oldest first
+	itemBytes int      // len(pending)
 	retry     []*Batch // cut but not stored, oldest first
 	held      int      // bytes of items, retry and the batch being written
 	heldCount int
