@@ -113,7 +113,6 @@ type Buffer struct {
 	// last batch cut, so that the next one is not grown step by step.
 	reserve   int
 	items     []item   // the entries of pending, oldest first
-	itemBytes int      // len(pending)
 	retry     []*Batch // cut but not stored, oldest first
 	held      int      // bytes of items, retry and the batch being written
 	heldCount int
@@ -181,7 +180,6 @@ func (b *Buffer) Append(e tenant.LogEntry) bool {
 	}
 	b.pending = append(b.pending, line...)
 	b.items = append(b.items, item{size: len(line), key: e.APIKeyID, at: e.CreatedAt.UTC(), added: now})
-	b.itemBytes += len(line)
 	b.held += len(line)
 	b.heldCount++
 	if len(b.items) == 1 {
@@ -233,7 +231,7 @@ func (b *Buffer) due(now time.Time) bool {
 		return true
 	}
 	return len(b.items) > 0 && (len(b.items) >= b.opts.BatchEntries ||
-		b.itemBytes >= b.opts.BatchBytes || now.Sub(b.items[0].added) >= b.opts.MaxAge)
+		len(b.pending) >= b.opts.BatchBytes || now.Sub(b.items[0].added) >= b.opts.MaxAge)
 }
 
 func (b *Buffer) writeLoop() {
@@ -289,7 +287,6 @@ func (b *Buffer) next() *Batch {
 	if len(left) > 0 {
 		b.pending = append(make([]byte, 0, max(b.reserve, len(left))), left...)
 	}
-	b.itemBytes -= size
 	// The rest moves to the front of the same array, which the next
 	// batch fills again; what it no longer holds is cleared for the GC.
 	rest := copy(b.items, b.items[n:])
