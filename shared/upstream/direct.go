@@ -247,7 +247,11 @@ func (p *Pool) readJSON(ctx context.Context, up tenant.Upstream, id jsonrpc.ID, 
 // client refuses it (guardedClient): following it would take the
 // credentials wherever the upstream names.
 func (p *Pool) roundTrip(up tenant.Upstream, req *http.Request) (*http.Response, error) {
-	g := guardOf(p.base(), up, p.creds, p.target(up.URL), p.opts.MaxMessageBytes)
+	base := p.base()
+	if p.h1.serves(req) {
+		base = p.h1
+	}
+	g := guardOf(base, up, p.creds, p.target(up.URL), p.opts.MaxMessageBytes)
 	if g.refuse != nil || !g.target.allows(req.URL) {
 		// admit records a refusal in its guard: one of its own on the
 		// heap, so that g stays on the stack on every other call.

@@ -107,6 +107,9 @@ type Pool struct {
 	// to which the session's requests to the client go (ask.go).
 	inflightMu sync.Mutex
 	inflight   map[*mcp.ClientSession]map[*sdkCall]bool
+	// h1 sends the pool's own requests to plain-HTTP upstreams (h1.go);
+	// nil with PoolOptions.HTTPClient, whose transport then sends them.
+	h1 *h1Client
 }
 
 type pooled struct {
@@ -136,8 +139,10 @@ func NewPool(opts PoolOptions) *Pool {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	httpClient := opts.HTTPClient
+	var h1 *h1Client
 	if httpClient == nil {
 		dialer := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
+		h1 = newH1Client(dialer.DialContext, opts.MaxIdleConnsPerHost)
 		httpClient = &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           dialer.DialContext,
@@ -155,7 +160,7 @@ func NewPool(opts PoolOptions) *Pool {
 		}}
 	}
 	p := &Pool{opts: opts, http: httpClient, creds: opts.Credentials, log: opts.Logger, iso: newIsolation(opts, opts.Logger),
-		sessions: map[string]*pooled{}, stop: make(chan struct{})}
+		sessions: map[string]*pooled{}, stop: make(chan struct{}), h1: h1}
 	if p.creds == nil {
 		p.creds = credentials.New(credentials.Options{Transport: p.base(), Timeout: opts.ConnectTimeout})
 	}
@@ -417,6 +422,9 @@ func (p *Pool) janitor() {
 			p.mu.Lock()
 			p.sweepLocked(now)
 			p.mu.Unlock()
+			if p.h1 != nil {
+				p.h1.prune(now)
+			}
 		}
 	}
 }
@@ -466,6 +474,9 @@ func (p *Pool) Close() {
 	wg.Wait()
 	if !wasClosed {
 		p.iso.close()
+		if p.h1 != nil {
+			p.h1.close()
+		}
 	}
 }
 
