@@ -87,7 +87,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	var clients, protocols, upstreamProtocols, large, load string
 	fs.StringVar(&o.bin, "bin", "bin", "folder of the built binaries (make build)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of one measured run")
-	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every target at every client count once")
+	fs.IntVar(&o.rounds, "rounds", 5, "rounds; each runs every target at every client count once")
 	fs.StringVar(&clients, "clients", "1,80", "concurrent client counts")
 	fs.IntVar(&o.cold, "cold", 5, "cold starts to time")
 	fs.StringVar(&protocols, "protocols", "2025-06-18,2026-07-28", "protocol versions the clients speak, each measured")
