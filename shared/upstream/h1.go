@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,11 +37,12 @@ import (
 // speaks to proxies.
 type h1Client struct {
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
-	maxIdle int // idle connections kept per host
+	maxIdle int // idle connections kept per host; ten times as many in all
 
-	mu     sync.Mutex
-	idle   map[string][]*h1Conn // by host:port, most recently used last
-	closed bool
+	mu        sync.Mutex
+	idle      map[string][]*h1Conn // by host:port, most recently used last; no empty list
+	idleCount int
+	closed    bool
 }
 
 // h1Conn is one keep-alive connection.
@@ -57,6 +59,8 @@ const (
 	// maxResponseHeader bounds a response's status line and header, as
 	// http.Server's DefaultMaxHeaderBytes bounds a request's.
 	maxResponseHeader = 1 << 20
+	// maxInformational is the most 1xx responses taken before an answer.
+	maxInformational = 8
 	// idleConnTimeout closes a connection idle for longer, as the pool's
 	// http.Transport does.
 	idleConnTimeout = 90 * time.Second
@@ -87,6 +91,13 @@ func (c *h1Client) serves(req *http.Request) bool {
 func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	pc, err := c.conn(ctx, canonicalAddr(req))
+	if err == nil && ctx.Err() != nil {
+		// Ended while a connection was found: nothing is sent (the
+		// function of context.AfterFunc below runs on a goroutine of
+		// its own, after the request may have been written).
+		c.putIdle(pc)
+		err = ctx.Err()
+	}
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -105,19 +116,27 @@ func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := pc.bw.Flush(); err != nil {
 		return fail(err)
 	}
-	for {
-		pc.r.left, pc.r.exceeded = maxResponseHeader, false
+	// One bound for the answer's header and every informational one
+	// before it, as http.Transport has.
+	pc.r.left, pc.r.exceeded = maxResponseHeader, false
+	for informational := 0; ; informational++ {
 		resp, err := http.ReadResponse(pc.br, req)
-		pc.r.left = -1
 		if err != nil {
+			pc.r.left = -1
 			if pc.r.exceeded {
 				err = errors.New("upstream response header larger than 1 MiB")
 			}
 			return fail(err)
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			continue // 100 Continue, 103 Early Hints: the answer follows
+			// 100 Continue, 103 Early Hints: the answer follows.
+			if informational == maxInformational {
+				pc.r.left = -1
+				return fail(fmt.Errorf("upstream sent more than %d informational responses", maxInformational))
+			}
+			continue
 		}
+		pc.r.left = -1
 		reuse := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
 		resp.Body = &h1Body{body: resp.Body, pc: pc, client: c, ctx: ctx, stop: stop, reuse: reuse}
 		return resp, nil
@@ -177,7 +196,12 @@ func (c *h1Client) takeIdle(host string) *h1Conn {
 	}
 	pc := list[len(list)-1]
 	list[len(list)-1] = nil
-	c.idle[host] = list[:len(list)-1]
+	if len(list) == 1 {
+		delete(c.idle, host)
+	} else {
+		c.idle[host] = list[:len(list)-1]
+	}
+	c.idleCount--
 	return pc
 }
 
@@ -193,6 +217,7 @@ func (c *h1Client) pruneLocked(host string, now time.Time) []*h1Conn {
 	if n == 0 {
 		return list
 	}
+	c.idleCount -= n
 	rest := copy(list, list[n:])
 	clear(list[rest:])
 	if rest == 0 {
@@ -215,8 +240,36 @@ func (c *h1Client) putIdle(pc *h1Conn) {
 		pc.conn.Close()
 		return
 	}
-	c.idle[pc.host] = append(list, pc)
+	if c.idleCount >= 10*c.maxIdle {
+		c.evictOldestLocked()
+	}
+	c.idle[pc.host] = append(c.idle[pc.host], pc)
+	c.idleCount++
 	c.mu.Unlock()
+}
+
+// evictOldestLocked closes the connection idle for longest, of any
+// host. c.mu is held.
+func (c *h1Client) evictOldestLocked() {
+	oldest := ""
+	for host, list := range c.idle {
+		if oldest == "" || list[0].idleSince.Before(c.idle[oldest][0].idleSince) {
+			oldest = host
+		}
+	}
+	if oldest == "" {
+		return
+	}
+	list := c.idle[oldest]
+	list[0].conn.Close()
+	if len(list) == 1 {
+		delete(c.idle, oldest)
+	} else {
+		rest := copy(list, list[1:])
+		list[rest] = nil
+		c.idle[oldest] = list[:rest]
+	}
+	c.idleCount--
 }
 
 // prune closes the connections idle for longer than idleConnTimeout,
@@ -233,7 +286,7 @@ func (c *h1Client) prune(now time.Time) {
 func (c *h1Client) close() {
 	c.mu.Lock()
 	idle := c.idle
-	c.idle, c.closed = map[string][]*h1Conn{}, true
+	c.idle, c.idleCount, c.closed = map[string][]*h1Conn{}, 0, true
 	c.mu.Unlock()
 	for _, list := range idle {
 		for _, pc := range list {
@@ -291,7 +344,8 @@ func (l *headerLimit) Read(p []byte) (int, error) {
 }
 
 // h1Body is a response's body: at its end, or when closed after it, the
-// connection goes back to the idle pool, else it is closed.
+// connection goes back to the idle pool, else it is closed. Unlike
+// http.Transport's, it is read and closed from one goroutine at a time.
 type h1Body struct {
 	body   io.ReadCloser
 	pc     *h1Conn
@@ -299,10 +353,17 @@ type h1Body struct {
 	ctx    context.Context
 	stop   func() bool
 	reuse  bool
-	done   bool
+	done   bool // the connection is released
+	closed bool // Close was called
 }
 
+// errClosedBody is a read after Close, as http.Transport's body says.
+var errClosedBody = errors.New("http: read on closed response body")
+
 func (b *h1Body) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, errClosedBody
+	}
 	if b.done {
 		return 0, io.EOF
 	}
@@ -322,6 +383,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 // (a chunked body's last chunk) gives its connection back when that end
 // is buffered already; Close never waits for the upstream.
 func (b *h1Body) Close() error {
+	b.closed = true
 	if b.done {
 		return nil
 	}

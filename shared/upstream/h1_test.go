@@ -20,6 +20,7 @@ import (
 type rawServer struct {
 	ln      net.Listener
 	dials   atomic.Int32
+	served  atomic.Int32 // requests read
 	answers []string
 	close   bool
 }
@@ -32,7 +33,6 @@ func startRaw(t *testing.T, close bool, answers ...string) *rawServer {
 	}
 	s := &rawServer{ln: ln, answers: answers, close: close}
 	t.Cleanup(func() { ln.Close() })
-	var served atomic.Int32
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -49,7 +49,7 @@ func startRaw(t *testing.T, close bool, answers ...string) *rawServer {
 						return
 					}
 					io.Copy(io.Discard, req.Body)
-					i := int(served.Add(1)) - 1
+					i := int(s.served.Add(1)) - 1
 					conn.Write([]byte(s.answers[min(i, len(s.answers)-1)]))
 					if s.close {
 						return
@@ -272,5 +272,118 @@ func TestH1Serves(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, "http://example.com/mcp", nil)
 	if none.serves(req) {
 		t.Error("a nil client serves")
+	}
+}
+
+// TestH1InformationalBound: informational responses share the answer's
+// header bound, and only a few are taken: an upstream sending them
+// without end fails the call at once, not at its deadline.
+func TestH1InformationalBound(t *testing.T) {
+	big := "HTTP/1.1 103 Early Hints\r\nX-Pad: " + strings.Repeat("a", 300<<10) + "\r\n\r\n"
+	small := "HTTP/1.1 100 Continue\r\n\r\n"
+	for name, answer := range map[string]string{
+		"1.2 MiB of headers in all": strings.Repeat(big, 4) + okAnswer,
+		"many small ones":           strings.Repeat(small, maxInformational+1) + okAnswer,
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := startRaw(t, false, answer)
+			c := newTestH1()
+			defer c.close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if got, err := post(t, ctx, c, s.url()); err == nil || ctx.Err() != nil {
+				t.Fatalf("read %q, %v; want the call refused before its deadline", got, err)
+			}
+		})
+	}
+	s := startRaw(t, false, strings.Repeat(small, maxInformational)+okAnswer)
+	c := newTestH1()
+	defer c.close()
+	if got, err := post(t, context.Background(), c, s.url()); err != nil || got != "{}" {
+		t.Fatalf("%d informational responses: %q, %v; want the answer", maxInformational, got, err)
+	}
+}
+
+// TestH1CancelledNotSent: a call whose context ended before it was sent
+// does not reach the upstream, even on an idle connection ready for it.
+func TestH1CancelledNotSent(t *testing.T) {
+	s := startRaw(t, false, okAnswer)
+	c := newTestH1()
+	defer c.close()
+	if _, err := post(t, context.Background(), c, s.url()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 20 {
+		if _, err := post(t, ctx, c, s.url()); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v; want context.Canceled", err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := s.served.Load(); n != 1 {
+		t.Errorf("the upstream read %d requests; want only the first, none of the cancelled ones", n)
+	}
+	if got, err := post(t, context.Background(), c, s.url()); err != nil || got != "{}" || s.dials.Load() != 1 {
+		t.Errorf("after: %q, %v, %d connections; want the idle one used", got, err, s.dials.Load())
+	}
+}
+
+// TestH1IdleBounds: idle connections are at most maxIdle per host and
+// ten times as many in all, the oldest going first; a host without any
+// leaves nothing behind.
+func TestH1IdleBounds(t *testing.T) {
+	c := newH1Client((&net.Dialer{Timeout: 5 * time.Second}).DialContext, 1)
+	defer c.close()
+	var last *rawServer
+	for range 30 {
+		last = startRaw(t, false, okAnswer)
+		if _, err := post(t, context.Background(), c, last.url()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.mu.Lock()
+	total := 0
+	for _, list := range c.idle {
+		total += len(list)
+	}
+	_, newest := c.idle[last.ln.Addr().String()]
+	count := c.idleCount
+	c.mu.Unlock()
+	if total != 10 || count != 10 || !newest {
+		t.Errorf("%d idle connections (counted %d), the newest host's kept: %v; want 10, the newest among them", total, count, newest)
+	}
+
+	closing := startRaw(t, false, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+	c2 := newTestH1()
+	defer c2.close()
+	for range 3 {
+		post(t, context.Background(), c2, closing.url())
+	}
+	s := startRaw(t, false, okAnswer)
+	post(t, context.Background(), c2, s.url())
+	post(t, context.Background(), c2, s.url()) // takes the idle one, gives it back
+	c2.mu.Lock()
+	hosts := len(c2.idle)
+	c2.mu.Unlock()
+	if hosts != 1 {
+		t.Errorf("%d hosts in the idle pool; want only the one with an idle connection", hosts)
+	}
+}
+
+func TestH1ReadAfterClose(t *testing.T) {
+	s := startRaw(t, false, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789")
+	c := newTestH1()
+	defer c.close()
+	req, _ := http.NewRequest(http.MethodPost, s.url(), strings.NewReader("{}"))
+	resp, err := c.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [3]byte
+	io.ReadFull(resp.Body, b[:])
+	resp.Body.Close()
+	if _, err := resp.Body.Read(b[:]); err == nil || err == io.EOF {
+		t.Errorf("a read after Close of a body cut short: %v; want an error, not the end", err)
 	}
 }
