@@ -189,13 +189,15 @@ func (s *Store) listen(ctx context.Context, doc *firestore.DocumentRef) (*firest
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	it := doc.Snapshots(ctx)
-	defer it.Stop()
 	type next struct {
 		snap *firestore.DocumentSnapshot
 		err  error
 	}
 	snaps := make(chan next)
-	go func() { // ends with ctx: Next fails once the iterator stops
+	// The goroutine owns the iterator: Stop must not run concurrently
+	// with Next. It ends with ctx, which fails Next.
+	go func() {
+		defer it.Stop()
 		for {
 			snap, err := it.Next()
 			select {
