@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -23,8 +22,11 @@ import (
 // answer back from the other, with a cancellable context, a copy of the
 // request and their channels on the way. At 80 concurrent calls that was
 // about a tenth of the proxy's CPU (BENCHMARKS.md). Here the caller
-// writes the request and reads the answer itself: the request's deadline
-// is the connection's, and a context that ends sets it in the past.
+// writes the request and reads the answer itself, and a context that
+// ends (cancelled, or at its deadline) sets the connection's deadline in
+// the past. (Not the context's deadline as the connection's: a read cut
+// by it could return before the context says it ended, and callers ask
+// the context why a call failed.)
 //
 // What it keeps of http.Transport's care: requests and responses are
 // written and parsed by net/http (Request.Write, ReadResponse: chunked,
@@ -102,8 +104,6 @@ func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	deadline, _ := ctx.Deadline() // zero when none
-	pc.conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { pc.conn.SetDeadline(inThePast) })
 	fail := func(err error) (*http.Response, error) {
 		stop()
@@ -144,13 +144,10 @@ func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // contextError is ctx's error when ctx ended, err otherwise: a read or
-// write cut by the connection's deadline is the request's deadline.
+// write the context cut fails with the connection's deadline.
 func contextError(ctx context.Context, err error) error {
 	if e := ctx.Err(); e != nil {
 		return e
-	}
-	if d, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(d) {
-		return context.DeadlineExceeded
 	}
 	return err
 }
@@ -355,6 +352,7 @@ type h1Body struct {
 	reuse  bool
 	done   bool // the connection is released
 	closed bool // Close was called
+	cut    bool // Close set the read deadline in the past
 }
 
 // errClosedBody is a read after Close, as http.Transport's body says.
@@ -388,6 +386,7 @@ func (b *h1Body) Close() error {
 		return nil
 	}
 	b.pc.conn.SetReadDeadline(inThePast)
+	b.cut = true
 	var rest [64]byte
 	if n, err := b.body.Read(rest[:]); n > 0 || err != io.EOF {
 		b.reuse = false
@@ -407,6 +406,8 @@ func (b *h1Body) release() {
 		b.pc.conn.Close()
 		return
 	}
-	b.pc.conn.SetDeadline(time.Time{})
+	if b.cut {
+		b.pc.conn.SetReadDeadline(time.Time{})
+	}
 	b.client.putIdle(b.pc)
 }
