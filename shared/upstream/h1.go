@@ -68,9 +68,6 @@ const (
 	idleConnTimeout = 90 * time.Second
 )
 
-// errIdleClosed is an idle connection's upstream having closed it.
-var errIdleClosed = errors.New("idle connection closed by the upstream")
-
 // inThePast is a deadline that fails every pending read and write.
 var inThePast = time.Unix(1, 0)
 
