@@ -1,6 +1,7 @@
 package logbuffer
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -80,12 +81,8 @@ type Stats struct {
 	LastError string `json:"lastError,omitempty"`
 }
 
-// item is an entry waiting in Buffer.pending.
-// lineScratch is the stack buffer an entry's line is encoded into.
-const lineScratch = 1024
-
 type item struct {
-	size  int // its line's bytes in pending, newline included
+	line  []byte
 	key   string
 	at    time.Time // the entry's time, for LastUsed
 	added time.Time // when it was appended, for MaxAge
@@ -103,16 +100,9 @@ type Buffer struct {
 	// Drain.
 	writer chan struct{}
 
-	mu sync.Mutex
-	// pending holds the lines of the entries not yet in a batch, oldest
-	// first, each ended by a newline: the next batch's Entries is cut
-	// from its front, so that a line is copied once, into it, when it
-	// is appended.
-	pending []byte
-	// reserve is the capacity a new pending array gets: the size of the
-	// last batch cut, so that the next one is not grown step by step.
-	reserve   int
-	items     []item   // the entries of pending, oldest first
+	mu        sync.Mutex
+	items     []item   // not yet in a batch, oldest first
+	itemBytes int      // their encoded size
 	retry     []*Batch // cut but not stored, oldest first
 	held      int      // bytes of items, retry and the batch being written
 	heldCount int
@@ -164,22 +154,15 @@ func (b *Buffer) Append(e tenant.LogEntry) bool {
 		e.CreatedAt = now
 	}
 	b.appended.Add(1)
-	// Encoded on the stack, outside the lock, then copied into pending.
-	// A line longer than scratch (long text with many escapes) costs a
-	// few more allocations.
-	var scratch [lineScratch]byte
-	line := append(appendLine(scratch[:0], e), '\n')
+	line := encode(e)
 	b.mu.Lock()
 	if b.held+len(line) > b.opts.MaxBytes {
 		b.mu.Unlock()
 		b.drop("buffer full")
 		return false
 	}
-	if b.pending == nil {
-		b.pending = make([]byte, 0, max(b.reserve, len(line)))
-	}
-	b.pending = append(b.pending, line...)
-	b.items = append(b.items, item{size: len(line), key: e.APIKeyID, at: e.CreatedAt.UTC(), added: now})
+	b.items = append(b.items, item{line: line, key: e.APIKeyID, at: e.CreatedAt.UTC(), added: now})
+	b.itemBytes += len(line)
 	b.held += len(line)
 	b.heldCount++
 	if len(b.items) == 1 {
@@ -231,7 +214,7 @@ func (b *Buffer) due(now time.Time) bool {
 		return true
 	}
 	return len(b.items) > 0 && (len(b.items) >= b.opts.BatchEntries ||
-		len(b.pending) >= b.opts.BatchBytes || now.Sub(b.items[0].added) >= b.opts.MaxAge)
+		b.itemBytes >= b.opts.BatchBytes || now.Sub(b.items[0].added) >= b.opts.MaxAge)
 }
 
 func (b *Buffer) writeLoop() {
@@ -267,26 +250,24 @@ func (b *Buffer) next() *Batch {
 		return nil
 	}
 	n, size := 0, 0
-	for n < len(b.items) && n < b.opts.BatchEntries && (n == 0 || size+b.items[n].size <= b.opts.BatchBytes) {
-		size += b.items[n].size
+	for n < len(b.items) && n < b.opts.BatchEntries && (n == 0 || size+len(b.items[n].line)+1 <= b.opts.BatchBytes) {
+		size += len(b.items[n].line) + 1
 		n++
 	}
-	// The batch takes the front of pending as it is; the sink has it
-	// until it is stored, so the lines left move to an array of their
-	// own, which the next entries fill.
-	batch := &Batch{ID: newBatchID(), CreatedAt: b.opts.Now().UTC(), Count: n, LastUsed: map[string]time.Time{},
-		Entries: b.pending[:size:size]}
+	batch := &Batch{ID: newBatchID(), CreatedAt: b.opts.Now().UTC(), Count: n, LastUsed: map[string]time.Time{}}
+	var buf bytes.Buffer
+	buf.Grow(size)
 	for _, it := range b.items[:n] {
+		buf.Write(it.line)
+		buf.WriteByte('\n')
 		if it.key != "" && it.at.After(batch.LastUsed[it.key]) {
 			batch.LastUsed[it.key] = it.at
 		}
 	}
-	b.reserve = size
-	left := b.pending[size:]
-	b.pending = nil
-	if len(left) > 0 {
-		b.pending = append(make([]byte, 0, max(b.reserve, len(left))), left...)
-	}
+	batch.Entries = buf.Bytes()
+	// The lines counted in held gain their newlines in the batch.
+	b.held += n
+	b.itemBytes -= size - n
 	// The rest moves to the front of the same array, which the next
 	// batch fills again; what it no longer holds is cleared for the GC.
 	rest := copy(b.items, b.items[n:])
