@@ -42,6 +42,9 @@ func randomID(id *[32]byte) []byte {
 	return id[:]
 }
 
+// lineScratch is the stack buffer a line is first written into.
+const lineScratch = 1024
+
 // encode returns the JSON line of e, normalised: given an ID when it has
 // none, its text bounded, its time in UTC. The line holds the bytes
 // encoding/json writes for the normalised entry (TestEncodeMatchesMarshal,
@@ -64,7 +67,7 @@ func encode(e tenant.LogEntry) []byte {
 	// Written on the stack, then copied once at its exact size: the line
 	// is kept until its batch is stored. A line longer than scratch (long
 	// text with many escapes) costs a few more allocations.
-	var scratch [1024]byte
+	var scratch [lineScratch]byte
 	return bytes.Clone(appendEntry(scratch[:0], &e))
 }
 
