@@ -57,6 +57,19 @@ type Store struct {
 	opts   Options
 	reads  atomic.Int64
 	writes atomic.Int64
+	// snapshots starts a listener on a document; tests replace it.
+	snapshots func(context.Context, *firestore.DocumentRef) snapshotIterator
+}
+
+// snapshotIterator is what listen needs of a
+// *firestore.DocumentSnapshotIterator.
+type snapshotIterator interface {
+	Next() (*firestore.DocumentSnapshot, error)
+	Stop()
+}
+
+func listenTo(ctx context.Context, doc *firestore.DocumentRef) snapshotIterator {
+	return doc.Snapshots(ctx)
 }
 
 // New makes a Store in client's database.
@@ -64,7 +77,7 @@ func New(client *firestore.Client, opts Options) *Store {
 	if opts.Collection == "" {
 		opts.Collection = "rendezvous"
 	}
-	return &Store{client: client, opts: opts}
+	return &Store{client: client, opts: opts, snapshots: listenTo}
 }
 
 // Ops reports the billed Firestore reads and writes the Store made.
@@ -184,11 +197,13 @@ func (s *Store) Wait(ctx context.Context, id, owner string) ([]byte, error) {
 // five hundred waits), so while nothing comes the document is read again
 // after recheckFirst, then after each wait four times longer: a miss
 // costs that delay, and a long wait a few more reads (five in its first
-// five minutes: at 0.25, 1.25, 5.25, 21.25 and 85.25 s).
+// five minutes: at 0.25, 1.25, 5.25, 21.25 and 85.25 s). These reads
+// start with the wait, not with the first snapshot, so a listener that
+// never delivers one costs the delay too, not the whole wait.
 func (s *Store) listen(ctx context.Context, doc *firestore.DocumentRef) (*firestore.DocumentSnapshot, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	it := doc.Snapshots(ctx)
+	it := s.snapshots(ctx, doc)
 	type next struct {
 		snap *firestore.DocumentSnapshot
 		err  error
@@ -210,8 +225,10 @@ func (s *Store) listen(ctx context.Context, doc *firestore.DocumentRef) (*firest
 			}
 		}
 	}()
-	recheck := time.NewTimer(time.Hour)
-	recheck.Stop()
+	// Armed now, not at the first snapshot: a listener that never
+	// delivers one (seen once on the emulator, under load) must not keep
+	// the document from being read.
+	recheck := time.NewTimer(recheckFirst)
 	defer recheck.Stop()
 	wait := recheckFirst
 	for first := true; ; {
